@@ -1,0 +1,57 @@
+"""Reading audio: any channel count and sample rate in, mono float32 at the model's rate out."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from ser_audit.errors import CorpusError
+
+
+def read_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """Read ``path`` as mono float32 at ``sample_rate`` (downmixed and resampled as needed).
+
+    Raises:
+        CorpusError: The file is missing, empty, unreadable or holds no samples.
+    """
+    if not path.is_file():
+        raise CorpusError(f"audio file {path} does not exist; fix the manifest or restore the file")
+    if path.stat().st_size == 0:
+        raise CorpusError(f"audio file {path} is empty (0 bytes); re-export or remove it from the manifest")
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
+        raise CorpusError(f"audio file {path} cannot be decoded ({error}); re-export it as WAV/FLAC") from None
+    if data.shape[0] == 0:
+        raise CorpusError(f"audio file {path} holds no samples; remove it from the manifest")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if rate != sample_rate:
+        mono = resample(mono, rate, sample_rate)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def resample(signal: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    import torch
+    import torchaudio.functional as audio_functional
+
+    tensor = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32))
+    return audio_functional.resample(tensor, source_rate, target_rate).numpy()
+
+
+@lru_cache(maxsize=8)
+def audio_info(path: Path) -> tuple[int, int, float]:
+    """(sample rate, channels, duration in seconds) without decoding the samples."""
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        raise CorpusError(f"audio file {path} cannot be read ({error})") from None
+    return info.samplerate, info.channels, info.duration
+
+
+def write_wav(path: Path, signal: np.ndarray, sample_rate: int) -> None:
+    """Write 16-bit PCM deterministically (no timestamps in the header)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), np.clip(signal, -1.0, 1.0), sample_rate, subtype="PCM_16")

@@ -1,0 +1,144 @@
+"""Utterances and corpora: the data model every loader produces."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from ser_audit.errors import CorpusError
+
+GENDERS = ("female", "male")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One labelled recording.
+
+    Attributes:
+        id: Unique utterance id within the corpus.
+        path: Absolute path of the audio file.
+        speaker: Speaker id (unique within the corpus).
+        gender: ``"female"`` or ``"male"``.
+        emotion: Emotion label (corpus vocabulary, lower case).
+        session: Recording session, used for leave-one-session-out folds.
+        spontaneity: ``"improvised"`` / ``"scripted"`` where the corpus has it.
+        sentence: Sentence (text) id where the corpus has it.
+        extra: Any further metadata, kept as given.
+    """
+
+    id: str
+    path: Path
+    speaker: str
+    gender: str
+    emotion: str
+    session: str | None = None
+    spontaneity: str | None = None
+    sentence: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def manifest_row(self, root: Path | None = None) -> dict[str, Any]:
+        path = self.path.relative_to(root).as_posix() if root else str(self.path)
+        row: dict[str, Any] = {
+            "id": self.id,
+            "path": path,
+            "speaker": self.speaker,
+            "gender": self.gender,
+            "emotion": self.emotion,
+            "session": self.session,
+            "spontaneity": self.spontaneity,
+            "sentence": self.sentence,
+        }
+        row.update(self.extra)
+        return row
+
+
+@dataclass
+class Corpus:
+    """An ordered collection of utterances with a name and a root folder."""
+
+    name: str
+    utterances: list[Utterance]
+    root: Path
+    emotions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.utterances:
+            raise CorpusError(f"corpus {self.name!r} has no utterances (root {self.root})")
+        ids = [u.id for u in self.utterances]
+        duplicates = [i for i, n in Counter(ids).items() if n > 1]
+        if duplicates:
+            raise CorpusError(f"corpus {self.name!r}: duplicate utterance id {duplicates[0]!r}")
+        for u in self.utterances:
+            if u.gender not in GENDERS:
+                raise CorpusError(
+                    f"corpus {self.name!r}: utterance {u.id!r} has gender {u.gender!r}; "
+                    f"use one of {', '.join(GENDERS)}"
+                )
+        if not self.emotions:
+            self.emotions = tuple(sorted({u.emotion for u in self.utterances}))
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __iter__(self) -> Iterator[Utterance]:
+        return iter(self.utterances)
+
+    def subset(self, indices: Iterable[int]) -> "Corpus":
+        return Corpus(self.name, [self.utterances[i] for i in indices], self.root, self.emotions)
+
+    @property
+    def speakers(self) -> list[str]:
+        return sorted({u.speaker for u in self.utterances})
+
+    def labels(self, attribute: str) -> list[str]:
+        if attribute == "gender":
+            return [u.gender for u in self.utterances]
+        if attribute == "speaker":
+            return [u.speaker for u in self.utterances]
+        if attribute == "emotion":
+            return [u.emotion for u in self.utterances]
+        raise CorpusError(f"unknown attribute {attribute!r}; use gender, speaker or emotion")
+
+    def manifest_sha256(self) -> str:
+        """Hash of labels and audio content hashes, independent of where the corpus sits."""
+        digest = hashlib.sha256()
+        for u in self.utterances:
+            row = u.manifest_row()
+            row["path"] = file_sha256(u.path)
+            digest.update(json.dumps(row, sort_keys=True, default=str).encode())
+        return digest.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "n_utterances": len(self.utterances),
+            "n_speakers": len(self.speakers),
+            "by_gender": dict(sorted(Counter(u.gender for u in self.utterances).items())),
+            "by_emotion": dict(sorted(Counter(u.emotion for u in self.utterances).items())),
+            "by_speaker": dict(sorted(Counter(u.speaker for u in self.utterances).items())),
+            "emotions": list(self.emotions),
+        }
+
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, memoised on (path, size, mtime) within the process."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def gender_counts(utterances: Sequence[Utterance]) -> dict[str, int]:
+    return dict(Counter(u.gender for u in utterances))

@@ -1,0 +1,266 @@
+"""Synthetic corpus presets that mirror the papers' pairing of an audit corpus and an attacker corpus."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from ser_audit.corpus.audio import write_wav
+from ser_audit.corpus.interface import Corpus
+from ser_audit.corpus.synthetic.voice import EMOTIONS, SAMPLE_RATE, Channel, Speaker, synthesise, with_expressiveness
+from ser_audit.errors import ConfigError
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+
+# Bump when synthesis changes so cached corpora are rebuilt.
+SYNTH_VERSION = 3
+MANIFEST_NAME = "manifest.csv"
+MANIFEST_COLUMNS = ("id", "path", "speaker", "gender", "emotion", "session", "spontaneity", "sentence")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How to build one synthetic corpus.
+
+    Attributes:
+        name: Preset name used on the command line.
+        description: One line for ``corpus list``.
+        speakers: (speaker id, gender, session) per speaker.
+        emotions: Emotion labels with their relative frequencies.
+        per_speaker: Default number of utterances per speaker.
+        n_sentences: Size of the shared (scripted) sentence pool.
+        spontaneity: Whether utterances are flagged improvised/scripted.
+        expressiveness: Mean speaker expressiveness (acted corpora exaggerate).
+        channel_seed: Seeds the session channels; a different value is a different channel.
+        bright_channel: Wider band and less noise (studio recording).
+    """
+
+    name: str
+    description: str
+    speakers: tuple[tuple[str, str, str | None], ...]
+    emotions: dict[str, float]
+    per_speaker: int
+    n_sentences: int
+    spontaneity: bool
+    expressiveness: float
+    channel_seed: int
+    bright_channel: bool
+
+
+# P0's IEMOCAP four-class counts: neutral 1708, angry 1103, sad 1084, happy 595.
+IEMOCAP_LIKE = Preset(
+    name="iemocap-like",
+    description="5 sessions x (1 male + 1 female), neutral/happy/sad/angry in P0's proportions, improvised/scripted",
+    speakers=tuple(
+        (f"Ses0{session}{letter}", gender, f"Ses0{session}")
+        for session in range(1, 6)
+        for letter, gender in (("F", "female"), ("M", "male"))
+    ),
+    emotions={"neutral": 1708, "angry": 1103, "sad": 1084, "happy": 595},
+    per_speaker=40,
+    n_sentences=24,
+    spontaneity=True,
+    expressiveness=1.0,
+    channel_seed=11,
+    bright_channel=False,
+)
+
+RAVDESS_LIKE = Preset(
+    name="ravdess-like",
+    description="24 actors (odd male, even female), 8 emotions, 2 statements, studio channel",
+    speakers=tuple((f"Actor_{k:02d}", "male" if k % 2 else "female", None) for k in range(1, 25)),
+    emotions={e: (1.0 if e == "neutral" else 2.0) for e in ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")},
+    per_speaker=15,
+    n_sentences=2,
+    spontaneity=False,
+    expressiveness=1.3,
+    channel_seed=29,
+    bright_channel=True,
+)
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in (IEMOCAP_LIKE, RAVDESS_LIKE)}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown synthetic preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def _stratified(rng: np.random.Generator, n: int, mean: float, sd: float) -> np.ndarray:
+    """n draws that cover the distribution evenly (one per quantile stratum), in random order."""
+    quantiles = (rng.permutation(n) + rng.uniform(0.2, 0.8, n)) / n
+    return mean + sd * stats.norm.ppf(quantiles)
+
+
+def draw_speakers(preset: Preset, seed: int) -> list[Speaker]:
+    """Per-speaker traits from overlapping gender-typical distributions (F0, vocal-tract length)."""
+    rng = np.random.default_rng([seed, 1])
+    traits: dict[str, dict[str, np.ndarray]] = {}
+    for gender, f0_mean, tract_mean, breathiness in (("male", 118.0, 17.0, 0.08), ("female", 205.0, 14.9, 0.16)):
+        n = sum(1 for _, g, _ in preset.speakers if g == gender)
+        traits[gender] = {
+            "f0": np.exp(_stratified(rng, n, np.log(f0_mean), 0.17)),
+            "tract": _stratified(rng, n, tract_mean, 0.9),
+            "breathiness": np.clip(rng.normal(breathiness, 0.05, n), 0.0, 0.5),
+        }
+    speakers = []
+    taken = {"male": 0, "female": 0}
+    for speaker_id, gender, _session in preset.speakers:
+        k = taken[gender]
+        taken[gender] += 1
+        speakers.append(
+            Speaker(
+                id=speaker_id,
+                gender=gender,
+                f0_hz=float(traits[gender]["f0"][k]),
+                tract_cm=float(traits[gender]["tract"][k]),
+                rate_syllables_per_s=float(rng.normal(4.5, 0.5)),
+                expressiveness=float(np.clip(rng.normal(preset.expressiveness, 0.25), 0.4, 2.0)),
+                breathiness=float(traits[gender]["breathiness"][k]),
+                jitter=float(rng.uniform(0.004, 0.012)),
+                shimmer=float(rng.uniform(0.03, 0.08)),
+                level_db=float(rng.normal(0.0, 2.0)),
+            )
+        )
+    return speakers
+
+
+def _session_channel(preset: Preset, session: str | None, speaker_index: int) -> Channel:
+    key = session if session is not None else f"speaker{speaker_index}"
+    rng = np.random.default_rng([preset.channel_seed, *key.encode()])
+    return Channel(
+        shelf_db=float(rng.uniform(-4.0, 4.0)),
+        peak_hz=float(rng.uniform(900.0, 3200.0)),
+        peak_db=float(rng.uniform(-5.0, 5.0)),
+        cutoff_hz=float(rng.uniform(7000.0, 7600.0) if preset.bright_channel else rng.uniform(4800.0, 6500.0)),
+        snr_db=float(rng.uniform(35.0, 45.0) if preset.bright_channel else rng.uniform(18.0, 30.0)),
+        reverb=float(rng.uniform(0.05, 0.2) if preset.bright_channel else rng.uniform(0.2, 0.6)),
+    )
+
+
+def emotion_quota(emotions: dict[str, float], total: int) -> list[str]:
+    """Largest-remainder allocation: counts match the proportions as closely as integers can."""
+    weights = np.array(list(emotions.values()), dtype=float)
+    exact = weights / weights.sum() * total
+    counts = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - counts), kind="stable")[: total - counts.sum()]:
+        counts[i] += 1
+    return [label for label, count in zip(emotions, counts) for _ in range(count)]
+
+
+def plan_corpus(preset: Preset, *, seed: int, per_speaker: int | None = None) -> list[dict]:
+    """Every utterance's labels and synthesis parameters, without audio."""
+    per_speaker = per_speaker or preset.per_speaker
+    if per_speaker < 2:
+        raise ConfigError(f"--size must be at least 2 utterances per speaker (got {per_speaker})")
+    speakers = draw_speakers(preset, seed)
+    rows = []
+    labels = emotion_quota(preset.emotions, per_speaker * len(speakers))
+    label_rng = np.random.default_rng([seed, 2])
+    labels = list(label_rng.permutation(labels))
+    for s_index, (speaker, (_, _, session)) in enumerate(zip(speakers, preset.speakers)):
+        for u_index in range(per_speaker):
+            emotion = str(labels[s_index * per_speaker + u_index])
+            if preset.spontaneity:
+                spontaneity = "improvised" if u_index % 2 == 0 else "scripted"
+            else:
+                spontaneity = None
+            if spontaneity == "improvised":
+                sentence = f"impro_{speaker.id}_{u_index:03d}"
+            else:
+                sentence = f"sentence{u_index % preset.n_sentences:02d}"
+            rows.append(
+                {
+                    "id": f"{speaker.id}_{u_index:03d}",
+                    "speaker": speaker,
+                    "speaker_index": s_index,
+                    "session": session,
+                    "emotion": emotion,
+                    "spontaneity": spontaneity,
+                    "sentence": sentence,
+                    "seed": [seed, 3, s_index, u_index],
+                }
+            )
+    return rows
+
+
+def _render(preset: Preset, row: dict) -> np.ndarray:
+    rng = np.random.default_rng(row["seed"])
+    speaker: Speaker = row["speaker"]
+    sentence_seed = int(hashlib.sha256(row["sentence"].encode()).hexdigest()[:12], 16)
+    n_syllables = 6 + np.random.default_rng(sentence_seed).integers(0, 7)
+    emotion = with_expressiveness(EMOTIONS[row["emotion"]], speaker, rng)
+    channel = _session_channel(preset, row["session"], row["speaker_index"])
+    return synthesise(speaker, emotion, channel, sentence_seed=sentence_seed, n_syllables=int(n_syllables), rng=rng)
+
+
+def write_corpus(
+    preset: Preset,
+    out: Path,
+    *,
+    seed: int = 0,
+    per_speaker: int | None = None,
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> Path:
+    """Synthesise a preset into ``out`` (WAV files plus ``manifest.csv``), atomically.
+
+    Returns:
+        The path of the manifest.
+    """
+    rows = plan_corpus(preset, seed=seed, per_speaker=per_speaker)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        with observer.task(f"synthesising {preset.name}", total=len(rows)) as task:
+            for row in rows:
+                relative = Path("wav") / row["speaker"].id / f"{row['id']}.wav"
+                write_wav(staging / relative, _render(preset, row), SAMPLE_RATE)
+                row["path"] = relative.as_posix()
+                task.advance()
+        with open(staging / MANIFEST_NAME, "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(MANIFEST_COLUMNS)
+            for row in rows:
+                writer.writerow(
+                    [row["id"], row["path"], row["speaker"].id, row["speaker"].gender, row["emotion"],
+                     row["session"] or "", row["spontaneity"] or "", row["sentence"]]
+                )
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out / MANIFEST_NAME
+
+
+def synthetic_corpus(
+    name: str,
+    *,
+    cache_dir: Path,
+    seed: int = 0,
+    per_speaker: int | None = None,
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> Corpus:
+    """The preset ``name``, synthesised once into the cache and loaded from there afterwards."""
+    from ser_audit.corpus.manifest import load_manifest
+
+    preset = get_preset(name)
+    size = per_speaker or preset.per_speaker
+    folder = cache_dir / "corpora" / f"{preset.name}-seed{seed}-n{size}-v{SYNTH_VERSION}"
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        write_corpus(preset, folder, seed=seed, per_speaker=size, observer=observer)
+    corpus = load_manifest(manifest, name=preset.name)
+    corpus.emotions = tuple(preset.emotions)
+    return corpus
+

@@ -1,0 +1,1 @@
+"""Front-ends: audio to model input, as a model's front-end spec says."""

@@ -1,0 +1,135 @@
+"""The front-end spec: how audio becomes exactly the input a model expects.
+
+It travels with the model: ONNX ``metadata_props`` key ``ser_audit.frontend``,
+TorchScript extra file ``ser_audit.frontend.json``, a ``MODEL.frontend.json``
+sidecar, or ``--frontend FILE``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ser_audit.errors import FrontEndError
+
+FRONTEND_SCHEMA_VERSION = 1
+METADATA_KEY = "ser_audit.frontend"
+EXTRA_FILE = "ser_audit.frontend.json"
+
+Axis = Literal["batch", "channel", "freq", "time"]
+
+
+class Features(BaseModel):
+    """Feature extraction parameters (torchaudio transforms underneath)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["waveform", "spectrogram", "log_mel", "mfcc", "lld"] = Field(
+        description="waveform (raw samples), spectrogram (magnitude or power STFT), log_mel, mfcc, "
+        "or lld (P0's low-level descriptors: energy, 12 MFCC, zero-crossing rate, voicing probability, F0, plus deltas)."
+    )
+    n_fft: int = Field(512, ge=16, description="FFT size in samples.")
+    win_length: int | None = Field(None, ge=16, description="Window length in samples; defaults to n_fft.")
+    hop_length: int = Field(256, ge=1, description="Hop between frames in samples.")
+    window: Literal["hann", "hamming"] = Field("hann", description="Analysis window.")
+    power: float = Field(2.0, description="Spectrogram exponent: 1 magnitude, 2 power.")
+    n_mels: int = Field(64, ge=1, description="Mel bands (log_mel, mfcc).")
+    f_min: float = Field(0.0, ge=0.0, description="Lowest frequency kept, Hz.")
+    f_max: float | None = Field(None, description="Highest frequency kept, Hz; Nyquist when null.")
+    n_mfcc: int = Field(13, ge=1, description="Cepstral coefficients (mfcc).")
+    deltas: int = Field(0, ge=0, le=2, description="Append first (1) or first and second (2) time derivatives.")
+    mu_law: bool = Field(False, description="Apply mu-law expansion log(1 + mu x)/log(1 + mu) to the spectrogram.")
+    log_offset: float = Field(1e-6, gt=0.0, description="Added before taking the log.")
+
+
+class ExtraInput(BaseModel):
+    """A model input beyond the primary utterance, fed from the corpus (e.g. P4's neutral reference)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The model's input name for this tensor.")
+    source: Literal["neutral_same_speaker"] = Field(
+        description="What to feed: neutral_same_speaker = a neutral utterance of the same speaker (not the utterance itself)."
+    )
+
+
+class FrontEndSpec(BaseModel):
+    """Everything needed to turn a corpus utterance into the model's input tensors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = Field(FRONTEND_SCHEMA_VERSION, description="Version of this document's schema.")
+    sample_rate: int = Field(16_000, ge=1000, description="Rate the model expects; audio is resampled to it.")
+    features: Features
+    normalisation: Literal["none", "utterance", "global"] = Field(
+        "none", description="none; utterance = per-feature mean/variance over the utterance's frames; "
+        "global = (x - mean) / std with the scalars below."
+    )
+    mean: float = Field(0.0, description="Global normalisation mean.")
+    std: float = Field(1.0, gt=0.0, description="Global normalisation standard deviation.")
+    layout: list[Axis] = Field(
+        description="Axis order of the model input, e.g. [batch, channel, freq, time] or [batch, time, freq]."
+    )
+    duration_s: float | None = Field(
+        None, gt=0.0, description="Fixed input length in seconds (crop or zero-pad); null for variable length."
+    )
+    crop: Literal["center", "start"] = Field("center", description="Which part of a longer utterance is kept.")
+    input_name: str = Field("features", description="The model's input name for the primary utterance.")
+    extra_inputs: list[ExtraInput] = Field(default_factory=list, description="Further inputs, in model order.")
+    emotions: list[str] = Field(description="Emotion label of each logit, in output order.")
+
+    @model_validator(mode="after")
+    def _check_layout(self) -> "FrontEndSpec":
+        axes = self.layout
+        if axes[0] != "batch" or len(set(axes)) != len(axes):
+            raise ValueError("layout must start with 'batch' and name each axis once")
+        needed = {"batch", "time"} if self.features.kind == "waveform" else {"batch", "time", "freq"}
+        if not needed <= set(axes):
+            raise ValueError(f"layout for {self.features.kind} must contain {sorted(needed)}")
+        return self
+
+    @property
+    def num_samples(self) -> int | None:
+        return None if self.duration_s is None else int(round(self.duration_s * self.sample_rate))
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+
+TEMPLATE = FrontEndSpec(
+    features=Features(kind="log_mel", n_fft=512, hop_length=256, n_mels=64),
+    normalisation="utterance",
+    layout=["batch", "channel", "freq", "time"],
+    duration_s=3.0,
+    emotions=["neutral", "happy", "sad", "angry"],
+)
+
+
+def parse_spec(text: str, *, origin: str) -> FrontEndSpec:
+    """Parse and validate a front-end spec, naming ``origin`` in any error."""
+    try:
+        return FrontEndSpec.model_validate(json.loads(text))
+    except json.JSONDecodeError as error:
+        raise FrontEndError(f"front-end spec in {origin} is not valid JSON ({error.msg})") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(document)"
+        raise FrontEndError(f"front-end spec in {origin}: {where}: {first['msg']}") from None
+
+
+def load_spec_file(path: Path) -> FrontEndSpec:
+    if not path.is_file():
+        raise FrontEndError(f"--frontend {path} does not exist")
+    return parse_spec(path.read_text(), origin=str(path))
+
+
+def missing_spec_error(model_path: str) -> FrontEndError:
+    """The error for a model that carries no spec, with a template to start from."""
+    template = TEMPLATE.model_dump_json()
+    return FrontEndError(
+        f"model {model_path} carries no front-end spec; write one to {model_path}.frontend.json "
+        f"or pass --frontend FILE, e.g. {template}"
+    )
