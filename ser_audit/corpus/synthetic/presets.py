@@ -20,7 +20,7 @@ from ser_audit.errors import ConfigError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
 # Bump when synthesis changes so cached corpora are rebuilt.
-SYNTH_VERSION = 3
+SYNTH_VERSION = 4
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("id", "path", "speaker", "gender", "emotion", "session", "spontaneity", "sentence")
 
@@ -95,21 +95,30 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(f"unknown synthetic preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
-def _stratified(rng: np.random.Generator, n: int, mean: float, sd: float) -> np.ndarray:
-    """n draws that cover the distribution evenly (one per quantile stratum), in random order."""
-    quantiles = (rng.permutation(n) + rng.uniform(0.2, 0.8, n)) / n
-    return mean + sd * stats.norm.ppf(quantiles)
+def _stratified_z(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n standard-normal draws that cover the distribution evenly (one per quantile stratum), shuffled.
+
+    With a handful of speakers per gender, plain draws sometimes produce a corpus whose
+    only woman has a man's voice; strata keep every seed's corpus representative.
+    """
+    quantiles = (rng.permutation(n) + 0.5 + rng.uniform(-0.2, 0.2, n)) / n
+    return stats.norm.ppf(quantiles)
 
 
 def draw_speakers(preset: Preset, seed: int) -> list[Speaker]:
-    """Per-speaker traits from overlapping gender-typical distributions (F0, vocal-tract length)."""
+    """Per-speaker traits from overlapping gender-typical distributions (F0, vocal-tract length).
+
+    F0 and vocal-tract length are negatively correlated within a gender (rho = -0.5), as in real voices.
+    """
     rng = np.random.default_rng([seed, 1])
     traits: dict[str, dict[str, np.ndarray]] = {}
     for gender, f0_mean, tract_mean, breathiness in (("male", 118.0, 17.0, 0.08), ("female", 205.0, 14.9, 0.16)):
         n = sum(1 for _, g, _ in preset.speakers if g == gender)
+        z_f0 = _stratified_z(rng, n)
+        z_tract = -0.5 * z_f0 + np.sqrt(0.75) * rng.standard_normal(n)
         traits[gender] = {
-            "f0": np.exp(_stratified(rng, n, np.log(f0_mean), 0.17)),
-            "tract": _stratified(rng, n, tract_mean, 0.9),
+            "f0": f0_mean * np.exp(0.12 * z_f0),
+            "tract": tract_mean + 0.7 * z_tract,
             "breathiness": np.clip(rng.normal(breathiness, 0.05, n), 0.0, 0.5),
         }
     speakers = []
