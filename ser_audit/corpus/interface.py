@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from ser_audit.errors import CorpusError
+from ser_audit.hashing import file_sha256
 
 GENDERS = ("female", "male")
 
@@ -122,22 +123,6 @@ class Corpus:
             "by_speaker": dict(sorted(Counter(u.speaker for u in self.utterances).items())),
             "emotions": list(self.emotions),
         }
-
-
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) within the process."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _FILE_HASHES[key] = digest.hexdigest()
-    return _FILE_HASHES[key]
 
 
 def gender_counts(utterances: Sequence[Utterance]) -> dict[str, int]:

@@ -1,0 +1,138 @@
+"""ONNX models: intermediate tensors promoted to graph outputs, one onnxruntime session for all taps.
+
+Layer names follow the torch module that produced a node when the exporter recorded it
+(``pkg.torch.onnx.name_scopes`` from the dynamo exporter, ``/block/conv/Conv`` node names
+from the TorchScript exporter), so a model exported from torch lists the same layers as
+its eager original. Each module contributes the output of its last node.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from ser_audit.errors import ModelError
+from ser_audit.frontend.spec import FrontEndSpec, METADATA_KEY, parse_spec
+from ser_audit.models.interface import ForwardResult, TargetModel
+
+# Nodes that compute no activation of their own.
+_BOOKKEEPING_OPS = {"Constant", "Shape", "Gather", "Unsqueeze", "Concat", "ConstantOfShape", "Cast", "Range", "Slice"}
+
+
+def _module_scope(node: onnx.NodeProto) -> str | None:
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            scopes = ast.literal_eval(prop.value)
+            return scopes[-2] if len(scopes) >= 2 and scopes[-2] else None
+    if node.name.startswith("/") and node.name.count("/") >= 2:
+        parts = node.name.strip("/").split("/")[:-1]
+        if len(parts) >= 2 and parts[-1].startswith(parts[-2] + "."):
+            return parts[-1]  # the TorchScript exporter sometimes spells the full path itself
+        return ".".join(parts)
+    return None
+
+
+def onnx_layers(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
+    """(layer name, op type, tensor name) per module, in graph order."""
+    initializers = {init.name for init in graph.initializer}
+    layers: dict[str, tuple[str, str]] = {}
+    for node in graph.node:
+        if not node.output or node.op_type in _BOOKKEEPING_OPS:
+            continue
+        tensor = node.output[0]
+        if tensor in initializers:
+            continue
+        name = _module_scope(node) or tensor
+        layers.pop(name, None)  # re-insert so order is that of the module's last node
+        layers[name] = (node.op_type, tensor)
+    return [(name, op, tensor) for name, (op, tensor) in layers.items()]
+
+
+def read_frontend(proto: onnx.ModelProto, origin: str) -> FrontEndSpec | None:
+    for prop in proto.metadata_props:
+        if prop.key == METADATA_KEY:
+            return parse_spec(prop.value, origin=f"{origin} (metadata {METADATA_KEY})")
+    return None
+
+
+class OnnxModel(TargetModel):
+    """An ONNX graph run by onnxruntime on the CPU."""
+
+    format = "onnx"
+
+    def __init__(self, proto: onnx.ModelProto, frontend: FrontEndSpec, *, path: Path | None) -> None:
+        import onnxruntime
+
+        self.path = path
+        self.frontend = frontend
+        self._layers = None
+        self._layer_table = onnx_layers(proto.graph)
+        self._tensor_of = {name: tensor for name, _, tensor in self._layer_table}
+        graph_inputs = [i.name for i in proto.graph.input if i.name not in {x.name for x in proto.graph.initializer}]
+        missing = [name for name in self.input_names if name not in graph_inputs]
+        if missing:
+            raise ModelError(
+                f"model {path}: the front-end spec names input(s) {missing} but the graph has {graph_inputs}; "
+                "fix input_name/extra_inputs in the front-end spec"
+            )
+        self._logits_name = proto.graph.output[0].name
+        tapped = _with_outputs(proto, [t for _, _, t in self._layer_table])
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = onnxruntime.InferenceSession(
+                tapped.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own untyped exceptions
+            raise ModelError(f"model {path} cannot be loaded by onnxruntime: {str(error).splitlines()[0]}") from None
+
+    def _layer_kinds(self) -> list[tuple[str, str]]:
+        return [(name, op) for name, op, _ in self._layer_table]
+
+    def forward(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
+        names = [self._logits_name, *(self._tensor_of[name] for name in taps)]
+        feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self.input_names}
+        outputs = self.session.run(names, feed)
+        return ForwardResult(
+            logits=outputs[0], layers={name: np.asarray(value, dtype=np.float32) for name, value in zip(taps, outputs[1:])}
+        )
+
+
+def _with_outputs(proto: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
+    """A copy of the model whose graph also outputs ``tensors``."""
+    tapped = onnx.ModelProto()
+    tapped.CopyFrom(proto)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(tapped)
+        known = {value.name: value for value in inferred.graph.value_info}
+    except Exception:  # shape inference is best effort; outputs can be declared without shapes
+        known = {}
+    existing = {output.name for output in tapped.graph.output}
+    for tensor in tensors:
+        if tensor in existing:
+            continue
+        value = known.get(tensor) or onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None)
+        tapped.graph.output.append(value)
+    return tapped
+
+
+def load_onnx(path: Path, frontend: FrontEndSpec | None) -> OnnxModel:
+    """Load an ONNX file; the front-end spec comes from the argument or the model's metadata."""
+    try:
+        proto = onnx.load(str(path))
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise ModelError(
+            f"model {path} is not a valid ONNX file ({type(error).__name__}); re-export it or check the path"
+        ) from None
+    if not proto.graph.node:
+        raise ModelError(f"model {path} is not a valid ONNX file (its graph has no nodes)")
+    spec = frontend or read_frontend(proto, str(path))
+    if spec is None:
+        from ser_audit.frontend.spec import missing_spec_error
+
+        raise missing_spec_error(str(path))
+    return OnnxModel(proto, spec, path=path)

@@ -1,0 +1,101 @@
+"""Reference models: plugins registered under the ``ser_audit.models`` entry-point group.
+
+A plugin exposes a ``ReferenceModel``; ``zoo:NAME`` trains it on the embedded corpus on
+first use and caches the checkpoint, keyed by name, seed and the plugin's version.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from ser_audit.errors import ConfigError
+from ser_audit.frontend.spec import FrontEndSpec
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+
+ENTRY_POINT_GROUP = "ser_audit.models"
+
+
+@dataclass(frozen=True)
+class Training:
+    """Training recipe on the embedded corpus (scaled down from the paper to run on a CPU in minutes)."""
+
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReferenceModel:
+    """A bundled audit target.
+
+    Attributes:
+        name: Name after ``zoo:``.
+        paper: Which paper it comes from.
+        description: One line for ``zoo list``.
+        build: ``build(n_classes=..., **config)`` returns a fresh module.
+        config: Keyword arguments for ``build`` (width factor and the like).
+        frontend: Front-end spec; the emotion list is filled in from the training corpus.
+        training: Training recipe.
+        version: Bump when the architecture or recipe changes, so caches are rebuilt.
+    """
+
+    name: str
+    paper: str
+    description: str
+    build: Callable[..., nn.Module]
+    frontend: FrontEndSpec
+    config: dict[str, Any] = field(default_factory=dict)
+    training: Training = Training()
+    version: int = 1
+
+
+def reference_models(*, strict: bool = False) -> dict[str, ReferenceModel]:
+    """Every installed reference model; a broken plugin is named in a warning (an error when strict)."""
+    found: dict[str, ReferenceModel] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            model = entry.load()
+        except Exception as error:  # a third-party plugin may fail in any way on import
+            if strict:
+                raise ConfigError(f"reference model plugin {entry.name!r} ({entry.value}) failed to load: {error}") from error
+            warnings.warn(f"skipping reference model plugin {entry.name!r} ({entry.value}): {error}", stacklevel=2)
+            continue
+        found[entry.name] = model
+    return found
+
+
+def get_reference_model(name: str) -> ReferenceModel:
+    models = reference_models()
+    if name not in models:
+        raise ConfigError(f"unknown reference model zoo:{name}; available: {', '.join(sorted(models)) or 'none'}")
+    return models[name]
+
+
+def checkpoint_path(cache_dir: Path, model: ReferenceModel, seed: int) -> Path:
+    return cache_dir / "zoo" / f"{model.name}-seed{seed}-v{model.version}.ckpt"
+
+
+def load_or_train(
+    name: str,
+    *,
+    cache_dir: Path,
+    seed: int = 0,
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> Path:
+    """Path of the cached checkpoint of ``zoo:NAME``, training it first if needed."""
+    from ser_audit.models.training import train_reference, write_checkpoint
+
+    model = get_reference_model(name)
+    path = checkpoint_path(cache_dir, model, seed)
+    if not path.is_file():
+        observer.note(f"zoo:{name} is not cached; training it on the embedded corpus (once)")
+        trained = train_reference(model, cache_dir=cache_dir, seed=seed, observer=observer)
+        write_checkpoint(trained, path)
+    return path
