@@ -6,7 +6,7 @@ import fnmatch
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -48,6 +48,7 @@ class TargetModel(ABC):
     path: Path | None
     format: str
     frontend: FrontEndSpec
+    training: dict[str, Any] | None = None  # how a reference model was trained, for the report
     _layers: list[LayerInfo] | None = None
 
     @abstractmethod

@@ -1,0 +1,193 @@
+"""Python entry points. Each returns data (a Report, a list of layers); nothing here prints.
+
+Example:
+    >>> from ser_audit.api import leakage_audit                       # doctest: +SKIP
+    >>> report = leakage_audit("zoo:cnn4", corpus="synthetic", seed=0)  # doctest: +SKIP
+    >>> [(r.layer, round(r.accuracy.mean, 2)) for r in report.leakage.results]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from ser_audit import __version__
+from ser_audit.corpus.folds import speaker_disjoint_folds
+from ser_audit.corpus.interface import Corpus
+from ser_audit.corpus.registry import DEFAULT_CORPUS, resolve_corpus
+from ser_audit.errors import ConfigError
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+from ser_audit.report.gates import leakage_gates
+from ser_audit.report.model import CorpusInfo, Environment, LayerRow, Leakage, ModelInfo, Report, Tool
+
+if TYPE_CHECKING:
+    from ser_audit.models.interface import TargetModel
+
+_PROVENANCE_PACKAGES = ("torch", "torchaudio", "onnx", "onnxruntime", "numpy", "scipy", "scikit-learn", "pydantic")
+ATTRIBUTES = ("gender", "speaker")
+
+
+def default_cache_dir() -> Path:
+    """``$SER_AUDIT_CACHE``, else ``$XDG_CACHE_HOME/ser-audit``, else ``~/.cache/ser-audit``."""
+    if os.environ.get("SER_AUDIT_CACHE"):
+        return Path(os.environ["SER_AUDIT_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ser-audit"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """How to load the model under audit (mirrors the MODEL argument and its flags)."""
+
+    spec: str
+    frontend: Path | None = None
+    weights: Path | None = None
+    trust_pickle: bool = False
+
+
+def environment() -> Environment:
+    packages = {}
+    for name in _PROVENANCE_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return Environment(python=sys.version.split()[0], platform=platform.platform(), packages=packages)
+
+
+def corpus_info(corpus: Corpus, *, seed: int | None = None) -> CorpusInfo:
+    summary = corpus.summary()
+    return CorpusInfo(manifest_sha256=corpus.manifest_sha256(), seed=seed, **summary)
+
+
+def load_corpus(spec: str, *, cache_dir: Path, seed: int, corpus_root: Path | None = None,
+                observer: ProgressObserver = NULL_OBSERVER) -> Corpus:
+    return resolve_corpus(spec, cache_dir=cache_dir, seed=seed, corpus_root=corpus_root, observer=observer)
+
+
+def list_layers(source: ModelSource, *, cache_dir: Path | None = None, seed: int = 0,
+                observer: ProgressObserver = NULL_OBSERVER) -> list[LayerRow]:
+    from ser_audit.models.loading import load_model
+
+    model = load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
+                       cache_dir=cache_dir or default_cache_dir(), seed=seed, observer=observer)
+    return [LayerRow(index=l.index, name=l.name, kind=l.kind, shape=list(l.shape)) for l in model.layers()]
+
+
+def leakage_audit(
+    source: ModelSource | str,
+    *,
+    corpus: str = DEFAULT_CORPUS,
+    corpus_root: Path | None = None,
+    layers: str | None = None,
+    attribute: str = "gender",
+    folds: int | None = None,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+    max_leakage: float | None = None,
+    max_gap: float | None = None,
+    command: Sequence[str] = (),
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> Report:
+    """Tap the model's layers on ``corpus`` and measure how well a linear-probe attacker infers ``attribute``.
+
+    Folds are speaker-disjoint (leave-one-session-out where sessions exist). Returns the report;
+    gate outcomes are in ``report.gates``.
+    """
+    from ser_audit.embeddings.extract import extract
+    from ser_audit.leakage.runner import input_reference, probe_layers, recommend
+    from ser_audit.models.loading import load_model
+
+    if attribute not in ATTRIBUTES:
+        raise ConfigError(f"--attribute {attribute!r}: choose one of {', '.join(ATTRIBUTES)}")
+    if attribute == "speaker":
+        raise ConfigError("--attribute speaker needs closed-set folds, which are not implemented yet; use gender")
+    source = ModelSource(source) if isinstance(source, str) else source
+    cache = cache_dir or default_cache_dir()
+    created = _now()
+    model = load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
+                       cache_dir=cache, seed=seed, observer=observer)
+    selected = model.select_layers(layers)
+    audit_corpus = load_corpus(corpus, cache_dir=cache, seed=seed, corpus_root=corpus_root, observer=observer)
+    corpus_folds = speaker_disjoint_folds(audit_corpus, n_folds=folds, seed=seed)
+    embeddings = extract(model, audit_corpus, selected, observer=observer)
+    rows = probe_layers(embeddings, audit_corpus, selected, corpus_folds, attribute=attribute, seed=seed, observer=observer)
+    reference = input_reference(audit_corpus, corpus_folds, attribute=attribute, seed=seed, observer=observer)
+    chance = rows[0].chance
+    threshold = max_leakage if max_leakage is not None else min(1.0, chance + 0.1)
+    report = Report(
+        tool=Tool(version=__version__),
+        command=list(command),
+        seed=seed,
+        created=created,
+        finished=_now(),
+        environment=environment(),
+        model=_model_info(source, model),
+        corpus=corpus_info(audit_corpus, seed=seed),
+        leakage=Leakage(
+            attribute=attribute,
+            folds=[fold.name for fold in corpus_folds],
+            results=rows,
+            input_reference=reference,
+            recommendation=recommend(rows, threshold),
+        ),
+        notes=[f"{name}: {text}" for name, text in embeddings.reductions.items()],
+    )
+    report.gates = leakage_gates(report, max_leakage=max_leakage, max_gap=max_gap)
+    return report
+
+
+def _model_info(source: ModelSource, model: TargetModel) -> ModelInfo:
+    return ModelInfo(
+        path=source.spec,
+        file=str(model.path) if model.path else None,
+        sha256=model.sha256,
+        format=model.format,
+        frontend=model.frontend.model_dump(mode="json"),
+        layers=[LayerRow(index=l.index, name=l.name, kind=l.kind, shape=list(l.shape)) for l in model.layers()],
+        training=model.training,
+    )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def reference_model_table() -> list[dict[str, str]]:
+    from ser_audit.models.zoo import reference_models
+
+    return [
+        {"name": m.name, "paper": m.paper, "description": m.description, "version": str(m.version)}
+        for m in sorted(reference_models().values(), key=lambda m: m.name)
+    ]
+
+
+def train_reference_model(name: str, out: Path, *, seed: int = 0, cache_dir: Path | None = None,
+                          observer: ProgressObserver = NULL_OBSERVER) -> dict:
+    """Train (or take from the cache) ``zoo:NAME`` and write it to ``out`` in the format its suffix names.
+
+    Returns:
+        The held-out metrics recorded at training time.
+    """
+    from ser_audit.models.loading import load_checkpoint
+    from ser_audit.models.training import export_model
+    from ser_audit.models.zoo import load_or_train
+
+    if out.suffix.lower() not in (".onnx", ".pt", ".pt2", ".ckpt"):
+        raise ConfigError(f"--out {out}: use a .onnx, .pt (TorchScript), .pt2 (torch.export) or .ckpt file name")
+    checkpoint = load_or_train(name, cache_dir=cache_dir or default_cache_dir(), seed=seed, observer=observer)
+    if out.suffix.lower() == ".ckpt":
+        import shutil
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(checkpoint, out)
+    model = load_checkpoint(checkpoint)
+    if out.suffix.lower() != ".ckpt":
+        export_model(model.module, model.frontend, out)
+    return dict(model.training or {})

@@ -1,0 +1,1 @@
+"""Command-line interface: parse, call ser_audit.api, render. Nothing else."""

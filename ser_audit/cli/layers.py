@@ -1,0 +1,28 @@
+"""``ser-audit layers MODEL``."""
+
+from __future__ import annotations
+
+from ser_audit import api
+from ser_audit.cli import options
+from ser_audit.cli.progress import observer_for
+from ser_audit.cli.render import print_json, print_table
+
+
+def layers(
+    model: options.ModelArgument,
+    frontend: options.FrontendOption = None,
+    weights: options.WeightsOption = None,
+    trust_pickle: options.TrustPickleOption = False,
+    cache_dir: options.CacheDirOption = None,
+    seed: options.SeedOption = 0,
+    json_output: options.JsonOption = False,
+    quiet: options.QuietOption = False,
+) -> None:
+    """List tappable layers: index, name, op/kind, output shape."""
+    source = api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle)
+    rows = api.list_layers(source, cache_dir=cache_dir, seed=seed, observer=observer_for(quiet))
+    if json_output:
+        print_json([row.model_dump() for row in rows])
+        return
+    print_table(f"layers of {model}", ["index", "name", "kind", "shape"],
+                [(r.index, r.name, r.kind, "x".join(map(str, r.shape))) for r in rows])

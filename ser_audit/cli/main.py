@@ -1,0 +1,69 @@
+"""The ``ser-audit`` command. Errors become one line on stderr and an exit code here, and only here.
+
+Exit codes: 0 done and every gate passed; 1 a gate failed (the report is still written);
+2 bad input or usage; 3 internal failure. ``--debug`` (anywhere on the line) shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from ser_audit.cli import corpus, layers, leakage, zoo
+from ser_audit.errors import SerAuditError
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="ser-audit",
+    help="Audit speech emotion recognition models for private-attribute leakage and adversarial robustness.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("layers")(layers.layers)
+app.command("leakage")(leakage.leakage)
+app.add_typer(corpus.app, name="corpus")
+app.add_typer(zoo.app, name="zoo")
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"ser-audit: error: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="ser-audit", standalone_mode=False)
+    except SerAuditError as error:
+        if debug:
+            traceback.print_exc()
+        _fail(str(error))
+        return EXIT_BAD_INPUT
+    except typer.Exit as done:
+        return int(done.exit_code)
+    except typer.Abort:
+        _fail("aborted")
+        return EXIT_INTERNAL
+    except typer.TyperException as error:  # usage errors: unknown option, bad value, missing argument
+        context = getattr(error, "ctx", None)
+        hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+        _fail(f"{error.format_message()}{hint}")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    except Exception as error:  # the one place that turns unexpected failures into exit 3
+        if debug:
+            traceback.print_exc()
+        _fail(f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)")
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Fitting attackers on tapped layers over speaker-disjoint folds and scoring them."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from sklearn.base import clone
+
+from ser_audit.corpus.audio import read_audio
+from ser_audit.corpus.folds import Fold, assert_speaker_disjoint
+from ser_audit.corpus.interface import Corpus
+from ser_audit.embeddings.extract import Embeddings, pool
+from ser_audit.frontend.features import FrontEnd
+from ser_audit.frontend.spec import Features, FrontEndSpec
+from ser_audit.leakage.attackers.interface import Attacker
+from ser_audit.leakage.attackers.linear import LinearProbe
+from ser_audit.leakage.stats import leakage_statistics
+from ser_audit.models.interface import LayerInfo
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+from ser_audit.report.model import Accuracy, LeakageResult, Recommendation
+
+# P0's S4 input: energy, 12 MFCC, ZCR, voicing probability, F0 and their deltas; 25 ms windows, 10 ms step.
+LLD_SPEC = FrontEndSpec(
+    sample_rate=16_000,
+    features=Features(kind="lld", n_fft=400, win_length=400, hop_length=160, deltas=1),
+    layout=["batch", "freq", "time"],
+    emotions=[],
+)
+
+
+def cross_validate(
+    attacker: Attacker, features: np.ndarray, labels: np.ndarray, folds: Sequence[Fold]
+) -> tuple[list[np.ndarray], list[np.ndarray], Attacker]:
+    """Fit a fresh clone per fold on the training speakers; predict the held-out speakers."""
+    truths, predictions = [], []
+    fitted = attacker
+    for fold in folds:
+        fitted = clone(attacker).fit(features[fold.train], labels[fold.train])
+        truths.append(labels[fold.test])
+        predictions.append(fitted.predict(features[fold.test]))
+    return truths, predictions, fitted
+
+
+def result_row(
+    *,
+    layer: str,
+    layer_index: int | None,
+    attacker: Attacker,
+    fitted: Attacker,
+    truths: list[np.ndarray],
+    predictions: list[np.ndarray],
+    attribute: str,
+    n_features: int,
+    reduction: str | None = None,
+) -> LeakageResult:
+    statistics = leakage_statistics(truths, predictions)
+    return LeakageResult(
+        layer=layer,
+        layer_index=layer_index,
+        scenario="probe",
+        attacker_kind="generic",
+        attacker_architecture=attacker.architecture,
+        attacker_parameters=fitted.parameter_count(),
+        training_data="same",
+        attribute=attribute,
+        accuracy=Accuracy(
+            mean=statistics.mean, std=statistics.std, folds=statistics.folds,
+            ci_low=statistics.ci_low, ci_high=statistics.ci_high,
+        ),
+        balanced_accuracy=statistics.balanced_accuracy,
+        chance=statistics.chance,
+        p_value=statistics.p_value,
+        gap=statistics.gap,
+        normalised_leakage=statistics.normalised_leakage,
+        n_test=statistics.n_test,
+        n_features=n_features,
+        reduction=reduction,
+    )
+
+
+def probe_layers(
+    embeddings: Embeddings,
+    corpus: Corpus,
+    layers: Sequence[LayerInfo],
+    folds: Sequence[Fold],
+    *,
+    attribute: str = "gender",
+    seed: int = 0,
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> list[LeakageResult]:
+    """A generic linear-probe attacker per layer, trained on the audit corpus's training speakers."""
+    assert_speaker_disjoint(corpus, list(folds))
+    labels = np.array(corpus.labels(attribute))
+    attacker = LinearProbe(seed=seed)
+    rows = []
+    with observer.task("fitting linear-probe attackers", total=len(layers)) as task:
+        for layer in layers:
+            features = embeddings.layers[layer.name]
+            truths, predictions, fitted = cross_validate(attacker, features, labels, folds)
+            rows.append(
+                result_row(
+                    layer=layer.name, layer_index=layer.index, attacker=attacker, fitted=fitted, truths=truths,
+                    predictions=predictions, attribute=attribute, n_features=features.shape[1],
+                    reduction=embeddings.reductions.get(layer.name),
+                )
+            )
+            task.advance()
+    return rows
+
+
+def lld_features(corpus: Corpus, observer: ProgressObserver = NULL_OBSERVER) -> np.ndarray:
+    """Pooled (mean, std) P0 low-level descriptors of every utterance: 64 values each."""
+    frontend = FrontEnd(LLD_SPEC)
+    rows = []
+    with observer.task("low-level descriptors (input reference)", total=len(corpus)) as task:
+        for utterance in corpus:
+            waveform = torch.from_numpy(read_audio(utterance.path, LLD_SPEC.sample_rate))[None]
+            with torch.no_grad():
+                descriptors = frontend(waveform).numpy()
+            rows.append(pool(descriptors, axis=2)[0][0])
+            task.advance()
+    return np.stack(rows)
+
+
+def input_reference(
+    corpus: Corpus,
+    folds: Sequence[Fold],
+    *,
+    attribute: str = "gender",
+    seed: int = 0,
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> LeakageResult:
+    """How much of the attribute the audio itself carries: the same probe on pooled LLDs."""
+    features = lld_features(corpus, observer)
+    labels = np.array(corpus.labels(attribute))
+    attacker = LinearProbe(seed=seed)
+    truths, predictions, fitted = cross_validate(attacker, features, labels, folds)
+    return result_row(
+        layer="input:lld", layer_index=None, attacker=attacker, fitted=fitted, truths=truths,
+        predictions=predictions, attribute=attribute, n_features=features.shape[1],
+    )
+
+
+def recommend(rows: Sequence[LeakageResult], threshold: float) -> Recommendation:
+    """The earliest layer whose leakage stays at or under ``threshold`` in every row that taps it."""
+    by_layer: dict[tuple[int, str], float] = {}
+    for row in rows:
+        key = (row.layer_index if row.layer_index is not None else -1, row.layer)
+        by_layer[key] = max(by_layer.get(key, 0.0), row.accuracy.mean)
+    for (_, layer), worst in sorted(by_layer.items()):
+        if worst <= threshold:
+            return Recommendation(
+                layer=layer, threshold=threshold,
+                reason=f"{layer} is the earliest audited layer whose leakage ({worst:.3f}) stays at or under {threshold:.3f}; "
+                "process up to it on the device and transmit only its output.",
+            )
+    return Recommendation(
+        layer=None, threshold=threshold,
+        reason=f"no audited layer keeps leakage at or under {threshold:.3f}; none is a safe split point.",
+    )

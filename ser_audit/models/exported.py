@@ -1,0 +1,53 @@
+"""torch.export programs (``*.pt2``), tapped through an ONNX conversion of the program.
+
+The dynamo ONNX exporter records each node's module path, so layers keep the eager
+names. ``program.module()`` remains the differentiable path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from ser_audit.errors import ModelError
+from ser_audit.frontend.spec import EXTRA_FILE, FrontEndSpec, missing_spec_error, parse_spec
+from ser_audit.models.onnx_model import OnnxModel
+
+
+class ExportedProgramModel(OnnxModel):
+    format = "torch.export"
+
+    def __init__(self, program: torch.export.ExportedProgram, frontend: FrontEndSpec, *, path: Path) -> None:
+        self.program = program
+        self.frontend = frontend
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                onnx_program = torch.onnx.export(program, dynamo=True, verbose=False)
+        except Exception as error:  # the exporter raises many types
+            raise ModelError(f"model {path}: cannot convert the exported program for tapping ({error})") from None
+        proto = onnx_program.model_proto
+        names = [value.name for value in proto.graph.input]
+        # The program's own input names replace ours positionally.
+        for value, wanted in zip(proto.graph.input, self.input_names):
+            for node in proto.graph.node:
+                node.input[:] = [wanted if name == value.name else name for name in node.input]
+            value.name = wanted
+        if len(names) < len(self.input_names):
+            raise ModelError(f"model {path} takes {len(names)} inputs; the front-end spec names {self.input_names}")
+        super().__init__(proto, frontend, path=path)
+
+
+def load_exported(path: Path, frontend: FrontEndSpec | None) -> ExportedProgramModel:
+    extra = {EXTRA_FILE: ""}
+    try:
+        program = torch.export.load(str(path), extra_files=extra)
+    except Exception as error:  # torch.export.load raises many types on a bad archive
+        raise ModelError(f"model {path} is not a loadable torch.export program ({error})") from None
+    if frontend is None and extra[EXTRA_FILE]:
+        frontend = parse_spec(extra[EXTRA_FILE], origin=f"{path} ({EXTRA_FILE})")
+    if frontend is None:
+        raise missing_spec_error(str(path))
+    return ExportedProgramModel(program, frontend, path=path)

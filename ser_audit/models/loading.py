@@ -1,0 +1,142 @@
+"""MODEL strings to TargetModel: ``*.onnx``, TorchScript, ``*.pt2``, ``zoo:NAME``, ``python:pkg.mod:factory``."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ser_audit.errors import ModelError
+from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec, load_spec_file, missing_spec_error, parse_spec
+from ser_audit.models.eager import EagerTorchModel
+from ser_audit.models.interface import TargetModel
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+
+
+def sidecar_spec(path: Path) -> FrontEndSpec | None:
+    """``MODEL.frontend.json`` beside the model (``model.frontend.json`` or ``model.onnx.frontend.json``)."""
+    for candidate in (path.with_suffix(".frontend.json"), path.with_name(path.name + ".frontend.json")):
+        if candidate.is_file():
+            return load_spec_file(candidate)
+    return None
+
+
+def load_model(
+    spec: str,
+    *,
+    frontend: Path | None = None,
+    weights: Path | None = None,
+    trust_pickle: bool = False,
+    cache_dir: Path,
+    seed: int = 0,
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> TargetModel:
+    """Load any supported model; the front-end spec comes from ``--frontend``, a sidecar or the file itself."""
+    explicit = load_spec_file(frontend) if frontend else None
+    if spec.startswith("zoo:"):
+        from ser_audit.models.zoo import load_or_train
+
+        checkpoint = load_or_train(spec[4:], cache_dir=cache_dir, seed=seed, observer=observer)
+        return load_checkpoint(checkpoint, explicit)
+    if spec.startswith("python:"):
+        return _load_factory(spec[len("python:") :], weights, explicit)
+    path = Path(spec)
+    if not path.exists():
+        raise ModelError(f"model {path} does not exist; pass a .onnx/.pt/.pt2 file, zoo:NAME or python:module:factory")
+    if not path.is_file():
+        raise ModelError(f"model {path} is a folder; pass the model file itself")
+    if path.stat().st_size == 0:
+        raise ModelError(f"model {path} is empty (0 bytes)")
+    explicit = explicit or sidecar_spec(path)
+    if path.suffix.lower() == ".onnx":
+        from ser_audit.models.onnx_model import load_onnx
+
+        return load_onnx(path, explicit)
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"model {path} is neither ONNX (.onnx) nor a torch archive (.pt/.pt2); check the file")
+    entries = zipfile.ZipFile(path).namelist()
+    if any(name.endswith("archive_format") or "/models/" in name for name in entries):
+        from ser_audit.models.exported import load_exported
+
+        return load_exported(path, explicit)
+    if any("/code/" in name for name in entries):
+        from ser_audit.models.torchscript import load_torchscript
+
+        return load_torchscript(path, explicit)
+    return _load_pickle(path, explicit, trust_pickle)
+
+
+def _load_pickle(path: Path, frontend: FrontEndSpec | None, trust_pickle: bool) -> TargetModel:
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if not trust_pickle:
+            raise ModelError(
+                f"model {path} is a pickled torch module; unpickling runs arbitrary code. Export it to ONNX or "
+                "TorchScript, pass python:module:factory --weights FILE, or add --trust-pickle if you trust its source"
+            ) from None
+        module = torch.load(str(path), map_location="cpu", weights_only=False)
+        if not isinstance(module, torch.nn.Module):
+            raise ModelError(f"model {path} holds a {type(module).__name__}, not a torch.nn.Module") from None
+        if frontend is None:
+            raise missing_spec_error(str(path))
+        return EagerTorchModel(module, frontend, path=path)
+    if isinstance(payload, dict) and "reference_model" in payload:
+        return load_checkpoint(path, frontend, payload)
+    raise ModelError(
+        f"model {path} holds weights only; pass python:module:factory --weights {path} so ser-audit can build the module"
+    )
+
+
+def load_checkpoint(path: Path, frontend: FrontEndSpec | None = None, payload: dict[str, Any] | None = None) -> EagerTorchModel:
+    """A reference-model checkpoint written by ``zoo train`` / the zoo cache."""
+    from ser_audit.models.zoo import get_reference_model
+
+    payload = payload or torch.load(str(path), map_location="cpu", weights_only=True)
+    reference = get_reference_model(payload["reference_model"])
+    module = reference.build(n_classes=payload["n_classes"], **payload["config"])
+    module.load_state_dict(payload["state_dict"])
+    spec = frontend or parse_spec(payload[METADATA_KEY], origin=str(path))
+    model = EagerTorchModel(module, spec, path=path)
+    model.training = json.loads(payload["metrics"])
+    return model
+
+
+def _load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | None) -> EagerTorchModel:
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise ModelError(f"model python:{target}: write python:package.module:factory")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ModelError(f"model python:{target}: cannot import the factory ({error})") from None
+    if weights is None:
+        raise ModelError(f"model python:{target} needs --weights FILE (a state dict, loaded with weights_only=True)")
+    if not weights.is_file():
+        raise ModelError(f"--weights {weights} does not exist")
+    try:
+        payload = torch.load(str(weights), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as error:
+        raise ModelError(f"--weights {weights} is not a plain state dict ({str(error).splitlines()[0]})") from None
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise ModelError(f"--weights {weights} holds no state dict")
+    build_kwargs = payload.get("config", {}) if "state_dict" in payload else {}
+    if "n_classes" in payload:
+        build_kwargs = {"n_classes": payload["n_classes"], **build_kwargs}
+    module = factory(**build_kwargs)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        raise ModelError(f"--weights {weights} do not fit python:{target} ({str(error).splitlines()[0]})") from None
+    spec = frontend or sidecar_spec(weights)
+    if spec is None and METADATA_KEY in payload:
+        spec = parse_spec(payload[METADATA_KEY], origin=str(weights))
+    if spec is None:
+        raise missing_spec_error(f"python:{target}")
+    return EagerTorchModel(module, spec, path=weights)

@@ -1,0 +1,156 @@
+"""The audit report: a versioned pydantic model; ``report.json`` is its JSON form.
+
+Nothing here imports torch, so reports can be read, re-rendered and gated in a light job.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REPORT_SCHEMA_VERSION = "1.0"
+
+Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Tool(_Strict):
+    name: str = Field("ser-audit", description="Tool name.")
+    version: str = Field(description="Tool version that wrote the report.")
+
+
+class Environment(_Strict):
+    python: str = Field(description="Python version.")
+    platform: str = Field(description="Operating system and machine.")
+    packages: dict[str, str] = Field(description="Versions of the packages that shape the numbers.")
+
+
+class LayerRow(_Strict):
+    index: int = Field(description="Execution order, 0 nearest the input.")
+    name: str = Field(description="Layer name as `ser-audit layers` lists it.")
+    kind: str = Field(description="Operator or module class.")
+    shape: list[int] = Field(description="Output shape for one utterance of the front-end's length.")
+
+
+class ModelInfo(_Strict):
+    path: str = Field(description="Model as given on the command line.")
+    file: str | None = Field(None, description="File the weights were read from.")
+    sha256: str = Field(description="sha256 of that file.")
+    format: str = Field(description="onnx, torchscript, torch.export or torch.")
+    frontend: dict[str, Any] = Field(description="The front-end spec used to feed the model.")
+    layers: list[LayerRow] = Field(description="Every tappable layer.")
+    training: dict[str, Any] | None = Field(None, description="For reference models: how they were trained and held-out scores.")
+
+
+class CorpusInfo(_Strict):
+    name: str = Field(description="Corpus name or manifest path.")
+    manifest_sha256: str = Field(description="Hash of the labels and audio contents.")
+    n_utterances: int
+    n_speakers: int
+    by_gender: dict[str, int]
+    by_emotion: dict[str, int]
+    by_speaker: dict[str, int] = Field(default_factory=dict)
+    emotions: list[str] = Field(default_factory=list, description="Label vocabulary in order.")
+    seed: int | None = Field(None, description="Synthesis seed for synthetic corpora.")
+
+
+class Accuracy(_Strict):
+    mean: float = Field(description="Mean attacker accuracy over speaker-disjoint folds (the leakage L).")
+    std: float = Field(description="Sample standard deviation over folds.")
+    folds: list[float] = Field(description="Accuracy on each fold's held-out speakers.")
+    ci_low: float = Field(description="Lower end of the 95% Wilson interval over all test predictions.")
+    ci_high: float = Field(description="Upper end of that interval.")
+
+
+class LeakageResult(_Strict):
+    layer: str = Field(description="Tapped layer, or `input:lld` for the input-level reference.")
+    layer_index: int | None = Field(None, description="Execution-order index of the layer.")
+    scenario: Scenario = Field(description="worst, s1-s4 (P0), or probe for the pooled-statistics probe.")
+    attacker_kind: Literal["generic", "aware"] = Field(description="generic: attribute only; aware: attribute + emotion.")
+    attacker_architecture: str = Field(description="The attacker's design.")
+    attacker_parameters: int = Field(description="Trainable parameters of the attacker (last fold).")
+    training_data: Literal["same", "aux"] = Field(description="same: audit-corpus folds; aux: the aux corpus.")
+    attribute: str = Field(description="The private attribute attacked.")
+    accuracy: Accuracy
+    balanced_accuracy: float = Field(description="Mean per-class recall over all test predictions.")
+    chance: float = Field(description="Majority rate of the pooled test labels.")
+    p_value: float = Field(description="One-sided binomial p-value of the pooled accuracy against chance.")
+    gap: float = Field(description="accuracy.mean - chance.")
+    normalised_leakage: float = Field(description="gap / (1 - chance).")
+    n_test: int = Field(description="Test predictions pooled over folds.")
+    n_features: int = Field(description="Attacker input dimension.")
+    reduction: str | None = Field(None, description="How the layer was reduced before the attacker, if at all.")
+
+
+class Breakdowns(_Strict):
+    by_emotion: list[dict[str, Any]] = Field(default_factory=list)
+    by_spontaneity: list[dict[str, Any]] = Field(default_factory=list)
+    by_gender: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Recommendation(_Strict):
+    layer: str | None = Field(description="Earliest layer under the threshold in every scenario; null if none.")
+    threshold: float = Field(description="Leakage threshold applied (attacker accuracy).")
+    reason: str = Field(description="Why, in one sentence.")
+
+
+class Leakage(_Strict):
+    attribute: str
+    folds: list[str] = Field(description="What each fold held out.")
+    results: list[LeakageResult]
+    breakdowns: Breakdowns = Field(default_factory=Breakdowns)
+    input_reference: LeakageResult | None = Field(None, description="The attribute from the raw audio's LLDs: the ceiling.")
+    recommendation: Recommendation | None = None
+
+
+class RobustnessResult(_Strict):
+    method: str
+    eps: float
+    eta: float | None = None
+    domain: str
+    uar: float
+    accuracy: float
+    success_rate: float | None = None
+    snr_db: float | None = None
+
+
+class Robustness(_Strict):
+    results: list[RobustnessResult] = Field(default_factory=list)
+
+
+class Scores(_Strict):
+    privacy: float | None = Field(None, description="0-100, higher is better.")
+    robustness: float | None = Field(None, description="0-100, higher is better.")
+    grade: str | None = None
+
+
+class Gate(_Strict):
+    name: str = Field(description="Gate flag, e.g. max-leakage.")
+    threshold: float
+    value: float = Field(description="The measured value compared with the threshold.")
+    passed: bool
+    detail: str = Field("", description="Which row produced the value.")
+
+
+class Report(_Strict):
+    """A complete audit: provenance, inputs, results, scores and gate outcomes."""
+
+    schema_version: Literal["1.0"] = Field(REPORT_SCHEMA_VERSION, description="Version of this schema.")
+    tool: Tool
+    command: list[str] = Field(description="Command line that produced the report.")
+    seed: int
+    created: str = Field(description="UTC start time, ISO 8601.")
+    finished: str = Field(description="UTC end time, ISO 8601.")
+    environment: Environment
+    model: ModelInfo
+    corpus: CorpusInfo
+    aux_corpus: CorpusInfo | None = None
+    leakage: Leakage | None = None
+    robustness: Robustness | None = None
+    scores: Scores = Field(default_factory=Scores)
+    gates: list[Gate] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="Things the reader should know (cache use, reductions).")
