@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -30,17 +31,28 @@ LLD_SPEC = FrontEndSpec(
 )
 
 
+@dataclass
+class CrossValidated:
+    """Held-out truths, predictions and speakers per fold, and the last fold's fitted attacker."""
+
+    truths: list[np.ndarray]
+    predictions: list[np.ndarray]
+    speakers: list[np.ndarray]
+    fitted: Attacker
+
+
 def cross_validate(
-    attacker: Attacker, features: np.ndarray, labels: np.ndarray, folds: Sequence[Fold]
-) -> tuple[list[np.ndarray], list[np.ndarray], Attacker]:
+    attacker: Attacker, features: np.ndarray, labels: np.ndarray, speakers: np.ndarray, folds: Sequence[Fold]
+) -> CrossValidated:
     """Fit a fresh clone per fold on the training speakers; predict the held-out speakers."""
-    truths, predictions = [], []
+    truths, predictions, held_out = [], [], []
     fitted = attacker
     for fold in folds:
         fitted = clone(attacker).fit(features[fold.train], labels[fold.train])
         truths.append(labels[fold.test])
         predictions.append(fitted.predict(features[fold.test]))
-    return truths, predictions, fitted
+        held_out.append(speakers[fold.test])
+    return CrossValidated(truths, predictions, held_out, fitted)
 
 
 def result_row(
@@ -48,21 +60,20 @@ def result_row(
     layer: str,
     layer_index: int | None,
     attacker: Attacker,
-    fitted: Attacker,
-    truths: list[np.ndarray],
-    predictions: list[np.ndarray],
+    outcome: CrossValidated,
     attribute: str,
+    seed: int,
     n_features: int,
     reduction: str | None = None,
 ) -> LeakageResult:
-    statistics = leakage_statistics(truths, predictions)
+    statistics = leakage_statistics(outcome.truths, outcome.predictions, outcome.speakers, seed=seed)
     return LeakageResult(
         layer=layer,
         layer_index=layer_index,
         scenario="probe",
         attacker_kind="generic",
         attacker_architecture=attacker.architecture,
-        attacker_parameters=fitted.parameter_count(),
+        attacker_parameters=outcome.fitted.parameter_count(),
         training_data="same",
         attribute=attribute,
         accuracy=Accuracy(
@@ -93,16 +104,17 @@ def probe_layers(
     """A generic linear-probe attacker per layer, trained on the audit corpus's training speakers."""
     assert_speaker_disjoint(corpus, list(folds))
     labels = np.array(corpus.labels(attribute))
+    speakers = np.array(corpus.labels("speaker"))
     attacker = LinearProbe(seed=seed)
     rows = []
     with observer.task("fitting linear-probe attackers", total=len(layers)) as task:
         for layer in layers:
             features = embeddings.layers[layer.name]
-            truths, predictions, fitted = cross_validate(attacker, features, labels, folds)
+            outcome = cross_validate(attacker, features, labels, speakers, folds)
             rows.append(
                 result_row(
-                    layer=layer.name, layer_index=layer.index, attacker=attacker, fitted=fitted, truths=truths,
-                    predictions=predictions, attribute=attribute, n_features=features.shape[1],
+                    layer=layer.name, layer_index=layer.index, attacker=attacker, outcome=outcome,
+                    attribute=attribute, seed=seed, n_features=features.shape[1],
                     reduction=embeddings.reductions.get(layer.name),
                 )
             )
@@ -136,10 +148,10 @@ def input_reference(
     features = lld_features(corpus, observer)
     labels = np.array(corpus.labels(attribute))
     attacker = LinearProbe(seed=seed)
-    truths, predictions, fitted = cross_validate(attacker, features, labels, folds)
+    outcome = cross_validate(attacker, features, labels, np.array(corpus.labels("speaker")), folds)
     return result_row(
-        layer="input:lld", layer_index=None, attacker=attacker, fitted=fitted, truths=truths,
-        predictions=predictions, attribute=attribute, n_features=features.shape[1],
+        layer="input:lld", layer_index=None, attacker=attacker, outcome=outcome,
+        attribute=attribute, seed=seed, n_features=features.shape[1],
     )
 
 

@@ -62,7 +62,7 @@ class Accuracy(_Strict):
     mean: float = Field(description="Mean attacker accuracy over speaker-disjoint folds (the leakage L).")
     std: float = Field(description="Sample standard deviation over folds.")
     folds: list[float] = Field(description="Accuracy on each fold's held-out speakers.")
-    ci_low: float = Field(description="Lower end of the 95% Wilson interval over all test predictions.")
+    ci_low: float = Field(description="Lower end of the 95% interval over all test predictions (bootstrap over held-out speakers).")
     ci_high: float = Field(description="Upper end of that interval.")
 
 
@@ -78,7 +78,7 @@ class LeakageResult(_Strict):
     accuracy: Accuracy
     balanced_accuracy: float = Field(description="Mean per-class recall over all test predictions.")
     chance: float = Field(description="Majority rate of the pooled test labels.")
-    p_value: float = Field(description="One-sided binomial p-value of the pooled accuracy against chance.")
+    p_value: float = Field(description="One-sided t-test of per-speaker accuracies against chance.")
     gap: float = Field(description="accuracy.mean - chance.")
     normalised_leakage: float = Field(description="gap / (1 - chance).")
     n_test: int = Field(description="Test predictions pooled over folds.")

@@ -1,0 +1,77 @@
+"""Test doubles for ser-audit's own tests and for plugin authors: tiny corpora and planted models.
+
+Nothing here needs real weights or data. The planted-leak model has one layer that
+carries the speaker's F0 (a strong gender cue) and one that carries nothing about
+the speaker, so an audit must find high leakage on the first and chance on the second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ser_audit.corpus.interface import Corpus
+from ser_audit.corpus.manifest import load_manifest
+from ser_audit.corpus.synthetic.presets import get_preset, write_corpus
+from ser_audit.frontend.spec import Features, FrontEndSpec
+from ser_audit.models.eager import EagerTorchModel
+
+F0_CHANNEL = 15  # position of F0 among the 32 LLD channels (energy, 12 MFCC, ZCR, voicing, F0, deltas)
+
+
+def tiny_corpus(folder: Path, *, preset: str = "iemocap-like", per_speaker: int = 8, seed: int = 0) -> Corpus:
+    """Synthesise a small corpus into ``folder`` and load it."""
+    manifest = write_corpus(get_preset(preset), folder, seed=seed, per_speaker=per_speaker)
+    corpus = load_manifest(manifest, name=preset)
+    corpus.emotions = tuple(get_preset(preset).emotions)
+    return corpus
+
+
+LLD_FRONTEND = FrontEndSpec(
+    features=Features(kind="lld", n_fft=400, win_length=400, hop_length=160, deltas=1),
+    layout=["batch", "freq", "time"],
+    emotions=["neutral", "happy", "sad", "angry"],
+)
+
+
+class VoicedPitch(nn.Module):
+    """Log of the mean F0 over voiced frames: ``[batch, 32, time]`` to ``[batch, 1]``."""
+
+    def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
+        f0 = descriptors[:, F0_CHANNEL]
+        voiced = (f0 > 0).float()
+        mean_f0 = (f0 * voiced).sum(-1) / voiced.sum(-1).clamp_min(1.0)
+        return torch.log(mean_f0.clamp_min(1e-3)).unsqueeze(1)
+
+
+class SpeakerFreeNoise(nn.Module):
+    """Noise from a private generator: depends on nothing the speaker does."""
+
+    def __init__(self, width: int = 8, seed: int = 0) -> None:
+        super().__init__()
+        self.width = width
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, reference: torch.Tensor) -> torch.Tensor:
+        return torch.randn(reference.shape[0], self.width, generator=self.generator)
+
+
+class PlantedLeak(nn.Module):
+    """Layers ``pitch`` (leaks gender) and ``noise`` (leaks nothing), then an emotion head."""
+
+    def __init__(self, n_classes: int = 4) -> None:
+        super().__init__()
+        self.pitch = VoicedPitch()
+        self.noise = SpeakerFreeNoise()
+        self.head = nn.Linear(1 + self.noise.width, n_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pitch = self.pitch(features)
+        return self.head(torch.cat([pitch, self.noise(pitch)], dim=1))
+
+
+def planted_leak_model(seed: int = 0) -> EagerTorchModel:
+    torch.manual_seed(seed)
+    return EagerTorchModel(PlantedLeak(), LLD_FRONTEND)
