@@ -37,13 +37,12 @@ LLD_FRONTEND = FrontEndSpec(
 
 
 class VoicedPitch(nn.Module):
-    """Log of the mean F0 over voiced frames: ``[batch, 32, time]`` to ``[batch, 1]``."""
+    """Log of the median F0 over voiced frames (robust to octave errors): ``[batch, 32, time]`` to ``[batch, 1]``."""
 
     def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
         f0 = descriptors[:, F0_CHANNEL]
-        voiced = (f0 > 0).float()
-        mean_f0 = (f0 * voiced).sum(-1) / voiced.sum(-1).clamp_min(1.0)
-        return torch.log(mean_f0.clamp_min(1e-3)).unsqueeze(1)
+        median = torch.nanmedian(torch.where(f0 > 0, f0, torch.full_like(f0, float("nan"))), dim=-1).values
+        return torch.log(torch.nan_to_num(median, nan=1.0).clamp_min(1e-3)).unsqueeze(1)
 
 
 class SpeakerFreeNoise(nn.Module):

@@ -26,12 +26,17 @@ class LowLevelDescriptors(nn.Module):
     """P0's IS09-style frame descriptors: log energy, MFCC 1-12, zero-crossing rate, voicing probability, F0.
 
     25 ms frames every 10 ms by default (``win_length``, ``hop_length``). Returns ``[batch, 16, frames]``.
-    Voicing probability is the peak of the normalised autocorrelation in the 60-500 Hz lag range;
-    F0 is the sample rate over that peak's lag, 0 where the voicing probability is under 0.45.
+    Pitch follows Boersma (1993): the autocorrelation of a Hann-windowed 40 ms frame (long enough
+    for 2.4 periods at 60 Hz, centred like the 25 ms frame) divided by the window's own
+    autocorrelation, with a small cost per octave of lag so subharmonics do not win ties.
+    Voicing probability is the peak's height; F0 is the sample rate over its lag, and 0 where
+    the voicing probability is under 0.5.
     """
 
     F0_RANGE_HZ = (60.0, 500.0)
-    VOICING_THRESHOLD = 0.45
+    VOICING_THRESHOLD = 0.5
+    OCTAVE_COST = 0.03
+    PITCH_WINDOW_S = 0.04
 
     def __init__(self, sample_rate: int, win_length: int, hop_length: int) -> None:
         super().__init__()
@@ -43,13 +48,16 @@ class LowLevelDescriptors(nn.Module):
             n_mfcc=13,
             melkwargs={"n_fft": win_length, "win_length": win_length, "hop_length": hop_length, "n_mels": 26, "center": False},
         )
-        window = torch.hann_window(win_length)
+        self.pitch_length = max(win_length, int(self.PITCH_WINDOW_S * sample_rate))
+        window = torch.hann_window(self.pitch_length)
         self.register_buffer("window", window, persistent=False)
-        self.autocorr_fft = 1 << (2 * win_length - 1).bit_length()
+        self.autocorr_fft = 1 << (2 * self.pitch_length - 1).bit_length()
         window_autocorr = torch.fft.irfft(torch.fft.rfft(window, self.autocorr_fft).abs() ** 2, self.autocorr_fft)
-        self.register_buffer("window_autocorr", window_autocorr[:win_length] / window_autocorr[0], persistent=False)
+        self.register_buffer("window_autocorr", window_autocorr[: self.pitch_length] / window_autocorr[0], persistent=False)
         self.min_lag = int(sample_rate / self.F0_RANGE_HZ[1])
-        self.max_lag = min(int(sample_rate / self.F0_RANGE_HZ[0]), win_length - 1)
+        self.max_lag = min(int(sample_rate / self.F0_RANGE_HZ[0]), self.pitch_length // 2)
+        lags = torch.arange(self.min_lag, self.max_lag + 1, dtype=torch.float32)
+        self.register_buffer("octave_penalty", self.OCTAVE_COST * torch.log2(lags / self.min_lag), persistent=False)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         frames = waveform.unfold(-1, self.win_length, self.hop_length)  # [batch, frames, win]
@@ -57,16 +65,23 @@ class LowLevelDescriptors(nn.Module):
         mfcc = self.mfcc(waveform)[:, 1:13, : frames.shape[1]]
         signs = torch.sign(frames)
         zero_crossing = (signs[..., 1:] != signs[..., :-1]).float().mean(-1)
-        centred = (frames - frames.mean(-1, keepdim=True)) * self.window
-        spectrum = torch.fft.rfft(centred, self.autocorr_fft)
-        autocorr = torch.fft.irfft(spectrum.real**2 + spectrum.imag**2, self.autocorr_fft)[..., : self.win_length]
-        autocorr = autocorr / (autocorr[..., :1] + 1e-8) / self.window_autocorr.clamp_min(1e-3)
-        peak, lag = autocorr[..., self.min_lag : self.max_lag + 1].max(-1)
-        voicing = peak.clamp(0.0, 1.0)
-        f0 = self.sample_rate / (lag + self.min_lag).float()
-        f0 = torch.where(voicing > self.VOICING_THRESHOLD, f0, torch.zeros_like(f0))
+        voicing, f0 = self._pitch(waveform, frames.shape[1])
         per_frame = torch.stack([energy, zero_crossing, voicing, f0 / 100.0], dim=1)  # F0 in 100 Hz units
         return torch.cat([per_frame[:, :1], mfcc, per_frame[:, 1:]], dim=1)
+
+    def _pitch(self, waveform: torch.Tensor, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        extra = self.pitch_length - self.win_length
+        padded = torch.nn.functional.pad(waveform, (extra // 2, extra - extra // 2))
+        frames = padded.unfold(-1, self.pitch_length, self.hop_length)[:, :n_frames]
+        centred = (frames - frames.mean(-1, keepdim=True)) * self.window
+        spectrum = torch.fft.rfft(centred, self.autocorr_fft)
+        autocorr = torch.fft.irfft(spectrum.real**2 + spectrum.imag**2, self.autocorr_fft)[..., : self.pitch_length]
+        autocorr = autocorr / (autocorr[..., :1] + 1e-8) / self.window_autocorr.clamp_min(0.05)
+        candidates = autocorr[..., self.min_lag : self.max_lag + 1]
+        _, lag = (candidates - self.octave_penalty).max(-1)
+        voicing = candidates.gather(-1, lag.unsqueeze(-1)).squeeze(-1).clamp(0.0, 1.0)
+        f0 = self.sample_rate / (lag + self.min_lag).float()
+        return voicing, torch.where(voicing > self.VOICING_THRESHOLD, f0, torch.zeros_like(f0))
 
 
 def _spectral_core(features: Features, sample_rate: int) -> nn.Module:

@@ -17,7 +17,8 @@ from ser_audit.frontend.features import FrontEnd
 from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.stats import leakage_statistics
+from ser_audit.leakage.resampling import bootstrap_interval, permutation_p_value
+from ser_audit.leakage.stats import LeakageStatistics, leakage_statistics
 from ser_audit.models.interface import LayerInfo
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import Accuracy, LeakageResult, Recommendation
@@ -55,18 +56,34 @@ def cross_validate(
     return CrossValidated(truths, predictions, held_out, fitted)
 
 
+def attack(
+    attacker: LinearProbe,
+    features: np.ndarray,
+    labels: np.ndarray,
+    speakers: np.ndarray,
+    folds: Sequence[Fold],
+    *,
+    seed: int,
+) -> tuple[CrossValidated, LeakageStatistics]:
+    """Cross-validate the attacker, then test its mean fold accuracy against relabelled data."""
+    outcome = cross_validate(attacker, features, labels, speakers, folds)
+    observed = float(np.mean([np.mean(t == p) for t, p in zip(outcome.truths, outcome.predictions)]))
+    p_value = permutation_p_value(attacker, features, labels, speakers, folds, observed, seed=seed)
+    interval = bootstrap_interval(attacker, features, labels, speakers, len(folds), seed=seed)
+    return outcome, leakage_statistics(outcome.truths, outcome.predictions, interval=interval, p_value=p_value)
+
+
 def result_row(
     *,
     layer: str,
     layer_index: int | None,
     attacker: Attacker,
     outcome: CrossValidated,
+    statistics: LeakageStatistics,
     attribute: str,
-    seed: int,
     n_features: int,
     reduction: str | None = None,
 ) -> LeakageResult:
-    statistics = leakage_statistics(outcome.truths, outcome.predictions, outcome.speakers, seed=seed)
     return LeakageResult(
         layer=layer,
         layer_index=layer_index,
@@ -105,16 +122,16 @@ def probe_layers(
     assert_speaker_disjoint(corpus, list(folds))
     labels = np.array(corpus.labels(attribute))
     speakers = np.array(corpus.labels("speaker"))
-    attacker = LinearProbe(seed=seed)
+    attacker = LinearProbe()
     rows = []
     with observer.task("fitting linear-probe attackers", total=len(layers)) as task:
         for layer in layers:
             features = embeddings.layers[layer.name]
-            outcome = cross_validate(attacker, features, labels, speakers, folds)
+            outcome, statistics = attack(attacker, features, labels, speakers, folds, seed=seed)
             rows.append(
                 result_row(
                     layer=layer.name, layer_index=layer.index, attacker=attacker, outcome=outcome,
-                    attribute=attribute, seed=seed, n_features=features.shape[1],
+                    statistics=statistics, attribute=attribute, n_features=features.shape[1],
                     reduction=embeddings.reductions.get(layer.name),
                 )
             )
@@ -147,11 +164,12 @@ def input_reference(
     """How much of the attribute the audio itself carries: the same probe on pooled LLDs."""
     features = lld_features(corpus, observer)
     labels = np.array(corpus.labels(attribute))
-    attacker = LinearProbe(seed=seed)
-    outcome = cross_validate(attacker, features, labels, np.array(corpus.labels("speaker")), folds)
+    attacker = LinearProbe()
+    speakers = np.array(corpus.labels("speaker"))
+    outcome, statistics = attack(attacker, features, labels, speakers, folds, seed=seed)
     return result_row(
         layer="input:lld", layer_index=None, attacker=attacker, outcome=outcome,
-        attribute=attribute, seed=seed, n_features=features.shape[1],
+        statistics=statistics, attribute=attribute, n_features=features.shape[1],
     )
 
 
