@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ser_audit.corpus.folds import speaker_disjoint_folds
+from ser_audit.corpus.interface import Corpus
+from ser_audit.embeddings.extract import extract, pool, time_axis
+from ser_audit.leakage.attackers.linear import LinearProbe
+from ser_audit.leakage.resampling import permutation_p_value
+from ser_audit.leakage.runner import probe_layers, recommend
+from ser_audit.testing import planted_leak_model
+
+
+@pytest.fixture(scope="module")
+def planted_rows(small_corpus: Corpus):
+    model = planted_leak_model()
+    layers = model.select_layers("pitch,noise")
+    embeddings = extract(model, small_corpus, layers)
+    rows = probe_layers(embeddings, small_corpus, layers, speaker_disjoint_folds(small_corpus))
+    return {row.layer: row for row in rows}
+
+
+def test_layer_carrying_f0_leaks_gender(planted_rows) -> None:
+    row = planted_rows["pitch"]
+    assert row.accuracy.mean >= 0.9
+    assert row.p_value < 0.05
+    assert row.accuracy.ci_low > row.chance
+    assert len(row.accuracy.folds) == 5 and row.n_test == 160
+
+
+def test_layer_carrying_nothing_sits_at_chance(planted_rows) -> None:
+    row = planted_rows["noise"]
+    assert row.accuracy.ci_low <= row.chance <= row.accuracy.ci_high
+    assert row.p_value >= 0.05
+    assert abs(row.chance - 0.5) < 1e-9
+
+
+def test_recommendation_picks_the_earliest_layer_under_threshold(planted_rows) -> None:
+    rows = list(planted_rows.values())
+    assert recommend(rows, threshold=0.6).layer == "noise"
+    assert recommend(rows, threshold=0.2).layer is None
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_closed_form_refits_equal_scikit_learn_refits(n_classes: int) -> None:
+    rng = np.random.default_rng(n_classes)
+    train, test = rng.standard_normal((60, 30)), rng.standard_normal((20, 30))
+    classes = np.array(["a", "b", "c"][:n_classes])
+    label_sets = rng.integers(0, n_classes, (4, 60))
+    closed_form = LinearProbe().permuted_predictions(train, test, label_sets, classes)
+    refits = np.stack([LinearProbe().fit(train, classes[labels]).predict(test) for labels in label_sets])
+    assert np.array_equal(closed_form, refits)
+
+
+def test_permutation_p_value_is_calibrated_on_noise(small_corpus: Corpus) -> None:
+    labels = np.array(small_corpus.labels("gender"))
+    speakers = np.array(small_corpus.labels("speaker"))
+    folds = speaker_disjoint_folds(small_corpus)
+    significant = 0
+    for seed in range(20):
+        features = np.random.default_rng(seed).standard_normal((len(labels), 16))
+        probe = LinearProbe()
+        accuracy = np.mean([
+            np.mean(probe.fit(features[f.train], labels[f.train]).predict(features[f.test]) == labels[f.test]) for f in folds
+        ])
+        p_value = permutation_p_value(probe, features, labels, speakers, folds, accuracy, n_permutations=199, seed=seed)
+        significant += p_value < 0.05
+    assert significant <= 2
+
+
+def test_pooling_uses_the_time_axis() -> None:
+    activation = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    pooled, reduction = pool(activation, time_axis(4, ["batch", "channel", "freq", "time"]))
+    assert pooled.shape == (2, 24) and reduction is None
+    assert np.allclose(pooled[0, :12], activation[0].mean(-1).ravel())
+    wide, reduction = pool(np.zeros((1, 64, 64, 10), dtype=np.float32), 3, max_features=512)
+    assert wide.shape == (1, 512) and reduction
+    assert time_axis(3, ["batch", "time", "freq"]) == 1 and time_axis(2, ["batch", "time", "freq"]) is None

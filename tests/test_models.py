@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ser_audit.errors import FrontEndError, LayerSelectionError, ModelError
+from ser_audit.models.eager import EagerTorchModel
+from ser_audit.models.loading import load_model
+from ser_audit.models.training import export_model
+from ser_audit_reference.cnn4 import CNN4, LOG_MEL_P2
+
+SPEC = LOG_MEL_P2.model_copy(update={"emotions": ["neutral", "happy", "sad", "angry"], "duration_s": 1.0})
+
+
+@pytest.fixture(scope="module")
+def tiny_cnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    torch.manual_seed(0)
+    module = CNN4(4, width=0.0625).eval()
+    folder = tmp_path_factory.mktemp("models")
+    for suffix in ("onnx", "pt", "pt2"):
+        export_model(module, SPEC, folder / f"cnn4.{suffix}")
+    torch.save({"state_dict": module.state_dict(), "config": {"width": 0.0625}, "n_classes": 4}, folder / "weights.pt")
+    (folder / "weights.frontend.json").write_text(SPEC.to_json())
+    return module, folder
+
+
+@pytest.mark.parametrize("suffix, kind", [("onnx", "onnx"), ("pt", "torchscript"), ("pt2", "torch.export")])
+def test_every_format_lists_the_eager_layers_and_taps_the_same_values(tiny_cnn, tmp_path: Path, suffix: str, kind: str) -> None:
+    module, folder = tiny_cnn
+    eager = EagerTorchModel(module, SPEC)
+    other = load_model(str(folder / f"cnn4.{suffix}"), cache_dir=tmp_path)
+    assert other.format == kind
+    assert other.frontend == SPEC
+    assert [(l.name, l.shape) for l in other.layers()] == [(l.name, l.shape) for l in eager.layers()]
+    names = [l.name for l in eager.layers()]
+    shape = eager.example_inputs(batch=3)["features"].shape
+    inputs = {"features": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    expected, got = eager.forward(inputs, names), other.forward(inputs, names)
+    for name in names:
+        assert np.abs(expected.layers[name] - got.layers[name]).max() < 1e-4, name
+    assert np.abs(expected.logits - got.logits).max() < 1e-4
+
+
+def test_layer_selection(tiny_cnn) -> None:
+    model = EagerTorchModel(tiny_cnn[0], SPEC)
+    names = [l.name for l in model.layers()]
+    assert names[:3] == ["conv1", "relu1", "pool1"]
+    assert [l.name for l in model.select_layers("pool*")] == ["pool1", "pool2", "pool3", "pool4"]
+    assert [l.name for l in model.select_layers("0,2")] == ["conv1", "pool1"]
+    assert [l.name for l in model.select_layers("1-2")] == ["relu1", "pool1"]
+    assert len(model.select_layers("all")) == len(names)
+    assert [l.name for l in model.select_layers(None)] == ["pool1", "pool2", "pool3", "pool4", "global_pool", "fc_relu"]
+    with pytest.raises(LayerSelectionError, match="matches no layer"):
+        model.select_layers("lstm*")
+
+
+def test_python_factory_with_weights(tiny_cnn, tmp_path: Path) -> None:
+    module, folder = tiny_cnn
+    model = load_model("python:ser_audit_reference.cnn4:build", weights=folder / "weights.pt", cache_dir=tmp_path)
+    assert model.frontend == SPEC
+    assert [l.name for l in model.layers()] == [l.name for l in EagerTorchModel(module, SPEC).layers()]
+
+
+def test_pickled_module_is_refused_unless_trusted(tiny_cnn, tmp_path: Path) -> None:
+    module, _ = tiny_cnn
+    path = tmp_path / "whole.pt"
+    torch.save(module, path)
+    with pytest.raises(ModelError, match="trust-pickle"):
+        load_model(str(path), cache_dir=tmp_path)
+    (tmp_path / "whole.frontend.json").write_text(SPEC.to_json())
+    assert load_model(str(path), trust_pickle=True, cache_dir=tmp_path).format == "torch"
+
+
+def test_weights_only_file_needs_a_factory(tiny_cnn, tmp_path: Path) -> None:
+    path = tmp_path / "state.pt"
+    torch.save(tiny_cnn[0].state_dict(), path)
+    with pytest.raises(ModelError, match="python:module:factory"):
+        load_model(str(path), cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"this is not a model\n", b""])
+def test_bad_model_files(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(content)
+    with pytest.raises(ModelError):
+        load_model(str(path), cache_dir=tmp_path)
+
+
+def test_missing_model_and_missing_spec(tiny_cnn, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        load_model(str(tmp_path / "nope.onnx"), cache_dir=tmp_path)
+    module, _ = tiny_cnn
+    bare = tmp_path / "bare.pt"
+    torch.jit.save(torch.jit.trace(module, torch.zeros(1, 1, 64, 63)), str(bare))
+    with pytest.raises(FrontEndError, match="no front-end spec"):
+        load_model(str(bare), cache_dir=tmp_path)
