@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, prog_name="ser-audit", standalone_mode=False)
+        # Without standalone mode, typer returns the code of a typer.Exit instead of raising it.
+        code = app(args=args, prog_name="ser-audit", standalone_mode=False)
     except SerAuditError as error:
         if debug:
             traceback.print_exc()
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _fail(f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)")
         return EXIT_INTERNAL
-    return EXIT_OK
+    return code if isinstance(code, int) else EXIT_OK
 
 
 def entry() -> None:

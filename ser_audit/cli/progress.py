@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ser_audit.progress import NullObserver, TaskHandle
 
-STDERR = Console(stderr=True)
+STDERR = Console(stderr=True, soft_wrap=True)
 
 
 class _RichHandle:

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from ser_audit.models.training import export_model
+from ser_audit.testing import tiny_corpus
+from ser_audit_reference.cnn4 import CNN4, LOG_MEL_P2
+
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    spec = LOG_MEL_P2.model_copy(update={"emotions": ["neutral", "angry", "sad", "happy"], "duration_s": 1.0})
+    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    export_model(CNN4(4, width=0.0625), spec, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    corpus = tiny_corpus(tmp_path_factory.mktemp("manifest") / "corpus", per_speaker=4, seed=1)
+    # One recording arrives as 44.1 kHz stereo: it must be downmixed and resampled, not rejected.
+    first = corpus.utterances[0].path
+    audio, rate = soundfile.read(str(first))
+    soundfile.write(str(first), np.stack([audio, audio], axis=1), 44_100 if rate != 44_100 else rate)
+    return corpus.root / "manifest.csv"
+
+
+def _broken_manifest(original: Path, folder: Path, change) -> Path:
+    """A copy of the manifest (audio copied too) with one row or one file changed."""
+    folder.mkdir()
+    rows = list(csv.DictReader(original.open()))
+    for row in rows:
+        target = folder / row["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((original.parent / row["path"]).read_bytes())
+    change(folder, rows)
+    path = folder / "manifest.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _missing_audio(folder: Path, rows: list[dict]) -> None:
+    (folder / rows[3]["path"]).unlink()
+
+
+def _corrupt_audio(folder: Path, rows: list[dict]) -> None:
+    (folder / rows[3]["path"]).write_bytes(b"RIFF\x00\x00garbage that is not audio")
+
+
+def _empty_audio(folder: Path, rows: list[dict]) -> None:
+    (folder / rows[3]["path"]).write_bytes(b"")
+
+
+def _escaping_path(folder: Path, rows: list[dict]) -> None:
+    rows[3]["path"] = "../../etc/passwd"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [(_missing_audio, "missing"), (_corrupt_audio, "cannot be decoded"), (_empty_audio, "empty"), (_escaping_path, "escapes")],
+)
+def test_bad_corpus_gives_exit_2_and_one_line(run_cli, onnx_model, manifest, tmp_path, change, message) -> None:
+    broken = _broken_manifest(manifest, tmp_path / "copy", change)
+    result = run_cli("leakage", str(onnx_model), "--corpus", str(broken), "--out", str(tmp_path / "out"), "--quiet")
+    assert result.code == 2, result.stderr
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_model_and_layers_give_exit_2(run_cli, onnx_model, manifest, tmp_path) -> None:
+    text = tmp_path / "notes.onnx"
+    text.write_text("just some text\n")
+    cases = [
+        (("layers", str(tmp_path / "missing.onnx")), "does not exist"),
+        (("layers", str(text)), "not a valid ONNX"),
+        (("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "lstm*", "--quiet"), "matches no layer"),
+        (("leakage", str(onnx_model), "--corpus", "no-such-corpus", "--quiet"), "neither a known corpus"),
+        (("leakage", str(onnx_model), "--no-such-flag"), "No such option"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.code == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_debug_shows_the_traceback(run_cli, tmp_path) -> None:
+    result = run_cli("layers", str(tmp_path / "missing.onnx"), "--debug")
+    assert result.code == 2 and "Traceback" in result.stderr
+
+
+def test_leakage_end_to_end_on_a_manifest(run_cli, onnx_model, manifest, tmp_path) -> None:
+    out = tmp_path / "report"
+    result = run_cli("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool1,fc_relu",
+                     "--out", str(out), "--quiet", "--max-leakage", "1.0")
+    assert result.code == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    jsonschema.validate(report, SCHEMA)
+    assert [row["layer"] for row in report["leakage"]["results"]] == ["pool1", "fc_relu"]
+    assert report["model"]["format"] == "onnx" and len(report["model"]["sha256"]) == 64
+    assert report["corpus"]["n_utterances"] == 40 and report["corpus"]["n_speakers"] == 10
+    assert report["gates"][0]["passed"] is True
+    assert report["leakage"]["input_reference"]["layer"] == "input:lld"
+
+
+def test_failed_gate_gives_exit_1_and_keeps_the_report(run_cli, onnx_model, manifest, tmp_path) -> None:
+    out = tmp_path / "gated.json"
+    result = run_cli("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool1",
+                     "--out", str(out), "--quiet", "--max-leakage", "0.0")
+    assert result.code == 1
+    report = json.loads(out.read_text())
+    assert report["gates"][0]["passed"] is False
+
+
+def test_report_on_stdout(run_cli, onnx_model, manifest) -> None:
+    result = run_cli("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool4", "--out", "-", "--quiet")
+    assert result.code == 0
+    assert json.loads(result.stdout)["leakage"]["results"][0]["layer"] == "pool4"
+
+
+def test_listing_commands_print_json(run_cli, onnx_model, manifest) -> None:
+    layers = json.loads(run_cli("layers", str(onnx_model), "--json").stdout)
+    assert [layer["name"] for layer in layers][:3] == ["conv1", "relu1", "pool1"]
+    zoo = json.loads(run_cli("zoo", "list", "--json").stdout)
+    assert {"cnn4", "vgg16"} <= {row["name"] for row in zoo}
+    corpora = json.loads(run_cli("corpus", "list", "--json").stdout)
+    assert {"synthetic", "iemocap-like", "ravdess-like"} <= {row["name"] for row in corpora}
+    info = json.loads(run_cli("corpus", "info", str(manifest), "--json").stdout)
+    assert info["n_speakers"] == 10 and info["by_gender"] == {"female": 20, "male": 20}
+
+
+def test_corpus_synth_writes_a_manifest(run_cli, tmp_path) -> None:
+    result = run_cli("corpus", "synth", "ravdess-like", "--out", str(tmp_path / "rav"), "--size", "2", "--quiet")
+    assert result.code == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "rav" / "manifest.csv").open()))
+    assert len(rows) == 48 and {row["gender"] for row in rows} == {"female", "male"}

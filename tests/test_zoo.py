@@ -1,0 +1,67 @@
+"""The bundled CNN-4, really trained on the embedded corpus (about a minute on 2 CPU cores, cached)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ser_audit.api import leakage_audit
+from ser_audit.corpus.registry import resolve_corpus
+from ser_audit.frontend.features import FrontEnd
+from ser_audit.models.loading import load_checkpoint, load_model
+from ser_audit.models.training import export_model, waveforms
+from ser_audit.models.zoo import load_or_train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(cache_dir: Path):
+    return load_checkpoint(load_or_train("cnn4", cache_dir=cache_dir, seed=0))
+
+
+def test_trained_cnn4_learnt_emotion_on_held_out_speakers(trained) -> None:
+    metrics = trained.training
+    assert 0.55 <= metrics["held_out_uar"] <= 0.95, metrics
+    assert metrics["n_test"] == 80 and metrics["held_out_session"] == "Ses05"
+
+
+def test_trained_cnn4_as_onnx_taps_the_same_values(trained, cache_dir: Path, tmp_path: Path) -> None:
+    export_model(trained.module, trained.frontend, tmp_path / "cnn4.onnx")
+    onnx_model = load_model(str(tmp_path / "cnn4.onnx"), cache_dir=cache_dir)
+    assert [(l.name, l.shape) for l in onnx_model.layers()] == [(l.name, l.shape) for l in trained.layers()]
+    corpus = resolve_corpus("synthetic", cache_dir=cache_dir, seed=0)
+    audio = np.stack(waveforms(corpus.subset(range(6)), trained.frontend))
+    with torch.no_grad():
+        inputs = {"features": FrontEnd(trained.frontend)(torch.from_numpy(audio)).numpy()}
+    names = [l.name for l in trained.layers()]
+    eager, exported = trained.forward(inputs, names), onnx_model.forward(inputs, names)
+    worst = max(float(np.abs(eager.layers[n] - exported.layers[n]).max()) for n in names)
+    assert worst < 1e-4
+
+
+def test_leakage_audit_of_the_default_model(run_cli, cache_dir: Path, tmp_path: Path) -> None:
+    result = run_cli("leakage", "zoo:cnn4", "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--quiet")
+    assert result.code == 0, result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    rows = report["leakage"]["results"]
+    assert [row["layer"] for row in rows] == ["pool1", "pool2", "pool3", "pool4", "global_pool", "fc_relu"]
+    for row in rows:
+        assert row["accuracy"]["ci_low"] <= row["accuracy"]["mean"] <= row["accuracy"]["ci_high"] + 0.05
+        assert len(row["accuracy"]["folds"]) == 5 and row["n_test"] == 400
+    reference = report["leakage"]["input_reference"]
+    assert 0.85 <= reference["accuracy"]["mean"] <= 0.995, reference["accuracy"]
+    assert report["model"]["training"]["held_out_uar"] > 0.55
+    assert report["corpus"]["n_speakers"] == 10
+
+
+def test_same_seed_same_numbers(cache_dir: Path) -> None:
+    first = leakage_audit("zoo:cnn4", layers="pool2,fc_relu", cache_dir=cache_dir, seed=0)
+    second = leakage_audit("zoo:cnn4", layers="pool2,fc_relu", cache_dir=cache_dir, seed=0)
+    assert first.leakage == second.leakage
+    assert first.model.sha256 == second.model.sha256
+    assert first.corpus.manifest_sha256 == second.corpus.manifest_sha256
