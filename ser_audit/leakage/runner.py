@@ -17,7 +17,7 @@ from ser_audit.frontend.features import FrontEnd
 from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.resampling import bootstrap_interval, permutation_p_value
+from ser_audit.leakage.resampling import permutation_p_value
 from ser_audit.leakage.stats import LeakageStatistics, leakage_statistics
 from ser_audit.models.interface import LayerInfo
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
@@ -69,8 +69,8 @@ def attack(
     outcome = cross_validate(attacker, features, labels, speakers, folds)
     observed = float(np.mean([np.mean(t == p) for t, p in zip(outcome.truths, outcome.predictions)]))
     p_value = permutation_p_value(attacker, features, labels, speakers, folds, observed, seed=seed)
-    interval = bootstrap_interval(attacker, features, labels, speakers, len(folds), seed=seed)
-    return outcome, leakage_statistics(outcome.truths, outcome.predictions, interval=interval, p_value=p_value)
+    n_train = int(np.mean([len(fold.train) for fold in folds]))
+    return outcome, leakage_statistics(outcome.truths, outcome.predictions, n_train=n_train, p_value=p_value)
 
 
 def result_row(
