@@ -15,7 +15,7 @@ from torch import nn
 from ser_audit.corpus.interface import Corpus
 from ser_audit.corpus.manifest import load_manifest
 from ser_audit.corpus.synthetic.presets import get_preset, write_corpus
-from ser_audit.frontend.spec import Features, FrontEndSpec
+from ser_audit.frontend.spec import ExtraInput, Features, FrontEndSpec
 from ser_audit.models.eager import EagerTorchModel
 
 F0_CHANNEL = 15  # position of F0 among the 32 LLD channels (energy, 12 MFCC, ZCR, voicing, F0, deltas)
@@ -74,3 +74,32 @@ class PlantedLeak(nn.Module):
 def planted_leak_model(seed: int = 0) -> EagerTorchModel:
     torch.manual_seed(seed)
     return EagerTorchModel(PlantedLeak(), LLD_FRONTEND)
+
+
+class ConditionedOnReference(nn.Module):
+    """A two-input model in the manner of P4: an embedding of a neutral utterance of the same
+    speaker is added to the main branch. Layers ``speaker_embedding`` and ``conditioned``."""
+
+    def __init__(self, n_classes: int = 4, channels: int = 32) -> None:
+        super().__init__()
+        self.speaker_embedding = nn.Sequential(nn.Conv1d(channels, 8, 3, padding=1), nn.AdaptiveAvgPool1d(1))
+        self.main = nn.Conv1d(channels, 8, 3, padding=1)
+        self.conditioned = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(8, n_classes)
+
+    def forward(self, features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        condition = self.speaker_embedding(reference)  # [batch, 8, 1]
+        hidden = self.conditioned(self.main(features) + condition)
+        return self.head(self.flatten(self.pool(hidden)))
+
+
+TWO_INPUT_FRONTEND = LLD_FRONTEND.model_copy(
+    update={"extra_inputs": [ExtraInput(name="reference", source="neutral_same_speaker")]}
+)
+
+
+def two_input_model(seed: int = 0) -> EagerTorchModel:
+    torch.manual_seed(seed)
+    return EagerTorchModel(ConditionedOnReference(), TWO_INPUT_FRONTEND)

@@ -97,3 +97,21 @@ def test_missing_model_and_missing_spec(tiny_cnn, tmp_path: Path) -> None:
     torch.jit.save(torch.jit.trace(module, torch.zeros(1, 1, 64, 63)), str(bare))
     with pytest.raises(FrontEndError, match="no front-end spec"):
         load_model(str(bare), cache_dir=tmp_path)
+
+
+def test_a_model_with_a_reference_input_in_eager_and_onnx(small_corpus, tmp_path: Path) -> None:
+    from ser_audit.embeddings.extract import extract, reference_utterances
+    from ser_audit.testing import two_input_model
+
+    eager = two_input_model()
+    assert eager.input_names == ["features", "reference"]
+    export_model(eager.module, eager.frontend, tmp_path / "two.onnx")
+    exported = load_model(str(tmp_path / "two.onnx"), cache_dir=tmp_path)
+    assert [l.name for l in exported.layers()] == [l.name for l in eager.layers()]
+    references = reference_utterances(small_corpus)
+    assert all(r.speaker == u.speaker and r.emotion == "neutral" and r.id != u.id for u, r in zip(small_corpus, references))
+    subset = small_corpus.subset(range(12))
+    layers = eager.select_layers("speaker_embedding.1,conditioned")
+    from_eager, from_onnx = extract(eager, subset, layers), extract(exported, subset, layers)
+    for name in from_eager.layers:
+        assert np.abs(from_eager.layers[name] - from_onnx.layers[name]).max() < 1e-4

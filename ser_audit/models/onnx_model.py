@@ -37,16 +37,23 @@ def _module_scope(node: onnx.NodeProto) -> str | None:
 
 
 def onnx_layers(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
-    """(layer name, op type, tensor name) per module, in graph order."""
+    """(layer name, op type, tensor name) per module, in graph order.
+
+    In a graph exported from torch, operations outside any module (functional glue such as
+    ``x + condition`` in a forward method) are not layers, as they are not in eager torch;
+    a graph without module scopes lists every operation's output instead.
+    """
     initializers = {init.name for init in graph.initializer}
+    scopes = [_module_scope(node) for node in graph.node]
+    scoped = any(scopes)
     layers: dict[str, tuple[str, str]] = {}
-    for node in graph.node:
+    for node, scope in zip(graph.node, scopes):
         if not node.output or node.op_type in _BOOKKEEPING_OPS:
             continue
         tensor = node.output[0]
-        if tensor in initializers:
+        if tensor in initializers or (scoped and scope is None):
             continue
-        name = _module_scope(node) or tensor
+        name = scope or tensor
         layers.pop(name, None)  # re-insert so order is that of the module's last node
         layers[name] = (node.op_type, tensor)
     return [(name, op, tensor) for name, (op, tensor) in layers.items()]

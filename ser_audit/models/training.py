@@ -151,10 +151,7 @@ def write_checkpoint(trained: TrainedModel, out: Path) -> None:
 def export_model(module: nn.Module, frontend: FrontEndSpec, out: Path) -> None:
     """Write ``module`` as ONNX (.onnx), TorchScript (.pt) or a torch.export program (.pt2), spec embedded."""
     module = module.eval()
-    samples = frontend.num_samples or frontend.sample_rate
-    with torch.no_grad():
-        example = FrontEnd(frontend)(torch.zeros(2, samples))
-    inputs = tuple(example for _ in [frontend.input_name, *frontend.extra_inputs])
+    inputs = _example_inputs(frontend)
     suffix = out.suffix.lower()
     if suffix == ".onnx":
         _atomic(out, lambda path: _export_onnx(module, inputs, frontend, path))
@@ -162,22 +159,41 @@ def export_model(module: nn.Module, frontend: FrontEndSpec, out: Path) -> None:
         traced = torch.jit.trace(module, inputs)
         _atomic(out, lambda path: torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: frontend.to_json()}))
     elif suffix == ".pt2":
-        batch = torch.export.Dim("batch", min=1)
-        program = torch.export.export(module, inputs, dynamic_shapes=tuple({0: batch} for _ in inputs))
+        program = torch.export.export(module, inputs, dynamic_shapes=_dynamic_axes(frontend, len(inputs)))
         _atomic(out, lambda path: torch.export.save(program, str(path), extra_files={EXTRA_FILE: frontend.to_json()}))
     else:
         raise ConfigError(f"--out {out}: use a .onnx, .pt (TorchScript) or .pt2 (torch.export) file name")
+
+
+def _example_inputs(frontend: FrontEndSpec) -> tuple[torch.Tensor, ...]:
+    """One distinct tensor per input; lengths differ for variable-length models so that the
+    exporters do not conclude that the inputs must share a time axis (or are the same tensor)."""
+    frontend_module = FrontEnd(frontend)
+    tensors = []
+    for index in range(1 + len(frontend.extra_inputs)):
+        samples = frontend.num_samples or int(frontend.sample_rate * (1.0 + 0.25 * index))
+        with torch.no_grad():
+            tensors.append(frontend_module(0.01 * torch.randn(2, samples, generator=torch.Generator().manual_seed(index))))
+    return tuple(tensors)
+
+
+def _dynamic_axes(frontend: FrontEndSpec, n_inputs: int) -> tuple[dict[int, Any], ...]:
+    """Batch is always dynamic; so is time, per input, for variable-length front-ends."""
+    batch = torch.export.Dim("batch", min=1)
+    if frontend.duration_s is not None:
+        return tuple({0: batch} for _ in range(n_inputs))
+    time_axis = frontend.layout.index("time")
+    return tuple({0: batch, time_axis: torch.export.Dim(f"time{i}", min=8)} for i in range(n_inputs))
 
 
 def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: FrontEndSpec, path: Path) -> None:
     import onnx
 
     names = [frontend.input_name, *(extra.name for extra in frontend.extra_inputs)]
-    batch = torch.export.Dim("batch", min=1)
     try:
         program = torch.onnx.export(
             module, inputs, dynamo=True, input_names=names, output_names=["logits"],
-            dynamic_shapes=tuple({0: batch} for _ in inputs), verbose=False,
+            dynamic_shapes=_dynamic_axes(frontend, len(inputs)), verbose=False,
         )
     except Exception as error:  # the exporter raises many types
         raise ModelError(f"ONNX export failed: {error}") from error
