@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 from ser_audit.errors import CorpusError
 from ser_audit.hashing import file_sha256
@@ -123,7 +123,3 @@ class Corpus:
             "by_speaker": dict(sorted(Counter(u.speaker for u in self.utterances).items())),
             "emotions": list(self.emotions),
         }
-
-
-def gender_counts(utterances: Sequence[Utterance]) -> dict[str, int]:
-    return dict(Counter(u.gender for u in utterances))

@@ -6,7 +6,6 @@ names. ``program.module()`` remains the differentiable path.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
@@ -14,6 +13,7 @@ import torch
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import EXTRA_FILE, FrontEndSpec, missing_spec_error, parse_spec
 from ser_audit.models.onnx_model import OnnxModel
+from ser_audit.models.quiet import quiet_torch
 
 
 class ExportedProgramModel(OnnxModel):
@@ -23,8 +23,7 @@ class ExportedProgramModel(OnnxModel):
         self.program = program
         self.frontend = frontend
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with quiet_torch():
                 onnx_program = torch.onnx.export(program, dynamo=True, verbose=False)
         except Exception as error:  # the exporter raises many types
             raise ModelError(f"model {path}: cannot convert the exported program for tapping ({error})") from None

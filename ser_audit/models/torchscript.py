@@ -8,7 +8,6 @@ eager original) and run by onnxruntime. The ScriptModule itself stays available 
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import onnx
@@ -17,6 +16,7 @@ import torch
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import EXTRA_FILE, FrontEndSpec, missing_spec_error, parse_spec
 from ser_audit.models.onnx_model import OnnxModel
+from ser_audit.models.quiet import quiet_torch
 
 
 class TorchScriptModel(OnnxModel):
@@ -29,8 +29,7 @@ class TorchScriptModel(OnnxModel):
         tensors = tuple(torch.from_numpy(example[name]) for name in self.input_names)
         buffer = io.BytesIO()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with quiet_torch():
                 torch.onnx.export(
                     self.script_module, tensors, buffer, dynamo=False, input_names=self.input_names,
                     output_names=["logits"], dynamic_axes={name: {0: "batch"} for name in self.input_names},
@@ -43,7 +42,8 @@ class TorchScriptModel(OnnxModel):
 def load_torchscript(path: Path, frontend: FrontEndSpec | None) -> TorchScriptModel:
     extra = {EXTRA_FILE: ""}
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with quiet_torch():
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except RuntimeError as error:
         raise ModelError(f"model {path} is not a loadable TorchScript archive ({str(error).splitlines()[0]})") from None
     if frontend is None and extra[EXTRA_FILE]:

@@ -19,6 +19,7 @@ from ser_audit.corpus.registry import resolve_corpus
 from ser_audit.errors import ConfigError, ModelError
 from ser_audit.frontend.features import FrontEnd, fit_length
 from ser_audit.frontend.spec import EXTRA_FILE, METADATA_KEY, FrontEndSpec
+from ser_audit.models.quiet import quiet_torch
 from ser_audit.models.zoo import ReferenceModel
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
@@ -153,6 +154,11 @@ def export_model(module: nn.Module, frontend: FrontEndSpec, out: Path) -> None:
     module = module.eval()
     inputs = _example_inputs(frontend)
     suffix = out.suffix.lower()
+    with quiet_torch():
+        _export(module, inputs, frontend, out, suffix)
+
+
+def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: FrontEndSpec, out: Path, suffix: str) -> None:
     if suffix == ".onnx":
         _atomic(out, lambda path: _export_onnx(module, inputs, frontend, path))
     elif suffix == ".pt":
