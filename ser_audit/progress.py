@@ -6,8 +6,7 @@ advances the handle it returns.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator, Protocol
 
 

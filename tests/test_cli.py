@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from ser_audit_reference.cnn4 import CNN4, LOG_MEL_P2
 
 from ser_audit.models.training import export_model
 from ser_audit.testing import tiny_corpus
-from ser_audit_reference.cnn4 import CNN4, LOG_MEL_P2
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json").read_text())
 

@@ -24,14 +24,18 @@ def test_log_mel_layout_and_gradient_reaches_the_waveform() -> None:
 
 
 def test_spectrogram_mu_law_and_band_limit() -> None:
-    spec = _spec(kind="spectrogram", n_fft=1600, win_length=640, hop_length=160, power=1.0, f_max=4000.0, mu_law=True, window="hamming")
+    spec = _spec(
+        kind="spectrogram", n_fft=1600, win_length=640, hop_length=160, power=1.0, f_max=4000.0, mu_law=True, window="hamming"
+    )
     features = FrontEnd(spec)(0.1 * torch.randn(1, 16_000))
     assert features.shape[2] == 401  # 0-4 kHz of a 1600-point FFT at 16 kHz
     assert 0.0 <= float(features.min()) and float(features.max()) <= 1.0 + 1e-6
 
 
 def test_mfcc_with_deltas_and_recurrent_layout() -> None:
-    spec = FrontEndSpec(features=Features(kind="mfcc", n_mfcc=13, deltas=2, n_mels=40), layout=["batch", "time", "freq"], emotions=["a"])
+    spec = FrontEndSpec(
+        features=Features(kind="mfcc", n_mfcc=13, deltas=2, n_mels=40), layout=["batch", "time", "freq"], emotions=["a"]
+    )
     assert FrontEnd(spec)(0.1 * torch.randn(3, 8000)).shape[::2] == (3, 39)
 
 

@@ -7,7 +7,12 @@ import numpy as np
 import soundfile
 
 from ser_audit.corpus.synthetic.presets import (
-    IEMOCAP_LIKE, RAVDESS_LIKE, MANIFEST_NAME, plan_corpus, synthetic_corpus, write_corpus,
+    IEMOCAP_LIKE,
+    MANIFEST_NAME,
+    RAVDESS_LIKE,
+    plan_corpus,
+    synthetic_corpus,
+    write_corpus,
 )
 
 

@@ -7,19 +7,60 @@ from typing import Annotated, Optional
 
 import typer
 
-ModelArgument = Annotated[str, typer.Argument(help="*.onnx, TorchScript *.pt, torch.export *.pt2, zoo:NAME or python:pkg.module:factory.")]
-FrontendOption = Annotated[Optional[Path], typer.Option("--frontend", help="Front-end spec JSON for models that carry none.")]
-WeightsOption = Annotated[Optional[Path], typer.Option("--weights", help="State dict for python:module:factory models (loaded with weights_only=True).")]
-TrustPickleOption = Annotated[bool, typer.Option("--trust-pickle", help="Allow loading a pickled whole module (runs code from the file).")]
-CorpusOption = Annotated[str, typer.Option("--corpus", help="Corpus name (synthetic, iemocap-like, ravdess-like, a loader plugin) or a CSV/JSONL manifest.")]
-CorpusRootOption = Annotated[Optional[Path], typer.Option("--corpus-root", envvar="SER_AUDIT_DATA", help="Folder holding a real corpus.")]
-LayersOption = Annotated[Optional[str], typer.Option("--layers", help="Names, globs, indices, ranges (2-5) or 'all'; default: pooling layers and the last hidden layer.")]
-AttributeOption = Annotated[str, typer.Option("--attribute", help="Private attribute to attack: gender or speaker.")]
-FoldsOption = Annotated[Optional[int], typer.Option("--folds", min=2, help="Speaker-disjoint folds (default: leave-one-session-out, else 5).")]
+ModelArgument = Annotated[
+    str,
+    typer.Argument(help="*.onnx, TorchScript *.pt, torch.export *.pt2, zoo:NAME or python:pkg.module:factory."),
+]
+FrontendOption = Annotated[
+    Optional[Path],
+    typer.Option("--frontend", help="Front-end spec JSON for models that carry none."),
+]
+WeightsOption = Annotated[
+    Optional[Path],
+    typer.Option("--weights", help="State dict for python:module:factory models (loaded with weights_only=True)."),
+]
+TrustPickleOption = Annotated[
+    bool,
+    typer.Option("--trust-pickle", help="Allow loading a pickled whole module (runs code from the file)."),
+]
+CorpusOption = Annotated[
+    str,
+    typer.Option(
+        "--corpus", help="Corpus name (synthetic, iemocap-like, ravdess-like, a loader plugin) or a CSV/JSONL manifest."
+    ),
+]
+CorpusRootOption = Annotated[
+    Optional[Path],
+    typer.Option("--corpus-root", envvar="SER_AUDIT_DATA", help="Folder holding a real corpus."),
+]
+LayersOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--layers",
+        help="Names, globs, indices, ranges (2-5) or 'all'; default: pooling layers and the last hidden layer.",
+    ),
+]
+AttributeOption = Annotated[
+    str,
+    typer.Option("--attribute", help="Private attribute to attack: gender or speaker."),
+]
+FoldsOption = Annotated[
+    Optional[int],
+    typer.Option("--folds", min=2, help="Speaker-disjoint folds (default: leave-one-session-out, else 5)."),
+]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed for synthesis, training and attackers.")]
 OutOption = Annotated[str, typer.Option("--out", help="Report folder, a .json path, or - for stdout.")]
-CacheDirOption = Annotated[Optional[Path], typer.Option("--cache-dir", envvar="SER_AUDIT_CACHE", help="Cache for synthetic corpora and reference models.")]
+CacheDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--cache-dir", envvar="SER_AUDIT_CACHE", help="Cache for synthetic corpora and reference models."),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-MaxLeakageOption = Annotated[Optional[float], typer.Option("--max-leakage", min=0.0, max=1.0, help="Gate: fail (exit 1) if any attacker accuracy exceeds this.")]
-MaxGapOption = Annotated[Optional[float], typer.Option("--max-gap", min=0.0, max=1.0, help="Gate: fail (exit 1) if any accuracy above chance exceeds this.")]
+MaxLeakageOption = Annotated[
+    Optional[float],
+    typer.Option("--max-leakage", min=0.0, max=1.0, help="Gate: fail (exit 1) if any attacker accuracy exceeds this."),
+]
+MaxGapOption = Annotated[
+    Optional[float],
+    typer.Option("--max-gap", min=0.0, max=1.0, help="Gate: fail (exit 1) if any accuracy above chance exceeds this."),
+]

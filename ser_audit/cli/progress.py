@@ -30,7 +30,9 @@ class RichObserver:
 
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[TaskHandle]:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+        columns = [
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
+        ]
         with Progress(*columns, console=self.console, transient=True) as progress:
             task_id = progress.add_task(description, total=total)
             yield _RichHandle(progress, task_id)

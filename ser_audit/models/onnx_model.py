@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from ser_audit.errors import ModelError
-from ser_audit.frontend.spec import FrontEndSpec, METADATA_KEY, parse_spec
+from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec, parse_spec
 from ser_audit.models.interface import ForwardResult, TargetModel
 
 # Nodes that compute no activation of their own.

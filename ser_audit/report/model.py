@@ -62,7 +62,9 @@ class Accuracy(_Strict):
     mean: float = Field(description="Mean attacker accuracy over speaker-disjoint folds (the leakage L).")
     std: float = Field(description="Sample standard deviation over folds.")
     folds: list[float] = Field(description="Accuracy on each fold's held-out speakers.")
-    ci_low: float = Field(description="Lower end of the 95% interval over all test predictions (bootstrap over held-out speakers).")
+    ci_low: float = Field(
+        description="Lower end of the 95% interval (corrected resampled t over folds, joined with Wilson over all predictions)."
+    )
     ci_high: float = Field(description="Upper end of that interval.")
 
 

@@ -76,7 +76,10 @@ RAVDESS_LIKE = Preset(
     name="ravdess-like",
     description="24 actors (odd male, even female), 8 emotions, 2 statements, studio channel",
     speakers=tuple((f"Actor_{k:02d}", "male" if k % 2 else "female", None) for k in range(1, 25)),
-    emotions={e: (1.0 if e == "neutral" else 2.0) for e in ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")},
+    emotions={
+        e: (1.0 if e == "neutral" else 2.0)
+        for e in ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+    },
     per_speaker=15,
     n_sentences=2,
     spontaneity=False,

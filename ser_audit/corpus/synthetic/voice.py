@@ -88,7 +88,9 @@ EMOTIONS: dict[str, Emotion] = {
     "neutral": Emotion(),
     "calm": Emotion(f0_ratio=0.97, range_ratio=0.75, tempo_ratio=0.9, level_db=-2.0, tilt=-0.3),
     "happy": Emotion(f0_ratio=1.18, range_ratio=1.6, tempo_ratio=1.08, level_db=3.0, tilt=0.35, jitter_ratio=1.1),
-    "sad": Emotion(f0_ratio=0.93, range_ratio=0.55, tempo_ratio=0.8, level_db=-5.0, tilt=-0.6, jitter_ratio=1.25, breathiness_add=0.08),
+    "sad": Emotion(
+        f0_ratio=0.93, range_ratio=0.55, tempo_ratio=0.8, level_db=-5.0, tilt=-0.6, jitter_ratio=1.25, breathiness_add=0.08
+    ),
     "angry": Emotion(f0_ratio=1.12, range_ratio=1.3, tempo_ratio=1.12, level_db=6.0, tilt=0.8, jitter_ratio=1.35),
     "fearful": Emotion(f0_ratio=1.25, range_ratio=1.15, tempo_ratio=1.18, level_db=0.0, jitter_ratio=1.8, breathiness_add=0.1),
     "disgust": Emotion(f0_ratio=0.95, range_ratio=1.1, tempo_ratio=0.85, level_db=1.0, tilt=0.2, jitter_ratio=1.3),
@@ -124,7 +126,9 @@ def _f0_track(n: int, syllable_centres: np.ndarray, rng: np.random.Generator, f0
     return f0 * 2.0 ** (semitones / 12.0)
 
 
-def _glottal_source(f0_track: np.ndarray, rng: np.random.Generator, jitter: float, shimmer: float, open_quotient: float) -> tuple[np.ndarray, np.ndarray]:
+def _glottal_source(
+    f0_track: np.ndarray, rng: np.random.Generator, jitter: float, shimmer: float, open_quotient: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Differentiated glottal flow and the flow itself (for pulse-synchronous aspiration)."""
     n = len(f0_track)
     starts = [0.0]
