@@ -62,13 +62,16 @@ def environment() -> Environment:
 
 
 def corpus_info(corpus: Corpus, *, seed: int | None = None) -> CorpusInfo:
+    from ser_audit.corpus.loader import audio_summary
+
     summary = corpus.summary()
-    return CorpusInfo(manifest_sha256=corpus.manifest_sha256(), seed=seed, **summary)
+    return CorpusInfo(manifest_sha256=corpus.manifest_sha256(), seed=seed, audio=audio_summary(corpus), **summary)
 
 
 def load_corpus(spec: str, *, cache_dir: Path, seed: int, corpus_root: Path | None = None,
-                observer: ProgressObserver = NULL_OBSERVER) -> Corpus:
-    return resolve_corpus(spec, cache_dir=cache_dir, seed=seed, corpus_root=corpus_root, observer=observer)
+                options: Sequence[str] = (), observer: ProgressObserver = NULL_OBSERVER) -> Corpus:
+    return resolve_corpus(spec, cache_dir=cache_dir, seed=seed, corpus_root=corpus_root, options=options,
+                          observer=observer)
 
 
 def list_layers(source: ModelSource, *, cache_dir: Path | None = None, seed: int = 0,
@@ -85,6 +88,8 @@ def leakage_audit(
     *,
     corpus: str = DEFAULT_CORPUS,
     corpus_root: Path | None = None,
+    corpus_options: Sequence[str] = (),
+    sentence_disjoint: bool = False,
     layers: str | None = None,
     attribute: str = "gender",
     folds: int | None = None,
@@ -114,8 +119,9 @@ def leakage_audit(
     model = load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
                        cache_dir=cache, seed=seed, observer=observer)
     selected = model.select_layers(layers)
-    audit_corpus = load_corpus(corpus, cache_dir=cache, seed=seed, corpus_root=corpus_root, observer=observer)
-    corpus_folds = speaker_disjoint_folds(audit_corpus, n_folds=folds, seed=seed)
+    audit_corpus = load_corpus(corpus, cache_dir=cache, seed=seed, corpus_root=corpus_root, options=corpus_options,
+                               observer=observer)
+    corpus_folds = speaker_disjoint_folds(audit_corpus, n_folds=folds, seed=seed, sentence_disjoint=sentence_disjoint)
     embeddings = extract(model, audit_corpus, selected, observer=observer)
     rows = probe_layers(embeddings, audit_corpus, selected, corpus_folds, attribute=attribute, seed=seed, observer=observer)
     reference = input_reference(audit_corpus, corpus_folds, attribute=attribute, seed=seed, observer=observer)

@@ -65,3 +65,16 @@ def test_same_seed_same_numbers(cache_dir: Path) -> None:
     assert first.leakage == second.leakage
     assert first.model.sha256 == second.model.sha256
     assert first.corpus.manifest_sha256 == second.corpus.manifest_sha256
+
+
+def test_leakage_on_a_real_corpus_layout(run_cli, cache_dir: Path, tmp_path: Path) -> None:
+    import corpus_fixtures
+
+    root = corpus_fixtures.ravdess(tmp_path / "RAVDESS")
+    result = run_cli("leakage", "zoo:cnn4", "--corpus", "ravdess", "--corpus-root", str(root),
+                     "--cache-dir", str(cache_dir), "--layers", "pool1,fc_relu", "--out", str(tmp_path / "out"), "--quiet")
+    assert result.code == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["corpus"]["name"] == "ravdess" and report["corpus"]["n_speakers"] == 24
+    assert report["corpus"]["audio"]["sample_rates"] == {"48000": 192}
+    assert len(report["leakage"]["folds"]) == 5

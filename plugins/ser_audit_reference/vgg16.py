@@ -74,6 +74,6 @@ VGG16_ENTRY = ReferenceModel(
     build=build,
     config={"width": 0.125},
     frontend=MEL_P0,
-    training=Training(epochs=25, learning_rate=5e-4, batch_size=32),
-    version=1,
+    training=Training(epochs=30, learning_rate=1e-3, batch_size=32),
+    version=2,
 )

@@ -11,7 +11,7 @@ from ser_audit import api
 from ser_audit.cli import options
 from ser_audit.cli.progress import STDERR, observer_for
 from ser_audit.cli.render import print_json, print_table
-from ser_audit.corpus.registry import list_corpora
+from ser_audit.corpus.registry import corpus_options, list_corpora
 from ser_audit.corpus.synthetic.presets import get_preset, write_corpus
 
 app = typer.Typer(help="List, inspect and synthesise corpora.", no_args_is_help=True)
@@ -31,22 +31,33 @@ def list_command(json_output: options.JsonOption = False) -> None:
 def info_command(
     name: Annotated[str, typer.Argument(help="Corpus name or manifest path.")],
     corpus_root: options.CorpusRootOption = None,
+    corpus_option: options.CorpusOptionOption = None,
     seed: options.SeedOption = 0,
     cache_dir: options.CacheDirOption = None,
     json_output: options.JsonOption = False,
     quiet: options.QuietOption = False,
 ) -> None:
-    """Utterances, speakers, genders and emotions of a corpus (--json: the report's corpus object)."""
+    """Utterances, speakers, genders, emotions, durations and rates of a corpus, and its options.
+
+    With --json: the report's corpus object.
+    """
     corpus = api.load_corpus(name, cache_dir=cache_dir or api.default_cache_dir(), seed=seed,
-                             corpus_root=corpus_root, observer=observer_for(quiet))
+                             corpus_root=corpus_root, options=corpus_option or (), observer=observer_for(quiet))
     info = api.corpus_info(corpus, seed=seed)
     if json_output:
         print_json(info.model_dump())
         return
+    audio = info.audio or {}
     print_table(f"corpus {info.name}", ["field", "value"], [
         ("utterances", info.n_utterances), ("speakers", info.n_speakers),
-        ("by gender", info.by_gender), ("by emotion", info.by_emotion), ("manifest sha256", info.manifest_sha256),
+        ("by gender", info.by_gender), ("by emotion", info.by_emotion),
+        ("duration", f"{audio.get('total_duration_s', 0) / 3600:.2f} h, mean {audio.get('mean_duration_s', 0):.2f} s"),
+        ("sample rates", audio.get("sample_rates")), ("manifest sha256", info.manifest_sha256),
     ])
+    choices = corpus_options(name)
+    if choices:
+        print_table("--corpus-option", ["name", "type", "default", "help"],
+                    [(o["name"], o["type"], o["default"], o["help"]) for o in choices])
 
 
 @app.command("synth")

@@ -17,6 +17,8 @@ def leakage(
     model: options.ModelArgument,
     corpus: options.CorpusOption = "synthetic",
     corpus_root: options.CorpusRootOption = None,
+    corpus_option: options.CorpusOptionOption = None,
+    sentence_disjoint: options.SentenceDisjointOption = False,
     layers: options.LayersOption = None,
     attribute: options.AttributeOption = "gender",
     folds: options.FoldsOption = None,
@@ -33,7 +35,8 @@ def leakage(
     """Privacy leakage audit: how well attackers infer a speaker attribute from tapped layers."""
     report = api.leakage_audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
-        corpus=corpus, corpus_root=corpus_root, layers=layers, attribute=attribute, folds=folds, seed=seed,
+        corpus=corpus, corpus_root=corpus_root, corpus_options=corpus_option or (),
+        sentence_disjoint=sentence_disjoint, layers=layers, attribute=attribute, folds=folds, seed=seed,
         cache_dir=cache_dir, max_leakage=max_leakage, max_gap=max_gap,
         command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet),
     )

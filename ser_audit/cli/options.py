@@ -33,6 +33,14 @@ CorpusRootOption = Annotated[
     Optional[Path],
     typer.Option("--corpus-root", envvar="SER_AUDIT_DATA", help="Folder holding a real corpus."),
 ]
+CorpusOptionOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--corpus-option", help="Corpus-specific name=value (repeatable); `corpus info NAME` lists them."),
+]
+SentenceDisjointOption = Annotated[
+    bool,
+    typer.Option("--sentence-disjoint", help="Also keep test sentences out of training (content control)."),
+]
 LayersOption = Annotated[
     Optional[str],
     typer.Option(

@@ -24,7 +24,9 @@ class Fold:
     test: np.ndarray
 
 
-def speaker_disjoint_folds(corpus: Corpus, *, n_folds: int | None = None, seed: int = 0) -> list[Fold]:
+def speaker_disjoint_folds(
+    corpus: Corpus, *, n_folds: int | None = None, seed: int = 0, sentence_disjoint: bool = False
+) -> list[Fold]:
     """Leave-one-session-out when sessions partition the speakers, else gender-stratified group k-fold.
 
     Args:
@@ -32,7 +34,40 @@ def speaker_disjoint_folds(corpus: Corpus, *, n_folds: int | None = None, seed: 
         n_folds: Number of folds for group k-fold; ignored for leave-one-session-out
             unless it differs from the number of sessions, in which case group k-fold is used.
         seed: Shuffling seed for group k-fold.
+        sentence_disjoint: Also drop from each training side the utterances whose sentence
+            occurs on the test side, so an attacker cannot lean on shared content.
     """
+    folds = _speaker_folds(corpus, n_folds=n_folds, seed=seed)
+    return _sentence_disjoint(corpus, folds, seed) if sentence_disjoint else folds
+
+
+def _sentence_disjoint(corpus: Corpus, folds: list[Fold], seed: int) -> list[Fold]:
+    """Split sentences into groups too: fold k tests only sentence group k and trains on the others.
+
+    Most acted corpora have every speaker read every sentence, so removing the test fold's
+    sentences from training would leave nothing; crossing speaker folds with sentence groups
+    keeps both sides non-empty. Utterances without a sentence id stay on both sides.
+    """
+    sentences = [u.sentence for u in corpus]
+    distinct = sorted({s for s in sentences if s is not None})
+    if not distinct:
+        raise ConfigError(f"--sentence-disjoint: corpus {corpus.name!r} has no sentence ids")
+    n_groups = min(len(folds), len(distinct))
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    group_of = {distinct[i]: rank % n_groups for rank, i in enumerate(order)}
+    group = np.array([-1 if s is None else group_of[s] for s in sentences])
+    disjoint = []
+    for k, fold in enumerate(folds):
+        wanted = k % n_groups
+        test = fold.test[(group[fold.test] == wanted) | (group[fold.test] == -1)]
+        train = fold.train[group[fold.train] != wanted]
+        if not len(test) or not len(train):
+            raise CorpusError(f"--sentence-disjoint: fold {fold.name} is left empty; use fewer --folds")
+        disjoint.append(Fold(name=f"{fold.name},sentences={wanted + 1}/{n_groups}", train=train, test=test))
+    return disjoint
+
+
+def _speaker_folds(corpus: Corpus, *, n_folds: int | None, seed: int) -> list[Fold]:
     sessions = [u.session for u in corpus]
     speakers = np.array([u.speaker for u in corpus])
     if all(s is not None for s in sessions):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ser_audit.corpus.interface import Corpus
+from ser_audit.corpus.loader import CorpusLoader
 from ser_audit.corpus.manifest import load_manifest
 from ser_audit.corpus.synthetic.presets import PRESETS, synthetic_corpus
-from ser_audit.errors import CorpusError
+from ser_audit.errors import ConfigError, CorpusError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
 DEFAULT_CORPUS = "synthetic"
@@ -19,15 +21,37 @@ ALIASES = {"synthetic": "iemocap-like"}
 LOADER_GROUP = "ser_audit.corpora"
 
 
-def corpus_plugins() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=LOADER_GROUP)}
+def corpus_loaders(*, strict: bool = False) -> dict[str, CorpusLoader]:
+    """Installed loader plugins; a broken one is named in a warning (an error when strict)."""
+    loaders: dict[str, CorpusLoader] = {}
+    for entry in entry_points(group=LOADER_GROUP):
+        try:
+            loader = entry.load()
+        except Exception as error:  # a third-party plugin may fail in any way on import
+            if strict:
+                raise CorpusError(f"corpus loader plugin {entry.name!r} ({entry.value}) failed to load: {error}") from error
+            warnings.warn(f"skipping corpus loader plugin {entry.name!r} ({entry.value}): {error}", stacklevel=2)
+            continue
+        loaders[entry.name] = loader() if isinstance(loader, type) else loader
+    return loaders
 
 
 def list_corpora() -> list[dict[str, str]]:
     rows = [{"name": "synthetic", "kind": "synthetic", "description": f"alias of {ALIASES['synthetic']} (default)"}]
     rows += [{"name": p.name, "kind": "synthetic", "description": p.description} for p in PRESETS.values()]
-    rows += [{"name": name, "kind": "loader", "description": f"plugin {ep.value}"} for name, ep in corpus_plugins().items()]
+    rows += [{"name": name, "kind": "loader", "description": loader.description} for name, loader in corpus_loaders().items()]
     return rows
+
+
+def corpus_options(spec: str) -> list[dict[str, Any]]:
+    """The ``--corpus-option`` names a corpus takes, with type, default and help."""
+    loader = corpus_loaders().get(spec)
+    if loader is None:
+        return []
+    return [
+        {"name": o.name, "type": o.kind.__name__, "default": None if o.default is None else str(o.default), "help": o.help}
+        for o in loader.options
+    ]
 
 
 def resolve_corpus(
@@ -36,6 +60,7 @@ def resolve_corpus(
     cache_dir: Path,
     seed: int = 0,
     corpus_root: Path | None = None,
+    options: Sequence[str] = (),
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> Corpus:
     """Turn a corpus name or manifest path into a loaded Corpus.
@@ -43,16 +68,17 @@ def resolve_corpus(
     Synthetic presets are keyed by ``seed`` so an audit is reproducible from the seed alone.
     """
     name = ALIASES.get(spec, spec)
+    loaders = corpus_loaders()
+    if options and name not in loaders:
+        raise ConfigError(f"--corpus-option applies to real-corpus loaders ({', '.join(loaders)}), not to {spec!r}")
     if name in PRESETS:
         return synthetic_corpus(name, cache_dir=cache_dir, seed=seed, observer=observer)
     path = Path(spec)
     if path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson") or path.is_file():
         return load_manifest(path)
-    plugins = corpus_plugins()
-    if name in plugins:
-        loader = plugins[name].load()
-        return loader(root=corpus_root)
-    known = ["synthetic", *PRESETS, *plugins]
+    if name in loaders:
+        return loaders[name].load(corpus_root, options)
+    known = ["synthetic", *PRESETS, *loaders]
     raise CorpusError(
         f"--corpus {spec!r} is neither a known corpus ({', '.join(known)}) nor a manifest file (.csv/.jsonl)"
     )

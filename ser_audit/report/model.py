@@ -56,6 +56,7 @@ class CorpusInfo(_Strict):
     by_speaker: dict[str, int] = Field(default_factory=dict)
     emotions: list[str] = Field(default_factory=list, description="Label vocabulary in order.")
     seed: int | None = Field(None, description="Synthesis seed for synthetic corpora.")
+    audio: dict[str, Any] | None = Field(None, description="Sample rates and durations read from the file headers.")
 
 
 class Accuracy(_Strict):
