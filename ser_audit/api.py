@@ -116,11 +116,12 @@ def leakage_audit(
     source = ModelSource(source) if isinstance(source, str) else source
     cache = cache_dir or default_cache_dir()
     created = _now()
+    # The corpus first: a wrong --corpus-root should not wait for a reference model to train.
+    audit_corpus = load_corpus(corpus, cache_dir=cache, seed=seed, corpus_root=corpus_root, options=corpus_options,
+                               observer=observer)
     model = load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
                        cache_dir=cache, seed=seed, observer=observer)
     selected = model.select_layers(layers)
-    audit_corpus = load_corpus(corpus, cache_dir=cache, seed=seed, corpus_root=corpus_root, options=corpus_options,
-                               observer=observer)
     corpus_folds = speaker_disjoint_folds(audit_corpus, n_folds=folds, seed=seed, sentence_disjoint=sentence_disjoint)
     embeddings = extract(model, audit_corpus, selected, observer=observer)
     rows = probe_layers(embeddings, audit_corpus, selected, corpus_folds, attribute=attribute, seed=seed, observer=observer)

@@ -158,5 +158,18 @@ def test_corpus_info_cli(run_cli, tmp_path: Path) -> None:
     assert info["audio"]["sample_rates"] == {"16000": 30}
     table = run_cli("corpus", "info", "iemocap", "--corpus-root", str(root))
     assert "merge_excited" in table.stdout
-    wrong = run_cli("corpus", "info", "iemocap", "--corpus-root", str(tmp_path / "missing"))
-    assert wrong.code == 2 and wrong.stderr.count("\n") == 1
+
+
+
+def test_bad_roots_give_exit_2_and_say_what_is_missing(run_cli, tmp_path: Path) -> None:
+    iemocap = fixtures.iemocap(tmp_path / "IEMOCAP")
+    (iemocap / "Session2/sentences/wav/Ses02M_script01_1/Ses02M_script01_1_F001.wav").unlink()
+    cases = [
+        (tmp_path / "missing", "is not a folder"),
+        (fixtures.emodb(tmp_path / "emodb"), "missing Session*/sentences/wav"),
+        (iemocap, "Ses02M_script01_1_F001.wav is missing"),
+    ]
+    for root, message in cases:
+        result = run_cli("leakage", "zoo:cnn4", "--corpus", "iemocap", "--corpus-root", str(root), "--quiet")
+        assert result.code == 2, result.stderr
+        assert message in result.stderr and result.stderr.count("\n") == 1
