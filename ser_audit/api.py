@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -24,10 +25,13 @@ from ser_audit.corpus.registry import DEFAULT_CORPUS, resolve_corpus
 from ser_audit.errors import ConfigError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.gates import leakage_gates
-from ser_audit.report.model import CorpusInfo, Environment, LayerRow, Leakage, ModelInfo, Report, Tool
+from ser_audit.report.model import CorpusInfo, Environment, LayerRow, Leakage, ModelInfo, Report, Robustness, Tool
+from ser_audit.robustness.fgsm import P2_EPS_GRID as P2_GRID
 
 if TYPE_CHECKING:
     from ser_audit.models.interface import TargetModel
+    from ser_audit.robustness.evaluate import ProbeSettings
+    from ser_audit.robustness.hardening import HardeningRecipe
 
 _PROVENANCE_PACKAGES = ("torch", "torchaudio", "onnx", "onnxruntime", "numpy", "scipy", "scikit-learn", "pydantic")
 ATTRIBUTES = ("gender", "speaker")
@@ -198,3 +202,131 @@ def train_reference_model(name: str, out: Path, *, seed: int = 0, cache_dir: Pat
     if out.suffix.lower() != ".ckpt":
         export_model(model.module, model.frontend, out)
     return dict(model.training or {})
+
+
+def robustness_audit(
+    source: ModelSource | str,
+    *,
+    corpus: str = DEFAULT_CORPUS,
+    corpus_root: Path | None = None,
+    corpus_options: Sequence[str] = (),
+    settings: "ProbeSettings | None" = None,
+    gradient: str = "auto",
+    seed: int = 0,
+    cache_dir: Path | None = None,
+    min_robust_uar: float | None = None,
+    at_eps: float | None = None,
+    command: Sequence[str] = (),
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> Report:
+    """FGSM over an eps grid (one gradient per batch) and PGD at one eps, on the emotion predictions.
+
+    ``gradient="auto"`` falls back to an SPSA estimate (rows say black-box) when an ONNX graph
+    has no differentiable torch conversion; ``"white-box"`` makes that an error.
+    """
+    from ser_audit.models.loading import load_model
+    from ser_audit.report.gates import robustness_gates
+    from ser_audit.robustness.evaluate import ProbeSettings, evaluation_set, probe_model, robustness_score
+
+    source = ModelSource(source) if isinstance(source, str) else source
+    settings = settings or ProbeSettings(grid=P2_GRID, seed=seed)
+    cache = cache_dir or default_cache_dir()
+    created = _now()
+    audit_corpus = load_corpus(corpus, cache_dir=cache, seed=seed, corpus_root=corpus_root, options=corpus_options,
+                               observer=observer)
+    model = load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
+                       cache_dir=cache, seed=seed, observer=observer)
+    module, fgsm, notes = _attackable(model, gradient, settings)
+    if fgsm is not None and settings.pgd_eps is not None:
+        settings = dataclass_replace(settings, pgd_eps=None)
+    data = evaluation_set(model, audit_corpus, observer)
+    from ser_audit.frontend.features import FrontEnd
+
+    rows, spread = probe_model(module, data, settings, FrontEnd(model.frontend), fgsm=fgsm, observer=observer)
+    report = Report(
+        tool=Tool(version=__version__), command=list(command), seed=seed, created=created, finished=_now(),
+        environment=environment(), model=_model_info(source, model), corpus=corpus_info(audit_corpus, seed=seed),
+        robustness=Robustness(evaluation_set=data.description, input_spread=spread, results=rows,
+                              score=robustness_score(rows)),
+        notes=notes,
+    )
+    report.scores.robustness = report.robustness.score if report.robustness else None
+    report.gates = robustness_gates(report, min_robust_uar=min_robust_uar, at_eps=at_eps)
+    return report
+
+
+def _attackable(model: "TargetModel", gradient: str, settings: "ProbeSettings"):  # type: ignore[no-untyped-def]
+    """The module probes differentiate, or a forward-only wrapper with an SPSA FGSM."""
+    from ser_audit.errors import ModelError
+    from ser_audit.models.differentiable import torch_module
+    from ser_audit.robustness.spsa import ForwardOnly, SpsaFGSM
+
+    if gradient not in ("auto", "white-box"):
+        raise ConfigError(f"--gradient {gradient!r}: use auto or white-box")
+    try:
+        return torch_module(model), None, []
+    except ModelError as error:
+        if gradient == "white-box":
+            raise
+        names = model.input_names
+
+        def logits(primary, *extra):  # type: ignore[no-untyped-def]
+            return model.forward({names[0]: primary, **dict(zip(names[1:], extra))}).logits
+
+        eta = None if settings.eta is None else settings.eta
+        note = f"{error}; FGSM used an SPSA gradient estimate (black-box) and PGD was skipped"
+        return ForwardOnly(logits), SpsaFGSM(eta=eta, seed=settings.seed), [note]
+
+
+def harden_model(
+    source: ModelSource | str,
+    out: Path,
+    *,
+    recipe: "HardeningRecipe",
+    corpus: str = DEFAULT_CORPUS,
+    corpus_root: Path | None = None,
+    corpus_options: Sequence[str] = (),
+    cache_dir: Path | None = None,
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> dict[str, float]:
+    """Adversarially fine-tune a model (P2's vanilla or similarity-based training) and write it to ``out``.
+
+    Returns held-out UAR on real and on FGSM data at the recipe's eps, before and after.
+    """
+    import copy
+
+    from ser_audit.frontend.features import FrontEnd
+    from ser_audit.models.differentiable import torch_module
+    from ser_audit.models.loading import load_model
+    from ser_audit.models.training import export_model, write_checkpoint_payload
+    from ser_audit.robustness.evaluate import ProbeSettings, evaluation_set, probe_model
+    from ser_audit.robustness.hardening import harden
+
+    recipe.check()
+    if out.suffix.lower() not in (".onnx", ".pt", ".pt2", ".ckpt"):
+        raise ConfigError(f"--out {out}: use a .onnx, .pt (TorchScript), .pt2 (torch.export) or .ckpt file name")
+    source = ModelSource(source) if isinstance(source, str) else source
+    cache = cache_dir or default_cache_dir()
+    training_corpus = load_corpus(corpus, cache_dir=cache, seed=recipe.seed, corpus_root=corpus_root,
+                                  options=corpus_options, observer=observer)
+    model = load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
+                       cache_dir=cache, seed=recipe.seed, observer=observer)
+    if out.suffix.lower() == ".ckpt" and not (model.path and model.path.suffix == ".ckpt"):
+        raise ConfigError(f"--out {out}: .ckpt is for reference-model checkpoints; use .onnx, .pt or .pt2")
+    original = torch_module(model)
+    hardened = harden(copy.deepcopy(original), model, training_corpus, recipe, observer=observer)
+    settings = ProbeSettings(grid=(0.0, recipe.eps), pgd_eps=None, seed=recipe.seed)
+    data = evaluation_set(model, training_corpus, observer)
+    frontend = FrontEnd(model.frontend)
+    before, _ = probe_model(original, data, settings, frontend)
+    after, _ = probe_model(hardened, data, settings, frontend)
+    if out.suffix.lower() == ".ckpt":
+        assert model.path is not None
+        write_checkpoint_payload(model.path, hardened, out, extra_metrics={"hardening": recipe.method})
+    else:
+        export_model(hardened, model.frontend, out)
+    return {
+        "real_before": before[0].uar, "adversarial_before": before[1].uar,
+        "real_after": after[0].uar, "adversarial_after": after[1].uar,
+        "eps": recipe.eps, "n": after[0].n, "evaluation_set": data.description,  # type: ignore[dict-item]
+    }

@@ -76,6 +76,7 @@ class OnnxModel(TargetModel):
 
         self.path = path
         self.frontend = frontend
+        self.proto = proto
         self._layers = None
         self._layer_table = onnx_layers(proto.graph)
         self._tensor_of = {name: tensor for name, _, tensor in self._layer_table}

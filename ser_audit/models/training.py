@@ -7,14 +7,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
 from torch import nn
 
 from ser_audit.corpus.audio import read_audio
-from ser_audit.corpus.interface import Corpus
+from ser_audit.corpus.interface import Corpus, Utterance
 from ser_audit.corpus.registry import resolve_corpus
 from ser_audit.errors import ConfigError, ModelError
 from ser_audit.frontend.features import FrontEnd, fit_length
@@ -41,11 +41,14 @@ def unweighted_average_recall(truth: np.ndarray, predicted: np.ndarray, n_classe
     return float(np.mean(recalls))
 
 
-def waveforms(corpus: Corpus, spec: FrontEndSpec, observer: ProgressObserver = NULL_OBSERVER) -> list[np.ndarray]:
+def waveforms(
+    utterances: Iterable[Utterance], spec: FrontEndSpec, observer: ProgressObserver = NULL_OBSERVER, *, label: str = "audio"
+) -> list[np.ndarray]:
     """Every utterance read at the spec's rate and cut or padded to its length."""
+    items = list(utterances)
     out = []
-    with observer.task(f"reading {corpus.name} audio", total=len(corpus)) as task:
-        for utterance in corpus:
+    with observer.task(f"reading {label}", total=len(items)) as task:
+        for utterance in items:
             out.append(fit_length(read_audio(utterance.path, spec.sample_rate), spec.num_samples, spec.crop))
             task.advance()
     return out
@@ -77,7 +80,7 @@ def train_reference(
         raise ConfigError(f"zoo:{reference.name}: training needs a fixed-length spectral front-end")
     emotions = list(corpus.emotions)
     base_spec = reference.frontend.model_copy(update={"emotions": emotions, "normalisation": "none"})
-    features = extract_features(FrontEnd(base_spec), waveforms(corpus, base_spec, observer))
+    features = extract_features(FrontEnd(base_spec), waveforms(corpus, base_spec, observer, label=f"{corpus.name} audio"))
     labels = torch.tensor([emotions.index(u.emotion) for u in corpus])
     sessions = np.array([u.session for u in corpus])
     held_out = sorted(set(sessions))[-1]
@@ -146,6 +149,14 @@ def write_checkpoint(trained: TrainedModel, out: Path) -> None:
         "metrics": json.dumps(trained.metrics),
         "seed": trained.seed,
     }
+    _atomic(out, lambda path: torch.save(payload, path))
+
+
+def write_checkpoint_payload(source: Path, module: nn.Module, out: Path, *, extra_metrics: dict[str, Any]) -> None:
+    """A copy of the reference checkpoint ``source`` with ``module``'s weights (e.g. after hardening)."""
+    payload = torch.load(str(source), map_location="cpu", weights_only=True)
+    payload["state_dict"] = module.state_dict()
+    payload["metrics"] = json.dumps({**json.loads(payload["metrics"]), **extra_metrics})
     _atomic(out, lambda path: torch.save(payload, path))
 
 

@@ -29,3 +29,19 @@ def leakage_gates(report: Report, *, max_leakage: float | None = None, max_gap: 
             )
         )
     return gates
+
+
+def robustness_gates(report: Report, *, min_robust_uar: float | None = None, at_eps: float | None = None) -> list[Gate]:
+    """``--min-robust-uar X --at-eps E``: the FGSM UAR at eps E must be at least X."""
+    if min_robust_uar is None:
+        return []
+    from ser_audit.errors import ConfigError
+
+    rows = [r for r in (report.robustness.results if report.robustness else []) if r.method == "fgsm"]
+    eps = at_eps if at_eps is not None else max((r.eps for r in rows), default=0.0)
+    matching = [r for r in rows if abs(r.eps - eps) < 1e-9]
+    if not matching:
+        raise ConfigError(f"--at-eps {eps} is not on the FGSM grid ({', '.join(str(r.eps) for r in rows)})")
+    row = matching[0]
+    return [Gate(name="min-robust-uar", threshold=min_robust_uar, value=row.uar, passed=row.uar >= min_robust_uar,
+                 detail=f"fgsm eps {eps} ({row.domain})")]

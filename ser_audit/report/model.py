@@ -111,18 +111,32 @@ class Leakage(_Strict):
 
 
 class RobustnessResult(_Strict):
-    method: str
-    eps: float
-    eta: float | None = None
-    domain: str
-    uar: float
+    method: Literal["fgsm", "pgd"] = Field(description="Probe.")
+    eps: float = Field(description="Perturbation size relative to the spread (std) of the attacked input.")
+    eps_raw: float = Field(description="The same in the input's own units.")
+    eta: float | None = Field(None, description="FGSM's L-infinity clip around x, relative like eps (P2 eq. 2).")
+    domain: Literal["features", "waveform"] = Field(description="Where the perturbation is added.")
+    gradient: Literal["white-box", "black-box", "none"] = Field(description="black-box: SPSA gradient estimate.")
+    attack_target: Literal["labels", "predictions"] = Field(description="Loss taken on the true labels or on the clean predictions.")
+    targeted_class: str | None = Field(None, description="Target emotion of a targeted probe.")
+    steps: int = Field(description="Gradient steps (FGSM 1).")
+    uar: float = Field(description="Unweighted average recall under attack (eps 0: clean).")
     accuracy: float
-    success_rate: float | None = None
-    snr_db: float | None = None
+    success_rate: float | None = Field(None, description="Share of originally correct utterances now misclassified.")
+    prediction_change_rate: float = Field(description="Share of predictions that changed (confusion shift).")
+    recall_by_class: dict[str, float] = Field(default_factory=dict)
+    uar_by_gender: dict[str, float] = Field(default_factory=dict)
+    mean_linf: float = Field(description="Mean L-infinity norm of the perturbation, input units.")
+    mean_l2: float = Field(description="Mean L2 norm of the perturbation, input units.")
+    snr_db: float | None = Field(None, description="Signal-to-perturbation ratio (waveform domain).")
+    n: int = Field(description="Utterances probed.")
 
 
 class Robustness(_Strict):
+    evaluation_set: str = Field(description="Which utterances were probed.")
+    input_spread: float = Field(description="Std of the attacked input over the evaluation set (eps unit).")
     results: list[RobustnessResult] = Field(default_factory=list)
+    score: float | None = Field(None, description="100 x area under UAR(eps)/UAR(0) over the FGSM grid.")
 
 
 class Scores(_Strict):

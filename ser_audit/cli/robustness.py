@@ -1,0 +1,114 @@
+"""``ser-audit robustness MODEL`` and ``ser-audit harden MODEL``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ser_audit import api
+from ser_audit.cli import options
+from ser_audit.cli.progress import STDERR, observer_for
+from ser_audit.cli.render import print_table
+from ser_audit.errors import ConfigError
+from ser_audit.report.writer import write_json
+
+EpsOption = Annotated[str, typer.Option("--eps", help="FGSM eps grid, relative to the input's spread (P2's grid by default).")]
+
+
+def _grid(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--eps {text!r}: give comma-separated numbers, e.g. 0,0.02,0.04") from None
+    if not values or any(not (0 <= v < float("inf")) for v in values):
+        raise ConfigError(f"--eps {text!r}: values must be non-negative and finite")
+    return tuple(sorted(set(values) | {0.0}))
+
+
+def robustness(
+    model: options.ModelArgument,
+    corpus: options.CorpusOption = "synthetic",
+    corpus_root: options.CorpusRootOption = None,
+    corpus_option: options.CorpusOptionOption = None,
+    eps: EpsOption = "0,0.02,0.04,0.06,0.08,0.1",
+    eta: Annotated[Optional[float], typer.Option("--eta", help="FGSM clip around x (P2 eq. 2), relative like eps.")] = None,
+    pgd_eps: Annotated[float, typer.Option("--pgd-eps", help="PGD radius, relative.")] = 0.02,
+    pgd_steps: Annotated[int, typer.Option("--pgd-steps", help="PGD iterations.")] = 10,
+    pgd_step_size: Annotated[Optional[float], typer.Option("--pgd-step-size", help="Relative; default eps/4.")] = None,
+    domain: Annotated[str, typer.Option("--domain", help="features (model input) or waveform.")] = "features",
+    attack_target: Annotated[str, typer.Option("--attack-target", help="labels or predictions.")] = "labels",
+    targeted: Annotated[Optional[str], typer.Option("--targeted", help="Push every prediction towards this emotion.")] = None,
+    gradient: Annotated[str, typer.Option("--gradient", help="auto (SPSA fallback) or white-box.")] = "auto",
+    quick: Annotated[bool, typer.Option("--quick", help="PGD with 3 steps.")] = False,
+    seed: options.SeedOption = 0,
+    out: options.OutOption = "ser-audit-report",
+    cache_dir: options.CacheDirOption = None,
+    frontend: options.FrontendOption = None,
+    weights: options.WeightsOption = None,
+    trust_pickle: options.TrustPickleOption = False,
+    min_robust_uar: Annotated[Optional[float], typer.Option("--min-robust-uar", min=0.0, max=1.0, help="Gate.")] = None,
+    at_eps: Annotated[Optional[float], typer.Option("--at-eps", help="Eps of the --min-robust-uar gate.")] = None,
+    quiet: options.QuietOption = False,
+) -> None:
+    """FGSM over an eps grid and PGD at one eps (P2), on the emotion predictions."""
+    from ser_audit.robustness.evaluate import ProbeSettings
+
+    settings = ProbeSettings(
+        grid=_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=3 if quick else pgd_steps, pgd_step_size=pgd_step_size,
+        domain=domain, attack_target=attack_target, targeted_class=targeted, seed=seed,
+    )
+    report = api.robustness_audit(
+        api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
+        corpus=corpus, corpus_root=corpus_root, corpus_options=corpus_option or (), settings=settings,
+        gradient=gradient, seed=seed, cache_dir=cache_dir, min_robust_uar=min_robust_uar, at_eps=at_eps,
+        command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet),
+    )
+    written = write_json(report, out)
+    if written is not None:
+        if not quiet and report.robustness:
+            print_table(f"robustness of {model} ({report.robustness.evaluation_set})",
+                        ["method", "eps", "UAR", "accuracy", "success", "gradient"],
+                        [(r.method, r.eps, f"{r.uar:.3f}", f"{r.accuracy:.3f}",
+                          "" if r.success_rate is None else f"{r.success_rate:.2f}", r.gradient)
+                         for r in report.robustness.results])
+        STDERR.print(f"report written to {written}")
+    if not all(gate.passed for gate in report.gates):
+        raise typer.Exit(1)
+
+
+def harden(
+    model: options.ModelArgument,
+    method: Annotated[str, typer.Option("--method", help="vanilla or similarity (P2).")],
+    out: Annotated[Path, typer.Option("--out", help="Hardened model: .onnx, .pt, .pt2, or .ckpt for zoo models.")],
+    eps: Annotated[float, typer.Option("--eps", help="FGSM eps for the adversarial data, relative.")] = 0.02,
+    epochs: Annotated[int, typer.Option("--epochs", help="Fine-tuning epochs.")] = 12,
+    warmup_epochs: Annotated[int, typer.Option("--warmup-epochs", help="Clean epochs before adversarial data.")] = 2,
+    feature_layer: Annotated[Optional[str], typer.Option("--feature-layer", help="Module whose output is v.")] = None,
+    corpus: options.CorpusOption = "synthetic",
+    corpus_root: options.CorpusRootOption = None,
+    corpus_option: options.CorpusOptionOption = None,
+    seed: options.SeedOption = 0,
+    cache_dir: options.CacheDirOption = None,
+    frontend: options.FrontendOption = None,
+    weights: options.WeightsOption = None,
+    trust_pickle: options.TrustPickleOption = False,
+    quiet: options.QuietOption = False,
+) -> None:
+    """Adversarial training (P2's vanilla or similarity-based) of a loaded model; keeps its front-end spec."""
+    from ser_audit.robustness.hardening import HardeningRecipe
+
+    recipe = HardeningRecipe(method=method, eps=eps, epochs=epochs, warmup_epochs=warmup_epochs,
+                             feature_layer=feature_layer, seed=seed)
+    figures = api.harden_model(
+        api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle), out, recipe=recipe,
+        corpus=corpus, corpus_root=corpus_root, corpus_options=corpus_option or (), cache_dir=cache_dir,
+        observer=observer_for(quiet),
+    )
+    STDERR.print(
+        f"{method}: held-out UAR real {figures['real_before']:.3f} -> {figures['real_after']:.3f}, "
+        f"FGSM eps {eps} {figures['adversarial_before']:.3f} -> {figures['adversarial_after']:.3f} "
+        f"({figures['evaluation_set']}); wrote {out}"
+    )

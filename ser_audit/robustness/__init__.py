@@ -1,0 +1,1 @@
+"""Adversarial robustness: FGSM and PGD probes (P2), their evaluation, and adversarial training."""

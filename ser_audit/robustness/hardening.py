@@ -1,0 +1,141 @@
+"""Adversarial training, P2's two defenses (Ren et al., ICASSP 2020, section 3).
+
+Vanilla:    L = alpha * L(x, y) + (1 - alpha) * L(x', y),                          alpha = 0.5
+Similarity: L = beta * L(x, y) + gamma * L(x', y) + (1 - beta - gamma) * ||v - v'||_2, beta = gamma = 0.4
+
+x' is FGSM of x under the current weights; v, v' are the final fully connected features
+(by default the input of the model's last linear layer). Adversarial data enters after a
+warm-up, as P2 lets it in from iteration 1000 of 10 000.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ser_audit.corpus.interface import Corpus
+from ser_audit.errors import ConfigError
+from ser_audit.frontend.features import FrontEnd
+from ser_audit.models.interface import TargetModel
+from ser_audit.models.training import extract_features, waveforms
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+from ser_audit.robustness.fgsm import FGSM
+
+METHODS = ("vanilla", "similarity")
+
+
+@dataclass(frozen=True)
+class HardeningRecipe:
+    method: str
+    eps: float = 0.02  # relative to the spread of the model's input features
+    epochs: int = 12
+    warmup_epochs: int = 2
+    learning_rate: float = 5e-4
+    batch_size: int = 32
+    alpha: float = 0.5
+    beta: float = 0.4
+    gamma: float = 0.4
+    feature_layer: str | None = None
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"--method {self.method!r}: use vanilla or similarity")
+        if not 0 < self.eps < float("inf"):
+            raise ConfigError(f"--eps must be positive (got {self.eps})")
+        if self.epochs < 1 or not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"--epochs must be at least 1 and above --warmup-epochs (got {self.epochs}, {self.warmup_epochs})")
+        if not (0 <= self.alpha <= 1 and 0 <= self.beta and 0 <= self.gamma and self.beta + self.gamma <= 1):
+            raise ConfigError("weights must satisfy 0 <= alpha <= 1 and beta, gamma >= 0 with beta + gamma <= 1")
+
+
+def training_indices(model: TargetModel, corpus: Corpus) -> np.ndarray:
+    """Utterances to train on: never the reference model's held-out session, and only the model's emotions."""
+    held_out = (model.training or {}).get("held_out_session")
+    same_corpus = (model.training or {}).get("training_corpus") == corpus.name
+    return np.array([
+        i for i, u in enumerate(corpus)
+        if u.emotion in model.frontend.emotions and not (held_out and same_corpus and u.session == held_out)
+    ])
+
+
+def _final_features_module(module: nn.Module, name: str | None) -> nn.Module:
+    modules = dict(module.named_modules())
+    if name is not None:
+        if name not in modules:
+            raise ConfigError(f"--feature-layer {name!r} is not a module of the model")
+        return modules[name]
+    linears = [m for m in modules.values() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError("similarity training needs the final fully connected features; name them with --feature-layer")
+    return linears[-1]
+
+
+def harden(
+    module: nn.Module,
+    model: TargetModel,
+    corpus: Corpus,
+    recipe: HardeningRecipe,
+    *,
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> nn.Module:
+    """Fine-tune ``module`` (the model's differentiable path) with the recipe's adversarial loss, in place."""
+    recipe.check()
+    spec = model.frontend
+    if spec.extra_inputs:
+        raise ConfigError("hardening models with extra inputs is not supported yet")
+    indices = training_indices(model, corpus)
+    subset = corpus.subset(indices)
+    features = extract_features(FrontEnd(spec), waveforms(subset, spec, observer, label="training audio"))
+    labels = torch.tensor([spec.emotions.index(u.emotion) for u in subset])
+    eps = recipe.eps * float(features.std())
+    counts = torch.bincount(labels, minlength=len(spec.emotions)).float()
+    loss_function = nn.CrossEntropyLoss(weight=counts.sum() / (len(spec.emotions) * counts.clamp_min(1)))
+    captured: list[torch.Tensor] = []
+    hook = None
+    if recipe.method == "similarity":
+        target = _final_features_module(module, recipe.feature_layer)
+        if isinstance(target, nn.Linear) and recipe.feature_layer is None:
+            hook = target.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
+        else:
+            hook = target.register_forward_hook(lambda _m, _i, output: captured.append(output))
+    torch.manual_seed(recipe.seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    optimiser = torch.optim.Adam(module.parameters(), lr=recipe.learning_rate)
+    fgsm = FGSM(eps)
+    try:
+        with observer.task(f"adversarial training ({recipe.method})", total=recipe.epochs) as task:
+            for epoch in range(recipe.epochs):
+                module.train()
+                order = torch.randperm(len(labels), generator=generator)
+                for start in range(0, len(order), recipe.batch_size):
+                    batch = order[start : start + recipe.batch_size]
+                    x, y = features[batch], labels[batch]
+                    optimiser.zero_grad()
+                    captured.clear()
+                    clean_loss = loss_function(module(x), y)
+                    if epoch < recipe.warmup_epochs:
+                        loss = clean_loss
+                    else:
+                        adversarial = fgsm(module, x, y)
+                        captured.clear()
+                        clean_loss = loss_function(module(x), y)
+                        adversarial_loss = loss_function(module(adversarial), y)
+                        if recipe.method == "vanilla":
+                            loss = recipe.alpha * clean_loss + (1 - recipe.alpha) * adversarial_loss
+                        else:
+                            v, v_adversarial = captured[0], captured[1]
+                            distance = (v - v_adversarial).flatten(1).norm(dim=1).mean()
+                            loss = (recipe.beta * clean_loss + recipe.gamma * adversarial_loss
+                                    + (1 - recipe.beta - recipe.gamma) * distance)
+                    loss.backward()
+                    optimiser.step()
+                task.advance()
+    finally:
+        if hook is not None:
+            hook.remove()
+        module.eval()
+    return module
