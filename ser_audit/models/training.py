@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ser_audit.corpus.audio import read_audio
-from ser_audit.corpus.interface import Corpus, Utterance
+from ser_audit.corpus.interface import Utterance
 from ser_audit.corpus.registry import resolve_corpus
 from ser_audit.errors import ConfigError, ModelError
 from ser_audit.frontend.features import FrontEnd, fit_length

@@ -117,7 +117,9 @@ class RobustnessResult(_Strict):
     eta: float | None = Field(None, description="FGSM's L-infinity clip around x, relative like eps (P2 eq. 2).")
     domain: Literal["features", "waveform"] = Field(description="Where the perturbation is added.")
     gradient: Literal["white-box", "black-box", "none"] = Field(description="black-box: SPSA gradient estimate.")
-    attack_target: Literal["labels", "predictions"] = Field(description="Loss taken on the true labels or on the clean predictions.")
+    attack_target: Literal["labels", "predictions"] = Field(
+        description="Loss taken on the true labels or on the clean predictions."
+    )
     targeted_class: str | None = Field(None, description="Target emotion of a targeted probe.")
     steps: int = Field(description="Gradient steps (FGSM 1).")
     uar: float = Field(description="Unweighted average recall under attack (eps 0: clean).")
