@@ -6,11 +6,16 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
+import torch
 
 from ser_audit.cli.main import main
 from ser_audit.corpus.interface import Corpus
+from ser_audit.models.training import export_model
 from ser_audit.testing import tiny_corpus
+from ser_audit_reference.cnn4 import CNN4, LOG_MEL_P2
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +48,22 @@ def run_cli():
         return CliResult(code, out.getvalue(), err.getvalue())
 
     return run
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    spec = LOG_MEL_P2.model_copy(update={"emotions": ["neutral", "angry", "sad", "happy"], "duration_s": 1.0})
+    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    export_model(CNN4(4, width=0.0625), spec, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    corpus = tiny_corpus(tmp_path_factory.mktemp("manifest") / "corpus", per_speaker=4, seed=1)
+    # One recording arrives as 44.1 kHz stereo: it must be downmixed and resampled, not rejected.
+    first = corpus.utterances[0].path
+    audio, rate = soundfile.read(str(first))
+    soundfile.write(str(first), np.stack([audio, audio], axis=1), 44_100 if rate != 44_100 else rate)
+    return corpus.root / "manifest.csv"

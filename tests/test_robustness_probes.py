@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ser_audit_reference.cnn4 import CNN4
 
 from ser_audit.robustness.fgsm import FGSM, P2_EPS_GRID
 from ser_audit.robustness.pgd import PGD
+from ser_audit_reference.cnn4 import CNN4
 
 
 @pytest.fixture(scope="module")

@@ -204,16 +204,31 @@ def _dynamic_axes(frontend: FrontEndSpec, n_inputs: int) -> tuple[dict[int, Any]
 
 
 def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: FrontEndSpec, path: Path) -> None:
+    """The dynamo exporter (it records module scopes, hence layer names); the TorchScript exporter
+    for modules torch.export cannot capture (e.g. graphs that came from onnx2torch)."""
+    import io
+
     import onnx
 
     names = [frontend.input_name, *(extra.name for extra in frontend.extra_inputs)]
     try:
-        program = torch.onnx.export(
+        proto = torch.onnx.export(
             module, inputs, dynamo=True, input_names=names, output_names=["logits"],
             dynamic_shapes=_dynamic_axes(frontend, len(inputs)), verbose=False,
-        )
-    except Exception as error:  # the exporter raises many types
-        raise ModelError(f"ONNX export failed: {error}") from error
-    proto = program.model_proto
+        ).model_proto
+    except Exception as dynamo_error:  # the exporter raises many types
+        time_axis = frontend.layout.index("time")
+        axes = {
+            name: ({0: "batch"} if frontend.duration_s else {0: "batch", time_axis: f"time{i}"})
+            for i, name in enumerate(names)
+        }
+        buffer = io.BytesIO()
+        try:
+            torch.onnx.export(module, inputs, buffer, dynamo=False, input_names=names, output_names=["logits"],
+                              dynamic_axes=axes)
+        except Exception as error:  # the exporter raises many types
+            first = str(dynamo_error).splitlines()[0]
+            raise ModelError(f"ONNX export failed (torch.export: {first}; TorchScript exporter: {error})") from error
+        proto = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(proto, {METADATA_KEY: frontend.to_json()})
     onnx.save(proto, str(path))

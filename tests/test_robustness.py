@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json").read_text())
+
+
+def test_robustness_of_an_onnx_model_through_onnx2torch(run_cli, onnx_model, manifest, tmp_path) -> None:
+    out = tmp_path / "rob.json"
+    result = run_cli("robustness", str(onnx_model), "--corpus", str(manifest), "--out", str(out), "--quiet",
+                     "--pgd-steps", "2", "--min-robust-uar", "0.0", "--at-eps", "0.1")
+    assert result.code == 0, result.stderr
+    report = json.loads(out.read_text())
+    jsonschema.validate(report, SCHEMA)
+    rows = report["robustness"]["results"]
+    assert [(r["method"], r["eps"]) for r in rows] == [("fgsm", e) for e in (0.0, 0.02, 0.04, 0.06, 0.08, 0.1)] + [("pgd", 0.02)]
+    assert all(r["gradient"] == "white-box" and r["n"] == 40 for r in rows)
+    assert rows[0]["success_rate"] == 0.0 and rows[0]["mean_linf"] == 0.0
+    assert rows[-2]["mean_linf"] == pytest.approx(0.1 * report["robustness"]["input_spread"], rel=1e-4)
+    assert report["gates"][0]["name"] == "min-robust-uar" and report["gates"][0]["passed"]
+    assert report["robustness"]["evaluation_set"].startswith("all of")
+
+
+def test_unconvertible_onnx_falls_back_to_black_box(run_cli, onnx_model, manifest, tmp_path, monkeypatch) -> None:
+    import onnx2torch
+
+    def refuse(*_args, **_kwargs):
+        raise NotImplementedError("Converter is not implemented (OperatorDescription(domain='', operation_type='Foo'))")
+
+    monkeypatch.setattr(onnx2torch, "convert", refuse)
+    out = tmp_path / "rob.json"
+    result = run_cli("robustness", str(onnx_model), "--corpus", str(manifest), "--out", str(out), "--quiet",
+                     "--eps", "0,0.1")
+    assert result.code == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert {r["gradient"] for r in report["robustness"]["results"]} == {"black-box"}
+    assert all(r["method"] == "fgsm" for r in report["robustness"]["results"])
+    assert "SPSA" in report["notes"][0]
+    strict = run_cli("robustness", str(onnx_model), "--corpus", str(manifest), "--gradient", "white-box", "--quiet")
+    assert strict.code == 2 and "no differentiable path" in strict.stderr and strict.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("--eps", "0,-0.1"), "non-negative"),
+        (("--eps", "abc"), "comma-separated"),
+        (("--eta", "0"), "--eta must be positive"),
+        (("--pgd-steps", "0"), "--pgd-steps must be at least 1"),
+        (("--domain", "spectrum"), "--domain"),
+        (("--min-robust-uar", "0.5", "--at-eps", "0.03"), "not on the FGSM grid"),
+    ],
+)
+def test_bad_probe_settings_give_exit_2(run_cli, onnx_model, manifest, tmp_path, flags, message) -> None:
+    result = run_cli("robustness", str(onnx_model), "--corpus", str(manifest), "--out", str(tmp_path / "r.json"),
+                     "--quiet", *flags)
+    assert result.code == 2, result.stderr
+    assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_waveform_domain_reports_snr(run_cli, onnx_model, manifest, tmp_path) -> None:
+    out = tmp_path / "wave.json"
+    result = run_cli("robustness", str(onnx_model), "--corpus", str(manifest), "--domain", "waveform",
+                     "--eps", "0,0.05", "--pgd-steps", "2", "--out", str(out), "--quiet")
+    assert result.code == 0, result.stderr
+    rows = json.loads(out.read_text())["robustness"]["results"]
+    assert rows[0]["snr_db"] is None and 15 < rows[1]["snr_db"] < 40
+
+
+def test_harden_keeps_format_and_spec(run_cli, onnx_model, manifest, tmp_path) -> None:
+    out = tmp_path / "hardened.onnx"
+    result = run_cli("harden", str(onnx_model), "--method", "similarity", "--out", str(out), "--corpus", str(manifest),
+                     "--epochs", "2", "--warmup-epochs", "1", "--quiet")
+    assert result.code == 0, result.stderr
+    assert "held-out UAR" in result.stderr or "UAR real" in result.stderr
+    from ser_audit.models.loading import load_model
+
+    original, hardened = load_model(str(onnx_model), cache_dir=tmp_path), load_model(str(out), cache_dir=tmp_path)
+    assert hardened.format == "onnx" and hardened.frontend == original.frontend
+    bad = run_cli("harden", str(onnx_model), "--method", "magic", "--out", str(out), "--corpus", str(manifest), "--quiet")
+    assert bad.code == 2 and "vanilla or similarity" in bad.stderr
