@@ -330,3 +330,48 @@ def harden_model(
         "real_after": after[0].uar, "adversarial_after": after[1].uar,
         "eps": recipe.eps, "n": after[0].n, "evaluation_set": data.description,  # type: ignore[dict-item]
     }
+
+
+def full_audit(
+    source: ModelSource | str,
+    *,
+    hardened: ModelSource | None = None,
+    corpus: str = DEFAULT_CORPUS,
+    corpus_root: Path | None = None,
+    corpus_options: Sequence[str] = (),
+    layers: str | None = None,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+    settings: "ProbeSettings | None" = None,
+    max_leakage: float | None = None,
+    max_gap: float | None = None,
+    min_robust_uar: float | None = None,
+    at_eps: float | None = None,
+    command: Sequence[str] = (),
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> Report:
+    """Leakage and robustness in one report; with ``hardened``, also how hardening moved each layer's leakage."""
+    from ser_audit.report.model import HardeningEffect
+
+    common = dict(corpus=corpus, corpus_root=corpus_root, corpus_options=corpus_options, seed=seed,
+                  cache_dir=cache_dir, observer=observer)
+    report = leakage_audit(source, layers=layers, max_leakage=max_leakage, max_gap=max_gap, command=command, **common)
+    robust = robustness_audit(source, settings=settings, min_robust_uar=min_robust_uar, at_eps=at_eps, **common)
+    report.robustness = robust.robustness
+    report.scores.robustness = robust.scores.robustness
+    report.gates = [*report.gates, *robust.gates]
+    report.notes = [*report.notes, *robust.notes]
+    if hardened is not None and report.leakage is not None:
+        names = ",".join(row.layer for row in report.leakage.results)
+        after = leakage_audit(hardened, layers=names, **common)
+        report.hardened_model = after.model
+        after_rows = {row.layer: row for row in after.leakage.results} if after.leakage else {}
+        for row in report.leakage.results:
+            other = after_rows[row.layer]
+            report.hardening_effect.append(HardeningEffect(
+                layer=row.layer, leakage_before=row.accuracy.mean, leakage_after=other.accuracy.mean,
+                change=other.accuracy.mean - row.accuracy.mean,
+                significant=other.accuracy.ci_low > row.accuracy.ci_high or other.accuracy.ci_high < row.accuracy.ci_low,
+            ))
+    report.finished = _now()
+    return report

@@ -78,3 +78,51 @@ def test_leakage_on_a_real_corpus_layout(run_cli, cache_dir: Path, tmp_path: Pat
     assert report["corpus"]["name"] == "ravdess" and report["corpus"]["n_speakers"] == 24
     assert report["corpus"]["audio"]["sample_rates"] == {"48000": 192}
     assert len(report["leakage"]["folds"]) == 5
+
+
+def test_fgsm_grid_on_the_default_model(cache_dir: Path) -> None:
+    from ser_audit.api import robustness_audit
+
+    report = robustness_audit("zoo:cnn4", cache_dir=cache_dir)
+    assert report.robustness is not None
+    fgsm = [r for r in report.robustness.results if r.method == "fgsm"]
+    assert [r.eps for r in fgsm] == [0.0, 0.02, 0.04, 0.06, 0.08, 0.1]
+    assert fgsm[0].uar == pytest.approx(report.model.training["held_out_uar"], abs=1e-9)
+    assert fgsm[-1].uar < fgsm[1].uar < fgsm[0].uar
+    assert [r.method for r in report.robustness.results].count("pgd") == 1
+    assert 0 < report.scores.robustness < 100
+
+
+@pytest.fixture(scope="module")
+def hardened(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from ser_audit.api import harden_model
+    from ser_audit.robustness.hardening import HardeningRecipe
+
+    folder = tmp_path_factory.mktemp("hardened")
+    return {
+        method: (folder / f"{method}.ckpt",
+                 harden_model("zoo:cnn4", folder / f"{method}.ckpt", recipe=HardeningRecipe(method=method), cache_dir=cache_dir))
+        for method in ("vanilla", "similarity")
+    }
+
+
+@pytest.mark.parametrize("method", ["vanilla", "similarity"])
+def test_hardening_raises_held_out_adversarial_uar(hardened, method: str) -> None:
+    _, figures = hardened[method]
+    assert figures["adversarial_after"] > figures["adversarial_before"], figures
+    assert figures["real_after"] > 0.5, figures
+
+
+def test_audit_reports_leakage_robustness_and_the_hardening_effect(run_cli, hardened, cache_dir: Path, tmp_path: Path) -> None:
+    path, _ = hardened["similarity"]
+    result = run_cli("audit", "zoo:cnn4", "--hardened", str(path), "--layers", "pool2,fc_relu", "--eps", "0,0.02",
+                     "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--quiet")
+    assert result.code == 0, result.stderr
+    import jsonschema
+
+    report = json.loads((tmp_path / "report.json").read_text())
+    schema = Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json"
+    jsonschema.validate(report, json.loads(schema.read_text()))
+    assert [e["layer"] for e in report["hardening_effect"]] == ["pool2", "fc_relu"]
+    assert report["robustness"]["results"][0]["eps"] == 0.0 and report["leakage"]["results"]
+    assert report["hardened_model"]["sha256"] != report["model"]["sha256"]

@@ -141,6 +141,16 @@ class Robustness(_Strict):
     score: float | None = Field(None, description="100 x area under UAR(eps)/UAR(0) over the FGSM grid.")
 
 
+class HardeningEffect(_Strict):
+    """Leakage of one layer before and after adversarial training (``audit --hardened``)."""
+
+    layer: str
+    leakage_before: float
+    leakage_after: float
+    change: float = Field(description="after - before; positive means hardening increased leakage.")
+    significant: bool = Field(description="The two 95% intervals do not overlap.")
+
+
 class Scores(_Strict):
     privacy: float | None = Field(None, description="0-100, higher is better.")
     robustness: float | None = Field(None, description="0-100, higher is better.")
@@ -170,6 +180,8 @@ class Report(_Strict):
     aux_corpus: CorpusInfo | None = None
     leakage: Leakage | None = None
     robustness: Robustness | None = None
+    hardened_model: ModelInfo | None = Field(None, description="The hardened model compared with (audit --hardened).")
+    hardening_effect: list[HardeningEffect] = Field(default_factory=list)
     scores: Scores = Field(default_factory=Scores)
     gates: list[Gate] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="Things the reader should know (cache use, reductions).")

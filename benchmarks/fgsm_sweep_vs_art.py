@@ -1,0 +1,63 @@
+"""Six-eps FGSM sweep: ser-audit (one gradient, reused) against ART's FastGradientMethod called once per eps.
+
+Same model (the bundled CNN-4, trained on first use), same inputs (its held-out session's
+log-mel features), same eps grid (P2's), measured side by side in one run. Target: >= 3x.
+
+    python benchmarks/fgsm_sweep_vs_art.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from art.attacks.evasion import FastGradientMethod
+from art.estimators.classification import PyTorchClassifier
+
+from ser_audit.api import default_cache_dir, load_corpus
+from ser_audit.models.loading import load_checkpoint
+from ser_audit.models.zoo import load_or_train
+from ser_audit.robustness.evaluate import evaluation_set
+from ser_audit.robustness.fgsm import FGSM, P2_EPS_GRID
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    cache = default_cache_dir()
+    model = load_checkpoint(load_or_train("cnn4", cache_dir=cache))
+    data = evaluation_set(model, load_corpus("synthetic", cache_dir=cache, seed=0))
+    module, inputs, labels = model.module.eval(), data.features, torch.from_numpy(data.labels)
+    grid = [eps * float(inputs.std()) for eps in P2_EPS_GRID]
+    classifier = PyTorchClassifier(model=module, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(inputs.shape[1:]),
+                                   nb_classes=len(data.emotions))
+    x, y = inputs.numpy(), np.eye(len(data.emotions))[data.labels]
+
+    def ours() -> list[torch.Tensor]:
+        return FGSM().sweep(module, inputs, labels, grid)
+
+    def art() -> list[np.ndarray]:
+        return [FastGradientMethod(classifier, eps=eps, eps_step=max(eps, 1e-12), norm=np.inf).generate(x, y=y)
+                for eps in grid]
+
+    ours_first, art_first = ours(), art()  # warm-up, and a check that both agree
+    worst = max(float(np.abs(a.numpy() - b).max()) for a, b in zip(ours_first, art_first))
+    timings: dict[str, list[float]] = {"ser-audit": [], "ART": []}
+    for _ in range(args.repeats):
+        for name, run in (("ser-audit", ours), ("ART", art)):
+            start = time.perf_counter()
+            run()
+            timings[name].append(time.perf_counter() - start)
+    ours_time, art_time = np.median(timings["ser-audit"]), np.median(timings["ART"])
+    print(f"inputs {tuple(inputs.shape)}, eps grid {P2_EPS_GRID} (relative), {args.repeats} repeats, "
+          f"{torch.get_num_threads()} threads; max |ours - ART| = {worst:.2e}")
+    print(f"ser-audit sweep: {ours_time * 1000:.1f} ms  ART per-eps: {art_time * 1000:.1f} ms  "
+          f"ratio {art_time / ours_time:.2f}x (target >= 3x)")
+
+
+if __name__ == "__main__":
+    main()
