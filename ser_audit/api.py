@@ -55,6 +55,29 @@ class ModelSource:
     trust_pickle: bool = False
 
 
+@dataclass(frozen=True)
+class CorpusSource:
+    """Which corpus to read (mirrors --corpus, --corpus-root and --corpus-option)."""
+
+    spec: str = DEFAULT_CORPUS
+    root: Path | None = None
+    options: tuple[str, ...] = ()
+
+
+def _model(source: ModelSource | str, cache_dir: Path, seed: int, observer: ProgressObserver) -> "TargetModel":
+    from ser_audit.models.loading import load_model
+
+    source = ModelSource(source) if isinstance(source, str) else source
+    return load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
+                      cache_dir=cache_dir, seed=seed, observer=observer)
+
+
+def _corpus(corpus: CorpusSource | str, cache_dir: Path, seed: int, observer: ProgressObserver) -> Corpus:
+    corpus = CorpusSource(corpus) if isinstance(corpus, str) else corpus
+    return load_corpus(corpus.spec, cache_dir=cache_dir, seed=seed, corpus_root=corpus.root, options=corpus.options,
+                       observer=observer)
+
+
 def environment() -> Environment:
     packages = {}
     for name in _PROVENANCE_PACKAGES:
@@ -80,19 +103,14 @@ def load_corpus(spec: str, *, cache_dir: Path, seed: int, corpus_root: Path | No
 
 def list_layers(source: ModelSource, *, cache_dir: Path | None = None, seed: int = 0,
                 observer: ProgressObserver = NULL_OBSERVER) -> list[LayerRow]:
-    from ser_audit.models.loading import load_model
-
-    model = load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
-                       cache_dir=cache_dir or default_cache_dir(), seed=seed, observer=observer)
+    model = _model(source, cache_dir or default_cache_dir(), seed, observer)
     return [LayerRow(index=l.index, name=l.name, kind=l.kind, shape=list(l.shape)) for l in model.layers()]
 
 
 def leakage_audit(
     source: ModelSource | str,
     *,
-    corpus: str = DEFAULT_CORPUS,
-    corpus_root: Path | None = None,
-    corpus_options: Sequence[str] = (),
+    corpus: CorpusSource | str = DEFAULT_CORPUS,
     sentence_disjoint: bool = False,
     layers: str | None = None,
     attribute: str = "gender",
@@ -111,8 +129,6 @@ def leakage_audit(
     """
     from ser_audit.embeddings.extract import extract
     from ser_audit.leakage.runner import input_reference, probe_layers, recommend
-    from ser_audit.models.loading import load_model
-
     if attribute not in ATTRIBUTES:
         raise ConfigError(f"--attribute {attribute!r}: choose one of {', '.join(ATTRIBUTES)}")
     if attribute == "speaker":
@@ -121,10 +137,8 @@ def leakage_audit(
     cache = cache_dir or default_cache_dir()
     created = _now()
     # The corpus first: a wrong --corpus-root should not wait for a reference model to train.
-    audit_corpus = load_corpus(corpus, cache_dir=cache, seed=seed, corpus_root=corpus_root, options=corpus_options,
-                               observer=observer)
-    model = load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
-                       cache_dir=cache, seed=seed, observer=observer)
+    audit_corpus = _corpus(corpus, cache, seed, observer)
+    model = _model(source, cache, seed, observer)
     selected = model.select_layers(layers)
     corpus_folds = speaker_disjoint_folds(audit_corpus, n_folds=folds, seed=seed, sentence_disjoint=sentence_disjoint)
     embeddings = extract(model, audit_corpus, selected, observer=observer)
@@ -207,9 +221,7 @@ def train_reference_model(name: str, out: Path, *, seed: int = 0, cache_dir: Pat
 def robustness_audit(
     source: ModelSource | str,
     *,
-    corpus: str = DEFAULT_CORPUS,
-    corpus_root: Path | None = None,
-    corpus_options: Sequence[str] = (),
+    corpus: CorpusSource | str = DEFAULT_CORPUS,
     settings: "ProbeSettings | None" = None,
     gradient: str = "auto",
     seed: int = 0,
@@ -224,7 +236,6 @@ def robustness_audit(
     ``gradient="auto"`` falls back to an SPSA estimate (rows say black-box) when an ONNX graph
     has no differentiable torch conversion; ``"white-box"`` makes that an error.
     """
-    from ser_audit.models.loading import load_model
     from ser_audit.report.gates import robustness_gates
     from ser_audit.robustness.evaluate import ProbeSettings, evaluation_set, probe_model, robustness_score
 
@@ -232,10 +243,8 @@ def robustness_audit(
     settings = settings or ProbeSettings(grid=P2_GRID, seed=seed)
     cache = cache_dir or default_cache_dir()
     created = _now()
-    audit_corpus = load_corpus(corpus, cache_dir=cache, seed=seed, corpus_root=corpus_root, options=corpus_options,
-                               observer=observer)
-    model = load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
-                       cache_dir=cache, seed=seed, observer=observer)
+    audit_corpus = _corpus(corpus, cache, seed, observer)
+    model = _model(source, cache, seed, observer)
     module, fgsm, notes = _attackable(model, gradient, settings)
     if fgsm is not None and settings.pgd_eps is not None:
         settings = dataclass_replace(settings, pgd_eps=None)
@@ -283,9 +292,7 @@ def harden_model(
     out: Path,
     *,
     recipe: "HardeningRecipe",
-    corpus: str = DEFAULT_CORPUS,
-    corpus_root: Path | None = None,
-    corpus_options: Sequence[str] = (),
+    corpus: CorpusSource | str = DEFAULT_CORPUS,
     cache_dir: Path | None = None,
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> dict[str, float]:
@@ -297,7 +304,6 @@ def harden_model(
 
     from ser_audit.frontend.features import FrontEnd
     from ser_audit.models.differentiable import torch_module
-    from ser_audit.models.loading import load_model
     from ser_audit.models.training import export_model, write_checkpoint_payload
     from ser_audit.robustness.evaluate import ProbeSettings, evaluation_set, probe_model
     from ser_audit.robustness.hardening import harden
@@ -307,10 +313,8 @@ def harden_model(
         raise ConfigError(f"--out {out}: use a .onnx, .pt (TorchScript), .pt2 (torch.export) or .ckpt file name")
     source = ModelSource(source) if isinstance(source, str) else source
     cache = cache_dir or default_cache_dir()
-    training_corpus = load_corpus(corpus, cache_dir=cache, seed=recipe.seed, corpus_root=corpus_root,
-                                  options=corpus_options, observer=observer)
-    model = load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
-                       cache_dir=cache, seed=recipe.seed, observer=observer)
+    training_corpus = _corpus(corpus, cache, recipe.seed, observer)
+    model = _model(source, cache, recipe.seed, observer)
     if out.suffix.lower() == ".ckpt" and not (model.path and model.path.suffix == ".ckpt"):
         raise ConfigError(f"--out {out}: .ckpt is for reference-model checkpoints; use .onnx, .pt or .pt2")
     original = torch_module(model)
@@ -336,9 +340,7 @@ def full_audit(
     source: ModelSource | str,
     *,
     hardened: ModelSource | None = None,
-    corpus: str = DEFAULT_CORPUS,
-    corpus_root: Path | None = None,
-    corpus_options: Sequence[str] = (),
+    corpus: CorpusSource | str = DEFAULT_CORPUS,
     layers: str | None = None,
     seed: int = 0,
     cache_dir: Path | None = None,
@@ -353,8 +355,7 @@ def full_audit(
     """Leakage and robustness in one report; with ``hardened``, also how hardening moved each layer's leakage."""
     from ser_audit.report.model import HardeningEffect
 
-    common = dict(corpus=corpus, corpus_root=corpus_root, corpus_options=corpus_options, seed=seed,
-                  cache_dir=cache_dir, observer=observer)
+    common = dict(corpus=corpus, seed=seed, cache_dir=cache_dir, observer=observer)
     report = leakage_audit(source, layers=layers, max_leakage=max_leakage, max_gap=max_gap, command=command, **common)
     robust = robustness_audit(source, settings=settings, min_robust_uar=min_robust_uar, at_eps=at_eps, **common)
     report.robustness = robust.robustness

@@ -42,7 +42,7 @@ def audit(
     report = api.full_audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
         hardened=api.ModelSource(str(hardened), frontend=frontend) if hardened else None,
-        corpus=corpus, corpus_root=corpus_root, corpus_options=corpus_option or (), layers=layers, seed=seed,
+        corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())), layers=layers, seed=seed,
         cache_dir=cache_dir, settings=ProbeSettings(grid=_grid(eps), seed=seed), max_leakage=max_leakage,
         max_gap=max_gap, min_robust_uar=min_robust_uar, at_eps=at_eps, command=["ser-audit", *sys.argv[1:]],
         observer=observer_for(quiet),

@@ -35,7 +35,7 @@ def leakage(
     """Privacy leakage audit: how well attackers infer a speaker attribute from tapped layers."""
     report = api.leakage_audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
-        corpus=corpus, corpus_root=corpus_root, corpus_options=corpus_option or (),
+        corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())),
         sentence_disjoint=sentence_disjoint, layers=layers, attribute=attribute, folds=folds, seed=seed,
         cache_dir=cache_dir, max_leakage=max_leakage, max_gap=max_gap,
         command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet),

@@ -62,7 +62,7 @@ def robustness(
     )
     report = api.robustness_audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
-        corpus=corpus, corpus_root=corpus_root, corpus_options=corpus_option or (), settings=settings,
+        corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())), settings=settings,
         gradient=gradient, seed=seed, cache_dir=cache_dir, min_robust_uar=min_robust_uar, at_eps=at_eps,
         command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet),
     )
@@ -104,7 +104,7 @@ def harden(
                              feature_layer=feature_layer, seed=seed)
     figures = api.harden_model(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle), out, recipe=recipe,
-        corpus=corpus, corpus_root=corpus_root, corpus_options=corpus_option or (), cache_dir=cache_dir,
+        corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())), cache_dir=cache_dir,
         observer=observer_for(quiet),
     )
     STDERR.print(
