@@ -26,7 +26,6 @@ from ser_audit.errors import ConfigError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.gates import leakage_gates
 from ser_audit.report.model import CorpusInfo, Environment, LayerRow, Leakage, ModelInfo, Report, Robustness, Tool
-from ser_audit.robustness.fgsm import P2_EPS_GRID as P2_GRID
 
 if TYPE_CHECKING:
     from ser_audit.models.interface import TargetModel
@@ -129,6 +128,7 @@ def leakage_audit(
     """
     from ser_audit.embeddings.extract import extract
     from ser_audit.leakage.runner import input_reference, probe_layers, recommend
+
     if attribute not in ATTRIBUTES:
         raise ConfigError(f"--attribute {attribute!r}: choose one of {', '.join(ATTRIBUTES)}")
     if attribute == "speaker":
@@ -238,9 +238,10 @@ def robustness_audit(
     """
     from ser_audit.report.gates import robustness_gates
     from ser_audit.robustness.evaluate import ProbeSettings, evaluation_set, probe_model, robustness_score
+    from ser_audit.robustness.fgsm import P2_EPS_GRID
 
     source = ModelSource(source) if isinstance(source, str) else source
-    settings = settings or ProbeSettings(grid=P2_GRID, seed=seed)
+    settings = settings or ProbeSettings(grid=P2_EPS_GRID, seed=seed)
     cache = cache_dir or default_cache_dir()
     created = _now()
     audit_corpus = _corpus(corpus, cache, seed, observer)
