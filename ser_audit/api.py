@@ -12,11 +12,10 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
-from dataclasses import replace as dataclass_replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ser_audit import __version__
 from ser_audit.corpus.folds import speaker_disjoint_folds
@@ -236,6 +235,7 @@ def robustness_audit(
     ``gradient="auto"`` falls back to an SPSA estimate (rows say black-box) when an ONNX graph
     has no differentiable torch conversion; ``"white-box"`` makes that an error.
     """
+    from ser_audit.frontend.features import FrontEnd
     from ser_audit.report.gates import robustness_gates
     from ser_audit.robustness.evaluate import ProbeSettings, evaluation_set, probe_model, robustness_score
     from ser_audit.robustness.fgsm import P2_EPS_GRID
@@ -246,13 +246,9 @@ def robustness_audit(
     created = _now()
     audit_corpus = _corpus(corpus, cache, seed, observer)
     model = _model(source, cache, seed, observer)
-    module, fgsm, notes = _attackable(model, gradient, settings)
-    if fgsm is not None and settings.pgd_eps is not None:
-        settings = dataclass_replace(settings, pgd_eps=None)
+    module, black_box, notes = _attackable(model, gradient)
     data = evaluation_set(model, audit_corpus, observer)
-    from ser_audit.frontend.features import FrontEnd
-
-    rows, spread = probe_model(module, data, settings, FrontEnd(model.frontend), fgsm=fgsm, observer=observer)
+    rows, spread = probe_model(module, data, settings, FrontEnd(model.frontend), black_box=black_box, observer=observer)
     report = Report(
         tool=Tool(version=__version__), command=list(command), seed=seed, created=created, finished=_now(),
         environment=environment(), model=_model_info(source, model), corpus=corpus_info(audit_corpus, seed=seed),
@@ -265,16 +261,16 @@ def robustness_audit(
     return report
 
 
-def _attackable(model: "TargetModel", gradient: str, settings: "ProbeSettings"):  # type: ignore[no-untyped-def]
-    """The module probes differentiate, or a forward-only wrapper with an SPSA FGSM."""
+def _attackable(model: "TargetModel", gradient: str) -> tuple[Any, bool, list[str]]:
+    """The module probes differentiate (black_box False), or a forward-only wrapper (black_box True)."""
     from ser_audit.errors import ModelError
     from ser_audit.models.differentiable import torch_module
-    from ser_audit.robustness.spsa import ForwardOnly, SpsaFGSM
+    from ser_audit.robustness.spsa import ForwardOnly
 
     if gradient not in ("auto", "white-box"):
         raise ConfigError(f"--gradient {gradient!r}: use auto or white-box")
     try:
-        return torch_module(model), None, []
+        return torch_module(model), False, []
     except ModelError as error:
         if gradient == "white-box":
             raise
@@ -283,9 +279,8 @@ def _attackable(model: "TargetModel", gradient: str, settings: "ProbeSettings"):
         def logits(primary, *extra):  # type: ignore[no-untyped-def]
             return model.forward({names[0]: primary, **dict(zip(names[1:], extra))}).logits
 
-        eta = None if settings.eta is None else settings.eta
         note = f"{error}; FGSM used an SPSA gradient estimate (black-box) and PGD was skipped"
-        return ForwardOnly(logits), SpsaFGSM(eta=eta, seed=settings.seed), [note]
+        return ForwardOnly(logits), True, [note]
 
 
 def harden_model(

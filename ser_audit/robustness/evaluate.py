@@ -19,6 +19,7 @@ from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import RobustnessResult
 from ser_audit.robustness.fgsm import FGSM
 from ser_audit.robustness.interface import Probe, check_eps
+from ser_audit.robustness.spsa import SpsaFGSM
 
 BATCH = 32
 
@@ -170,11 +171,12 @@ def probe_model(
     settings: ProbeSettings,
     frontend: FrontEnd,
     *,
-    fgsm: FGSM | None = None,
+    black_box: bool = False,
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> tuple[list[RobustnessResult], float]:
     """Clean scores, the FGSM grid from one gradient per batch, and PGD at one eps.
 
+    With ``black_box`` the FGSM gradient is an SPSA estimate from forward passes and PGD is skipped.
     Returns the rows and the attacked input's spread (the unit of the relative eps).
     """
     from ser_audit.robustness.pgd import PGD
@@ -189,12 +191,13 @@ def probe_model(
     waveform_domain = settings.domain == "waveform"
     inputs = data.audio if waveform_domain else data.features
     spread = float(inputs.std())
-    fgsm = fgsm or FGSM(eta=None if settings.eta is None else settings.eta * spread, targeted=targeted)
+    eta = None if settings.eta is None else settings.eta * spread
+    fgsm = SpsaFGSM(eta=eta, targeted=targeted, seed=settings.seed) if black_box else FGSM(eta=eta, targeted=targeted)
     grid = [eps * spread for eps in settings.grid]
     adversarial: list[list[torch.Tensor]] = [[] for _ in grid]
     pgd_batches: list[torch.Tensor] = []
     pgd = None
-    if settings.pgd_eps is not None:
+    if settings.pgd_eps is not None and not black_box:
         pgd = PGD(settings.pgd_eps * spread, steps=settings.pgd_steps, targeted=targeted, seed=settings.seed,
                   step_size=None if settings.pgd_step_size is None else settings.pgd_step_size * spread)
     labels = torch.from_numpy(reference).long()

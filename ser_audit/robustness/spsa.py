@@ -15,14 +15,15 @@ from ser_audit.robustness.fgsm import FGSM
 
 
 class ForwardOnly(nn.Module):
-    """Wraps a numpy ``logits(inputs)`` function (e.g. an onnxruntime session) as a module."""
+    """Wraps a numpy ``logits(primary, *extra)`` function (e.g. an onnxruntime session) as a module."""
 
     def __init__(self, logits) -> None:  # type: ignore[no-untyped-def]
         super().__init__()
         self.logits = logits
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.logits(inputs.detach().numpy().astype(np.float32)))
+    def forward(self, inputs: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        arrays = [tensor.detach().numpy().astype(np.float32) for tensor in (inputs, *extra)]
+        return torch.from_numpy(self.logits(*arrays))
 
 
 class SpsaFGSM(FGSM):
