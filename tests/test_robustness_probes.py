@@ -78,3 +78,22 @@ def test_model_mode_is_restored(setup) -> None:
     FGSM(0.01)(model, inputs, labels)
     assert model.training
     model.eval()
+
+
+def test_spsa_estimate_points_like_the_true_gradient() -> None:
+    from ser_audit.robustness.spsa import ForwardOnly, SpsaFGSM
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 3)
+    inputs, labels = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    true = FGSM().loss_gradient(model, inputs, labels)
+
+    def logits(primary, scale):  # a second input, fed unchanged, as ForwardOnly passes every input
+        with torch.no_grad():
+            return (model(torch.from_numpy(primary)) * torch.from_numpy(scale)).numpy()
+
+    wrapped = ForwardOnly(logits)
+    bound = lambda x: wrapped(x, torch.ones(len(x), 1))  # noqa: E731
+    estimate = SpsaFGSM(samples=256, delta=1e-3).loss_gradient(bound, inputs, labels)
+    agreement = (estimate.sign() == true.sign()).float().mean()
+    assert agreement > 0.8
