@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +38,6 @@ def resample(signal: np.ndarray, source_rate: int, target_rate: int) -> np.ndarr
 
     tensor = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32))
     return audio_functional.resample(tensor, source_rate, target_rate).numpy()
-
-
-@lru_cache(maxsize=8)
-def audio_info(path: Path) -> tuple[int, int, float]:
-    """(sample rate, channels, duration in seconds) without decoding the samples."""
-    try:
-        info = soundfile.info(str(path))
-    except (soundfile.LibsndfileError, RuntimeError) as error:
-        raise CorpusError(f"audio file {path} cannot be read ({error})") from None
-    return info.samplerate, info.channels, info.duration
 
 
 def write_wav(path: Path, signal: np.ndarray, sample_rate: int) -> None:

@@ -34,26 +34,22 @@ LLD_SPEC = FrontEndSpec(
 
 @dataclass
 class CrossValidated:
-    """Held-out truths, predictions and speakers per fold, and the last fold's fitted attacker."""
+    """Held-out truths and predictions per fold, and the last fold's fitted attacker."""
 
     truths: list[np.ndarray]
     predictions: list[np.ndarray]
-    speakers: list[np.ndarray]
     fitted: Attacker
 
 
-def cross_validate(
-    attacker: Attacker, features: np.ndarray, labels: np.ndarray, speakers: np.ndarray, folds: Sequence[Fold]
-) -> CrossValidated:
+def cross_validate(attacker: Attacker, features: np.ndarray, labels: np.ndarray, folds: Sequence[Fold]) -> CrossValidated:
     """Fit a fresh clone per fold on the training speakers; predict the held-out speakers."""
-    truths, predictions, held_out = [], [], []
+    truths, predictions = [], []
     fitted = attacker
     for fold in folds:
         fitted = clone(attacker).fit(features[fold.train], labels[fold.train])
         truths.append(labels[fold.test])
         predictions.append(fitted.predict(features[fold.test]))
-        held_out.append(speakers[fold.test])
-    return CrossValidated(truths, predictions, held_out, fitted)
+    return CrossValidated(truths, predictions, fitted)
 
 
 def attack(
@@ -66,7 +62,7 @@ def attack(
     seed: int,
 ) -> tuple[CrossValidated, LeakageStatistics]:
     """Cross-validate the attacker, then test its mean fold accuracy against relabelled data."""
-    outcome = cross_validate(attacker, features, labels, speakers, folds)
+    outcome = cross_validate(attacker, features, labels, folds)
     observed = float(np.mean([np.mean(t == p) for t, p in zip(outcome.truths, outcome.predictions)]))
     p_value = permutation_p_value(attacker, features, labels, speakers, folds, observed, seed=seed)
     n_train = int(np.mean([len(fold.train) for fold in folds]))
