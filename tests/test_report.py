@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+
+# A finder that refuses torch: any `import torch` on the report path raises ImportError.
+BLOCK_TORCH = (
+    "import sys, importlib.abc\n"
+    "class Block(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('torch', 'torchaudio', 'onnxruntime'):\n"
+    "            raise ImportError('blocked: ' + name)\n"
+    "sys.meta_path.insert(0, Block())\n"
+)
+
+
+@pytest.fixture(scope="module")
+def gated_report(onnx_model, manifest, tmp_path_factory) -> Path:
+    from ser_audit.cli.main import main
+
+    out = tmp_path_factory.mktemp("report") / "report.json"
+    code = main(["leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool1,fc_relu", "--out", str(out),
+                 "--quiet", "--max-leakage", "0.0", "--max-gap", "1.0"])
+    assert code == 1
+    return out
+
+
+def _render(report: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ser-audit report`` in a fresh interpreter where importing torch fails."""
+    call = f"from ser_audit.cli.main import main; sys.exit(main({['report', str(report), *args]!r}))"
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + call], capture_output=True, text=True, timeout=120)
+
+
+def test_report_renders_without_torch(gated_report: Path) -> None:
+    result = _render(gated_report, "--format", "md")
+    assert result.returncode == 0, result.stderr
+    assert "## Leakage of gender" in result.stdout and "| pool1 |" in result.stdout
+    assert "**FAIL**" in result.stdout
+
+
+def test_junit_has_one_case_per_gate_and_fails_the_failed_one(gated_report: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gates.xml"
+    result = _render(gated_report, "--format", "junit", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    suite = ElementTree.parse(out).getroot()
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert set(cases) == {"max-leakage", "max-gap"} and suite.get("failures") == "1"
+    assert cases["max-leakage"].find("failure") is not None and cases["max-gap"].find("failure") is None
+
+
+def test_report_errors(gated_report: Path, tmp_path: Path) -> None:
+    assert _render(gated_report, "--format", "pdf").returncode == 2
+    not_a_report = tmp_path / "other.json"
+    not_a_report.write_text('{"hello": 1}')
+    result = _render(not_a_report)
+    assert result.returncode == 2 and "not a ser-audit report" in result.stderr
