@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -12,6 +10,7 @@ from ser_audit.corpus.loader import CorpusLoader
 from ser_audit.corpus.manifest import load_manifest
 from ser_audit.corpus.synthetic.presets import PRESETS, synthetic_corpus
 from ser_audit.errors import ConfigError, CorpusError
+from ser_audit.plugins import load_plugins
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
 DEFAULT_CORPUS = "synthetic"
@@ -23,17 +22,8 @@ LOADER_GROUP = "ser_audit.corpora"
 
 def corpus_loaders(*, strict: bool = False) -> dict[str, CorpusLoader]:
     """Installed loader plugins; a broken one is named in a warning (an error when strict)."""
-    loaders: dict[str, CorpusLoader] = {}
-    for entry in entry_points(group=LOADER_GROUP):
-        try:
-            loader = entry.load()
-        except Exception as error:  # a third-party plugin may fail in any way on import
-            if strict:
-                raise CorpusError(f"corpus loader plugin {entry.name!r} ({entry.value}) failed to load: {error}") from error
-            warnings.warn(f"skipping corpus loader plugin {entry.name!r} ({entry.value}): {error}", stacklevel=2)
-            continue
-        loaders[entry.name] = loader() if isinstance(loader, type) else loader
-    return loaders
+    loaders = load_plugins(LOADER_GROUP, kind="corpus loader", strict=strict)
+    return {name: loader() if isinstance(loader, type) else loader for name, loader in loaders.items()}
 
 
 def list_corpora() -> list[dict[str, str]]:

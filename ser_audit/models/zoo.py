@@ -6,9 +6,7 @@ first use and caches the checkpoint, keyed by name, seed and the plugin's versio
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +14,7 @@ from torch import nn
 
 from ser_audit.errors import ConfigError
 from ser_audit.frontend.spec import FrontEndSpec
+from ser_audit.plugins import load_plugins
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
 ENTRY_POINT_GROUP = "ser_audit.models"
@@ -58,17 +57,7 @@ class ReferenceModel:
 
 def reference_models(*, strict: bool = False) -> dict[str, ReferenceModel]:
     """Every installed reference model; a broken plugin is named in a warning (an error when strict)."""
-    found: dict[str, ReferenceModel] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            model = entry.load()
-        except Exception as error:  # a third-party plugin may fail in any way on import
-            if strict:
-                raise ConfigError(f"reference model plugin {entry.name!r} ({entry.value}) failed to load: {error}") from error
-            warnings.warn(f"skipping reference model plugin {entry.name!r} ({entry.value}): {error}", stacklevel=2)
-            continue
-        found[entry.name] = model
-    return found
+    return load_plugins(ENTRY_POINT_GROUP, kind="reference model", strict=strict)
 
 
 def get_reference_model(name: str) -> ReferenceModel:
