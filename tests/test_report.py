@@ -58,3 +58,24 @@ def test_report_errors(gated_report: Path, tmp_path: Path) -> None:
     not_a_report.write_text('{"hello": 1}')
     result = _render(not_a_report)
     assert result.returncode == 2 and "not a ser-audit report" in result.stderr
+
+
+def test_html_is_self_contained_with_plots(gated_report: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    result = _render(gated_report, "--format", "html", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    page = out.read_text()
+    assert page.count("<svg") == 1 and "<polyline" in page and "Depth curve" in page
+    assert out.stat().st_size < 2_000_000
+    external = [token for token in ("src=", "href=", "@import", "url(") if token in page]
+    assert not external, external
+    assert "<table>" in page and "class='fail'" in page
+
+
+def test_written_files_are_readable_like_any_other(gated_report: Path) -> None:
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(gated_report.stat().st_mode) == 0o666 & ~mask

@@ -1,4 +1,4 @@
-"""``ser-audit report REPORT.json --format md|junit|json [--out FILE]``: re-render without torch."""
+"""``ser-audit report REPORT.json --format html|md|junit|json [--out FILE]``: re-render without torch."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ser_audit.report.writer import read_report, write_text_atomic
 
 def report(
     path: Annotated[Path, typer.Argument(help="A report.json written by ser-audit.")],
-    format: Annotated[str, typer.Option("--format", help="md, junit or json.")] = "md",
+    format: Annotated[str, typer.Option("--format", help="html, md, junit or json.")] = "md",
     out: Annotated[Optional[Path], typer.Option("--out", help="File to write; stdout when omitted.")] = None,
 ) -> None:
     """Re-render a saved report."""

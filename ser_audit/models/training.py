@@ -17,6 +17,7 @@ from ser_audit.corpus.audio import read_audio
 from ser_audit.corpus.interface import Utterance
 from ser_audit.corpus.registry import resolve_corpus
 from ser_audit.errors import ConfigError, ModelError
+from ser_audit.files import publish
 from ser_audit.frontend.features import FrontEnd, fit_length
 from ser_audit.frontend.spec import EXTRA_FILE, METADATA_KEY, FrontEndSpec
 from ser_audit.models.quiet import quiet_torch
@@ -132,6 +133,7 @@ def _atomic(out: Path, write: Any) -> None:
     os.close(descriptor)
     try:
         write(Path(temporary))
+        publish(Path(temporary))
         os.replace(temporary, out)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ser_audit.files import publish
 from ser_audit.report.model import Report
 
 
@@ -16,6 +17,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
+        publish(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from ser_audit.corpus.audio import write_wav
 from ser_audit.corpus.interface import Corpus
 from ser_audit.corpus.synthetic.voice import EMOTIONS, SAMPLE_RATE, Channel, Speaker, synthesise, with_expressiveness
 from ser_audit.errors import ConfigError
+from ser_audit.files import publish
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
 # Bump when synthesis changes so cached corpora are rebuilt.
@@ -246,6 +247,7 @@ def write_corpus(
                     [row["id"], row["path"], row["speaker"].id, row["speaker"].gender, row["emotion"],
                      row["session"] or "", row["spontaneity"] or "", row["sentence"]]
                 )
+        publish(staging, directory=True)
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)

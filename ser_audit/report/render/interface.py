@@ -15,11 +15,14 @@ class Renderer(Protocol):
 
 
 def renderer_for(name: str) -> Renderer:
+    from ser_audit.report.render.html import HtmlRenderer
     from ser_audit.report.render.json import JsonRenderer
     from ser_audit.report.render.junit import JunitRenderer
     from ser_audit.report.render.markdown import MarkdownRenderer
 
-    renderers: dict[str, Renderer] = {"json": JsonRenderer(), "md": MarkdownRenderer(), "junit": JunitRenderer()}
+    renderers: dict[str, Renderer] = {
+        "json": JsonRenderer(), "md": MarkdownRenderer(), "html": HtmlRenderer(), "junit": JunitRenderer(),
+    }
     if name not in renderers:
         raise ConfigError(f"--format {name!r}: choose one of {', '.join(renderers)}")
     return renderers[name]
