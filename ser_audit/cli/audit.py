@@ -12,7 +12,6 @@ from ser_audit import api
 from ser_audit.cli import options
 from ser_audit.cli.progress import STDERR, observer_for
 from ser_audit.cli.render import leakage_summary, print_table
-from ser_audit.cli.robustness import EpsOption, _grid
 from ser_audit.report.writer import write_json
 
 
@@ -23,7 +22,7 @@ def audit(
     corpus_root: options.CorpusRootOption = None,
     corpus_option: options.CorpusOptionOption = None,
     layers: options.LayersOption = None,
-    eps: EpsOption = "0,0.02,0.04,0.06,0.08,0.1",
+    eps: options.EpsOption = "0,0.02,0.04,0.06,0.08,0.1",
     seed: options.SeedOption = 0,
     out: options.OutOption = "ser-audit-report",
     cache_dir: options.CacheDirOption = None,
@@ -32,8 +31,8 @@ def audit(
     trust_pickle: options.TrustPickleOption = False,
     max_leakage: options.MaxLeakageOption = None,
     max_gap: options.MaxGapOption = None,
-    min_robust_uar: Annotated[Optional[float], typer.Option("--min-robust-uar", min=0.0, max=1.0, help="Gate.")] = None,
-    at_eps: Annotated[Optional[float], typer.Option("--at-eps", help="Eps of the --min-robust-uar gate.")] = None,
+    min_robust_uar: options.MinRobustUarOption = None,
+    at_eps: options.AtEpsOption = None,
     quiet: options.QuietOption = False,
 ) -> None:
     """Privacy leakage and adversarial robustness of one model, in one report."""
@@ -43,7 +42,7 @@ def audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
         hardened=api.ModelSource(str(hardened), frontend=frontend) if hardened else None,
         corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())), layers=layers, seed=seed,
-        cache_dir=cache_dir, settings=ProbeSettings(grid=_grid(eps), seed=seed), max_leakage=max_leakage,
+        cache_dir=cache_dir, settings=ProbeSettings(grid=options.parse_eps_grid(eps), seed=seed), max_leakage=max_leakage,
         max_gap=max_gap, min_robust_uar=min_robust_uar, at_eps=at_eps, command=["ser-audit", *sys.argv[1:]],
         observer=observer_for(quiet),
     )

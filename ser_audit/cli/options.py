@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ser_audit.errors import ConfigError
+
 ModelArgument = Annotated[
     str,
     typer.Argument(help="*.onnx, TorchScript *.pt, torch.export *.pt2, zoo:NAME or python:pkg.module:factory."),
@@ -72,3 +74,19 @@ MaxGapOption = Annotated[
     Optional[float],
     typer.Option("--max-gap", min=0.0, max=1.0, help="Gate: fail (exit 1) if any accuracy above chance exceeds this."),
 ]
+EpsOption = Annotated[
+    str, typer.Option("--eps", help="FGSM eps grid, relative to the input's spread (P2's grid by default).")
+]
+MinRobustUarOption = Annotated[
+    Optional[float], typer.Option("--min-robust-uar", min=0.0, max=1.0, help="Gate: FGSM UAR at --at-eps must reach this.")
+]
+AtEpsOption = Annotated[Optional[float], typer.Option("--at-eps", help="Eps of the --min-robust-uar gate.")]
+
+
+def parse_eps_grid(text: str) -> tuple[float, ...]:
+    """``0,0.02,0.04`` to a sorted grid that always starts at 0 (clean); range checks are the probes' own."""
+    try:
+        values = {float(v) for v in text.split(",") if v.strip()}
+    except ValueError:
+        raise ConfigError(f"--eps {text!r}: give comma-separated numbers, e.g. 0,0.02,0.04") from None
+    return tuple(sorted(values | {0.0}))

@@ -12,20 +12,7 @@ from ser_audit import api
 from ser_audit.cli import options
 from ser_audit.cli.progress import STDERR, observer_for
 from ser_audit.cli.render import print_table
-from ser_audit.errors import ConfigError
 from ser_audit.report.writer import write_json
-
-EpsOption = Annotated[str, typer.Option("--eps", help="FGSM eps grid, relative to the input's spread (P2's grid by default).")]
-
-
-def _grid(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(f"--eps {text!r}: give comma-separated numbers, e.g. 0,0.02,0.04") from None
-    if not values or any(not (0 <= v < float("inf")) for v in values):
-        raise ConfigError(f"--eps {text!r}: values must be non-negative and finite")
-    return tuple(sorted(set(values) | {0.0}))
 
 
 def robustness(
@@ -33,7 +20,7 @@ def robustness(
     corpus: options.CorpusOption = "synthetic",
     corpus_root: options.CorpusRootOption = None,
     corpus_option: options.CorpusOptionOption = None,
-    eps: EpsOption = "0,0.02,0.04,0.06,0.08,0.1",
+    eps: options.EpsOption = "0,0.02,0.04,0.06,0.08,0.1",
     eta: Annotated[Optional[float], typer.Option("--eta", help="FGSM clip around x (P2 eq. 2), relative like eps.")] = None,
     pgd_eps: Annotated[float, typer.Option("--pgd-eps", help="PGD radius, relative.")] = 0.02,
     pgd_steps: Annotated[int, typer.Option("--pgd-steps", help="PGD iterations.")] = 10,
@@ -49,16 +36,16 @@ def robustness(
     frontend: options.FrontendOption = None,
     weights: options.WeightsOption = None,
     trust_pickle: options.TrustPickleOption = False,
-    min_robust_uar: Annotated[Optional[float], typer.Option("--min-robust-uar", min=0.0, max=1.0, help="Gate.")] = None,
-    at_eps: Annotated[Optional[float], typer.Option("--at-eps", help="Eps of the --min-robust-uar gate.")] = None,
+    min_robust_uar: options.MinRobustUarOption = None,
+    at_eps: options.AtEpsOption = None,
     quiet: options.QuietOption = False,
 ) -> None:
     """FGSM over an eps grid and PGD at one eps (P2), on the emotion predictions."""
     from ser_audit.robustness.evaluate import ProbeSettings
 
     settings = ProbeSettings(
-        grid=_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=3 if quick else pgd_steps, pgd_step_size=pgd_step_size,
-        domain=domain, attack_target=attack_target, targeted_class=targeted, seed=seed,
+        grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=3 if quick else pgd_steps,
+        pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted, seed=seed,
     )
     report = api.robustness_audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),

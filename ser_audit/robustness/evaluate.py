@@ -131,8 +131,7 @@ class _Bound(nn.Module):
 
 
 def _row(method: str, eps: float, eps_raw: float, data: EvaluationSet, predicted: np.ndarray, clean: np.ndarray,
-         reference: np.ndarray, perturbation: np.ndarray, settings: ProbeSettings, probe: Probe | None,
-         snr_db: float | None) -> RobustnessResult:
+         perturbation: np.ndarray, settings: ProbeSettings, probe: Probe | None, snr_db: float | None) -> RobustnessResult:
     n_classes = len(data.emotions)
     correct_before = clean == data.labels
     flat = perturbation.reshape(len(perturbation), -1)
@@ -219,7 +218,7 @@ def probe_model(
         predicted = _predict(module, features, data.extra)
         delta = (perturbed - inputs).numpy()
         snr = _snr_db(inputs.numpy(), delta) if waveform_domain else None
-        rows.append(_row(method, eps, raw, data, predicted, clean, reference, delta, settings, probe, snr))
+        rows.append(_row(method, eps, raw, data, predicted, clean, delta, settings, probe, snr))
     return rows, spread
 
 
