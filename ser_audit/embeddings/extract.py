@@ -1,21 +1,27 @@
-"""Running the target over a corpus once and keeping each tapped layer as pooled statistics.
+"""Running the target over a corpus once and keeping each tapped layer, through the embedding store.
 
-Pooled statistics are the mean and standard deviation over the layer's time axis, so
-every utterance gives a fixed-size vector whatever its length. Layers whose pooled
-vector would exceed ``max_features`` are first averaged over their frequency/channel
-bins (recorded in ``Embeddings.reductions``).
+Every tapped layer is kept as pooled statistics; layers that a convolutional, recurrent
+or same-architecture attacker reads are also kept whole (float16 memory maps), shrunk by
+adaptive averaging when they would exceed the memory cap. Pooled statistics are the
+mean and standard deviation over the layer's time axis, so every utterance gives a
+fixed-size vector whatever its length. Layers whose pooled vector would exceed
+``max_features`` are first averaged over their frequency/channel bins (recorded in
+``Embeddings.reductions``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ser_audit.corpus.audio import read_audio
 from ser_audit.corpus.interface import Corpus, Utterance
+from ser_audit.embeddings.store import ArrayWriter, EmbeddingStore, StoredLayer, store_key
 from ser_audit.errors import CorpusError
 from ser_audit.frontend.features import FrontEnd, fit_length
 from ser_audit.models.interface import LayerInfo, TargetModel
@@ -26,11 +32,25 @@ MAX_FEATURES = 4096
 
 @dataclass
 class Embeddings:
-    """Pooled activations per layer, rows aligned with the corpus's utterances."""
+    """Activations per layer, rows aligned with the corpus's utterances, read back from the store.
+
+    Attributes:
+        layers: Pooled statistics per layer, ``[n, features]`` float32.
+        logits: The model's outputs, ``[n, classes]``.
+        reductions: Layers whose bins were averaged before pooling, and how.
+        maps: Whole activation maps ``[n, *shape]`` (float16 memory maps) for the layers asked for.
+        map_reductions: Maps shrunk to fit the memory cap, and how.
+        reused: Layers taken from an earlier run's cache rather than computed now.
+        location: The store folder (``None`` when the store was temporary).
+    """
 
     layers: dict[str, np.ndarray]
     logits: np.ndarray
     reductions: dict[str, str] = field(default_factory=dict)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    map_reductions: dict[str, str] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+    location: Path | None = None
 
 
 def time_axis(layer_rank: int, layout: Sequence[str]) -> int | None:
@@ -79,22 +99,119 @@ def reference_utterances(corpus: Corpus) -> list[Utterance]:
     return chosen
 
 
+def map_shape_within(shape: tuple[int, ...], n_utterances: int, budget_bytes: int) -> tuple[int, ...]:
+    """Halve the longest non-channel axis of a per-utterance map until ``n`` float16 maps fit the budget."""
+    shape = tuple(shape)
+    reducible = range(1, len(shape)) if len(shape) >= 3 else range(len(shape))
+    while n_utterances * int(np.prod(shape)) * 2 > budget_bytes:
+        axis = max(reducible, key=lambda a: shape[a])
+        if shape[axis] <= 1:
+            break
+        shape = shape[:axis] + ((shape[axis] + 1) // 2,) + shape[axis + 1 :]
+    return shape
+
+
+def fit_map(activation: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``[batch, *any]`` to ``[batch, *shape]`` by adaptive averaging (variable length, memory cap)."""
+    if activation.shape[1:] == shape:
+        return activation
+    tensor = torch.from_numpy(np.ascontiguousarray(activation, dtype=np.float32))
+    if len(shape) == 1:
+        return F.adaptive_avg_pool1d(tensor[:, None], shape[0])[:, 0].numpy()
+    if len(shape) == 2:
+        return F.adaptive_avg_pool2d(tensor[:, None], shape)[:, 0].numpy()
+    if len(shape) == 3:
+        return F.adaptive_avg_pool3d(tensor[:, None], shape)[:, 0].numpy()
+    raise ValueError(f"cannot resize a map of rank {len(shape)}")
+
+
+VARIABLE_LENGTH_NOTE = "map resampled to the layer's listed shape (variable-length input)"
+DEFAULT_MAP_BUDGET = 512 * 2**20  # bytes of float16 per layer map
+
+
 def extract(
     model: TargetModel,
     corpus: Corpus,
     layers: Sequence[LayerInfo],
     *,
+    maps: Sequence[str] = (),
+    cache_dir: Path | None = None,
+    map_budget: int = DEFAULT_MAP_BUDGET,
     batch_size: int = 32,
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> Embeddings:
-    """One forward pass per batch returns the logits and every selected layer at once."""
+    """Pooled statistics for ``layers`` and whole maps for the names in ``maps``, through the store.
+
+    One forward pass per batch computes every missing layer at once; layers already in the
+    store under the same (model, front-end, corpus) key are read from it. With ``cache_dir``
+    ``None``, or a model that has no file to hash, the store is a temporary folder.
+    """
+    spec = model.frontend
+    key = store_key(model.sha256, spec.model_dump_json(), corpus.manifest_sha256()) if model.path else None
+    store = EmbeddingStore.for_run(cache_dir, key)
+    wanted_maps = set(maps)
+
+    def missing(layer: LayerInfo) -> bool:
+        stored = store.layer(layer.name)
+        if stored is None:
+            return True
+        return layer.name in wanted_maps and (stored.map is None or stored.map_budget != map_budget)
+
+    todo = [layer for layer in layers if missing(layer)]
+    if todo or not store.has_logits():
+        _compute(model, corpus, todo, wanted_maps, store, map_budget, batch_size, observer)
+    pooled, reductions, arrays, map_reductions = {}, {}, {}, {}
+    for layer in layers:
+        stored = store.layer(layer.name)
+        assert stored is not None
+        pooled[layer.name] = np.asarray(store.read(stored.pooled))
+        if stored.reduction:
+            reductions[layer.name] = stored.reduction
+        if layer.name in wanted_maps and stored.map:
+            arrays[layer.name] = store.read(stored.map)
+            if stored.map_reduction:
+                map_reductions[layer.name] = stored.map_reduction
+    logits = np.asarray(store.read(store.index()["logits"]))
+    todo_names = {layer.name for layer in todo}
+    return Embeddings(
+        layers=pooled, logits=logits, reductions=reductions, maps=arrays, map_reductions=map_reductions,
+        reused=[layer.name for layer in layers if layer.name not in todo_names],
+        location=None if store.temporary else store.folder,
+    )
+
+
+def _compute(
+    model: TargetModel,
+    corpus: Corpus,
+    layers: Sequence[LayerInfo],
+    wanted_maps: set[str],
+    store: EmbeddingStore,
+    map_budget: int,
+    batch_size: int,
+    observer: ProgressObserver,
+) -> None:
     spec = model.frontend
     frontend = FrontEnd(spec)
     references = reference_utterances(corpus) if spec.extra_inputs else None
     names = [layer.name for layer in layers]
-    pooled: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    reductions: dict[str, str] = {}
-    logits = []
+    n = len(corpus)
+    pooled: dict[str, ArrayWriter] = {}
+    reductions: dict[str, str | None] = {}
+    map_writers: dict[str, ArrayWriter] = {}
+    map_shapes: dict[str, tuple[int, ...]] = {}
+    map_reductions: dict[str, str | None] = {}
+    for layer in layers:
+        if layer.name not in wanted_maps:
+            continue
+        natural = tuple(layer.shape[1:])
+        shape = map_shape_within(natural, n, map_budget)
+        map_shapes[layer.name] = shape
+        map_reductions[layer.name] = (
+            f"map averaged from {'x'.join(map(str, natural))} to {'x'.join(map(str, shape))} to fit the "
+            f"{map_budget // 2**20} MiB memory cap" if shape != natural else None
+        )
+        map_writers[layer.name] = store.writer(store.file_names(layer.name)[1], (n, *shape), np.float16)
+    logits_writer: ArrayWriter | None = None
 
     def features(utterances: Sequence[Utterance]) -> np.ndarray:
         signals = [fit_length(read_audio(u.path, spec.sample_rate), spec.num_samples, spec.crop) for u in utterances]
@@ -103,24 +220,53 @@ def extract(
         with torch.no_grad():
             return frontend(torch.from_numpy(batch)).numpy()
 
-    with observer.task(f"extracting {len(names)} layer(s) on {corpus.name}", total=len(corpus)) as task:
-        for start in range(0, len(corpus), batch_size):
-            chunk = corpus.utterances[start : start + batch_size]
-            inputs = {spec.input_name: features(chunk)}
-            if references is not None:
-                reference_features = features(references[start : start + batch_size])
-                inputs.update({extra.name: reference_features for extra in spec.extra_inputs})
-            result = model.forward(inputs, names)
-            logits.append(result.logits)
-            for name in names:
-                activation = result.layers[name]
-                vector, reduction = pool(activation, time_axis(activation.ndim, spec.layout))
-                pooled[name].append(vector)
-                if reduction:
-                    reductions[name] = reduction
-            task.advance(len(chunk))
-    return Embeddings(
-        layers={name: np.concatenate(parts) for name, parts in pooled.items()},
-        logits=np.concatenate(logits),
-        reductions=reductions,
-    )
+    try:
+        with observer.task(f"extracting {len(names)} layer(s) on {corpus.name}", total=n) as task:
+            for start in range(0, n, batch_size):
+                chunk = corpus.utterances[start : start + batch_size]
+                inputs = {spec.input_name: features(chunk)}
+                if references is not None:
+                    reference_features = features(references[start : start + batch_size])
+                    inputs.update({extra.name: reference_features for extra in spec.extra_inputs})
+                result = model.forward(inputs, names)
+                if logits_writer is None:
+                    logits_writer = store.writer("logits.npy", (n, *result.logits.shape[1:]), np.float32)
+                logits_writer.append(result.logits)
+                for name in names:
+                    activation = result.layers[name]
+                    vector, reduction = pool(activation, time_axis(activation.ndim, spec.layout))
+                    if name not in pooled:
+                        pooled[name] = store.writer(store.file_names(name)[0], (n, vector.shape[1]), np.float32)
+                    pooled[name].append(vector)
+                    reductions[name] = reductions.get(name) or reduction
+                    if name in map_writers:
+                        if activation.shape[1:] != tuple(next(l.shape for l in layers if l.name == name)[1:]):
+                            map_reductions[name] = map_reductions[name] or VARIABLE_LENGTH_NOTE
+                        map_writers[name].append(fit_map(activation, map_shapes[name]))
+                task.advance(len(chunk))
+    except BaseException:
+        for writer in [*pooled.values(), *map_writers.values(), *([logits_writer] if logits_writer else [])]:
+            writer.abandon()
+        raise
+    finished: dict[str, StoredLayer] = {}
+    for name in names:
+        pooled[name].finish()
+        entry = StoredLayer(pooled=store.file_names(name)[0], reduction=reductions.get(name))
+        if name in map_writers:
+            writer = map_writers[name]
+            writer.finish()
+            note = map_reductions[name]
+            if writer.clipped:
+                note = "; ".join(filter(None, [note, f"{writer.clipped} values beyond the float16 range clipped"]))
+            entry = StoredLayer(
+                pooled=entry.pooled, reduction=entry.reduction, map=store.file_names(name)[1],
+                map_shape=map_shapes[name], map_reduction=note, map_budget=map_budget,
+            )
+        else:
+            previous = store.layer(name)
+            if previous is not None and previous.map:  # keep a map computed by an earlier run
+                entry = StoredLayer(**{**previous.__dict__, "pooled": entry.pooled, "reduction": entry.reduction})
+        finished[name] = entry
+    assert logits_writer is not None
+    logits_writer.finish()
+    store.commit(finished, "logits.npy")

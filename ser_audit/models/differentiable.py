@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Iterator
+
 from torch import nn
 
 from ser_audit.errors import ModelError
@@ -11,6 +13,9 @@ from ser_audit.models.interface import TargetModel
 from ser_audit.models.onnx_model import OnnxModel
 from ser_audit.models.quiet import quiet_torch
 from ser_audit.models.torchscript import TorchScriptModel
+
+if TYPE_CHECKING:
+    import onnx
 
 
 def torch_module(model: TargetModel) -> nn.Module:
@@ -30,31 +35,41 @@ def torch_module(model: TargetModel) -> nn.Module:
     raise ModelError(f"model {model.path}: no differentiable path for format {model.format}")
 
 
-def _convert_onnx(model: OnnxModel) -> nn.Module:
-    """onnx2torch on the graph as it is, else on the graph moved to opset 17 (onnx2torch predates
+def convert_onnx_graph(proto: "onnx.ModelProto") -> Iterator[tuple[str, nn.Module | str]]:
+    """onnx2torch on the graph as it is, then on the graph moved to opset 17 (onnx2torch predates
     the opset-18 forms that torch's dynamo exporter writes, e.g. ReduceMax with axes as an input).
-    The conversion must reproduce onnxruntime's logits on example inputs, or it is refused."""
-    import numpy as np
+    Yields (attempt, module) for each conversion that succeeds and (attempt, reason) for each that fails,
+    so callers can check a candidate and go on to the next."""
     import onnx
-    import torch
     from onnx import version_converter
     from onnx2torch import convert
 
-    failures = []
     for attempt in ("as exported", "at opset 17"):
         try:
-            proto = model.proto
+            candidate = proto
             if attempt == "at opset 17":
-                proto = version_converter.convert_version(model.proto, 17)
-                for node in proto.graph.node:
+                candidate = version_converter.convert_version(proto, 17)
+                for node in candidate.graph.node:
                     for attribute in node.attribute:
                         if node.op_type == "Reshape" and attribute.name == "allowzero":
                             attribute.i = 0  # torch graphs never reshape to a literal 0-sized axis
-                onnx.checker.check_model(proto)
+                onnx.checker.check_model(candidate)
             with quiet_torch():
-                module = convert(proto).eval()
+                yield attempt, convert(candidate).eval()
         except Exception as error:  # onnx2torch / the version converter raise many types per unsupported op
-            failures.append(f"{attempt}: {str(error).splitlines()[0][:160]}")
+            yield attempt, f"{attempt}: {str(error).splitlines()[0][:160]}"
+
+
+def _convert_onnx(model: OnnxModel) -> nn.Module:
+    """The whole graph through ``convert_onnx_graph``; it must reproduce onnxruntime's logits on
+    example inputs, or it is refused."""
+    import numpy as np
+    import torch
+
+    failures = []
+    for attempt, module in convert_onnx_graph(model.proto):
+        if isinstance(module, str):
+            failures.append(module)
             continue
         inputs = model.example_inputs(batch=2)
         with torch.no_grad():

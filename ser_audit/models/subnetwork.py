@@ -1,0 +1,141 @@
+"""The target's own sub-network downstream of a tapped layer, for P0's same-architecture attacker.
+
+The sub-network runs from the tap to the input of the model's last linear layer (the
+emotion head), so an attacker can put its own head there, starting from the target's
+weights. Eager modules are split with torch.fx; ONNX graphs (and TorchScript and
+torch.export models, which are tapped through ONNX) are cut with onnx's extractor and
+converted back with onnx2torch. When the part after the tap is not a function of the
+tap alone (a skip connection from before it, a second input) or cannot be converted,
+``Unavailable`` says why, so the report can too.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import fx, nn
+
+from ser_audit.models.eager import EagerTorchModel
+from ser_audit.models.interface import TargetModel
+from ser_audit.models.onnx_model import OnnxModel
+
+
+class Unavailable(Exception):
+    """The downstream sub-network of a layer cannot be extracted; the message says why."""
+
+
+@dataclass
+class Downstream:
+    """``body`` maps the tap's activation to the input of the target's emotion head (a copy of it)."""
+
+    body: nn.Module
+    head: nn.Linear | None
+    description: str
+
+
+def downstream(model: TargetModel, layer: str) -> Downstream:
+    if isinstance(model, EagerTorchModel):
+        return _split_eager(model.module, layer)
+    if isinstance(model, OnnxModel):
+        return _cut_onnx(model, layer)
+    raise Unavailable(f"no sub-network extraction for format {model.format}")
+
+
+def _split_eager(module: nn.Module, layer: str) -> Downstream:
+    try:
+        traced = fx.symbolic_trace(module)
+    except Exception as error:  # fx raises many types on data-dependent control flow
+        raise Unavailable(f"torch.fx cannot trace the model ({type(error).__name__}: {str(error).splitlines()[0][:120]})")
+    nodes = list(traced.graph.nodes)
+    tap = next((n for n in nodes if n.op == "call_module" and n.target == layer), None)
+    if tap is None:
+        raise Unavailable(f"layer {layer} is not a module call in the traced graph")
+    output = next(n for n in nodes if n.op == "output")
+    logits = output.args[0]
+    if not isinstance(logits, fx.Node):
+        raise Unavailable("the model returns more than one tensor")
+    head: nn.Linear | None = None
+    end = logits
+    if logits.op == "call_module" and isinstance(traced.get_submodule(str(logits.target)), nn.Linear):
+        head = copy.deepcopy(traced.get_submodule(str(logits.target)))
+        end = logits.args[0]  # type: ignore[assignment]
+    if tap is logits:
+        raise Unavailable(f"layer {layer} is the model's output; there is no sub-network after it")
+    graph = fx.Graph()
+    activation = graph.placeholder("activation")
+    env: dict[fx.Node, fx.Node] = {tap: activation}
+    needed = _ancestors(end, stop=tap)
+    for node in nodes[nodes.index(tap) + 1 :]:
+        if node not in needed:
+            continue
+        for source in node.all_input_nodes:
+            if source not in env and source.op != "get_attr":
+                raise Unavailable(
+                    f"the part after {layer} also reads {source.name}, computed before the tap (skip connection or second input)"
+                )
+        env[node] = graph.node_copy(node, lambda n: env[n] if n in env else graph.node_copy(n))
+    graph.output(env[end] if end in env else activation)
+    body = fx.GraphModule(copy.deepcopy(traced), graph)
+    body.graph.eliminate_dead_code()
+    body.recompile()
+    return Downstream(body=body, head=head, description=f"target's own layers after {layer} (torch.fx split)")
+
+
+def _ancestors(node: fx.Node, *, stop: fx.Node) -> set[fx.Node]:
+    seen: set[fx.Node] = set()
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if current in seen or current is stop:
+            continue
+        seen.add(current)
+        pending.extend(current.all_input_nodes)
+    return seen
+
+
+def _cut_onnx(model: OnnxModel, layer: str) -> Downstream:
+    import numpy as np
+    from onnx import numpy_helper, utils
+
+    proto = model.proto
+    tensor = model._tensor_of.get(layer)
+    if tensor is None:
+        raise Unavailable(f"layer {layer} is not in the graph")
+    producers = {output: node for node in proto.graph.node for output in node.output}
+    initialisers = {init.name: init for init in proto.graph.initializer}
+    logits_node = producers.get(model._logits_name)
+    head: nn.Linear | None = None
+    end = model._logits_name
+    if logits_node is not None and logits_node.op_type == "Gemm":
+        weights = initialisers.get(logits_node.input[1])
+        transposed = next((a.i for a in logits_node.attribute if a.name == "transB"), 0)
+        if weights is not None and len(logits_node.input) > 2 and logits_node.input[2] in initialisers:
+            w = numpy_helper.to_array(weights)
+            w = (w if transposed else w.T).copy()
+            head = nn.Linear(w.shape[1], w.shape[0])
+            with torch.no_grad():
+                head.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+                head.bias.copy_(torch.from_numpy(numpy_helper.to_array(initialisers[logits_node.input[2]]).copy()))
+            end = logits_node.input[0]
+    if tensor == model._logits_name:
+        raise Unavailable(f"layer {layer} is the model's output; there is no sub-network after it")
+    if tensor == end:
+        return Downstream(body=nn.Identity(), head=head, description=f"only the target's emotion head follows {layer}")
+    inputs = {i.name for i in proto.graph.input}
+    try:
+        extracted = utils.Extractor(proto).extract_model([tensor], [end])
+    except Exception as error:  # the extractor raises plain exceptions on unreachable outputs
+        raise Unavailable(f"onnx extractor cannot cut the graph at {layer} ({str(error).splitlines()[0][:120]})")
+    if inputs & {i.name for i in extracted.graph.input}:
+        raise Unavailable(f"the part after {layer} also reads a model input (skip connection or second input)")
+    from ser_audit.models.differentiable import convert_onnx_graph
+
+    failures = []
+    for _, body in convert_onnx_graph(extracted):
+        if isinstance(body, str):
+            failures.append(body)
+            continue
+        return Downstream(body=body, head=head, description=f"target's own layers after {layer} (ONNX sub-graph, onnx2torch)")
+    raise Unavailable(f"onnx2torch cannot convert the part after {layer}: {'; '.join(failures)}")
