@@ -105,46 +105,141 @@ def list_layers(source: ModelSource, *, cache_dir: Path | None = None, seed: int
     return [LayerRow(index=l.index, name=l.name, kind=l.kind, shape=list(l.shape)) for l in model.layers()]
 
 
+DEFAULT_AUX_CORPUS = "ravdess-like"
+
+
+def _choices(text: str | Sequence[str], allowed: Sequence[str], flag: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    values = [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
+    wrong = [v for v in values if v not in allowed]
+    if wrong or not (values or allow_empty):
+        raise ConfigError(f"{flag} {','.join(values) or repr(text)}: use a comma-separated subset of {','.join(allowed)}")
+    return tuple(v for v in allowed if v in values)
+
+
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: use cpu or cuda")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: torch sees no CUDA device on this machine; use --device cpu")
+
+
+def spread_layers(selected: Sequence[Any]) -> list[Any]:
+    """First, middle and last of the selected layers: the shape of the depth curve at a fraction of the cost."""
+    if len(selected) <= 3:
+        return list(selected)
+    return [selected[0], selected[len(selected) // 2], selected[-1]]
+
+
 def leakage_audit(
     source: ModelSource | str,
     *,
     corpus: CorpusSource | str = DEFAULT_CORPUS,
+    aux_corpus: CorpusSource | str | None = DEFAULT_AUX_CORPUS,
     sentence_disjoint: bool = False,
     layers: str | None = None,
     attribute: str = "gender",
+    scenarios: str | Sequence[str] = "worst,s1,s2,s3,s4",
+    attackers: str | Sequence[str] = "generic,aware",
     folds: int | None = None,
     seed: int = 0,
+    quick: bool = False,
+    device: str = "cpu",
+    executor: str = "local",
     cache_dir: Path | None = None,
     max_leakage: float | None = None,
     max_gap: float | None = None,
     command: Sequence[str] = (),
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> Report:
-    """Tap the model's layers on ``corpus`` and measure how well a linear-probe attacker infers ``attribute``.
+    """P0's leakage study on one model: every selected layer, every scenario and attacker kind.
 
-    Folds are speaker-disjoint (leave-one-session-out where sessions exist). Returns the report;
-    gate outcomes are in ``report.gates``.
+    A linear probe on pooled statistics gives the depth curve over all selected layers; the
+    scenario attackers (same architecture, other designs of the same family, the other
+    family; on audit-corpus folds or on ``aux_corpus``) run on the same layers. Folds are
+    speaker-disjoint (leave-one-session-out where sessions exist). ``attribute="speaker"``
+    runs closed-set identification and open-set verification instead of the scenarios.
+    ``quick`` keeps the first, middle and last layer, one design per scenario and fewer
+    epochs. Returns the report; gate outcomes are in ``report.gates``.
     """
     from ser_audit.embeddings.extract import extract
+    from ser_audit.execution import executor as make_executor
+    from ser_audit.leakage.breakdowns import breakdowns
+    from ser_audit.leakage.findings import p0_findings
+    from ser_audit.leakage.resampling import DEFAULT_PERMUTATIONS
     from ser_audit.leakage.runner import input_reference, probe_layers, recommend
+    from ser_audit.leakage.scenario_runner import AttackData, AttackSettings, ScenarioResults, run_scenarios
+    from ser_audit.leakage.scenarios import KINDS, SCENARIOS
 
     if attribute not in ATTRIBUTES:
         raise ConfigError(f"--attribute {attribute!r}: choose one of {', '.join(ATTRIBUTES)}")
-    if attribute == "speaker":
-        raise ConfigError("--attribute speaker needs closed-set folds, which are not implemented yet; use gender")
+    # An empty sequence (API only) runs the linear probe alone.
+    chosen_scenarios = _choices(scenarios, SCENARIOS, "--scenarios", allow_empty=not isinstance(scenarios, str))
+    kinds = _choices(attackers, KINDS, "--attackers")
+    _check_device(device)
+    jobs = make_executor(executor)
     source = ModelSource(source) if isinstance(source, str) else source
     cache = cache_dir or default_cache_dir()
     created = _now()
-    # The corpus first: a wrong --corpus-root should not wait for a reference model to train.
+    permutations = 199 if quick else DEFAULT_PERMUTATIONS
+    settings = AttackSettings(seed=seed, device=device, quick=quick, n_permutations=permutations,
+                              **({"epochs": 3, "same_architecture_epochs": 2} if quick else {}))
+    # The corpora first: a wrong --corpus-root should not wait for a reference model to train.
     audit_corpus = _corpus(corpus, cache, seed, observer)
+    run_scenarios_now = attribute == "gender" and bool(chosen_scenarios)
+    needs_aux = run_scenarios_now and any(s in ("s1", "s3", "s4") for s in chosen_scenarios)
+    aux = _corpus(aux_corpus, cache, seed, observer) if needs_aux and aux_corpus is not None else None
     model = _model(source, cache, seed, observer)
     selected = model.select_layers(layers)
-    corpus_folds = speaker_disjoint_folds(audit_corpus, n_folds=folds, seed=seed, sentence_disjoint=sentence_disjoint)
-    embeddings = extract(model, audit_corpus, selected, observer=observer)
-    rows = probe_layers(embeddings, audit_corpus, selected, corpus_folds, attribute=attribute, seed=seed, observer=observer)
-    reference = input_reference(audit_corpus, corpus_folds, attribute=attribute, seed=seed, observer=observer)
+    # The linear probe runs on every selected layer; the costlier scenario attackers on all of
+    # them when --layers names them, else on the first, middle and last default layer.
+    attacked = selected if layers is not None else spread_layers(selected)
+    notes: list[str] = []
+    if attribute == "speaker":
+        from ser_audit.leakage.speaker import closed_set_folds
+
+        corpus_folds = closed_set_folds(audit_corpus, n_folds=folds or 5, seed=seed)
+        notes.append("attribute speaker: closed-set identification (every speaker on both sides of a fold) and open-set "
+                     "verification EER; P0's scenarios need an attacker trained on other speakers, so they do not apply")
+    else:
+        corpus_folds = speaker_disjoint_folds(audit_corpus, n_folds=folds, seed=seed, sentence_disjoint=sentence_disjoint)
+    maps = [layer.name for layer in attacked] if run_scenarios_now else []
+    embeddings = extract(model, audit_corpus, selected, maps=maps, cache_dir=cache, observer=observer)
+    notes += _cache_notes(embeddings, audit_corpus.name, observer)
+    rows, probe_predictions = probe_layers(embeddings, audit_corpus, selected, corpus_folds, attribute=attribute,
+                                           seed=seed, n_permutations=permutations, observer=observer)
+    reference = input_reference(audit_corpus, corpus_folds, attribute=attribute, seed=seed,
+                                n_permutations=permutations, observer=observer)
+    scenario = ScenarioResults()
+    if run_scenarios_now:
+        aux_data = None
+        if aux is not None:
+            aux_embeddings = extract(model, aux, selected, maps=maps, cache_dir=cache, observer=observer)
+            notes += _cache_notes(aux_embeddings, aux.name, observer)
+            aux_data = AttackData.of(aux, aux_embeddings, attribute)
+        if len(attacked) < len(selected):
+            notes.append(f"scenario attackers ran on {', '.join(l.name for l in attacked)} (first, middle and last default "
+                         "layer); the linear probe on every selected layer; --layers chooses the layers for both")
+        scenario = run_scenarios(
+            model, attacked, AttackData.of(audit_corpus, embeddings, attribute), aux_data, corpus_folds,
+            attribute=attribute, scenarios=chosen_scenarios, kinds=kinds, settings=settings, executor=jobs,
+            observer=observer,
+        )
+    verification = []
+    if attribute == "speaker":
+        from ser_audit.leakage.speaker import verification as verify
+
+        disjoint = speaker_disjoint_folds(audit_corpus, n_folds=folds, seed=seed)
+        verification = [verify(embeddings.layers[layer.name], audit_corpus, disjoint, layer=layer.name,
+                               layer_index=layer.index) for layer in selected]
+    all_rows = [*rows, *scenario.rows]
+    splits = breakdowns(all_rows, [*probe_predictions, *scenario.predictions], audit_corpus, attribute)
     chance = rows[0].chance
     threshold = max_leakage if max_leakage is not None else min(1.0, chance + 0.1)
+    # A split point must hold in every scenario, so only layers the scenario attackers audited qualify.
+    audited = {layer.name for layer in attacked} if scenario.rows else {layer.name for layer in selected}
     report = Report(
         tool=Tool(version=__version__),
         command=list(command),
@@ -154,17 +249,32 @@ def leakage_audit(
         environment=environment(),
         model=_model_info(source, model),
         corpus=corpus_info(audit_corpus, seed=seed),
+        aux_corpus=corpus_info(aux, seed=seed) if aux is not None else None,
         leakage=Leakage(
             attribute=attribute,
             folds=[fold.name for fold in corpus_folds],
-            results=rows,
+            target_family=scenario.family if run_scenarios_now else None,
+            results=all_rows,
+            skipped=scenario.skipped,
+            breakdowns=splits,
+            findings=p0_findings(rows, scenario.rows, splits) if run_scenarios_now else [],
+            verification=verification,
             input_reference=reference,
-            recommendation=recommend(rows, threshold),
+            recommendation=recommend([row for row in all_rows if row.layer in audited], threshold),
         ),
-        notes=[f"{name}: {text}" for name, text in embeddings.reductions.items()],
+        notes=[*notes, *(f"{name}: {text}" for name, text in embeddings.reductions.items())],
     )
     report.gates = leakage_gates(report, max_leakage=max_leakage, max_gap=max_gap)
     return report
+
+
+def _cache_notes(embeddings: Any, corpus_name: str, observer: ProgressObserver) -> list[str]:
+    if not embeddings.reused:
+        return []
+    note = (f"embeddings of {len(embeddings.reused)} layer(s) on {corpus_name} taken from the cache "
+            f"({embeddings.location})")
+    observer.note(note)
+    return [note]
 
 
 def _model_info(source: ModelSource, model: TargetModel) -> ModelInfo:
@@ -337,7 +447,13 @@ def full_audit(
     *,
     hardened: ModelSource | None = None,
     corpus: CorpusSource | str = DEFAULT_CORPUS,
+    aux_corpus: CorpusSource | str | None = DEFAULT_AUX_CORPUS,
     layers: str | None = None,
+    scenarios: str | Sequence[str] = "worst,s1,s2,s3,s4",
+    attackers: str | Sequence[str] = "generic,aware",
+    quick: bool = False,
+    device: str = "cpu",
+    executor: str = "local",
     seed: int = 0,
     cache_dir: Path | None = None,
     settings: "ProbeSettings | None" = None,
@@ -348,22 +464,26 @@ def full_audit(
     command: Sequence[str] = (),
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> Report:
-    """Leakage and robustness in one report; with ``hardened``, also how hardening moved each layer's leakage."""
+    """Leakage and robustness in one report; with ``hardened``, also how hardening moved each layer's
+    leakage (the linear probe's, layer by layer)."""
     from ser_audit.report.model import HardeningEffect
 
     common = dict(corpus=corpus, seed=seed, cache_dir=cache_dir, observer=observer)
-    report = leakage_audit(source, layers=layers, max_leakage=max_leakage, max_gap=max_gap, command=command, **common)
+    report = leakage_audit(source, layers=layers, aux_corpus=aux_corpus, scenarios=scenarios, attackers=attackers,
+                           quick=quick, device=device, executor=executor, max_leakage=max_leakage, max_gap=max_gap,
+                           command=command, **common)
     robust = robustness_audit(source, settings=settings, min_robust_uar=min_robust_uar, at_eps=at_eps, **common)
     report.robustness = robust.robustness
     report.scores.robustness = robust.scores.robustness
     report.gates = [*report.gates, *robust.gates]
     report.notes = [*report.notes, *robust.notes]
     if hardened is not None and report.leakage is not None:
-        names = ",".join(row.layer for row in report.leakage.results)
-        after = leakage_audit(hardened, layers=names, **common)
+        probe_rows = [row for row in report.leakage.results if row.scenario == "probe"]
+        names = ",".join(row.layer for row in probe_rows)
+        after = leakage_audit(hardened, layers=names, scenarios=(), quick=quick, **common)
         report.hardened_model = after.model
         after_rows = {row.layer: row for row in after.leakage.results} if after.leakage else {}
-        for row in report.leakage.results:
+        for row in probe_rows:
             other = after_rows[row.layer]
             report.hardening_effect.append(HardeningEffect(
                 layer=row.layer, leakage_before=row.accuracy.mean, leakage_after=other.accuracy.mean,

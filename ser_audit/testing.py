@@ -103,3 +103,51 @@ TWO_INPUT_FRONTEND = LLD_FRONTEND.model_copy(
 def two_input_model(seed: int = 0) -> EagerTorchModel:
     torch.manual_seed(seed)
     return EagerTorchModel(ConditionedOnReference(), TWO_INPUT_FRONTEND)
+
+
+class PitchTrack(nn.Module):
+    """Per-frame log F0, unvoiced frames filled with the utterance's voiced median: ``[batch, 32, time]`` to
+    ``[batch, 4, time]`` (four copies, so it looks like a small feature map)."""
+
+    def forward(self, descriptors: torch.Tensor) -> torch.Tensor:
+        f0 = descriptors[:, F0_CHANNEL]
+        voiced = f0 > 0
+        median = torch.nanmedian(torch.where(voiced, f0, torch.full_like(f0, float("nan"))), dim=-1, keepdim=True).values
+        filled = torch.where(voiced, f0, torch.nan_to_num(median, nan=1.0).expand_as(f0))
+        return torch.log(filled.clamp_min(1e-3)).unsqueeze(1).repeat(1, 4, 1)
+
+
+class FrameNoise(nn.Module):
+    """Standard normal noise shaped like its input: a map that carries nothing about anyone."""
+
+    def forward(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn_like(like)
+
+
+class PlantedMaps(nn.Module):
+    """A small convolutional target with two tapped maps: ``pitch`` (leaks gender on every frame) and
+    ``noise`` (leaks nothing), mixed by a convolution, pooled over time, then an emotion head.
+
+    The part after ``pitch`` depends on the tap alone, so a same-architecture attacker can be cut
+    from it; the part after ``noise`` also reads ``pitch`` (computed before it), so it cannot.
+    """
+
+    def __init__(self, n_classes: int = 4) -> None:
+        super().__init__()
+        self.pitch = PitchTrack()
+        self.noise = FrameNoise()
+        self.mix = nn.Conv1d(8, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(8, n_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pitch = self.pitch(features)
+        both = torch.cat([pitch, self.noise(pitch)], dim=1)
+        return self.head(self.flatten(self.pool(self.relu(self.mix(both)))))
+
+
+def planted_maps_model(seed: int = 0) -> EagerTorchModel:
+    torch.manual_seed(seed)
+    return EagerTorchModel(PlantedMaps(), LLD_FRONTEND)

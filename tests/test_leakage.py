@@ -17,7 +17,7 @@ def planted_rows(small_corpus: Corpus):
     model = planted_leak_model()
     layers = model.select_layers("pitch,noise")
     embeddings = extract(model, small_corpus, layers)
-    rows = probe_layers(embeddings, small_corpus, layers, speaker_disjoint_folds(small_corpus))
+    rows, _ = probe_layers(embeddings, small_corpus, layers, speaker_disjoint_folds(small_corpus))
     return {row.layer: row for row in rows}
 
 

@@ -10,9 +10,11 @@ import typer
 
 from ser_audit import api
 from ser_audit.cli import options
-from ser_audit.cli.progress import STDERR, observer_for
-from ser_audit.cli.render import leakage_summary, print_table
-from ser_audit.report.writer import write_json
+from ser_audit.cli.output import finish
+from ser_audit.cli.progress import observer_for
+from ser_audit.cli.render import leakage_summary, print_table, robustness_summary
+from ser_audit.report.model import Report
+from ser_audit.report.writer import parse_formats
 
 
 def audit(
@@ -21,10 +23,17 @@ def audit(
     corpus: options.CorpusOption = "synthetic",
     corpus_root: options.CorpusRootOption = None,
     corpus_option: options.CorpusOptionOption = None,
+    aux_corpus: options.AuxCorpusOption = api.DEFAULT_AUX_CORPUS,
     layers: options.LayersOption = None,
+    scenarios: options.ScenariosOption = "worst,s1,s2,s3,s4",
+    attackers: options.AttackersOption = "generic,aware",
     eps: options.EpsOption = "0,0.02,0.04,0.06,0.08,0.1",
     seed: options.SeedOption = 0,
+    quick: options.QuickLeakageOption = False,
+    device: options.DeviceOption = "cpu",
+    executor: options.ExecutorOption = "local",
     out: options.OutOption = "ser-audit-report",
+    format: options.FormatOption = "json",
     cache_dir: options.CacheDirOption = None,
     frontend: options.FrontendOption = None,
     weights: options.WeightsOption = None,
@@ -38,22 +47,24 @@ def audit(
     """Privacy leakage and adversarial robustness of one model, in one report."""
     from ser_audit.robustness.evaluate import ProbeSettings
 
+    parse_formats(format)
     report = api.full_audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
         hardened=api.ModelSource(str(hardened), frontend=frontend) if hardened else None,
-        corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())), layers=layers, seed=seed,
-        cache_dir=cache_dir, settings=ProbeSettings(grid=options.parse_eps_grid(eps), seed=seed), max_leakage=max_leakage,
+        corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())),
+        aux_corpus=api.CorpusSource(aux_corpus, None, ()), layers=layers, scenarios=scenarios, attackers=attackers,
+        quick=quick, device=device, executor=executor, seed=seed, cache_dir=cache_dir,
+        settings=ProbeSettings(grid=options.parse_eps_grid(eps), pgd_steps=3 if quick else 10, seed=seed),
+        max_leakage=max_leakage,
         max_gap=max_gap, min_robust_uar=min_robust_uar, at_eps=at_eps, command=["ser-audit", *sys.argv[1:]],
         observer=observer_for(quiet),
     )
-    written = write_json(report, out)
-    if written is not None:
-        if not quiet:
-            leakage_summary(report)
-            if report.hardening_effect:
-                print_table("leakage before and after hardening", ["layer", "before", "after", "change"],
-                            [(e.layer, f"{e.leakage_before:.3f}", f"{e.leakage_after:.3f}", f"{e.change:+.3f}")
-                             for e in report.hardening_effect])
-        STDERR.print(f"report written to {written}")
-    if not all(gate.passed for gate in report.gates):
-        raise typer.Exit(1)
+    def summary(report: Report) -> None:
+        leakage_summary(report)
+        robustness_summary(report)
+        if report.hardening_effect:
+            print_table("leakage before and after hardening", ["layer", "before", "after", "change"],
+                        [(e.layer, f"{e.leakage_before:.3f}", f"{e.leakage_after:.3f}", f"{e.change:+.3f}")
+                         for e in report.hardening_effect])
+
+    finish(report, out, format, quiet=quiet, summary=summary)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sys
 
-import typer
-
 from ser_audit import api
 from ser_audit.cli import options
-from ser_audit.cli.progress import STDERR, observer_for
+from ser_audit.cli.output import finish
+from ser_audit.cli.progress import observer_for
 from ser_audit.cli.render import leakage_summary
-from ser_audit.report.writer import write_json
+from ser_audit.report.writer import parse_formats
 
 
 def leakage(
@@ -18,12 +17,19 @@ def leakage(
     corpus: options.CorpusOption = "synthetic",
     corpus_root: options.CorpusRootOption = None,
     corpus_option: options.CorpusOptionOption = None,
+    aux_corpus: options.AuxCorpusOption = api.DEFAULT_AUX_CORPUS,
     sentence_disjoint: options.SentenceDisjointOption = False,
     layers: options.LayersOption = None,
     attribute: options.AttributeOption = "gender",
+    scenarios: options.ScenariosOption = "worst,s1,s2,s3,s4",
+    attackers: options.AttackersOption = "generic,aware",
     folds: options.FoldsOption = None,
     seed: options.SeedOption = 0,
+    quick: options.QuickLeakageOption = False,
+    device: options.DeviceOption = "cpu",
+    executor: options.ExecutorOption = "local",
     out: options.OutOption = "ser-audit-report",
+    format: options.FormatOption = "json",
     cache_dir: options.CacheDirOption = None,
     frontend: options.FrontendOption = None,
     weights: options.WeightsOption = None,
@@ -32,18 +38,14 @@ def leakage(
     max_gap: options.MaxGapOption = None,
     quiet: options.QuietOption = False,
 ) -> None:
-    """Privacy leakage audit: how well attackers infer a speaker attribute from tapped layers."""
+    """Privacy leakage audit (P0): attackers infer a speaker attribute from tapped layers, in five scenarios."""
+    parse_formats(format)
     report = api.leakage_audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
         corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())),
-        sentence_disjoint=sentence_disjoint, layers=layers, attribute=attribute, folds=folds, seed=seed,
-        cache_dir=cache_dir, max_leakage=max_leakage, max_gap=max_gap,
+        aux_corpus=api.CorpusSource(aux_corpus, None, ()), sentence_disjoint=sentence_disjoint, layers=layers,
+        attribute=attribute, scenarios=scenarios, attackers=attackers, folds=folds, seed=seed, quick=quick,
+        device=device, executor=executor, cache_dir=cache_dir, max_leakage=max_leakage, max_gap=max_gap,
         command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet),
     )
-    written = write_json(report, out)
-    if written is not None:
-        if not quiet:
-            leakage_summary(report)
-        STDERR.print(f"report written to {written}")
-    if not all(gate.passed for gate in report.gates):
-        raise typer.Exit(1)
+    finish(report, out, format, quiet=quiet, summary=leakage_summary)

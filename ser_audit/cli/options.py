@@ -90,3 +90,22 @@ def parse_eps_grid(text: str) -> tuple[float, ...]:
     except ValueError:
         raise ConfigError(f"--eps {text!r}: give comma-separated numbers, e.g. 0,0.02,0.04") from None
     return tuple(sorted(values | {0.0}))
+AuxCorpusOption = Annotated[
+    str,
+    typer.Option("--aux-corpus", help="The attacker's own training corpus for s1, s3, s4 (name or manifest)."),
+]
+ScenariosOption = Annotated[
+    str, typer.Option("--scenarios", help="Comma-separated subset of worst,s1,s2,s3,s4 (P0's attacker scenarios).")
+]
+AttackersOption = Annotated[
+    str, typer.Option("--attackers", help="generic (attribute only), aware (attribute + emotion), or both.")
+]
+QuickLeakageOption = Annotated[
+    bool,
+    typer.Option("--quick", help="First/middle/last layer, one design per scenario, fewer epochs and permutations."),
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="Where attackers train: cpu or cuda.")]
+ExecutorOption = Annotated[str, typer.Option("--executor", help="local, or ray (needs the ray extra).")]
+FormatOption = Annotated[
+    str, typer.Option("--format", help="Report files to write: comma-separated json,md,html,junit (json always).")
+]

@@ -26,17 +26,37 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
 
 def leakage_summary(report: Any) -> None:
     leakage = report.leakage
+    if leakage is None:
+        return
     rows = [
-        (r.layer, r.attacker_architecture, f"{r.accuracy.mean:.3f} ± {r.accuracy.std:.3f}",
+        (r.layer, r.scenario, r.attacker_kind, r.attacker_design, r.training_data,
+         f"{r.accuracy.mean:.3f} ± {r.accuracy.std:.3f}",
          f"[{r.accuracy.ci_low:.3f}, {r.accuracy.ci_high:.3f}]", f"{r.chance:.3f}", f"{r.p_value:.2g}")
         for r in [*leakage.results, *([leakage.input_reference] if leakage.input_reference else [])]
     ]
     print_table(
-        f"{leakage.attribute} leakage of {report.model.path} on {report.corpus.name} (speaker-disjoint folds)",
-        ["layer", "attacker", "accuracy", "95% interval", "chance", "p"], rows,
+        f"{leakage.attribute} leakage of {report.model.path} on {report.corpus.name} (held-out speakers)",
+        ["layer", "scenario", "kind", "attacker", "data", "accuracy", "95% interval", "chance", "p"], rows,
     )
+    for skipped in leakage.skipped:
+        STDOUT.print(f"not run: {skipped.layer} {skipped.scenario} {skipped.attacker_kind}: {skipped.reason}")
+    for item in leakage.verification:
+        STDOUT.print(f"speaker verification from {item.layer}: EER {item.eer:.3f}")
+    for finding in leakage.findings:
+        verdict = {True: "reproduced", False: "not reproduced", None: "cannot tell"}[finding.reproduced]
+        STDOUT.print(f"P0 finding {finding.name}: {verdict} — {finding.evidence}")
     if leakage.recommendation:
         STDOUT.print(f"recommendation: {leakage.recommendation.reason}")
     for gate in report.gates:
         verdict = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
         STDOUT.print(f"gate {gate.name} <= {gate.threshold}: {gate.value:.3f} {verdict} ({gate.detail})")
+
+
+def robustness_summary(report: Any) -> None:
+    if report.robustness is None:
+        return
+    print_table(f"robustness of {report.model.path} ({report.robustness.evaluation_set})",
+                ["method", "eps", "UAR", "accuracy", "success", "gradient"],
+                [(r.method, r.eps, f"{r.uar:.3f}", f"{r.accuracy:.3f}",
+                  "" if r.success_rate is None else f"{r.success_rate:.2f}", r.gradient)
+                 for r in report.robustness.results])

@@ -10,9 +10,10 @@ import typer
 
 from ser_audit import api
 from ser_audit.cli import options
+from ser_audit.cli.output import finish
 from ser_audit.cli.progress import STDERR, observer_for
-from ser_audit.cli.render import print_table
-from ser_audit.report.writer import write_json
+from ser_audit.cli.render import robustness_summary
+from ser_audit.report.writer import parse_formats
 
 
 def robustness(
@@ -38,11 +39,13 @@ def robustness(
     trust_pickle: options.TrustPickleOption = False,
     min_robust_uar: options.MinRobustUarOption = None,
     at_eps: options.AtEpsOption = None,
+    format: options.FormatOption = "json",
     quiet: options.QuietOption = False,
 ) -> None:
     """FGSM over an eps grid and PGD at one eps (P2), on the emotion predictions."""
     from ser_audit.robustness.evaluate import ProbeSettings
 
+    parse_formats(format)
     settings = ProbeSettings(
         grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=3 if quick else pgd_steps,
         pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted, seed=seed,
@@ -53,17 +56,7 @@ def robustness(
         gradient=gradient, seed=seed, cache_dir=cache_dir, min_robust_uar=min_robust_uar, at_eps=at_eps,
         command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet),
     )
-    written = write_json(report, out)
-    if written is not None:
-        if not quiet and report.robustness:
-            print_table(f"robustness of {model} ({report.robustness.evaluation_set})",
-                        ["method", "eps", "UAR", "accuracy", "success", "gradient"],
-                        [(r.method, r.eps, f"{r.uar:.3f}", f"{r.accuracy:.3f}",
-                          "" if r.success_rate is None else f"{r.success_rate:.2f}", r.gradient)
-                         for r in report.robustness.results])
-        STDERR.print(f"report written to {written}")
-    if not all(gate.passed for gate in report.gates):
-        raise typer.Exit(1)
+    finish(report, out, format, quiet=quiet, summary=robustness_summary)
 
 
 def harden(

@@ -51,3 +51,45 @@ def permutation_p_value(
         fold_accuracy[:, column] = (predicted == classes[relabelled[:, fold.test]]).mean(1)
     statistic = fold_accuracy.mean(1)
     return float((1 + np.sum(statistic >= observed - 1e-12)) / (1 + n_permutations))
+
+
+def fixed_prediction_p_value(
+    truths: np.ndarray,
+    predictions: np.ndarray,
+    speakers: np.ndarray,
+    fold_of: np.ndarray,
+    observed: float,
+    *,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
+    seed: int = 0,
+) -> float:
+    """One-sided p-value for attackers too costly to refit: the predictions stay, the labels move.
+
+    Under the null the attacker's predictions carry nothing about the attribute, so any
+    reassignment of the attribute among the audit corpus's speakers (whole speakers, as it is
+    constant within one) is as likely as the real one. Each speaker keeps its utterances and
+    its fold, so the clustering of predictions within a speaker is kept in the null. This tests
+    the fitted attackers, not their training procedure: for attackers trained on the aux corpus
+    that is the whole question; for attackers refitted per fold it ignores that the training
+    labels move too, which can only make the test conservative (a refitted attacker under the
+    null anti-learns the held-out speaker's class).
+
+    Args:
+        truths: Attribute of every test utterance (pooled over folds).
+        predictions: The attackers' predictions, aligned with ``truths``.
+        speakers: Speaker of each test utterance.
+        fold_of: Fold index of each test utterance; the statistic is the mean fold accuracy.
+        observed: The observed mean fold accuracy.
+    """
+    classes, label_index = np.unique(truths, return_inverse=True)
+    speaker_ids, speaker_of = np.unique(speakers, return_inverse=True)
+    per_speaker = np.zeros(len(speaker_ids), dtype=int)
+    per_speaker[speaker_of] = label_index
+    if not np.array_equal(per_speaker[speaker_of], label_index):
+        raise ValueError("the attribute varies within a speaker; use the refitting permutation test")
+    rng = np.random.default_rng(seed)
+    relabelled = classes[rng.permuted(np.tile(per_speaker, (n_permutations, 1)), axis=1)[:, speaker_of]]
+    correct = relabelled == predictions[None, :]
+    folds = np.unique(fold_of)
+    statistic = np.mean([correct[:, fold_of == fold].mean(1) for fold in folds], axis=0)
+    return float((1 + np.sum(statistic >= observed - 1e-12)) / (1 + n_permutations))

@@ -17,7 +17,7 @@ from ser_audit.frontend.features import FrontEnd
 from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.resampling import permutation_p_value
+from ser_audit.leakage.resampling import DEFAULT_PERMUTATIONS, permutation_p_value
 from ser_audit.leakage.stats import LeakageStatistics, leakage_statistics
 from ser_audit.models.interface import LayerInfo
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
@@ -60,11 +60,14 @@ def attack(
     folds: Sequence[Fold],
     *,
     seed: int,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
 ) -> tuple[CrossValidated, LeakageStatistics]:
     """Cross-validate the attacker, then test its mean fold accuracy against relabelled data."""
     outcome = cross_validate(attacker, features, labels, folds)
     observed = float(np.mean([np.mean(t == p) for t, p in zip(outcome.truths, outcome.predictions)]))
-    p_value = permutation_p_value(attacker, features, labels, speakers, folds, observed, seed=seed)
+    p_value = permutation_p_value(
+        attacker, features, labels, speakers, folds, observed, seed=seed, n_permutations=n_permutations
+    )
     n_train = int(np.mean([len(fold.train) for fold in folds]))
     return outcome, leakage_statistics(outcome.truths, outcome.predictions, n_train=n_train, p_value=p_value)
 
@@ -79,13 +82,16 @@ def result_row(
     attribute: str,
     n_features: int,
     reduction: str | None = None,
+    n_train: int | None = None,
 ) -> LeakageResult:
     return LeakageResult(
         layer=layer,
         layer_index=layer_index,
         scenario="probe",
         attacker_kind="generic",
-        attacker_architecture=attacker.architecture,
+        attacker_architecture="standardised features, ridge classifier without intercept (linear probe)",
+        attacker_design="linear-probe",
+        attacker_family="linear",
         attacker_parameters=outcome.fitted.parameter_count(),
         training_data="same",
         attribute=attribute,
@@ -100,6 +106,7 @@ def result_row(
         normalised_leakage=statistics.normalised_leakage,
         n_test=statistics.n_test,
         n_features=n_features,
+        n_train=n_train,
         reduction=reduction,
     )
 
@@ -112,27 +119,43 @@ def probe_layers(
     *,
     attribute: str = "gender",
     seed: int = 0,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
     observer: ProgressObserver = NULL_OBSERVER,
-) -> list[LeakageResult]:
-    """A generic linear-probe attacker per layer, trained on the audit corpus's training speakers."""
-    assert_speaker_disjoint(corpus, list(folds))
+) -> tuple[list[LeakageResult], list[dict[int, str]]]:
+    """A generic linear-probe attacker per layer, trained on each fold's training side.
+
+    Returns the rows and, per row, the held-out prediction of every tested utterance. For
+    ``attribute="speaker"`` the folds are closed-set (every speaker on both sides) and the
+    permutation test relabels utterances; otherwise folds must be speaker-disjoint.
+    """
+    if attribute != "speaker":
+        assert_speaker_disjoint(corpus, list(folds))
     labels = np.array(corpus.labels(attribute))
-    speakers = np.array(corpus.labels("speaker"))
+    units = np.array(corpus.labels("speaker")) if attribute != "speaker" else np.arange(len(corpus))
     attacker = LinearProbe()
-    rows = []
+    rows, predictions = [], []
     with observer.task("fitting linear-probe attackers", total=len(layers)) as task:
         for layer in layers:
             features = embeddings.layers[layer.name]
-            outcome, statistics = attack(attacker, features, labels, speakers, folds, seed=seed)
+            outcome, statistics = attack(
+                attacker, features, labels, units, folds, seed=seed, n_permutations=n_permutations
+            )
             rows.append(
                 result_row(
                     layer=layer.name, layer_index=layer.index, attacker=attacker, outcome=outcome,
                     statistics=statistics, attribute=attribute, n_features=features.shape[1],
                     reduction=embeddings.reductions.get(layer.name),
+                    n_train=int(np.mean([len(fold.train) for fold in folds])),
                 )
             )
+            predictions.append(held_out_predictions(outcome, folds))
             task.advance()
-    return rows
+    return rows, predictions
+
+
+def held_out_predictions(outcome: CrossValidated, folds: Sequence[Fold]) -> dict[int, str]:
+    return {int(i): p for fold, fold_predictions in zip(folds, outcome.predictions)
+            for i, p in zip(fold.test, fold_predictions.tolist())}
 
 
 def lld_features(corpus: Corpus, observer: ProgressObserver = NULL_OBSERVER) -> np.ndarray:
@@ -155,17 +178,19 @@ def input_reference(
     *,
     attribute: str = "gender",
     seed: int = 0,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> LeakageResult:
     """How much of the attribute the audio itself carries: the same probe on pooled LLDs."""
     features = lld_features(corpus, observer)
     labels = np.array(corpus.labels(attribute))
     attacker = LinearProbe()
-    speakers = np.array(corpus.labels("speaker"))
-    outcome, statistics = attack(attacker, features, labels, speakers, folds, seed=seed)
+    units = np.array(corpus.labels("speaker")) if attribute != "speaker" else np.arange(len(corpus))
+    outcome, statistics = attack(attacker, features, labels, units, folds, seed=seed, n_permutations=n_permutations)
     return result_row(
         layer="input:lld", layer_index=None, attacker=attacker, outcome=outcome,
         statistics=statistics, attribute=attribute, n_features=features.shape[1],
+        n_train=int(np.mean([len(fold.train) for fold in folds])),
     )
 
 

@@ -43,9 +43,21 @@ def downstream(model: TargetModel, layer: str) -> Downstream:
     raise Unavailable(f"no sub-network extraction for format {model.format}")
 
 
+class _TapTracer(fx.Tracer):
+    """Keeps the tapped module whole (a call_module node) even when it is a custom module,
+    which fx would otherwise trace into."""
+
+    def __init__(self, layer: str) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return module_qualified_name == self.layer or super().is_leaf_module(m, module_qualified_name)
+
+
 def _split_eager(module: nn.Module, layer: str) -> Downstream:
     try:
-        traced = fx.symbolic_trace(module)
+        traced = fx.GraphModule(module, _TapTracer(layer).trace(module))
     except Exception as error:  # fx raises many types on data-dependent control flow
         raise Unavailable(f"torch.fx cannot trace the model ({type(error).__name__}: {str(error).splitlines()[0][:120]})")
     nodes = list(traced.graph.nodes)

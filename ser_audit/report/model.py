@@ -74,25 +74,77 @@ class LeakageResult(_Strict):
     layer_index: int | None = Field(None, description="Execution-order index of the layer.")
     scenario: Scenario = Field(description="worst, s1-s4 (P0), or probe for the pooled-statistics probe.")
     attacker_kind: Literal["generic", "aware"] = Field(description="generic: attribute only; aware: attribute + emotion.")
-    attacker_architecture: str = Field(description="The attacker's design.")
+    attacker_architecture: str = Field(description="The attacker's design, in words (layers, sizes, input pooling).")
+    attacker_design: str = Field(
+        "linear-probe",
+        description="Short design name: same-architecture, vgg, resnet, densenet, lstm, gru, mlp, wide, linear-probe.",
+    )
+    attacker_family: str = Field("linear", description="convolutional, recurrent, dense, linear, or same-architecture.")
     attacker_parameters: int = Field(description="Trainable parameters of the attacker (last fold).")
     training_data: Literal["same", "aux"] = Field(description="same: audit-corpus folds; aux: the aux corpus.")
     attribute: str = Field(description="The private attribute attacked.")
     accuracy: Accuracy
     balanced_accuracy: float = Field(description="Mean per-class recall over all test predictions.")
     chance: float = Field(description="Majority rate of the pooled test labels.")
-    p_value: float = Field(description="One-sided t-test of per-speaker accuracies against chance.")
+    p_value: float = Field(description="One-sided p-value of the mean fold accuracy against chance.")
+    p_value_method: str = Field(
+        "speaker permutation, attacker refitted", description="How the p-value was computed (see README, Statistics)."
+    )
     gap: float = Field(description="accuracy.mean - chance.")
     normalised_leakage: float = Field(description="gap / (1 - chance).")
     n_test: int = Field(description="Test predictions pooled over folds.")
+    n_train: int | None = Field(None, description="Training utterances of the attacker (mean over folds).")
     n_features: int = Field(description="Attacker input dimension.")
     reduction: str | None = Field(None, description="How the layer was reduced before the attacker, if at all.")
 
 
+class SkippedAttack(_Strict):
+    """An attack that could not run, and why (nothing is skipped silently)."""
+
+    layer: str
+    scenario: Scenario
+    attacker_kind: Literal["generic", "aware"]
+    reason: str
+
+
+class BreakdownRow(_Strict):
+    """One result row's accuracy on the test utterances of one group."""
+
+    layer: str
+    scenario: Scenario
+    attacker_kind: Literal["generic", "aware"]
+    attacker_design: str
+    group: str = Field(description="The group's value (an emotion, improvised/scripted, a gender).")
+    accuracy: float
+    n: int
+    ci_low: float = Field(description="Wilson 95% interval over the group's predictions.")
+    ci_high: float
+
+
 class Breakdowns(_Strict):
-    by_emotion: list[dict[str, Any]] = Field(default_factory=list)
-    by_spontaneity: list[dict[str, Any]] = Field(default_factory=list)
-    by_gender: list[dict[str, Any]] = Field(default_factory=list)
+    by_emotion: list[BreakdownRow] = Field(default_factory=list)
+    by_spontaneity: list[BreakdownRow] = Field(default_factory=list)
+    by_gender: list[BreakdownRow] = Field(default_factory=list)
+
+
+class Finding(_Strict):
+    """One of P0's findings, checked on this run."""
+
+    name: str = Field(description="Short id, e.g. generic-vs-aware.")
+    claim: str = Field(description="What P0 found.")
+    reproduced: bool | None = Field(description="Whether this run agrees; null when it cannot tell (missing rows).")
+    evidence: str = Field(description="The numbers behind the verdict.")
+
+
+class Verification(_Strict):
+    """Open-set speaker verification from a layer's pooled embeddings (cosine scoring)."""
+
+    layer: str
+    layer_index: int | None = None
+    eer: float = Field(description="Equal error rate over all trial pairs of held-out speakers.")
+    eer_folds: list[float] = Field(description="EER per speaker-disjoint fold.")
+    n_target: int = Field(description="Same-speaker trials.")
+    n_nontarget: int = Field(description="Different-speaker trials.")
 
 
 class Recommendation(_Strict):
@@ -104,8 +156,12 @@ class Recommendation(_Strict):
 class Leakage(_Strict):
     attribute: str
     folds: list[str] = Field(description="What each fold held out.")
+    target_family: str | None = Field(None, description="convolutional, recurrent or dense, read from the model's graph.")
     results: list[LeakageResult]
+    skipped: list[SkippedAttack] = Field(default_factory=list, description="Attacks that could not run, with the reason.")
     breakdowns: Breakdowns = Field(default_factory=Breakdowns)
+    findings: list[Finding] = Field(default_factory=list, description="P0's findings, checked on this run.")
+    verification: list[Verification] = Field(default_factory=list, description="Speaker verification EER (attribute speaker).")
     input_reference: LeakageResult | None = Field(None, description="The attribute from the raw audio's LLDs: the ceiling.")
     recommendation: Recommendation | None = None
 

@@ -6,6 +6,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 from ser_audit.files import publish
 from ser_audit.report.model import Report
@@ -35,6 +36,44 @@ def write_json(report: Report, out: Path | str) -> Path | None:
         path = path / "report.json"
     write_text_atomic(path, text)
     return path
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``json,md,html,junit``: json always comes first, whatever is asked (it is the source of truth)."""
+    from ser_audit.errors import ConfigError
+
+    allowed = ("json", "md", "html", "junit")
+    asked = [f.strip() for f in text.split(",") if f.strip()]
+    wrong = [f for f in asked if f not in allowed]
+    if wrong:
+        raise ConfigError(f"--format {','.join(wrong)}: choose from {','.join(allowed)}")
+    return tuple(f for f in allowed if f == "json" or f in asked)
+
+
+def write_report(report: Report, out: Path | str, formats: Sequence[str] = ("json",)) -> list[Path]:
+    """report.json plus each other format (report.md, report.html, report.junit.xml), every file atomic.
+
+    ``out`` is a folder, a .json file (the other formats go beside it, same stem) or ``-``
+    (JSON on stdout; other formats then need a folder).
+    """
+    from ser_audit.errors import ConfigError
+    from ser_audit.report.render import renderer_for
+
+    extra = [f for f in formats if f != "json"]
+    if str(out) == "-":
+        if extra:
+            raise ConfigError(f"--format {','.join(extra)} needs --out DIR (stdout takes the JSON report only)")
+        write_json(report, out)
+        return []
+    written = [write_json(report, out)]
+    base = written[0]
+    assert base is not None
+    names = {"md": ".md", "html": ".html", "junit": ".junit.xml"}
+    for name in extra:
+        path = base.with_name(base.stem + names[name])
+        write_text_atomic(path, renderer_for(name).render(report))
+        written.append(path)
+    return [p for p in written if p is not None]
 
 
 def read_report(path: Path) -> Report:

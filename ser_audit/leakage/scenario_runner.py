@@ -1,0 +1,282 @@
+"""Running P0's scenarios: attackers x layers x folds, on the audit corpus and the aux corpus.
+
+Attackers trained on the audit corpus (worst, s2) are refitted per fold on the training
+speakers and tested on the held-out ones. Attackers trained on the aux corpus (s1, s3,
+s4) are fitted once on all of it and tested on every fold's held-out speakers of the
+audit corpus; their fold accuracies are those of the same attacker on each fold. Each
+job is independent and goes through the chosen executor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import clone
+
+from ser_audit.corpus.folds import Fold, assert_speaker_disjoint
+from ser_audit.corpus.interface import Corpus
+from ser_audit.embeddings.extract import Embeddings, time_axis
+from ser_audit.execution.interface import Executor
+from ser_audit.execution.local import LocalExecutor
+from ser_audit.leakage.attackers.neural import NeuralAttacker, Rows, designs
+from ser_audit.leakage.resampling import DEFAULT_PERMUTATIONS, fixed_prediction_p_value
+from ser_audit.leakage.scenarios import KINDS, SAME_ARCHITECTURE, SCENARIOS, TABLE, choose_designs, recurrent_cell, target_family
+from ser_audit.leakage.stats import leakage_statistics
+from ser_audit.models.interface import LayerInfo, TargetModel
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+from ser_audit.report.model import Accuracy, LeakageResult, SkippedAttack
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """How the scenario attackers are trained.
+
+    Widths scale each family's documented size (``convolutional``, ``recurrent``, ``dense``
+    modules); the defaults keep a full default audit of ``zoo:cnn4`` under 15 minutes on
+    two CPU cores. ``quick`` keeps one design per scenario and fewer epochs.
+    """
+
+    epochs: int = 8
+    same_architecture_epochs: int = 6
+    learning_rate: float = 1e-3
+    same_architecture_learning_rate: float = 1e-3
+    convolutional_width: float = 0.5
+    recurrent_width: float = 0.25
+    dense_width: float = 1.0
+    quick: bool = False
+    device: str = "cpu"
+    seed: int = 0
+    n_permutations: int = DEFAULT_PERMUTATIONS
+
+    def width(self, family: str) -> float:
+        return {"convolutional": self.convolutional_width, "recurrent": self.recurrent_width}.get(family, self.dense_width)
+
+
+@dataclass
+class AttackData:
+    """A corpus as the attackers see it: its embeddings and labels."""
+
+    corpus: Corpus
+    embeddings: Embeddings
+    attribute: np.ndarray
+    emotion: np.ndarray
+
+    @classmethod
+    def of(cls, corpus: Corpus, embeddings: Embeddings, attribute: str) -> "AttackData":
+        return cls(corpus, embeddings, np.array(corpus.labels(attribute)), np.array(corpus.labels("emotion")))
+
+
+@dataclass
+class AttackJob:
+    """One attacker design of one kind in one scenario on one layer; everything it needs to run anywhere."""
+
+    layer: LayerInfo
+    scenario: str
+    kind: str
+    design: str
+    attacker: NeuralAttacker
+    audit_inputs: np.ndarray
+    audit_attribute: np.ndarray
+    audit_emotion: np.ndarray
+    folds: list[Fold]
+    aux_inputs: np.ndarray | None = None
+    aux_attribute: np.ndarray | None = None
+    aux_emotion: np.ndarray | None = None
+    reduction: str | None = None
+
+
+@dataclass
+class AttackOutcome:
+    job: AttackJob
+    truths: list[np.ndarray]
+    predictions: list[np.ndarray]
+    n_train: int
+    parameters: int
+    architecture: str
+
+
+def run_attack(job: AttackJob) -> AttackOutcome:
+    """Fit and test one attacker (per fold on the audit corpus, or once on the aux corpus)."""
+    aware = job.kind == "aware"
+    truths, predictions = [], []
+    if job.aux_inputs is None:
+        fitted = job.attacker
+        for fold in job.folds:
+            fitted = clone(job.attacker).fit(
+                Rows(job.audit_inputs, fold.train), job.audit_attribute[fold.train],
+                emotion=job.audit_emotion[fold.train] if aware else None,
+            )
+            truths.append(job.audit_attribute[fold.test])
+            predictions.append(fitted.predict(Rows(job.audit_inputs, fold.test)))
+        n_train = int(np.mean([len(fold.train) for fold in job.folds]))
+    else:
+        assert job.aux_attribute is not None
+        fitted = clone(job.attacker).fit(
+            Rows(job.aux_inputs, np.arange(len(job.aux_inputs))), job.aux_attribute,
+            emotion=job.aux_emotion if aware else None,
+        )
+        tested = np.concatenate([fold.test for fold in job.folds])
+        predicted = dict(zip(tested.tolist(), fitted.predict(Rows(job.audit_inputs, tested))))
+        for fold in job.folds:
+            truths.append(job.audit_attribute[fold.test])
+            predictions.append(np.array([predicted[i] for i in fold.test.tolist()]))
+        n_train = len(job.aux_inputs)
+    return AttackOutcome(job, truths, predictions, n_train, fitted.parameter_count(), fitted.architecture)
+
+
+@dataclass
+class ScenarioResults:
+    rows: list[LeakageResult] = field(default_factory=list)
+    skipped: list[SkippedAttack] = field(default_factory=list)
+    # Per row (same order): test predictions for every audit utterance a fold held out.
+    predictions: list[dict[int, str]] = field(default_factory=list)
+    family: str = "convolutional"
+
+
+def has_time_axis(layer: LayerInfo, layout: Sequence[str]) -> bool:
+    axis = time_axis(len(layer.shape), layout)
+    return axis is not None and layer.shape[axis] >= 2
+
+
+def _inputs(data: AttackData, layer: LayerInfo, design: str, layout: Sequence[str]) -> np.ndarray:
+    """What a design reads: the raw map (same architecture), the map with time last, or a vector."""
+    whole = data.embeddings.maps[layer.name]
+    if design == SAME_ARCHITECTURE:
+        return whole
+    if designs()[design].input == "pooled":
+        return data.embeddings.layers[layer.name] if has_time_axis(layer, layout) else whole.reshape(len(whole), -1)
+    axis = time_axis(len(layer.shape), layout)
+    assert axis is not None
+    return np.moveaxis(whole, axis, -1)
+
+
+def plan_jobs(
+    model: TargetModel,
+    layers: Sequence[LayerInfo],
+    audit: AttackData,
+    aux: AttackData | None,
+    folds: Sequence[Fold],
+    *,
+    scenarios: Sequence[str] = SCENARIOS,
+    kinds: Sequence[str] = KINDS,
+    settings: AttackSettings = AttackSettings(),
+) -> tuple[list[AttackJob], list[SkippedAttack], str]:
+    """Every (layer, scenario, design, kind) job, and what cannot run with the reason."""
+    from ser_audit.models.subnetwork import Unavailable, downstream
+
+    all_layers = model.layers()
+    family, cell = target_family(all_layers), recurrent_cell(all_layers)
+    layout = model.frontend.layout
+    jobs: list[AttackJob] = []
+    skipped: list[SkippedAttack] = []
+
+    def skip(layer: LayerInfo, scenario: str, reason: str) -> None:
+        skipped.extend(SkippedAttack(layer=layer.name, scenario=scenario, attacker_kind=kind, reason=reason) for kind in kinds)
+
+    for layer in layers:
+        body = body_reason = None
+        for scenario in scenarios:
+            spec = TABLE[scenario]
+            if spec.training_data == "aux" and aux is None:
+                skip(layer, scenario, "no aux corpus")
+                continue
+            choice = choose_designs(scenario, family, has_time_axis(layer, layout), cell=cell, quick=settings.quick)
+            if not choice.designs:
+                skip(layer, scenario, choice.reason or "no attacker design applies")
+                continue
+            for design in choice.designs:
+                if design == SAME_ARCHITECTURE:
+                    if body is None and body_reason is None:
+                        if tuple(audit.embeddings.maps[layer.name].shape[1:]) != tuple(layer.shape[1:]):
+                            body_reason = f"the stored map was reduced ({audit.embeddings.map_reductions[layer.name]})"
+                        else:
+                            try:
+                                body = downstream(model, layer.name)
+                            except Unavailable as error:
+                                body_reason = str(error)
+                    if body is None:
+                        skip(layer, scenario, f"same-architecture attacker unavailable: {body_reason}")
+                        continue
+                    attacker_family = family
+                    attacker = NeuralAttacker(
+                        SAME_ARCHITECTURE, epochs=settings.same_architecture_epochs,
+                        learning_rate=settings.same_architecture_learning_rate, body=body.body,
+                        body_description=body.description, standardise=False, seed=settings.seed, device=settings.device,
+                    )
+                else:
+                    attacker_family = designs()[design].family
+                    attacker = NeuralAttacker(
+                        design, epochs=settings.epochs, learning_rate=settings.learning_rate,
+                        width=settings.width(attacker_family), seed=settings.seed, device=settings.device,
+                    )
+                for kind in kinds:
+                    job = AttackJob(
+                        layer=layer, scenario=scenario, kind=kind, design=design,
+                        attacker=clone(attacker).set_params(aware=kind == "aware"),
+                        audit_inputs=_inputs(audit, layer, design, layout), audit_attribute=audit.attribute,
+                        audit_emotion=audit.emotion, folds=list(folds),
+                        reduction=audit.embeddings.map_reductions.get(layer.name),
+                    )
+                    if spec.training_data == "aux" and aux is not None:
+                        job.aux_inputs = _inputs(aux, layer, design, layout)
+                        job.aux_attribute, job.aux_emotion = aux.attribute, aux.emotion
+                    jobs.append(job)
+    return jobs, skipped, family
+
+
+def run_scenarios(
+    model: TargetModel,
+    layers: Sequence[LayerInfo],
+    audit: AttackData,
+    aux: AttackData | None,
+    folds: Sequence[Fold],
+    *,
+    attribute: str = "gender",
+    scenarios: Sequence[str] = SCENARIOS,
+    kinds: Sequence[str] = KINDS,
+    settings: AttackSettings = AttackSettings(),
+    executor: Executor | None = None,
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> ScenarioResults:
+    assert_speaker_disjoint(audit.corpus, list(folds))
+    jobs, skipped, family = plan_jobs(model, layers, audit, aux, folds, scenarios=scenarios, kinds=kinds, settings=settings)
+    speakers = np.array(audit.corpus.labels("speaker"))
+    results = ScenarioResults(skipped=skipped, family=family)
+    executor = executor or LocalExecutor()
+    with observer.task(f"training {len(jobs)} scenario attackers", total=len(jobs)) as task:
+        for outcome in executor.map(run_attack, jobs):
+            row, predicted = _row(outcome, speakers, attribute, settings)
+            results.rows.append(row)
+            results.predictions.append(predicted)
+            task.advance()
+    return results
+
+
+def _row(
+    outcome: AttackOutcome, speakers: np.ndarray, attribute: str, settings: AttackSettings
+) -> tuple[LeakageResult, dict[int, str]]:
+    job = outcome.job
+    tested = np.concatenate([fold.test for fold in job.folds])
+    fold_of = np.concatenate([np.full(len(fold.test), k) for k, fold in enumerate(job.folds)])
+    truth, predicted = np.concatenate(outcome.truths), np.concatenate(outcome.predictions)
+    observed = float(np.mean([np.mean(t == p) for t, p in zip(outcome.truths, outcome.predictions)]))
+    p_value = fixed_prediction_p_value(
+        truth, predicted, speakers[tested], fold_of, observed, n_permutations=settings.n_permutations, seed=settings.seed
+    )
+    statistics = leakage_statistics(outcome.truths, outcome.predictions, n_train=outcome.n_train, p_value=p_value)
+    family = "same-architecture" if job.design == SAME_ARCHITECTURE else designs()[job.design].family
+    row = LeakageResult(
+        layer=job.layer.name, layer_index=job.layer.index, scenario=job.scenario, attacker_kind=job.kind,  # type: ignore[arg-type]
+        attacker_architecture=outcome.architecture, attacker_design=job.design, attacker_family=family,
+        attacker_parameters=outcome.parameters, training_data="aux" if job.aux_inputs is not None else "same",
+        attribute=attribute,
+        accuracy=Accuracy(mean=statistics.mean, std=statistics.std, folds=statistics.folds,
+                          ci_low=statistics.ci_low, ci_high=statistics.ci_high),
+        balanced_accuracy=statistics.balanced_accuracy, chance=statistics.chance, p_value=statistics.p_value,
+        p_value_method="speaker permutation of the test labels (predictions fixed)",
+        gap=statistics.gap, normalised_leakage=statistics.normalised_leakage, n_test=statistics.n_test,
+        n_features=int(np.prod(job.audit_inputs.shape[1:])), n_train=outcome.n_train, reduction=job.reduction,
+    )
+    return row, dict(zip(tested.tolist(), predicted.tolist()))

@@ -1,0 +1,105 @@
+"""P0's attacker scenarios, and which attacker designs stand for each on a given target and tap.
+
+| scenario | same family | same architecture | training data |
+|----------|-------------|-------------------|---------------|
+| worst    | yes         | yes               | same          |
+| s1       | yes         | yes               | aux           |
+| s2       | yes         | no                | same          |
+| s3       | yes         | no                | aux           |
+| s4       | no          | no                | aux           |
+
+"Same architecture" is the target's own sub-network after the tap. The target's family
+is read from its layer kinds: recurrent if any layer is an LSTM/GRU/RNN, convolutional
+if any is a convolution, else dense. A tap without a time axis (a vector) cannot feed a
+convolutional or recurrent attacker; dense attackers stand in for the same family and
+there is no other family to switch to, which the skipped entry says.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from ser_audit.models.interface import LayerInfo
+
+SCENARIOS = ("worst", "s1", "s2", "s3", "s4")
+KINDS = ("generic", "aware")
+SAME_ARCHITECTURE = "same-architecture"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    same_family: bool
+    same_architecture: bool
+    training_data: str  # "same" or "aux"
+
+
+TABLE = {
+    "worst": Scenario("worst", True, True, "same"),
+    "s1": Scenario("s1", True, True, "aux"),
+    "s2": Scenario("s2", True, False, "same"),
+    "s3": Scenario("s3", True, False, "aux"),
+    "s4": Scenario("s4", False, False, "aux"),
+}
+
+_RECURRENT = re.compile(r"lstm|gru|rnn", re.IGNORECASE)
+_CONVOLUTIONAL = re.compile(r"conv", re.IGNORECASE)
+
+
+def target_family(layers: Sequence[LayerInfo]) -> str:
+    """``recurrent``, ``convolutional`` or ``dense``, from the layer kinds of the graph."""
+    kinds = [layer.kind for layer in layers]
+    if any(_RECURRENT.search(kind) for kind in kinds):
+        return "recurrent"
+    if any(_CONVOLUTIONAL.search(kind) for kind in kinds):
+        return "convolutional"
+    return "dense"
+
+
+def recurrent_cell(layers: Sequence[LayerInfo]) -> str | None:
+    kinds = " ".join(layer.kind for layer in layers).lower()
+    if "lstm" in kinds:
+        return "lstm"
+    if "gru" in kinds:
+        return "gru"
+    return None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The designs standing for one scenario on one tap, or why there are none."""
+
+    designs: tuple[str, ...]
+    reason: str | None = None
+
+
+def choose_designs(
+    scenario: str, family: str, has_time_axis: bool, *, cell: str | None = None, quick: bool = False
+) -> Choice:
+    """Which attacker designs play ``scenario`` for a tap of a ``family`` target.
+
+    Args:
+        scenario: worst, s1-s4.
+        family: The target's family (``target_family``).
+        has_time_axis: Whether the tap keeps a time axis of at least two steps.
+        cell: The target's recurrent cell, so "other recurrent design" means the other one.
+        quick: One design per scenario instead of every design of the family.
+    """
+    spec = TABLE[scenario]
+    if spec.same_architecture:
+        return Choice((SAME_ARCHITECTURE,))
+    if not has_time_axis:
+        if spec.same_family:
+            return Choice(("mlp",) if quick else ("mlp", "wide"))
+        return Choice((), "the tap has no time axis, so no convolutional or recurrent attacker can read it; "
+                          "dense attackers already stand for the same family (s2, s3)")
+    same = {
+        "convolutional": ("vgg", "resnet", "densenet"),
+        "recurrent": tuple(d for d in ("gru", "lstm") if d != cell) or ("gru",),
+        "dense": ("mlp", "wide"),
+    }[family]
+    other = {"convolutional": ("lstm",), "recurrent": ("vgg",), "dense": ("lstm",)}[family]
+    designs = same if spec.same_family else other
+    return Choice(designs[:1] if quick else designs)

@@ -1,0 +1,112 @@
+"""P0's scenario runner on planted ground truth: a map that carries gender must leak in every
+scenario, a map of noise must sit at chance, and what cannot run must say why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ser_audit.corpus.folds import speaker_disjoint_folds
+from ser_audit.corpus.interface import Corpus
+from ser_audit.embeddings.extract import extract
+from ser_audit.leakage.resampling import fixed_prediction_p_value
+from ser_audit.leakage.scenario_runner import AttackData, AttackSettings, run_scenarios
+from ser_audit.leakage.scenarios import choose_designs, target_family
+from ser_audit.models.interface import LayerInfo
+from ser_audit.models.subnetwork import Unavailable, downstream
+from ser_audit.testing import planted_maps_model, tiny_corpus
+
+
+def layers(*kinds: str) -> list[LayerInfo]:
+    return [LayerInfo(i, f"l{i}", kind, (1, 4, 10)) for i, kind in enumerate(kinds)]
+
+
+def test_target_family_is_read_from_the_graph() -> None:
+    assert target_family(layers("Conv2d", "ReLU", "Linear")) == "convolutional"
+    assert target_family(layers("Conv", "Relu", "Gemm")) == "convolutional"  # ONNX op names
+    assert target_family(layers("Conv1d", "LSTM", "Linear")) == "recurrent"
+    assert target_family(layers("Linear", "ReLU")) == "dense"
+
+
+def test_scenario_table_picks_designs_by_family() -> None:
+    assert choose_designs("worst", "convolutional", True).designs == ("same-architecture",)
+    assert choose_designs("s1", "recurrent", True).designs == ("same-architecture",)
+    assert choose_designs("s2", "convolutional", True).designs == ("vgg", "resnet", "densenet")
+    assert choose_designs("s4", "convolutional", True).designs == ("lstm",)
+    assert choose_designs("s3", "recurrent", True, cell="lstm").designs == ("gru",)
+    assert choose_designs("s4", "recurrent", True).designs == ("vgg",)
+    assert choose_designs("s2", "convolutional", True, quick=True).designs == ("vgg",)
+    vector = choose_designs("s4", "convolutional", False)
+    assert vector.designs == () and "no time axis" in (vector.reason or "")
+
+
+def test_fixed_prediction_test_is_small_for_perfect_predictions_and_large_for_constant_ones() -> None:
+    speakers = np.repeat(np.arange(10), 8)
+    truth = np.where(speakers % 2, "male", "female")
+    fold_of = speakers // 2
+    perfect = fixed_prediction_p_value(truth, truth.copy(), speakers, fold_of, 1.0)
+    constant = fixed_prediction_p_value(truth, np.full(80, "male"), speakers, fold_of, 0.5)
+    assert perfect < 0.01  # 1 of C(10, 5) = 252 assignments is the real one
+    assert constant == 1.0
+
+
+@pytest.fixture(scope="module")
+def planted_study(small_corpus: Corpus, tmp_path_factory: pytest.TempPathFactory):
+    aux = tiny_corpus(tmp_path_factory.mktemp("aux") / "corpus", preset="ravdess-like", per_speaker=5, seed=3)
+    model = planted_maps_model()
+    tapped = model.select_layers("pitch,noise")
+    names = [layer.name for layer in tapped]
+    audit = AttackData.of(small_corpus, extract(model, small_corpus, tapped, maps=names), "gender")
+    attacker_data = AttackData.of(aux, extract(model, aux, tapped, maps=names), "gender")
+    folds = speaker_disjoint_folds(small_corpus)
+    # The planted target is untrained, so its own layers need more fine-tuning than a real one's.
+    settings = AttackSettings(quick=True, epochs=6, same_architecture_epochs=15, n_permutations=199)
+    results = run_scenarios(model, tapped, audit, attacker_data, folds, settings=settings)
+    return results
+
+
+def test_every_scenario_and_kind_runs_or_says_why(planted_study) -> None:
+    ran = {(r.layer, r.scenario, r.attacker_kind) for r in planted_study.rows}
+    skipped = {(s.layer, s.scenario, s.attacker_kind): s.reason for s in planted_study.skipped}
+    for layer in ("pitch", "noise"):
+        for scenario in ("worst", "s1", "s2", "s3", "s4"):
+            for kind in ("generic", "aware"):
+                assert ((layer, scenario, kind) in ran) != ((layer, scenario, kind) in skipped)
+    # The part after `noise` reads `pitch` too, so the target's own sub-network cannot be cut there.
+    assert "skip connection" in skipped[("noise", "worst", "generic")]
+    assert planted_study.family == "convolutional"
+
+
+def test_planted_gender_map_leaks_in_every_scenario(planted_study) -> None:
+    rows = [r for r in planted_study.rows if r.layer == "pitch"]
+    assert {r.scenario for r in rows} == {"worst", "s1", "s2", "s3", "s4"}
+    for row in rows:
+        assert row.accuracy.mean >= 0.8, (row.scenario, row.attacker_design, row.accuracy.mean)
+        assert row.p_value < 0.05
+        assert len(row.accuracy.folds) == 5 and row.n_test == 160
+        assert row.attacker_parameters > 0 and row.attacker_architecture
+    assert {r.training_data for r in rows if r.scenario in ("s1", "s3", "s4")} == {"aux"}
+    assert {r.training_data for r in rows if r.scenario in ("worst", "s2")} == {"same"}
+
+
+def test_noise_map_sits_at_chance(planted_study) -> None:
+    rows = [r for r in planted_study.rows if r.layer == "noise"]
+    assert rows
+    for row in rows:
+        assert row.accuracy.ci_low <= row.chance <= row.accuracy.ci_high, (row.scenario, row.attacker_design)
+    assert sum(row.p_value < 0.05 for row in rows) <= 1
+
+
+def test_same_architecture_body_reproduces_the_target() -> None:
+    import torch
+
+    model = planted_maps_model()
+    inputs = model.example_inputs(2)
+    part = downstream(model, "pitch")
+    tapped = model.forward(inputs, ["pitch"])
+    # The noise inside the body is redrawn, so compare shapes and the head, not values.
+    with torch.no_grad():
+        features = part.body(torch.from_numpy(tapped.layers["pitch"]))
+    assert features.shape == (2, 8) and part.head is not None and part.head.out_features == 4
+    with pytest.raises(Unavailable, match="reads"):
+        downstream(model, "noise")
