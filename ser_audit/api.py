@@ -126,11 +126,18 @@ def _check_device(device: str) -> None:
             raise ConfigError("--device cuda: torch sees no CUDA device on this machine; use --device cpu")
 
 
-def spread_layers(selected: Sequence[Any]) -> list[Any]:
-    """First, middle and last of the selected layers: the shape of the depth curve at a fraction of the cost."""
-    if len(selected) <= 3:
-        return list(selected)
-    return [selected[0], selected[len(selected) // 2], selected[-1]]
+def scenario_layers(selected: Sequence[Any], layout: Sequence[str]) -> list[Any]:
+    """Where the scenario attackers go by default: the first, middle and last selected layer that keeps
+    a time axis (the shape of the depth curve), and the last vector-shaped one (what a split
+    deployment would send last)."""
+    from ser_audit.leakage.scenario_runner import has_time_axis
+
+    maps = [layer for layer in selected if has_time_axis(layer, layout)]
+    vectors = [layer for layer in selected if not has_time_axis(layer, layout)]
+    chosen = maps if len(maps) <= 3 else [maps[0], maps[len(maps) // 2], maps[-1]]
+    if vectors:
+        chosen.append(vectors[-1])
+    return sorted(chosen, key=lambda layer: layer.index)
 
 
 def leakage_audit(
@@ -194,8 +201,8 @@ def leakage_audit(
     model = _model(source, cache, seed, observer)
     selected = model.select_layers(layers)
     # The linear probe runs on every selected layer; the costlier scenario attackers on all of
-    # them when --layers names them, else on the first, middle and last default layer.
-    attacked = selected if layers is not None else spread_layers(selected)
+    # them when --layers names them, else on a spread of the default layers.
+    attacked = selected if layers is not None else scenario_layers(selected, model.frontend.layout)
     notes: list[str] = []
     if attribute == "speaker":
         from ser_audit.leakage.speaker import closed_set_folds
@@ -220,8 +227,9 @@ def leakage_audit(
             notes += _cache_notes(aux_embeddings, aux.name, observer)
             aux_data = AttackData.of(aux, aux_embeddings, attribute)
         if len(attacked) < len(selected):
-            notes.append(f"scenario attackers ran on {', '.join(l.name for l in attacked)} (first, middle and last default "
-                         "layer); the linear probe on every selected layer; --layers chooses the layers for both")
+            notes.append(f"scenario attackers ran on {', '.join(l.name for l in attacked)} (first, middle and last layer "
+                         "with a time axis, last vector layer); the linear probe on every selected layer; --layers "
+                         "chooses the layers for both")
         scenario = run_scenarios(
             model, attacked, AttackData.of(audit_corpus, embeddings, attribute), aux_data, corpus_folds,
             attribute=attribute, scenarios=chosen_scenarios, kinds=kinds, settings=settings, executor=jobs,

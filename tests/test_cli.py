@@ -80,12 +80,21 @@ def test_debug_shows_the_traceback(run_cli, tmp_path) -> None:
 
 def test_leakage_end_to_end_on_a_manifest(run_cli, onnx_model, manifest, tmp_path) -> None:
     out = tmp_path / "report"
-    result = run_cli("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool1,fc_relu",
-                     "--out", str(out), "--quiet", "--max-leakage", "1.0")
+    result = run_cli("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool1,fc_relu", "--quick",
+                     "--out", str(out), "--quiet", "--max-leakage", "1.0", "--format", "json,md,html,junit")
     assert result.code == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     jsonschema.validate(report, SCHEMA)
-    assert [row["layer"] for row in report["leakage"]["results"]] == ["pool1", "fc_relu"]
+    rows = report["leakage"]["results"]
+    assert [row["layer"] for row in rows if row["scenario"] == "probe"] == ["pool1", "fc_relu"]
+    pairs = {(row["scenario"], row["attacker_kind"]) for row in rows if row["layer"] == "pool1"}
+    assert pairs == {(s, k) for s in ("probe", "worst", "s1", "s2", "s3", "s4") for k in ("generic", "aware")} - {
+        ("probe", "aware")}
+    assert all(row["training_data"] == "aux" for row in rows if row["scenario"] in ("s1", "s3", "s4"))
+    assert report["aux_corpus"]["name"] == "ravdess-like" and report["leakage"]["target_family"] == "convolutional"
+    assert {s["layer"] for s in report["leakage"]["skipped"]} == {"fc_relu"}  # no time axis: no s4 attacker
+    assert {f["name"] for f in report["leakage"]["findings"]} >= {"generic-vs-aware", "closeness", "depth", "per-emotion"}
+    assert {p.name for p in out.iterdir()} == {"report.json", "report.md", "report.html", "report.junit.xml"}
     assert report["model"]["format"] == "onnx" and len(report["model"]["sha256"]) == 64
     assert report["corpus"]["n_utterances"] == 40 and report["corpus"]["n_speakers"] == 10
     assert report["gates"][0]["passed"] is True
@@ -94,15 +103,16 @@ def test_leakage_end_to_end_on_a_manifest(run_cli, onnx_model, manifest, tmp_pat
 
 def test_failed_gate_gives_exit_1_and_keeps_the_report(run_cli, onnx_model, manifest, tmp_path) -> None:
     out = tmp_path / "gated.json"
-    result = run_cli("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool1",
-                     "--out", str(out), "--quiet", "--max-leakage", "0.0")
+    result = run_cli("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool1", "--scenarios", "worst",
+                     "--attackers", "generic", "--quick", "--out", str(out), "--quiet", "--max-leakage", "0.0")
     assert result.code == 1
     report = json.loads(out.read_text())
     assert report["gates"][0]["passed"] is False
 
 
 def test_report_on_stdout(run_cli, onnx_model, manifest) -> None:
-    result = run_cli("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool4", "--out", "-", "--quiet")
+    result = run_cli("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool4", "--scenarios", "s2",
+                     "--attackers", "generic", "--quick", "--out", "-", "--quiet")
     assert result.code == 0
     assert json.loads(result.stdout)["leakage"]["results"][0]["layer"] == "pool4"
 

@@ -24,7 +24,7 @@ def gated_report(onnx_model, manifest, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("report") / "report.json"
     code = main(["leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool1,fc_relu", "--out", str(out),
-                 "--quiet", "--max-leakage", "0.0", "--max-gap", "1.0"])
+                 "--scenarios", "worst,s2", "--quick", "--quiet", "--max-leakage", "0.0", "--max-gap", "1.0"])
     assert code == 1
     return out
 
