@@ -25,6 +25,7 @@ from ser_audit.errors import ConfigError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.gates import leakage_gates
 from ser_audit.report.model import CorpusInfo, Environment, LayerRow, Leakage, ModelInfo, Report, Robustness, Tool
+from ser_audit.report.scoring import score
 
 if TYPE_CHECKING:
     from ser_audit.models.interface import TargetModel
@@ -272,6 +273,7 @@ def leakage_audit(
         ),
         notes=[*notes, *(f"{name}: {text}" for name, text in embeddings.reductions.items())],
     )
+    score(report)
     report.gates = leakage_gates(report, max_leakage=max_leakage, max_gap=max_gap)
     return report
 
@@ -374,7 +376,7 @@ def robustness_audit(
                               score=robustness_score(rows)),
         notes=notes,
     )
-    report.scores.robustness = report.robustness.score if report.robustness else None
+    score(report)
     report.gates = robustness_gates(report, min_robust_uar=min_robust_uar, at_eps=at_eps)
     return report
 
@@ -482,7 +484,7 @@ def full_audit(
                            command=command, **common)
     robust = robustness_audit(source, settings=settings, min_robust_uar=min_robust_uar, at_eps=at_eps, **common)
     report.robustness = robust.robustness
-    report.scores.robustness = robust.scores.robustness
+    score(report)
     report.gates = [*report.gates, *robust.gates]
     report.notes = [*report.notes, *robust.notes]
     if hardened is not None and report.leakage is not None:

@@ -79,3 +79,25 @@ def test_written_files_are_readable_like_any_other(gated_report: Path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(gated_report.stat().st_mode) == 0o666 & ~mask
+
+
+def test_severity_scores_and_grade_follow_the_documented_formula() -> None:
+    from ser_audit.report.model import Accuracy, LeakageResult
+    from ser_audit.report.scoring import grade, privacy_score, severity
+
+    def row(layer: str, mean: float, low: float, p: float) -> LeakageResult:
+        return LeakageResult(layer=layer, scenario="worst", attacker_kind="generic", attacker_architecture="x",
+                             attacker_parameters=1, training_data="same", attribute="gender",
+                             accuracy=Accuracy(mean=mean, std=0.0, folds=[mean], ci_low=low, ci_high=1.0),
+                             balanced_accuracy=mean, chance=0.5, p_value=p, gap=mean - 0.5,
+                             normalised_leakage=(mean - 0.5) / 0.5, n_test=100, n_features=1)
+
+    assert severity(row("a", 0.55, 0.45, 0.2)) == "none"  # interval reaches chance
+    assert severity(row("a", 0.58, 0.52, 0.01)) == "low"  # n = 0.16
+    assert severity(row("a", 0.70, 0.60, 0.01)) == "medium"  # n = 0.4
+    assert severity(row("a", 0.85, 0.75, 0.01)) == "high"  # n = 0.7
+    assert severity(row("a", 0.95, 0.90, 0.01)) == "critical"  # n = 0.9
+    # Worst per layer: a 0.9, b 0.6 -> n 0.8 and 0.2 -> 100 * (1 - 0.5) = 50
+    rows = [row("a", 0.9, 0.8, 0.01), row("a", 0.7, 0.6, 0.01), row("b", 0.6, 0.5, 0.2)]
+    assert privacy_score(rows) == 50.0
+    assert grade(90.0, None) == "A" and grade(90.0, 54.9) == "D" and grade(None, None) is None and grade(10.0) == "F"

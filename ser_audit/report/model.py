@@ -96,6 +96,9 @@ class LeakageResult(_Strict):
     n_train: int | None = Field(None, description="Training utterances of the attacker (mean over folds).")
     n_features: int = Field(description="Attacker input dimension.")
     reduction: str | None = Field(None, description="How the layer was reduced before the attacker, if at all.")
+    severity: Literal["none", "low", "medium", "high", "critical"] | None = Field(
+        None, description="From the gap over chance and its interval (README, Scores)."
+    )
 
 
 class SkippedAttack(_Strict):
@@ -208,9 +211,9 @@ class HardeningEffect(_Strict):
 
 
 class Scores(_Strict):
-    privacy: float | None = Field(None, description="0-100, higher is better.")
-    robustness: float | None = Field(None, description="0-100, higher is better.")
-    grade: str | None = None
+    privacy: float | None = Field(None, description="0-100, higher is better: 100 x (1 - mean worst normalised leakage).")
+    robustness: float | None = Field(None, description="0-100, higher is better: 100 x area under UAR(eps)/UAR(0).")
+    grade: str | None = Field(None, description="A-F from the lower of the two scores (README, Scores).")
 
 
 class Gate(_Strict):

@@ -1,0 +1,44 @@
+"""Wall time of the default leakage audit of ``zoo:cnn4`` (every scenario, both attacker kinds),
+and of ``--quick``, with the reference model and corpora already cached. Target: <= 15 min
+on 2 CPU cores for the default, about a minute for ``--quick``.
+
+    python benchmarks/default_audit.py [--quick-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from ser_audit.api import default_cache_dir, leakage_audit, load_corpus
+from ser_audit.models.zoo import load_or_train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick-only", action="store_true")
+    args = parser.parse_args()
+    cache = default_cache_dir()
+    load_or_train("cnn4", cache_dir=cache)  # training is not part of the audit
+    for name in ("synthetic", "ravdess-like"):
+        load_corpus(name, cache_dir=cache, seed=0)
+    for quick in (True,) if args.quick_only else (True, False):
+        # A fresh embedding store, so the timing includes extraction as a first audit would.
+        with tempfile.TemporaryDirectory() as folder:
+            fresh = Path(folder)
+            for item in ("zoo", "corpora"):
+                (fresh / item).symlink_to(cache / item)
+            start = time.perf_counter()
+            report = leakage_audit("zoo:cnn4", quick=quick, cache_dir=fresh)
+            seconds = time.perf_counter() - start
+        assert report.leakage is not None
+        rows = Counter(row.layer for row in report.leakage.results if row.scenario != "probe")
+        print(f"{'--quick' if quick else 'default'}: {seconds / 60:.1f} min ({seconds:.0f} s); scenario rows per layer "
+              f"{dict(rows)}; {len(report.leakage.skipped)} skipped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Severities, the privacy score and the overall grade, computed from a report's rows.
+
+- Severity of a leakage row: ``none`` when the attacker is not distinguishable from chance
+  (p >= 0.05 or the 95% interval reaches chance); otherwise by normalised leakage
+  n = (accuracy - chance) / (1 - chance): ``low`` n < 0.2, ``medium`` n < 0.5, ``high``
+  n < 0.8, ``critical`` n >= 0.8.
+- Privacy score: 100 x (1 - mean over audited layers of the layer's worst normalised leakage),
+  each clipped to [0, 1]; the input-level reference does not count (it is the audio, not the model).
+- Robustness score: 100 x area under UAR(eps)/UAR(0) over the FGSM grid (``robustness.evaluate``).
+- Grade: the lower of the available scores: A >= 85, B >= 70, C >= 55, D >= 40, else F.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Sequence
+
+from ser_audit.report.model import LeakageResult, Report
+
+SEVERITY_STEPS = ((0.2, "low"), (0.5, "medium"), (0.8, "high"))
+GRADES = ((85.0, "A"), (70.0, "B"), (55.0, "C"), (40.0, "D"))
+
+
+def severity(row: LeakageResult) -> str:
+    if row.p_value >= 0.05 or row.accuracy.ci_low <= row.chance:
+        return "none"
+    for limit, name in SEVERITY_STEPS:
+        if row.normalised_leakage < limit:
+            return name
+    return "critical"
+
+
+def privacy_score(rows: Sequence[LeakageResult]) -> float | None:
+    worst: dict[str, float] = defaultdict(float)
+    for row in rows:
+        worst[row.layer] = max(worst[row.layer], min(1.0, max(0.0, row.normalised_leakage)))
+    if not worst:
+        return None
+    return round(100.0 * (1.0 - sum(worst.values()) / len(worst)), 1)
+
+
+def grade(*scores: float | None) -> str | None:
+    present = [s for s in scores if s is not None]
+    if not present:
+        return None
+    lowest = min(present)
+    return next((letter for limit, letter in GRADES if lowest >= limit), "F")
+
+
+def score(report: Report) -> None:
+    """Fill in severities, scores and the grade (in place)."""
+    if report.leakage is not None:
+        for row in report.leakage.results:
+            row.severity = severity(row)
+        if report.leakage.input_reference is not None:
+            report.leakage.input_reference.severity = severity(report.leakage.input_reference)
+        report.scores.privacy = privacy_score(report.leakage.results)
+    if report.robustness is not None:
+        report.scores.robustness = report.robustness.score
+    report.scores.grade = grade(report.scores.privacy, report.scores.robustness)
