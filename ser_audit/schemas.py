@@ -11,10 +11,12 @@ from typing import Any
 
 from ser_audit.frontend.spec import FrontEndSpec
 from ser_audit.report.model import Report
+from ser_audit.report.policy import Policy
 
 SCHEMAS: dict[str, Any] = {
     "report.schema.json": Report,
     "frontend.schema.json": FrontEndSpec,
+    "policy.schema.json": Policy,
 }
 
 

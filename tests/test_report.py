@@ -29,9 +29,9 @@ def gated_report(onnx_model, manifest, tmp_path_factory) -> Path:
     return out
 
 
-def _render(report: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``ser-audit report`` in a fresh interpreter where importing torch fails."""
-    call = f"from ser_audit.cli.main import main; sys.exit(main({['report', str(report), *args]!r}))"
+def _render(report: Path, *args: str, command: str = "report") -> subprocess.CompletedProcess[str]:
+    """``ser-audit report`` (or ``gate``) in a fresh interpreter where importing torch fails."""
+    call = f"from ser_audit.cli.main import main; sys.exit(main({[command, str(report), *args]!r}))"
     return subprocess.run([sys.executable, "-c", BLOCK_TORCH + call], capture_output=True, text=True, timeout=120)
 
 
@@ -101,3 +101,47 @@ def test_severity_scores_and_grade_follow_the_documented_formula() -> None:
     rows = [row("a", 0.9, 0.8, 0.01), row("a", 0.7, 0.6, 0.01), row("b", 0.6, 0.5, 0.2)]
     assert privacy_score(rows) == 50.0
     assert grade(90.0, None) == "A" and grade(90.0, 54.9) == "D" and grade(None, None) is None and grade(10.0) == "F"
+
+
+POLICY = """
+[[leakage]]
+max_leakage = 1.0
+
+[[leakage]]
+layer = "fc*"
+scenario = "probe"
+max_gap = 0.0
+
+[regression]
+max_leakage_increase = 0.5
+"""
+
+
+def test_gate_command_applies_a_policy_with_torch_blocked(gated_report: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    junit = tmp_path / "gates.xml"
+    result = _render(gated_report, "--policy", str(policy), "--baseline", str(gated_report), "--junit", str(junit),
+                     command="gate")
+    assert result.returncode == 1, result.stderr  # the fc_relu gap is above 0
+    suite = ElementTree.parse(junit).getroot()
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    failed = [name for name, case in cases.items() if case.find("failure") is not None]
+    assert len(cases) == 3 and len(failed) == 1 and "max-gap" in failed[0]
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[leakage]]\nmax_leakage = 2\n")
+    result = _render(gated_report, "--policy", str(broken), command="gate")
+    assert result.returncode == 2 and "max_leakage" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_report_against_a_baseline_lists_changes(gated_report: Path) -> None:
+    result = _render(gated_report, "--format", "md", "--baseline", str(gated_report))
+    assert result.returncode == 0, result.stderr
+    assert "Changes against the baseline" in result.stdout and "| same |" in result.stdout
+
+
+def test_example_policy_validates() -> None:
+    from ser_audit.report.policy import load_policy
+
+    policy = load_policy(Path(__file__).resolve().parent.parent / "examples" / "policy.toml")
+    assert policy.leakage and policy.robustness and policy.regression is not None

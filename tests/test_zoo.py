@@ -80,7 +80,8 @@ def test_leakage_on_a_real_corpus_layout(run_cli, cache_dir: Path, tmp_path: Pat
 
     root = corpus_fixtures.ravdess(tmp_path / "RAVDESS")
     result = run_cli("leakage", "zoo:cnn4", "--corpus", "ravdess", "--corpus-root", str(root),
-                     "--cache-dir", str(cache_dir), "--layers", "pool1,fc_relu", "--out", str(tmp_path / "out"), "--quiet")
+                     "--cache-dir", str(cache_dir), "--layers", "pool1,fc_relu", "--scenarios", "worst", "--quick",
+                     "--out", str(tmp_path / "out"), "--quiet")
     assert result.code == 0, result.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["corpus"]["name"] == "ravdess" and report["corpus"]["n_speakers"] == 24
@@ -124,7 +125,7 @@ def test_hardening_raises_held_out_adversarial_uar(hardened, method: str) -> Non
 def test_audit_reports_leakage_robustness_and_the_hardening_effect(run_cli, hardened, cache_dir: Path, tmp_path: Path) -> None:
     path, _ = hardened["similarity"]
     result = run_cli("audit", "zoo:cnn4", "--hardened", str(path), "--layers", "pool2,fc_relu", "--eps", "0,0.02",
-                     "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--quiet")
+                     "--quick", "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--quiet")
     assert result.code == 0, result.stderr
     import jsonschema
 
@@ -132,5 +133,6 @@ def test_audit_reports_leakage_robustness_and_the_hardening_effect(run_cli, hard
     schema = Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json"
     jsonschema.validate(report, json.loads(schema.read_text()))
     assert [e["layer"] for e in report["hardening_effect"]] == ["pool2", "fc_relu"]
+    assert report["scores"]["privacy"] is not None and report["scores"]["grade"] in "ABCDF"
     assert report["robustness"]["results"][0]["eps"] == 0.0 and report["leakage"]["results"]
     assert report["hardened_model"]["sha256"] != report["model"]["sha256"]

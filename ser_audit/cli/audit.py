@@ -14,6 +14,7 @@ from ser_audit.cli.output import finish
 from ser_audit.cli.progress import observer_for
 from ser_audit.cli.render import leakage_summary, print_table, robustness_summary
 from ser_audit.report.model import Report
+from ser_audit.report.policy import load_policy
 from ser_audit.report.writer import parse_formats
 
 
@@ -34,6 +35,7 @@ def audit(
     executor: options.ExecutorOption = "local",
     out: options.OutOption = "ser-audit-report",
     format: options.FormatOption = "json",
+    policy: options.PolicyOption = None,
     cache_dir: options.CacheDirOption = None,
     frontend: options.FrontendOption = None,
     weights: options.WeightsOption = None,
@@ -48,6 +50,8 @@ def audit(
     from ser_audit.robustness.evaluate import ProbeSettings
 
     parse_formats(format)
+    if policy is not None:
+        load_policy(policy)  # a broken policy fails before the work
     report = api.full_audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
         hardened=api.ModelSource(str(hardened), frontend=frontend) if hardened else None,
@@ -67,4 +71,4 @@ def audit(
                         [(e.layer, f"{e.leakage_before:.3f}", f"{e.leakage_after:.3f}", f"{e.change:+.3f}")
                          for e in report.hardening_effect])
 
-    finish(report, out, format, quiet=quiet, summary=summary)
+    finish(report, out, format, quiet=quiet, policy=policy, summary=summary)

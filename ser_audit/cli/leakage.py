@@ -9,6 +9,7 @@ from ser_audit.cli import options
 from ser_audit.cli.output import finish
 from ser_audit.cli.progress import observer_for
 from ser_audit.cli.render import leakage_summary
+from ser_audit.report.policy import load_policy
 from ser_audit.report.writer import parse_formats
 
 
@@ -30,6 +31,7 @@ def leakage(
     executor: options.ExecutorOption = "local",
     out: options.OutOption = "ser-audit-report",
     format: options.FormatOption = "json",
+    policy: options.PolicyOption = None,
     cache_dir: options.CacheDirOption = None,
     frontend: options.FrontendOption = None,
     weights: options.WeightsOption = None,
@@ -40,6 +42,8 @@ def leakage(
 ) -> None:
     """Privacy leakage audit (P0): attackers infer a speaker attribute from tapped layers, in five scenarios."""
     parse_formats(format)
+    if policy is not None:
+        load_policy(policy)  # a broken policy fails before the work
     report = api.leakage_audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
         corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())),
@@ -48,4 +52,4 @@ def leakage(
         device=device, executor=executor, cache_dir=cache_dir, max_leakage=max_leakage, max_gap=max_gap,
         command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet),
     )
-    finish(report, out, format, quiet=quiet, summary=leakage_summary)
+    finish(report, out, format, quiet=quiet, policy=policy, summary=leakage_summary)

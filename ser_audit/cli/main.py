@@ -11,7 +11,7 @@ import traceback
 
 import typer
 
-from ser_audit.cli import audit, corpus, layers, leakage, report, robustness, zoo
+from ser_audit.cli import audit, corpus, gate, layers, leakage, report, robustness, zoo
 from ser_audit.errors import SerAuditError
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -29,6 +29,7 @@ app.command("robustness")(robustness.robustness)
 app.command("harden")(robustness.harden)
 app.command("audit")(audit.audit)
 app.command("report")(report.report)
+app.command("gate")(gate.gate)
 app.add_typer(corpus.app, name="corpus")
 app.add_typer(zoo.app, name="zoo")
 

@@ -109,3 +109,6 @@ ExecutorOption = Annotated[str, typer.Option("--executor", help="local, or ray (
 FormatOption = Annotated[
     str, typer.Option("--format", help="Report files to write: comma-separated json,md,html,junit (json always).")
 ]
+PolicyOption = Annotated[
+    Optional[Path], typer.Option("--policy", help="TOML policy of thresholds (schemas/policy.schema.json); adds gates.")
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import typer
@@ -11,8 +12,14 @@ from ser_audit.report.model import Report
 from ser_audit.report.writer import parse_formats, write_report
 
 
-def finish(report: Report, out: str, formats: str, *, quiet: bool, summary: Callable[[Report], None]) -> None:
-    """Write every format (exit 2 before any work if --format is wrong is the caller's check), then exit 1 on a failed gate."""
+def finish(
+    report: Report, out: str, formats: str, *, quiet: bool, summary: Callable[[Report], None], policy: Path | None = None
+) -> None:
+    """Add the policy's gates, write every format, print the summary; exit 1 when a gate failed."""
+    if policy is not None:
+        from ser_audit.report.policy import evaluate, load_policy
+
+        report.gates = [*report.gates, *evaluate(load_policy(policy), report)]
     written = write_report(report, out, parse_formats(formats))
     if written:
         if not quiet:

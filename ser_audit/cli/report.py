@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ser_audit.report.diff import compare, render_markdown
 from ser_audit.report.render import renderer_for
 from ser_audit.report.writer import read_report, write_text_atomic
 
@@ -16,9 +17,17 @@ def report(
     path: Annotated[Path, typer.Argument(help="A report.json written by ser-audit.")],
     format: Annotated[str, typer.Option("--format", help="html, md, junit or json.")] = "md",
     out: Annotated[Optional[Path], typer.Option("--out", help="File to write; stdout when omitted.")] = None,
+    baseline: Annotated[
+        Optional[Path], typer.Option("--baseline", help="An earlier report: show what got better or worse.")
+    ] = None,
 ) -> None:
-    """Re-render a saved report."""
-    text = renderer_for(format).render(read_report(path))
+    """Re-render a saved report; with --baseline, what changed since an earlier one."""
+    renderer = renderer_for(format)
+    current = read_report(path)
+    if baseline is not None:
+        current.baseline = compare(read_report(baseline), current)
+    # Markdown with a baseline is the change table a reviewer wants; other formats carry it in `baseline`.
+    text = render_markdown(current.baseline) if baseline is not None and format == "md" else renderer.render(current)
     if out is None:
         sys.stdout.write(text)
     else:

@@ -13,6 +13,7 @@ from ser_audit.cli import options
 from ser_audit.cli.output import finish
 from ser_audit.cli.progress import STDERR, observer_for
 from ser_audit.cli.render import robustness_summary
+from ser_audit.report.policy import load_policy
 from ser_audit.report.writer import parse_formats
 
 
@@ -40,12 +41,15 @@ def robustness(
     min_robust_uar: options.MinRobustUarOption = None,
     at_eps: options.AtEpsOption = None,
     format: options.FormatOption = "json",
+    policy: options.PolicyOption = None,
     quiet: options.QuietOption = False,
 ) -> None:
     """FGSM over an eps grid and PGD at one eps (P2), on the emotion predictions."""
     from ser_audit.robustness.evaluate import ProbeSettings
 
     parse_formats(format)
+    if policy is not None:
+        load_policy(policy)  # a broken policy fails before the work
     settings = ProbeSettings(
         grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=3 if quick else pgd_steps,
         pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted, seed=seed,
@@ -56,7 +60,7 @@ def robustness(
         gradient=gradient, seed=seed, cache_dir=cache_dir, min_robust_uar=min_robust_uar, at_eps=at_eps,
         command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet),
     )
-    finish(report, out, format, quiet=quiet, summary=robustness_summary)
+    finish(report, out, format, quiet=quiet, policy=policy, summary=robustness_summary)
 
 
 def harden(

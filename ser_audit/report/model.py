@@ -224,6 +224,28 @@ class Gate(_Strict):
     detail: str = Field("", description="Which row produced the value.")
 
 
+class Change(_Strict):
+    """One row's value in a baseline report and in this one."""
+
+    key: str = Field(description="Which row: layer / scenario / kind / design, or method / eps / domain.")
+    before: float
+    after: float
+    change: float = Field(description="after - before.")
+    verdict: str = Field(description="better, worse or same (within 0.005).")
+
+
+class ReportDiff(_Strict):
+    """What got better or worse against a baseline report (``report --baseline``)."""
+
+    baseline_created: str
+    baseline_model_sha256: str
+    leakage: list[Change] = Field(default_factory=list, description="Attacker accuracy; lower is better.")
+    robustness: list[Change] = Field(default_factory=list, description="UAR under attack; higher is better.")
+    scores: list[Change] = Field(default_factory=list, description="Privacy and robustness scores; higher is better.")
+    only_before: list[str] = Field(default_factory=list)
+    only_after: list[str] = Field(default_factory=list)
+
+
 class Report(_Strict):
     """A complete audit: provenance, inputs, results, scores and gate outcomes."""
 
@@ -243,4 +265,5 @@ class Report(_Strict):
     hardening_effect: list[HardeningEffect] = Field(default_factory=list)
     scores: Scores = Field(default_factory=Scores)
     gates: list[Gate] = Field(default_factory=list)
+    baseline: ReportDiff | None = Field(None, description="Changes against a baseline report, when one was given.")
     notes: list[str] = Field(default_factory=list, description="Things the reader should know (cache use, reductions).")

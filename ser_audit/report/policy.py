@@ -1,0 +1,175 @@
+"""Policy files: per-layer, per-scenario, per-attribute thresholds in TOML, checked against a report.
+
+Example (``examples/policy.toml``)::
+
+    [[leakage]]                 # every row
+    max_leakage = 0.98
+
+    [[leakage]]                 # rows matching all the given globs
+    layer = "fc*"
+    scenario = "worst"
+    attribute = "gender"
+    max_gap = 0.25
+
+    [[robustness]]
+    at_eps = 0.02
+    min_uar = 0.3
+
+    [scores]
+    min_privacy = 10
+
+    [regression]                # needs a baseline report
+    max_leakage_increase = 0.05
+    max_uar_decrease = 0.05
+
+The schema is ``schemas/policy.schema.json``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ser_audit.errors import ConfigError
+from ser_audit.report.model import Gate, LeakageResult, Report
+
+SEVERITIES = ("none", "low", "medium", "high", "critical")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LeakageRule(_Strict):
+    """Thresholds for the leakage rows whose layer, scenario, attacker kind and attribute match the globs."""
+
+    layer: str = Field("*", description="Glob over layer names.")
+    scenario: str = Field("*", description="Glob over worst, s1-s4, probe.")
+    attacker_kind: str = Field("*", description="generic, aware or a glob.")
+    attribute: str = Field("*", description="gender, speaker or a glob.")
+    max_leakage: float | None = Field(None, ge=0, le=1, description="Highest allowed attacker accuracy.")
+    max_gap: float | None = Field(None, ge=0, le=1, description="Highest allowed accuracy above chance.")
+    max_severity: Literal["none", "low", "medium", "high", "critical"] | None = None
+
+    def matches(self, row: LeakageResult) -> bool:
+        return all(fnmatch.fnmatchcase(value, pattern) for value, pattern in (
+            (row.layer, self.layer), (row.scenario, self.scenario), (row.attacker_kind, self.attacker_kind),
+            (row.attribute, self.attribute)))
+
+
+class RobustnessRule(_Strict):
+    at_eps: float = Field(ge=0, description="Eps on the probe's grid, relative to the input's spread.")
+    min_uar: float = Field(ge=0, le=1, description="Lowest allowed UAR under attack at that eps.")
+    method: Literal["fgsm", "pgd"] = "fgsm"
+
+
+class ScoreRule(_Strict):
+    min_privacy: float | None = Field(None, ge=0, le=100)
+    min_robustness: float | None = Field(None, ge=0, le=100)
+
+
+class RegressionRule(_Strict):
+    """Against a baseline report (``gate --baseline``): how much worse a matching row may get."""
+
+    max_leakage_increase: float | None = Field(None, ge=0, le=1)
+    max_uar_decrease: float | None = Field(None, ge=0, le=1)
+
+
+class Policy(_Strict):
+    """A CI policy: every rule becomes one gate in the report and one JUnit test case."""
+
+    leakage: list[LeakageRule] = Field(default_factory=list)
+    robustness: list[RobustnessRule] = Field(default_factory=list)
+    scores: ScoreRule | None = None
+    regression: RegressionRule | None = None
+
+
+def load_policy(path: Path) -> Policy:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    if not path.is_file():
+        raise ConfigError(f"--policy {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"--policy {path} is not valid TOML ({error})") from None
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"--policy {path}: {where}: {first['msg']} (see schemas/policy.schema.json)") from None
+
+
+def _row_name(row: LeakageResult) -> str:
+    return f"{row.layer} / {row.scenario} / {row.attacker_kind} / {row.attacker_design}"
+
+
+def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> list[Gate]:
+    """One gate per threshold of each rule, measured on the worst matching row."""
+    from ser_audit.report.diff import compare
+
+    gates: list[Gate] = []
+    rows = report.leakage.results if report.leakage else []
+    for number, rule in enumerate(policy.leakage, start=1):
+        matching = [row for row in rows if rule.matches(row)]
+        label = f"policy leakage[{number}] layer={rule.layer} scenario={rule.scenario}"
+        if not matching:
+            gates.append(Gate(name=f"{label} matches a row", threshold=1, value=0, passed=False,
+                              detail="no result row matches this rule; fix the globs or the audit's --layers/--scenarios"))
+            continue
+        if rule.max_leakage is not None:
+            worst = max(matching, key=lambda row: row.accuracy.mean)
+            gates.append(Gate(name=f"{label} max-leakage", threshold=rule.max_leakage, value=worst.accuracy.mean,
+                              passed=worst.accuracy.mean <= rule.max_leakage, detail=_row_name(worst)))
+        if rule.max_gap is not None:
+            worst = max(matching, key=lambda row: row.gap)
+            gates.append(Gate(name=f"{label} max-gap", threshold=rule.max_gap, value=worst.gap,
+                              passed=worst.gap <= rule.max_gap, detail=_row_name(worst)))
+        if rule.max_severity is not None:
+            worst = max(matching, key=lambda row: SEVERITIES.index(row.severity or "none"))
+            level = SEVERITIES.index(worst.severity or "none")
+            gates.append(Gate(name=f"{label} max-severity {rule.max_severity}", threshold=SEVERITIES.index(rule.max_severity),
+                              value=level, passed=level <= SEVERITIES.index(rule.max_severity),
+                              detail=f"{_row_name(worst)}: {worst.severity}"))
+    results = report.robustness.results if report.robustness else []
+    for number, robust in enumerate(policy.robustness, start=1):
+        found = [r for r in results if r.method == robust.method and abs(r.eps - robust.at_eps) < 1e-9]
+        name = f"policy robustness[{number}] {robust.method} min-uar at eps {robust.at_eps}"
+        if not found:
+            gates.append(Gate(name=name, threshold=robust.min_uar, value=0, passed=False,
+                              detail=f"the report has no {robust.method} row at eps {robust.at_eps}"))
+        else:
+            gates.append(Gate(name=name, threshold=robust.min_uar, value=found[0].uar,
+                              passed=found[0].uar >= robust.min_uar, detail=found[0].domain))
+    if policy.scores is not None:
+        for key, minimum in (("privacy", policy.scores.min_privacy), ("robustness", policy.scores.min_robustness)):
+            if minimum is None:
+                continue
+            value = getattr(report.scores, key)
+            gates.append(Gate(name=f"policy min-{key}-score", threshold=minimum, value=value or 0.0,
+                              passed=value is not None and value >= minimum,
+                              detail="" if value is not None else f"the report has no {key} score"))
+    if policy.regression is not None:
+        if baseline is None:
+            raise ConfigError("the policy has a [regression] table; give the earlier report with --baseline OLD.json")
+        diff = compare(baseline, report)
+        if policy.regression.max_leakage_increase is not None:
+            worst = max(diff.leakage, key=lambda c: c.change, default=None)
+            value = worst.change if worst else 0.0
+            gates.append(Gate(name="policy regression max-leakage-increase", threshold=policy.regression.max_leakage_increase,
+                              value=value, passed=value <= policy.regression.max_leakage_increase,
+                              detail=worst.key if worst else "no matching rows"))
+        if policy.regression.max_uar_decrease is not None:
+            worst = min(diff.robustness, key=lambda c: c.change, default=None)
+            value = -worst.change if worst else 0.0
+            gates.append(Gate(name="policy regression max-uar-decrease", threshold=policy.regression.max_uar_decrease,
+                              value=value, passed=value <= policy.regression.max_uar_decrease,
+                              detail=worst.key if worst else "no matching rows"))
+    return gates
