@@ -139,6 +139,8 @@ class ArrayWriter:
         self.row += len(block)
 
     def finish(self) -> None:
+        if self.row != self.array.shape[0]:
+            raise RuntimeError(f"{self.path.name}: {self.row} of {self.array.shape[0]} rows written")
         self.array.flush()
         del self.array
         publish(self.partial)

@@ -182,6 +182,11 @@ def plan_jobs(
             if spec.training_data == "aux" and aux is None:
                 skip(layer, scenario, "no aux corpus")
                 continue
+            if spec.training_data == "aux" and aux is not None and not set(audit.attribute) <= set(aux.attribute):
+                missing = ", ".join(sorted(set(audit.attribute) - set(aux.attribute)))
+                skip(layer, scenario, f"the aux corpus has no utterance labelled {missing}; an attacker trained on it "
+                                      "could never predict that class")
+                continue
             choice = choose_designs(scenario, family, has_time_axis(layer, layout), cell=cell, quick=settings.quick)
             if not choice.designs:
                 skip(layer, scenario, choice.reason or "no attacker design applies")

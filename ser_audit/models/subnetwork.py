@@ -135,7 +135,7 @@ def _cut_onnx(model: OnnxModel, layer: str) -> Downstream:
         raise Unavailable(f"layer {layer} is the model's output; there is no sub-network after it")
     if tensor == end:
         return Downstream(body=nn.Identity(), head=head, description=f"only the target's emotion head follows {layer}")
-    inputs = {i.name for i in proto.graph.input}
+    inputs = {i.name for i in proto.graph.input} - set(initialisers)  # old exporters list weights as inputs
     try:
         extracted = utils.Extractor(proto).extract_model([tensor], [end])
     except Exception as error:  # the extractor raises plain exceptions on unreachable outputs
