@@ -10,12 +10,10 @@ import typer
 
 from ser_audit import api
 from ser_audit.cli import options
-from ser_audit.cli.output import finish
+from ser_audit.cli.output import check_outputs, finish
 from ser_audit.cli.progress import observer_for
 from ser_audit.cli.render import leakage_summary, print_table, robustness_summary
 from ser_audit.report.model import Report
-from ser_audit.report.policy import load_policy
-from ser_audit.report.writer import parse_formats
 
 
 def audit(
@@ -49,9 +47,7 @@ def audit(
     """Privacy leakage and adversarial robustness of one model, in one report."""
     from ser_audit.robustness.evaluate import ProbeSettings
 
-    parse_formats(format)
-    if policy is not None:
-        load_policy(policy)  # a broken policy fails before the work
+    check_outputs(format, policy)
     report = api.full_audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
         hardened=api.ModelSource(str(hardened), frontend=frontend) if hardened else None,

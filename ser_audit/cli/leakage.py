@@ -6,11 +6,9 @@ import sys
 
 from ser_audit import api
 from ser_audit.cli import options
-from ser_audit.cli.output import finish
+from ser_audit.cli.output import check_outputs, finish
 from ser_audit.cli.progress import observer_for
 from ser_audit.cli.render import leakage_summary
-from ser_audit.report.policy import load_policy
-from ser_audit.report.writer import parse_formats
 
 
 def leakage(
@@ -41,9 +39,7 @@ def leakage(
     quiet: options.QuietOption = False,
 ) -> None:
     """Privacy leakage audit (P0): attackers infer a speaker attribute from tapped layers, in five scenarios."""
-    parse_formats(format)
-    if policy is not None:
-        load_policy(policy)  # a broken policy fails before the work
+    check_outputs(format, policy)
     report = api.leakage_audit(
         api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
         corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())),

@@ -12,6 +12,15 @@ from ser_audit.report.model import Report
 from ser_audit.report.writer import parse_formats, write_report
 
 
+def check_outputs(formats: str, policy: Path | None) -> None:
+    """Fail on a bad --format or --policy before any work starts."""
+    parse_formats(formats)
+    if policy is not None:
+        from ser_audit.report.policy import load_policy
+
+        load_policy(policy)
+
+
 def finish(
     report: Report, out: str, formats: str, *, quiet: bool, summary: Callable[[Report], None], policy: Path | None = None
 ) -> None:

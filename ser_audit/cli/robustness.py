@@ -10,11 +10,9 @@ import typer
 
 from ser_audit import api
 from ser_audit.cli import options
-from ser_audit.cli.output import finish
+from ser_audit.cli.output import check_outputs, finish
 from ser_audit.cli.progress import STDERR, observer_for
 from ser_audit.cli.render import robustness_summary
-from ser_audit.report.policy import load_policy
-from ser_audit.report.writer import parse_formats
 
 
 def robustness(
@@ -47,9 +45,7 @@ def robustness(
     """FGSM over an eps grid and PGD at one eps (P2), on the emotion predictions."""
     from ser_audit.robustness.evaluate import ProbeSettings
 
-    parse_formats(format)
-    if policy is not None:
-        load_policy(policy)  # a broken policy fails before the work
+    check_outputs(format, policy)
     settings = ProbeSettings(
         grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=3 if quick else pgd_steps,
         pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted, seed=seed,
