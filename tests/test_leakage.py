@@ -5,7 +5,7 @@ import pytest
 
 from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
-from ser_audit.embeddings.extract import extract, pool, time_axis
+from ser_audit.embeddings.extract import equal_length_runs, extract, pool, time_axis
 from ser_audit.leakage.attackers.linear import LinearProbe
 from ser_audit.leakage.resampling import permutation_p_value
 from ser_audit.leakage.runner import probe_layers, recommend
@@ -77,3 +77,23 @@ def test_pooling_uses_the_time_axis() -> None:
     wide, reduction = pool(np.zeros((1, 64, 64, 10), dtype=np.float32), 3, max_features=512)
     assert wide.shape == (1, 512) and reduction
     assert time_axis(3, ["batch", "time", "freq"]) == 1 and time_axis(2, ["batch", "time", "freq"]) is None
+
+
+def test_pooled_std_matches_float64_even_where_the_sum_of_squares_would_cancel() -> None:
+    rng = np.random.default_rng(0)
+    activation = rng.normal(size=(3, 4, 6, 50)).astype(np.float32)
+    activation[0, 0] += 1e4  # mean far above the spread: the sum of squares alone would lose it
+    activation[1, 1] = 3.0  # constant rows: std exactly 0, never NaN
+    activation[2, 2] = 0.0
+    pooled, _ = pool(activation, 3)
+    flat = activation.reshape(3, -1, 50).astype(np.float64)
+    expected = np.concatenate([flat.mean(-1), flat.std(-1)], axis=1)
+    assert np.all(np.isfinite(pooled))
+    assert np.allclose(pooled, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_batches_never_pad_variable_length_inputs() -> None:
+    signals = [np.zeros(n) for n in (5, 5, 7, 5, 5)]
+    assert [list(r) for r in equal_length_runs(signals)] == [[0, 1], [2], [3, 4]]
+    references = [np.zeros(n) for n in (3, 4, 4, 4, 4)]
+    assert [list(r) for r in equal_length_runs(signals, references)] == [[0], [1], [2], [3, 4]]

@@ -65,20 +65,38 @@ def time_axis(layer_rank: int, layout: Sequence[str]) -> int | None:
     return without_channel.index("time") if "time" in without_channel else layer_rank - 1
 
 
+def mean_and_std(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and population std over the last axis, reading the data twice instead of five times.
+
+    Pooling full-resolution maps is most of the cost of tapping every layer, so the std comes
+    from the sum of squares (one read, no temporary) and only rows where that would cancel
+    (mean large against the spread) are recomputed from deviations.
+    """
+    length = flat.shape[-1]
+    mean = flat.sum(-1) / length
+    variance = torch.linalg.vector_norm(flat, dim=-1).square_().div_(length) - mean * mean
+    cancelling = mean * mean > 1e3 * variance
+    if cancelling.any():
+        rows = flat[cancelling]
+        variance[cancelling] = (rows - rows.mean(-1, keepdim=True)).square_().mean(-1)
+    return mean, variance.clamp_(min=0).sqrt_()
+
+
 def pool(activation: np.ndarray, axis: int | None, max_features: int = MAX_FEATURES) -> tuple[np.ndarray, str | None]:
     """[batch, ...] to [batch, features]: mean and std over ``axis``, flattened."""
     batch = activation.shape[0]
     if axis is None:
-        return activation.reshape(batch, -1), None
-    moved = np.moveaxis(activation, axis, -1)
-    flat = moved.reshape(batch, -1, moved.shape[-1])
+        return np.asarray(activation, dtype=np.float32).reshape(batch, -1), None
+    tensor = torch.from_numpy(np.asarray(activation, dtype=np.float32)).movedim(axis, -1)
+    flat = tensor.reshape(batch, -1, tensor.shape[-1])
     reduction = None
     if 2 * flat.shape[1] > max_features:
         bins = max_features // 2
         edges = np.linspace(0, flat.shape[1], bins + 1).astype(int)
-        flat = np.stack([flat[:, a:b].mean(1) for a, b in zip(edges[:-1], edges[1:])], axis=1)
-        reduction = f"averaged {moved.shape[1:-1]} non-time bins into {bins} before pooling"
-    return np.concatenate([flat.mean(-1), flat.std(-1)], axis=1).astype(np.float32), reduction
+        flat = torch.stack([flat[:, a:b].mean(1) for a, b in zip(edges[:-1], edges[1:])], dim=1)
+        reduction = f"averaged {tuple(tensor.shape[1:-1])} non-time bins into {bins} before pooling"
+    mean, std = mean_and_std(flat)
+    return torch.cat([mean, std], dim=1).numpy(), reduction
 
 
 def reference_utterances(corpus: Corpus) -> list[Utterance]:
@@ -123,6 +141,23 @@ def fit_map(activation: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if len(shape) == 3:
         return F.adaptive_avg_pool3d(tensor[:, None], shape)[:, 0].numpy()
     raise ValueError(f"cannot resize a map of rank {len(shape)}")
+
+
+def equal_length_runs(
+    signals: Sequence[np.ndarray], references: Sequence[np.ndarray] | None = None
+) -> list[range]:
+    """Consecutive stretches of equal-length inputs: a batch never pads, so an utterance's
+    activations do not depend on its neighbours (variable-length models run them apart)."""
+    def length(i: int) -> tuple[int, int]:
+        return len(signals[i]), len(references[i]) if references is not None else 0
+
+    runs: list[range] = []
+    start = 0
+    for i in range(1, len(signals) + 1):
+        if i == len(signals) or length(i) != length(start):
+            runs.append(range(start, i))
+            start = i
+    return runs
 
 
 VARIABLE_LENGTH_NOTE = "map resampled to the layer's listed shape (variable-length input)"
@@ -213,36 +248,40 @@ def _compute(
         map_writers[layer.name] = store.writer(store.file_names(layer.name)[1], (n, *shape), np.float16)
     logits_writer: ArrayWriter | None = None
 
-    def features(utterances: Sequence[Utterance]) -> np.ndarray:
-        signals = [fit_length(read_audio(u.path, spec.sample_rate), spec.num_samples, spec.crop) for u in utterances]
-        length = max(len(s) for s in signals)  # variable-length models: zero-pad within the batch
-        batch = np.stack([np.pad(s, (0, length - len(s))) for s in signals])
-        with torch.no_grad():
-            return frontend(torch.from_numpy(batch)).numpy()
+    def signal(utterance: Utterance) -> np.ndarray:
+        return fit_length(read_audio(utterance.path, spec.sample_rate), spec.num_samples, spec.crop)
 
+    def features(signals: Sequence[np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            return frontend(torch.from_numpy(np.stack(signals))).numpy()
+
+    listed_shapes = {layer.name: tuple(layer.shape[1:]) for layer in layers}
     try:
         with observer.task(f"extracting {len(names)} layer(s) on {corpus.name}", total=n) as task:
             for start in range(0, n, batch_size):
                 chunk = corpus.utterances[start : start + batch_size]
-                inputs = {spec.input_name: features(chunk)}
-                if references is not None:
-                    reference_features = features(references[start : start + batch_size])
-                    inputs.update({extra.name: reference_features for extra in spec.extra_inputs})
-                result = model.forward(inputs, names)
-                if logits_writer is None:
-                    logits_writer = store.writer("logits.npy", (n, *result.logits.shape[1:]), np.float32)
-                logits_writer.append(result.logits)
-                for name in names:
-                    activation = result.layers[name]
-                    vector, reduction = pool(activation, time_axis(activation.ndim, spec.layout))
-                    if name not in pooled:
-                        pooled[name] = store.writer(store.file_names(name)[0], (n, vector.shape[1]), np.float32)
-                    pooled[name].append(vector)
-                    reductions[name] = reductions.get(name) or reduction
-                    if name in map_writers:
-                        if activation.shape[1:] != tuple(next(l.shape for l in layers if l.name == name)[1:]):
-                            map_reductions[name] = map_reductions[name] or VARIABLE_LENGTH_NOTE
-                        map_writers[name].append(fit_map(activation, map_shapes[name]))
+                signals = [signal(u) for u in chunk]
+                reference_signals = [signal(u) for u in references[start : start + batch_size]] if references else None
+                for run in equal_length_runs(signals, reference_signals):
+                    inputs = {spec.input_name: features([signals[i] for i in run])}
+                    if reference_signals is not None:
+                        reference_features = features([reference_signals[i] for i in run])
+                        inputs.update({extra.name: reference_features for extra in spec.extra_inputs})
+                    result = model.forward(inputs, names)
+                    if logits_writer is None:
+                        logits_writer = store.writer("logits.npy", (n, *result.logits.shape[1:]), np.float32)
+                    logits_writer.append(result.logits)
+                    for name in names:
+                        activation = result.layers[name]
+                        vector, reduction = pool(activation, time_axis(activation.ndim, spec.layout))
+                        if name not in pooled:
+                            pooled[name] = store.writer(store.file_names(name)[0], (n, vector.shape[1]), np.float32)
+                        pooled[name].append(vector)
+                        reductions[name] = reductions.get(name) or reduction
+                        if name in map_writers:
+                            if activation.shape[1:] != listed_shapes[name]:
+                                map_reductions[name] = map_reductions[name] or VARIABLE_LENGTH_NOTE
+                            map_writers[name].append(fit_map(activation, map_shapes[name]))
                 task.advance(len(chunk))
     except BaseException:
         for writer in [*pooled.values(), *map_writers.values(), *([logits_writer] if logits_writer else [])]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ser_audit.files import publish
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: pooled in torch; variable-length inputs never padded within a batch
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 

@@ -57,12 +57,19 @@ class EagerTorchModel(TargetModel):
             modules[name].register_forward_hook(lambda _m, _i, output, name=name: captured.setdefault(name, output))
             for name in taps
         ]
+        # An in-place activation (nn.ReLU(inplace=True)) would overwrite the tapped output of
+        # the layer before it; switched off while tapping, restored after.
+        in_place = [m for m in modules.values() if getattr(m, "inplace", None) is True] if taps else []
+        for module in in_place:
+            module.inplace = False
         try:
             with torch.no_grad():
                 logits = self.module(*self._tensors(inputs))
         finally:
             for handle in handles:
                 handle.remove()
+            for module in in_place:
+                module.inplace = True
         return ForwardResult(
             logits=logits.float().numpy(),
             layers={name: captured[name].float().numpy() for name in taps},

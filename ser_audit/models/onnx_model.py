@@ -72,8 +72,6 @@ class OnnxModel(TargetModel):
     format = "onnx"
 
     def __init__(self, proto: onnx.ModelProto, frontend: FrontEndSpec, *, path: Path | None) -> None:
-        import onnxruntime
-
         self.path = path
         self.frontend = frontend
         self.proto = proto
@@ -88,15 +86,20 @@ class OnnxModel(TargetModel):
                 "fix input_name/extra_inputs in the front-end spec"
             )
         self._logits_name = proto.graph.output[0].name
-        tapped = _with_outputs(proto, [t for _, _, t in self._layer_table])
+        self.session = self._session(_with_outputs(proto, [t for _, _, t in self._layer_table]))
+        self._untapped_session = None
+
+    def _session(self, proto: onnx.ModelProto):
+        import onnxruntime
+
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        # onnxruntime threads otherwise spin after each run and starve the pooling that follows.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = onnxruntime.InferenceSession(
-                tapped.SerializeToString(), options, providers=["CPUExecutionProvider"]
-            )
+            return onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped exceptions
-            raise ModelError(f"model {path} cannot be loaded by onnxruntime: {str(error).splitlines()[0]}") from None
+            raise ModelError(f"model {self.path} cannot be loaded by onnxruntime: {str(error).splitlines()[0]}") from None
 
     def _layer_kinds(self) -> list[tuple[str, str]]:
         return [(name, op) for name, op, _ in self._layer_table]
@@ -104,7 +107,13 @@ class OnnxModel(TargetModel):
     def forward(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
         names = [self._logits_name, *(self._tensor_of[name] for name in taps)]
         feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self.input_names}
-        outputs = self.session.run(names, feed)
+        if not taps:
+            # The graph as shipped: tapped outputs would keep onnxruntime from fusing the layers they split.
+            if self._untapped_session is None:
+                self._untapped_session = self._session(self.proto)
+            outputs = self._untapped_session.run(names, feed)
+        else:
+            outputs = self.session.run(names, feed)
         return ForwardResult(
             logits=outputs[0], layers={name: np.asarray(value, dtype=np.float32) for name, value in zip(taps, outputs[1:])}
         )
