@@ -86,8 +86,9 @@ class OnnxModel(TargetModel):
                 "fix input_name/extra_inputs in the front-end spec"
             )
         self._logits_name = proto.graph.output[0].name
-        self.session = self._session(_with_outputs(proto, [t for _, _, t in self._layer_table]))
-        self._untapped_session = None
+        # One session per set of taps: every extra graph output keeps onnxruntime from fusing
+        # the layers it splits, so the graph as shipped runs untapped and each tap set alone.
+        self._sessions = {(): self._session(proto)}
 
     def _session(self, proto: onnx.ModelProto):
         import onnxruntime
@@ -107,13 +108,12 @@ class OnnxModel(TargetModel):
     def forward(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
         names = [self._logits_name, *(self._tensor_of[name] for name in taps)]
         feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self.input_names}
-        if not taps:
-            # The graph as shipped: tapped outputs would keep onnxruntime from fusing the layers they split.
-            if self._untapped_session is None:
-                self._untapped_session = self._session(self.proto)
-            outputs = self._untapped_session.run(names, feed)
-        else:
-            outputs = self.session.run(names, feed)
+        key = tuple(sorted(set(names[1:])))
+        if key not in self._sessions:
+            if len(self._sessions) > 4:
+                del self._sessions[next(k for k in self._sessions if k)]
+            self._sessions[key] = self._session(_with_outputs(self.proto, key))
+        outputs = self._sessions[key].run(names, feed)
         return ForwardResult(
             logits=outputs[0], layers={name: np.asarray(value, dtype=np.float32) for name, value in zip(taps, outputs[1:])}
         )
