@@ -97,3 +97,13 @@ def test_batches_never_pad_variable_length_inputs() -> None:
     assert [list(r) for r in equal_length_runs(signals)] == [[0, 1], [2], [3, 4]]
     references = [np.zeros(n) for n in (3, 4, 4, 4, 4)]
     assert [list(r) for r in equal_length_runs(signals, references)] == [[0], [1], [2], [3, 4]]
+
+
+def test_a_fold_whose_training_side_lacks_a_class_is_noted() -> None:
+    from ser_audit.corpus.folds import Fold
+    from ser_audit.leakage.stats import training_gaps
+
+    labels = np.array(["f", "f", "m", "m", "m"])
+    folds = [Fold(name="a", train=np.array([2, 3]), test=np.array([0, 1, 4])), Fold(name="b", train=np.array([0, 2]), test=np.array([1, 3]))]
+    notes = training_gaps(labels, folds)
+    assert len(notes) == 1 and notes[0].startswith("fold 1: no training utterance labelled f")

@@ -110,3 +110,12 @@ def test_same_architecture_body_reproduces_the_target() -> None:
     assert features.shape == (2, 8) and part.head is not None and part.head.out_features == 4
     with pytest.raises(Unavailable, match="reads"):
         downstream(model, "noise")
+
+
+def test_time_axis_is_read_from_the_stored_map_when_the_cap_shrank_it() -> None:
+    from ser_audit.leakage.scenario_runner import has_time_axis
+
+    layer = LayerInfo(name="conv", index=0, kind="Conv2d", shape=(1, 8, 16, 40))
+    layout = ["batch", "channel", "freq", "time"]
+    assert has_time_axis(layer, layout)
+    assert not has_time_axis(layer, layout, np.zeros((5, 8, 16, 1), dtype=np.float16))

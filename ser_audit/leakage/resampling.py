@@ -88,8 +88,15 @@ def fixed_prediction_p_value(
     if not np.array_equal(per_speaker[speaker_of], label_index):
         raise ValueError("the attribute varies within a speaker; use the refitting permutation test")
     rng = np.random.default_rng(seed)
-    relabelled = classes[rng.permuted(np.tile(per_speaker, (n_permutations, 1)), axis=1)[:, speaker_of]]
-    correct = relabelled == predictions[None, :]
-    folds = np.unique(fold_of)
-    statistic = np.mean([correct[:, fold_of == fold].mean(1) for fold in folds], axis=0)
+    speaker_labels = rng.permuted(np.tile(per_speaker, (n_permutations, 1)), axis=1)
+    # Predictions as class indices (-1: a class the test side never has), compared in chunks of
+    # permutations so memory stays at chunk x utterances whatever the corpus size.
+    index_of = {label: i for i, label in enumerate(classes.tolist())}
+    predicted_index = np.array([index_of.get(p, -1) for p in predictions.tolist()])
+    masks = [fold_of == fold for fold in np.unique(fold_of)]
+    statistic = np.empty(n_permutations)
+    chunk = max(1, 2**22 // max(1, len(truths)))
+    for start in range(0, n_permutations, chunk):
+        correct = speaker_labels[start : start + chunk][:, speaker_of] == predicted_index[None, :]
+        statistic[start : start + chunk] = np.mean([correct[:, mask].mean(1) for mask in masks], axis=0)
     return float((1 + np.sum(statistic >= observed - 1e-12)) / (1 + n_permutations))

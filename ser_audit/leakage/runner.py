@@ -18,7 +18,7 @@ from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.attackers.linear import LinearProbe
 from ser_audit.leakage.resampling import DEFAULT_PERMUTATIONS, permutation_p_value
-from ser_audit.leakage.stats import LeakageStatistics, leakage_statistics
+from ser_audit.leakage.stats import LeakageStatistics, leakage_statistics, training_gaps
 from ser_audit.models.interface import LayerInfo
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import Accuracy, LeakageResult, Recommendation
@@ -83,6 +83,7 @@ def result_row(
     n_features: int,
     reduction: str | None = None,
     n_train: int | None = None,
+    notes: Sequence[str] = (),
 ) -> LeakageResult:
     return LeakageResult(
         layer=layer,
@@ -108,6 +109,7 @@ def result_row(
         n_features=n_features,
         n_train=n_train,
         reduction=reduction,
+        notes=list(notes),
     )
 
 
@@ -133,6 +135,7 @@ def probe_layers(
     labels = np.array(corpus.labels(attribute))
     units = np.array(corpus.labels("speaker")) if attribute != "speaker" else np.arange(len(corpus))
     attacker = LinearProbe()
+    gaps = training_gaps(labels, folds)
     rows, predictions = [], []
     with observer.task("fitting linear-probe attackers", total=len(layers)) as task:
         for layer in layers:
@@ -146,6 +149,7 @@ def probe_layers(
                     statistics=statistics, attribute=attribute, n_features=features.shape[1],
                     reduction=embeddings.reductions.get(layer.name),
                     n_train=int(np.mean([len(fold.train) for fold in folds])),
+                    notes=gaps,
                 )
             )
             predictions.append(held_out_predictions(outcome, folds))
@@ -190,7 +194,7 @@ def input_reference(
     return result_row(
         layer="input:lld", layer_index=None, attacker=attacker, outcome=outcome,
         statistics=statistics, attribute=attribute, n_features=features.shape[1],
-        n_train=int(np.mean([len(fold.train) for fold in folds])),
+        n_train=int(np.mean([len(fold.train) for fold in folds])), notes=training_gaps(labels, folds),
     )
 
 

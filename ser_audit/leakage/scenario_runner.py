@@ -23,7 +23,7 @@ from ser_audit.execution.local import LocalExecutor
 from ser_audit.leakage.attackers.neural import NeuralAttacker, Rows, designs
 from ser_audit.leakage.resampling import DEFAULT_PERMUTATIONS, fixed_prediction_p_value
 from ser_audit.leakage.scenarios import KINDS, SAME_ARCHITECTURE, SCENARIOS, TABLE, choose_designs, recurrent_cell, target_family
-from ser_audit.leakage.stats import leakage_statistics
+from ser_audit.leakage.stats import leakage_statistics, training_gaps
 from ser_audit.models.interface import LayerInfo, TargetModel
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import Accuracy, LeakageResult, SkippedAttack
@@ -135,9 +135,11 @@ class ScenarioResults:
     family: str = "convolutional"
 
 
-def has_time_axis(layer: LayerInfo, layout: Sequence[str]) -> bool:
-    axis = time_axis(len(layer.shape), layout)
-    return axis is not None and layer.shape[axis] >= 2
+def has_time_axis(layer: LayerInfo, layout: Sequence[str], stored: np.ndarray | None = None) -> bool:
+    """Whether the tap keeps at least two time steps: in the stored map, which the memory cap may have shrunk."""
+    shape = (1, *stored.shape[1:]) if stored is not None else tuple(layer.shape)
+    axis = time_axis(len(shape), layout)
+    return axis is not None and shape[axis] >= 2
 
 
 def _inputs(data: AttackData, layer: LayerInfo, design: str, layout: Sequence[str]) -> np.ndarray:
@@ -146,7 +148,7 @@ def _inputs(data: AttackData, layer: LayerInfo, design: str, layout: Sequence[st
     if design == SAME_ARCHITECTURE:
         return whole
     if designs()[design].input == "pooled":
-        return data.embeddings.layers[layer.name] if has_time_axis(layer, layout) else whole.reshape(len(whole), -1)
+        return data.embeddings.layers[layer.name] if has_time_axis(layer, layout, whole) else whole.reshape(len(whole), -1)
     axis = time_axis(len(layer.shape), layout)
     assert axis is not None
     return np.moveaxis(whole, axis, -1)
@@ -187,7 +189,8 @@ def plan_jobs(
                 skip(layer, scenario, f"the aux corpus has no utterance labelled {missing}; an attacker trained on it "
                                       "could never predict that class")
                 continue
-            choice = choose_designs(scenario, family, has_time_axis(layer, layout), cell=cell, quick=settings.quick)
+            temporal = has_time_axis(layer, layout, audit.embeddings.maps.get(layer.name))
+            choice = choose_designs(scenario, family, temporal, cell=cell, quick=settings.quick)
             if not choice.designs:
                 skip(layer, scenario, choice.reason or "no attacker design applies")
                 continue
@@ -283,5 +286,6 @@ def _row(
         p_value_method="speaker permutation of the test labels (predictions fixed)",
         gap=statistics.gap, normalised_leakage=statistics.normalised_leakage, n_test=statistics.n_test,
         n_features=int(np.prod(job.audit_inputs.shape[1:])), n_train=outcome.n_train, reduction=job.reduction,
+        notes=training_gaps(job.audit_attribute, job.folds) if job.aux_inputs is None else [],
     )
     return row, dict(zip(tested.tolist(), predicted.tolist()))

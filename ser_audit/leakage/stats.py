@@ -24,6 +24,23 @@ class LeakageStatistics:
     n_test: int
 
 
+def training_gaps(labels: np.ndarray, folds) -> list[str]:
+    """Notes for folds whose training side lacks a class that their test side has.
+
+    The attacker of such a fold can never predict that class, so the fold's accuracy says
+    more about the split than about the layer; the row carries the note for the reader.
+    """
+    notes = []
+    for k, fold in enumerate(folds):
+        missing = sorted(set(labels[fold.test].tolist()) - set(labels[fold.train].tolist()))
+        if missing:
+            notes.append(
+                f"fold {k + 1}: no training utterance labelled {', '.join(map(str, missing))}, which its test "
+                "side has; that fold's attacker could never predict it"
+            )
+    return notes
+
+
 def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (well behaved near 0 and 1)."""
     z = stats.norm.ppf(0.5 + confidence / 2)

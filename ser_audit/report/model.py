@@ -99,6 +99,9 @@ class LeakageResult(_Strict):
     severity: Literal["none", "low", "medium", "high", "critical"] | None = Field(
         None, description="From the gap over chance and its interval (README, Scores)."
     )
+    notes: list[str] = Field(
+        default_factory=list, description="Caveats a reader needs, e.g. a fold whose training side lacks a class."
+    )
 
 
 class SkippedAttack(_Strict):
