@@ -487,6 +487,8 @@ def full_audit(
     score(report)
     report.gates = [*report.gates, *robust.gates]
     report.notes = [*report.notes, *robust.notes]
+    if hardened is not None:
+        report.hardened_robustness = robustness_audit(hardened, settings=settings, **common).robustness
     if hardened is not None and report.leakage is not None:
         probe_rows = [row for row in report.leakage.results if row.scenario == "probe"]
         names = ",".join(row.layer for row in probe_rows)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # A finder that refuses torch: any `import torch` on the report path raises ImportError.
 BLOCK_TORCH = (
@@ -39,7 +42,8 @@ def test_report_renders_without_torch(gated_report: Path) -> None:
     result = _render(gated_report, "--format", "md")
     assert result.returncode == 0, result.stderr
     assert "## Leakage of gender" in result.stdout and "| pool1 |" in result.stdout
-    assert "**FAIL**" in result.stdout
+    assert "| max-leakage | 0 |" in result.stdout and "| FAIL |" in result.stdout
+    assert "## Summary" in result.stdout and "## P0's findings on this run" in result.stdout
 
 
 def test_junit_has_one_case_per_gate_and_fails_the_failed_one(gated_report: Path, tmp_path: Path) -> None:
@@ -65,11 +69,23 @@ def test_html_is_self_contained_with_plots(gated_report: Path, tmp_path: Path) -
     result = _render(gated_report, "--format", "html", "--out", str(out))
     assert result.returncode == 0, result.stderr
     page = out.read_text()
-    assert page.count("<svg") == 1 and "<polyline" in page and "Depth curve" in page
+    # Depth curve, scenario bars for each audited layer, per-emotion bars.
+    assert page.count("<svg") == 4 and "<polyline" in page and "Depth curve" in page
+    assert "Scenarios at pool1" in page and "Scenarios at fc_relu" in page and "per emotion" in page
     assert out.stat().st_size < 2_000_000
     external = [token for token in ("src=", "href=", "@import", "url(") if token in page]
     assert not external, external
     assert "<table>" in page and "class='fail'" in page
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_html_opens_offline_in_headless_chromium_with_every_plot_visible(gated_report: Path, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    assert _render(gated_report, "--format", "html", "--out", str(page)).returncode == 0
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_html.py"), str(page)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 figure(s)" in result.stdout and "network requests: none" in result.stdout
 
 
 def test_written_files_are_readable_like_any_other(gated_report: Path) -> None:

@@ -266,6 +266,9 @@ class Report(_Strict):
     robustness: Robustness | None = None
     hardened_model: ModelInfo | None = Field(None, description="The hardened model compared with (audit --hardened).")
     hardening_effect: list[HardeningEffect] = Field(default_factory=list)
+    hardened_robustness: Robustness | None = Field(
+        None, description="The same robustness probes on the hardened model (audit --hardened)."
+    )
     scores: Scores = Field(default_factory=Scores)
     gates: list[Gate] = Field(default_factory=list)
     baseline: ReportDiff | None = Field(None, description="Changes against a baseline report, when one was given.")

@@ -1,128 +1,203 @@
-"""One self-contained HTML page: inline SVG plots (no scripts from elsewhere, no network), sortable tables."""
+"""One self-contained HTML page: the report's sections, inline SVG plots and tables that sort.
+
+Nothing is loaded from elsewhere (no scripts, styles, fonts or images by address), so the
+page opens offline and can be kept as a CI artifact.
+"""
 
 from __future__ import annotations
 
 from html import escape
 from typing import Sequence
 
-from ser_audit.report.model import Report
-from ser_audit.report.render.markdown import MarkdownRenderer
+from ser_audit.report.model import BreakdownRow, LeakageResult, Report, Robustness
+from ser_audit.report.render.charts import bar_chart, line_chart
+from ser_audit.report.render.sections import Section, Table, sections
 
-_WIDTH, _HEIGHT, _MARGIN = 560, 260, 44
+SCENARIO_ORDER = ("probe", "worst", "s1", "s2", "s3", "s4")
 
 _STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
-table{border-collapse:collapse;margin:1rem 0}
-th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}
-th{cursor:pointer;background:#f4f4f4}.fail{color:#b00;font-weight:bold}.pass{color:#070}
-figure{margin:1rem 0}figcaption{font-size:.9rem;color:#555}
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.9rem}
+th,td{border:1px solid #ccc;padding:.2rem .45rem;text-align:left;vertical-align:top}
+th{cursor:pointer;background:#f4f4f4;user-select:none}th:after{content:' \\2195';color:#aaa}
+caption{caption-side:top;text-align:left;font-style:italic;padding:.25rem 0}
+.fail{color:#b00;font-weight:bold}.pass{color:#070}
+.sev-critical{background:#f8c9c9}.sev-high{background:#fbe0c4}.sev-medium{background:#fdf3c2}.sev-low{background:#eef7d9}
+figure{margin:1rem 0;overflow-x:auto}figcaption{font-size:.9rem;color:#555}
 """
 
 # Sorting by clicking a header: inline, so the page needs nothing from the network.
 _SORT = """
-document.querySelectorAll('th').forEach((th,i)=>th.addEventListener('click',()=>{
- const body=th.closest('table').tBodies[0];const rows=[...body.rows];const asc=th.dataset.asc!=='1';
+document.querySelectorAll('table').forEach(t=>t.querySelectorAll('th').forEach((th,i)=>th.addEventListener('click',()=>{
+ const body=t.tBodies[0];const rows=[...body.rows];const asc=th.dataset.asc!=='1';
  rows.sort((a,b)=>{const x=a.cells[i].innerText,y=b.cells[i].innerText;const p=parseFloat(x),q=parseFloat(y);
   return (isNaN(p)||isNaN(q)?x.localeCompare(y):p-q)*(asc?1:-1)});
- th.dataset.asc=asc?'1':'0';rows.forEach(r=>body.appendChild(r))}));
+ th.dataset.asc=asc?'1':'0';rows.forEach(r=>body.appendChild(r))})));
 """
 
 
-def line_plot(title: str, labels: Sequence[str], series: dict[str, Sequence[float]], *,
-              bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None, y_label: str = "") -> str:
-    """An SVG line chart over categorical x positions, values in [0, 1], optional interval bands."""
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
-    n = max(1, len(labels) - 1)
+def _cell(header: str, text: str) -> str:
+    if header == "outcome":
+        return f"<td class='{'pass' if text == 'pass' else 'fail'}'>{escape(text)}</td>"
+    if header == "severity" and text:
+        return f"<td class='sev-{escape(text)}'>{escape(text)}</td>"
+    return f"<td>{escape(text)}</td>"
 
-    def x(i: int) -> float:
-        return _MARGIN + i * (_WIDTH - 2 * _MARGIN) / n
 
-    def y(v: float) -> float:
-        return _HEIGHT - _MARGIN - max(0.0, min(1.0, v)) * (_HEIGHT - 2 * _MARGIN)
+def _table(table: Table) -> str:
+    caption = f"<caption>{escape(table.caption)}</caption>" if table.caption else ""
+    head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
+    body = "".join("<tr>" + "".join(_cell(h, c) for h, c in zip(table.headers, row)) + "</tr>" for row in table.rows)
+    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT}" role="img" '
-             f'aria-label="{escape(title)}">']
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(f'<line x1="{_MARGIN}" x2="{_WIDTH - _MARGIN}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#eee"/>'
-                     f'<text x="{_MARGIN - 6}" y="{y(tick) + 4:.1f}" font-size="10" text-anchor="end">{tick:g}</text>')
-    for i, label in enumerate(labels):
-        parts.append(f'<text x="{x(i):.1f}" y="{_HEIGHT - _MARGIN + 14}" font-size="10" text-anchor="middle">'
-                     f'{escape(label)}</text>')
-    for k, (name, values) in enumerate(series.items()):
-        colour = colours[k % len(colours)]
-        if bands and name in bands:
-            low, high = bands[name]
-            outline = [f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(high)]
-            outline += [f"{x(i):.1f},{y(v):.1f}" for i, v in reversed(list(enumerate(low)))]
-            parts.append(f'<polygon points="{" ".join(outline)}" fill="{colour}" fill-opacity="0.15"/>')
-        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        parts += [f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}"/>' for i, v in enumerate(values)]
-        parts.append(f'<text x="{_WIDTH - _MARGIN}" y="{16 + 14 * k}" font-size="11" fill="{colour}" '
-                     f'text-anchor="end">{escape(name)}</text>')
-    parts.append(f'<text x="12" y="{_HEIGHT / 2:.0f}" font-size="11" transform="rotate(-90 12 {_HEIGHT / 2:.0f})" '
-                 f'text-anchor="middle">{escape(y_label)}</text></svg>')
-    return f"<figure>{''.join(parts)}<figcaption>{escape(title)}</figcaption></figure>"
+
+def _section(section: Section, figures: Sequence[str]) -> str:
+    parts = [f"<section id='{section.key}'><h2>{escape(section.title)}</h2>"]
+    parts += [f"<p>{escape(p)}</p>" for p in section.paragraphs]
+    if section.bullets:
+        parts.append("<ul>" + "".join(f"<li>{escape(b)}</li>" for b in section.bullets) + "</ul>")
+    parts += figures
+    parts += [_table(t) for t in section.tables]
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _strongest(rows: Sequence[LeakageResult]) -> LeakageResult:
+    return max(rows, key=lambda r: r.accuracy.mean)
+
+
+def _layers_in_order(rows: Sequence[LeakageResult]) -> list[str]:
+    index = {r.layer: (r.layer_index if r.layer_index is not None else 10**6) for r in rows}
+    return sorted(index, key=lambda name: index[name])
+
+
+def leakage_figures(report: Report) -> list[str]:
+    assert report.leakage is not None
+    rows = report.leakage.results
+    if not rows:
+        return []
+    layers = _layers_in_order(rows)
+    chance = rows[0].chance
+    attribute = report.leakage.attribute
+    series, bands = {}, {}
+    for scenario in SCENARIO_ORDER:
+        picked: list[LeakageResult | None] = []
+        for layer in layers:
+            cell = [r for r in rows if r.scenario == scenario and r.layer == layer]
+            picked.append(_strongest(cell) if cell else None)
+        if any(picked):
+            series[scenario] = [r.accuracy.mean if r else None for r in picked]
+            bands[scenario] = ([r.accuracy.ci_low if r else None for r in picked],
+                               [r.accuracy.ci_high if r else None for r in picked])
+    reference = report.leakage.input_reference
+    figures = [line_chart(
+        f"Depth curve: {attribute} attacker accuracy per layer, strongest attacker of each scenario (band: 95% "
+        f"interval; dashed: chance)" + (f"; from the raw audio's LLDs: {reference.accuracy.mean:.3f}" if reference else ""),
+        layers, series, bands=bands, y_label="attacker accuracy", reference=chance,
+    )]
+    for layer in layers:
+        audited = [r for r in rows if r.layer == layer and r.scenario != "probe"]
+        if not audited:
+            continue
+        scenarios = [s for s in SCENARIO_ORDER if any(r.scenario == s for r in audited)]
+        values, errors = {}, {}
+        for kind in ("generic", "aware"):
+            picked = []
+            for scenario in scenarios:
+                cell = [r for r in audited if r.scenario == scenario and r.attacker_kind == kind]
+                picked.append(_strongest(cell) if cell else None)
+            if any(picked):
+                values[kind] = [r.accuracy.mean if r else None for r in picked]
+                errors[kind] = ([r.accuracy.ci_low if r else None for r in picked],
+                                [r.accuracy.ci_high if r else None for r in picked])
+        figures.append(bar_chart(
+            f"Scenarios at {layer}: strongest attacker per scenario and kind (whiskers: 95% interval)",
+            scenarios, values, errors=errors, y_label="attacker accuracy", reference=rows[0].chance,
+        ))
+    return figures
+
+
+def _breakdown_figure(report: Report, by: Sequence[BreakdownRow], what: str) -> str | None:
+    assert report.leakage is not None
+    if not by:
+        return None
+    rows = report.leakage.results
+    groups = sorted({b.group for b in by})
+    series, errors = {}, {}
+    for layer in _layers_in_order(rows)[:8]:
+        strongest = _strongest([r for r in rows if r.layer == layer])
+        key = (strongest.layer, strongest.scenario, strongest.attacker_kind, strongest.attacker_design)
+        cells = {b.group: b for b in by if (b.layer, b.scenario, b.attacker_kind, b.attacker_design) == key}
+        if cells:
+            series[layer] = [cells[g].accuracy if g in cells else None for g in groups]
+            errors[layer] = ([cells[g].ci_low if g in cells else None for g in groups],
+                             [cells[g].ci_high if g in cells else None for g in groups])
+    if not series:
+        return None
+    return bar_chart(
+        f"Attacker accuracy per {what}: each layer's strongest attacker (whiskers: Wilson 95% interval)",
+        groups, series, errors=errors, y_label="attacker accuracy",
+    )
+
+
+def _uar_series(robustness: Robustness, suffix: str, grid: Sequence[float]) -> dict[str, list[float | None]]:
+    series: dict[str, list[float | None]] = {}
+    untargeted = [r for r in robustness.results if r.targeted_class is None]
+    for method, domain in dict.fromkeys((r.method, r.domain) for r in untargeted):
+        by_eps = {r.eps: r.uar for r in untargeted if (r.method, r.domain) == (method, domain)}
+        clean = next((r.uar for r in untargeted if r.eps == 0 and r.domain == domain), None)
+        if 0.0 not in by_eps and clean is not None:  # every curve starts from the clean UAR
+            by_eps[0.0] = clean
+        series[f"{method} {domain}{suffix}"] = [by_eps.get(eps) for eps in grid]
+    return series
+
+
+def robustness_figures(report: Report) -> list[str]:
+    assert report.robustness is not None
+    runs = [(report.robustness, "")]
+    if report.hardened_robustness:
+        runs.append((report.hardened_robustness, " (hardened)"))
+    grid = sorted({r.eps for robustness, _ in runs for r in robustness.results if r.targeted_class is None})
+    if not grid:
+        return []
+    series: dict[str, list[float | None]] = {}
+    for robustness, suffix in runs:
+        series.update(_uar_series(robustness, suffix, grid))
+    title = "UAR against eps (relative to the input's spread)" + (", before and after hardening" if len(runs) > 1 else "")
+    return [line_chart(title, [f"{eps:g}" for eps in grid], series, y_label="UAR")]
+
+
+def hardening_figures(report: Report) -> list[str]:
+    effects = report.hardening_effect
+    return [bar_chart(
+        "Linear-probe accuracy per layer before and after hardening",
+        [e.layer for e in effects],
+        {"before": [e.leakage_before for e in effects], "after": [e.leakage_after for e in effects]},
+        y_label="attacker accuracy",
+    )]
 
 
 class HtmlRenderer:
     suffix = ".html"
 
     def render(self, report: Report) -> str:
-        figures = []
-        if report.leakage and report.leakage.results:
-            rows = sorted(report.leakage.results, key=lambda r: (r.layer_index is None, r.layer_index or 0))
-            groups: dict[str, list] = {}
-            for row in rows:
-                groups.setdefault(f"{row.scenario}/{row.attacker_kind}", []).append(row)
-            layers = [r.layer for r in next(iter(groups.values()))]
-            figures.append(line_plot(
-                f"Depth curve: {report.leakage.attribute} leakage per tapped layer (band: 95% interval; chance "
-                f"{rows[0].chance:.2f})", layers,
-                {name: [r.accuracy.mean for r in group] for name, group in groups.items()},
-                bands={name: ([r.accuracy.ci_low for r in group], [r.accuracy.ci_high for r in group])
-                       for name, group in groups.items()},
-                y_label="attacker accuracy",
-            ))
+        figures: dict[str, list[str]] = {}
+        if report.leakage:
+            figures["leakage"] = leakage_figures(report)
+            figures["breakdowns"] = [
+                figure for figure in (
+                    _breakdown_figure(report, report.leakage.breakdowns.by_emotion, "emotion"),
+                    _breakdown_figure(report, report.leakage.breakdowns.by_spontaneity, "spontaneity"),
+                ) if figure
+            ]
         if report.robustness:
-            fgsm = [r for r in report.robustness.results if r.method == "fgsm"]
-            if fgsm:
-                figures.append(line_plot("UAR under FGSM by eps (relative to the input's spread)",
-                                         [f"{r.eps:g}" for r in fgsm], {"UAR": [r.uar for r in fgsm]}, y_label="UAR"))
-        body = _markdown_tables_to_html(MarkdownRenderer().render(report))
+            figures["robustness"] = robustness_figures(report)
+        if report.hardening_effect:
+            figures["hardening"] = hardening_figures(report)
+        body = "".join(_section(s, figures.get(s.key, [])) for s in sections(report))
         return (
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>ser-audit: {escape(report.model.path)}</title><style>{_STYLE}</style></head><body>"
-            f"{body}{''.join(figures)}<script>{_SORT}</script></body></html>\n"
+            f"<h1>ser-audit report: {escape(report.model.path)}</h1>{body}<script>{_SORT}</script></body></html>\n"
         )
-
-
-def _markdown_tables_to_html(markdown: str) -> str:
-    """The Markdown renderer's output as HTML (headings, bullets, pipe tables, paragraphs)."""
-    out: list[str] = []
-    table: list[list[str]] = []
-
-    def flush() -> None:
-        if table:
-            head, *body = table
-            out.append("<table><thead><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr></thead><tbody>")
-            out.extend("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body)
-            out.append("</tbody></table>")
-            table.clear()
-
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [escape(c.strip()) for c in line.strip("|").split("|")]
-            if not all(set(c) <= {"-"} for c in cells):
-                table.append([c.replace("**FAIL**", "<span class='fail'>FAIL</span>") for c in cells])
-            continue
-        flush()
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{escape(line[level:].strip())}</h{level}>")
-        elif line.startswith("- "):
-            out.append(f"<p>• {escape(line[2:]).replace('`', '')}</p>")
-        elif line.strip():
-            out.append(f"<p>{escape(line).replace('**', '')}</p>")
-    flush()
-    return "\n".join(out)

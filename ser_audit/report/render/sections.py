@@ -1,0 +1,224 @@
+"""What a report says, in order: sections of text and tables that every text renderer formats.
+
+Markdown and HTML show the same content; this module chooses it (which rows, which
+columns, how numbers are written) so the two cannot drift. Nothing here computes a
+statistic: every number is read from the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ser_audit.report.model import BreakdownRow, LeakageResult, Report, Robustness
+
+VERDICTS = {True: "reproduced", False: "not reproduced", None: "cannot tell"}
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    """``key`` names the section for renderers that add figures to it (HTML)."""
+
+    key: str
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+
+
+def _interval(low: float, high: float) -> str:
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def row_label(row: LeakageResult | BreakdownRow) -> str:
+    return f"{row.layer} / {row.scenario} / {row.attacker_kind} / {row.attacker_design}"
+
+
+def leakage_table(rows: Sequence[LeakageResult]) -> Table:
+    return Table(
+        ["layer", "scenario", "kind", "attacker", "data", "accuracy", "95% interval", "chance", "p", "severity", "n test"],
+        [
+            [
+                r.layer, r.scenario, r.attacker_kind, r.attacker_design, r.training_data,
+                f"{r.accuracy.mean:.3f} ± {r.accuracy.std:.3f}", _interval(r.accuracy.ci_low, r.accuracy.ci_high),
+                f"{r.chance:.3f}", f"{r.p_value:.3g}", r.severity or "", str(r.n_test),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _breakdown_table(rows: Sequence[BreakdownRow], caption: str) -> Table | None:
+    if not rows:
+        return None
+    groups = sorted({r.group for r in rows})
+    by_row: dict[str, dict[str, BreakdownRow]] = {}
+    for r in rows:
+        by_row.setdefault(row_label(r), {})[r.group] = r
+    return Table(
+        ["layer / scenario / kind / attacker", *groups],
+        [
+            [label, *(f"{cells[g].accuracy:.3f} (n {cells[g].n})" if g in cells else "" for g in groups)]
+            for label, cells in by_row.items()
+        ],
+        caption,
+    )
+
+
+def _robustness_table(robustness: Robustness) -> Table:
+    return Table(
+        ["method", "eps", "domain", "gradient", "UAR", "accuracy", "success rate", "prediction change", "n"],
+        [
+            [
+                r.method, f"{r.eps:g}", r.domain, r.gradient, f"{r.uar:.3f}", f"{r.accuracy:.3f}",
+                "" if r.success_rate is None else f"{r.success_rate:.2f}", f"{r.prediction_change_rate:.2f}", str(r.n),
+            ]
+            for r in robustness.results
+        ],
+    )
+
+
+def sections(report: Report) -> list[Section]:
+    out = [_summary(report), _provenance(report)]
+    if report.leakage:
+        out += _leakage(report)
+    if report.robustness:
+        robustness = Section("robustness", f"Robustness ({report.robustness.evaluation_set})")
+        robustness.paragraphs.append(
+            f"eps is relative to the attacked input's spread ({report.robustness.input_spread:.4g}); "
+            f"robustness score {_score(report.robustness.score)}."
+        )
+        robustness.tables.append(_robustness_table(report.robustness))
+        if report.hardened_robustness:
+            robustness.tables.append(_robustness_table(report.hardened_robustness))
+            robustness.tables[-1].caption = f"After hardening: {report.hardened_model.path if report.hardened_model else ''}"
+        out.append(robustness)
+    if report.hardening_effect:
+        out.append(Section(
+            "hardening", "Leakage before and after hardening",
+            paragraphs=["Linear-probe accuracy per layer; significant when the two 95% intervals do not overlap."],
+            tables=[Table(["layer", "before", "after", "change", "significant"], [
+                [e.layer, f"{e.leakage_before:.3f}", f"{e.leakage_after:.3f}", f"{e.change:+.3f}",
+                 "yes" if e.significant else "no"]
+                for e in report.hardening_effect
+            ])],
+        ))
+    if report.baseline:
+        diff = report.baseline
+        section = Section("baseline", f"Changes against the baseline of {diff.baseline_created}")
+        for caption, changes in (("Scores (higher is better)", diff.scores), ("Leakage (lower is better)", diff.leakage),
+                                 ("Robustness, UAR (higher is better)", diff.robustness)):
+            if changes:
+                section.tables.append(Table(
+                    ["row", "before", "after", "change", "verdict"],
+                    [[c.key, f"{c.before:.3f}", f"{c.after:.3f}", f"{c.change:+.3f}", c.verdict] for c in changes],
+                    caption,
+                ))
+        section.bullets += [f"only in the baseline: {key}" for key in diff.only_before]
+        section.bullets += [f"only in this report: {key}" for key in diff.only_after]
+        out.append(section)
+    if report.gates:
+        out.append(Section("gates", "Gates", tables=[Table(
+            ["gate", "threshold", "value", "outcome", "detail"],
+            [[g.name, f"{g.threshold:g}", f"{g.value:.3f}", "pass" if g.passed else "FAIL", g.detail] for g in report.gates],
+        )]))
+    row_notes = [f"{row_label(r)}: {note}" for r in (report.leakage.results if report.leakage else []) for note in r.notes]
+    if report.notes or row_notes:
+        out.append(Section("notes", "Notes", bullets=[*report.notes, *row_notes]))
+    return out
+
+
+def _summary(report: Report) -> Section:
+    scores = report.scores
+    section = Section("summary", "Summary")
+    section.bullets.append(
+        f"grade {scores.grade or 'n/a'}: privacy score {_score(scores.privacy)}, robustness score {_score(scores.robustness)}"
+    )
+    if report.leakage and report.leakage.results:
+        worst = max(report.leakage.results, key=lambda r: r.normalised_leakage)
+        section.bullets.append(
+            f"highest {report.leakage.attribute} leakage: {worst.accuracy.mean:.3f} against chance {worst.chance:.3f} "
+            f"({row_label(worst)}, severity {worst.severity or 'n/a'})"
+        )
+    if report.leakage and report.leakage.recommendation:
+        section.bullets.append(f"recommendation: {report.leakage.recommendation.reason}")
+    if report.gates:
+        failed = [g.name for g in report.gates if not g.passed]
+        section.bullets.append(
+            f"gates: {len(report.gates) - len(failed)} of {len(report.gates)} passed"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
+    return section
+
+
+def _provenance(report: Report) -> Section:
+    model, corpus = report.model, report.corpus
+    bullets = [
+        f"model: {model.path} ({model.format}), sha256 {model.sha256}",
+        f"corpus: {corpus.name}, {corpus.n_utterances} utterances, {corpus.n_speakers} speakers, "
+        f"manifest sha256 {corpus.manifest_sha256}",
+    ]
+    if report.aux_corpus:
+        bullets.append(f"aux corpus: {report.aux_corpus.name}, {report.aux_corpus.n_utterances} utterances, "
+                       f"manifest sha256 {report.aux_corpus.manifest_sha256}")
+    bullets += [
+        f"seed {report.seed}; ser-audit {report.tool.version}; python {report.environment.python}; "
+        + ", ".join(f"{k} {v}" for k, v in report.environment.packages.items()),
+        f"command: {' '.join(report.command)}",
+        f"created {report.created}, finished {report.finished}",
+    ]
+    return Section("provenance", "Provenance", bullets=bullets)
+
+
+def _leakage(report: Report) -> list[Section]:
+    leakage = report.leakage
+    assert leakage is not None
+    table = Section("leakage", f"Leakage of {leakage.attribute}")
+    table.paragraphs.append(
+        "Attacker accuracy on held-out speakers (mean ± std over folds), its 95% interval, chance (majority rate), "
+        "one-sided p-value against chance and severity. Folds: " + "; ".join(leakage.folds) + "."
+    )
+    if leakage.target_family:
+        table.paragraphs.append(f"Target family read from the graph: {leakage.target_family}.")
+    rows = [*leakage.results, *([leakage.input_reference] if leakage.input_reference else [])]
+    table.tables.append(leakage_table(rows))
+    if leakage.recommendation:
+        table.paragraphs.append(f"Recommendation: {leakage.recommendation.reason}")
+    out = [table]
+    if leakage.findings:
+        out.append(Section("findings", "P0's findings on this run", tables=[Table(
+            ["finding", "P0", "this run", "evidence"],
+            [[f.name, f.claim, VERDICTS[f.reproduced], f.evidence] for f in leakage.findings],
+        )]))
+    breakdown = Section("breakdowns", "Breakdowns")
+    for rows_of, caption in ((leakage.breakdowns.by_emotion, "Accuracy per emotion"),
+                             (leakage.breakdowns.by_spontaneity, "Accuracy per spontaneity"),
+                             (leakage.breakdowns.by_gender, "Accuracy per gender")):
+        built = _breakdown_table(rows_of, caption)
+        if built:
+            breakdown.tables.append(built)
+    if breakdown.tables:
+        out.append(breakdown)
+    if leakage.verification:
+        out.append(Section("verification", "Speaker verification", tables=[Table(
+            ["layer", "EER", "EER per fold", "target trials", "non-target trials"],
+            [[v.layer, f"{v.eer:.3f}", ", ".join(f"{e:.3f}" for e in v.eer_folds), str(v.n_target), str(v.n_nontarget)]
+             for v in leakage.verification],
+        )]))
+    if leakage.skipped:
+        out.append(Section("skipped", "Attacks not run", tables=[Table(
+            ["layer", "scenario", "kind", "reason"],
+            [[s.layer, s.scenario, s.attacker_kind, s.reason] for s in leakage.skipped],
+        )]))
+    return out
