@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,8 +128,14 @@ def test_hardening_raises_held_out_adversarial_uar(hardened, method: str) -> Non
 def test_audit_reports_leakage_robustness_and_the_hardening_effect(run_cli, hardened, cache_dir: Path, tmp_path: Path) -> None:
     path, _ = hardened["similarity"]
     result = run_cli("audit", "zoo:cnn4", "--hardened", str(path), "--layers", "pool2,fc_relu", "--eps", "0,0.02",
-                     "--quick", "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--quiet")
+                     "--quick", "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--quiet", "--format", "json,md,html")
     assert result.code == 0, result.stderr
+    page = (tmp_path / "report.html").read_text()
+    assert "before and after hardening" in page and "(hardened)" in page
+    if shutil.which("chromium"):
+        check = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "scripts" / "check_html.py"),
+                                str(tmp_path / "report.html")], capture_output=True, text=True, timeout=300)
+        assert check.returncode == 0, check.stdout + check.stderr
     import jsonschema
 
     report = json.loads((tmp_path / "report.json").read_text())
@@ -136,3 +145,4 @@ def test_audit_reports_leakage_robustness_and_the_hardening_effect(run_cli, hard
     assert report["scores"]["privacy"] is not None and report["scores"]["grade"] in "ABCDF"
     assert report["robustness"]["results"][0]["eps"] == 0.0 and report["leakage"]["results"]
     assert report["hardened_model"]["sha256"] != report["model"]["sha256"]
+    assert [r["eps"] for r in report["hardened_robustness"]["results"]] == [r["eps"] for r in report["robustness"]["results"]]
