@@ -104,6 +104,9 @@ def test_a_fold_whose_training_side_lacks_a_class_is_noted() -> None:
     from ser_audit.leakage.stats import training_gaps
 
     labels = np.array(["f", "f", "m", "m", "m"])
-    folds = [Fold(name="a", train=np.array([2, 3]), test=np.array([0, 1, 4])), Fold(name="b", train=np.array([0, 2]), test=np.array([1, 3]))]
+    folds = [
+        Fold(name="a", train=np.array([2, 3]), test=np.array([0, 1, 4])),
+        Fold(name="b", train=np.array([0, 2]), test=np.array([1, 3])),
+    ]
     notes = training_gaps(labels, folds)
     assert len(notes) == 1 and notes[0].startswith("fold 1: no training utterance labelled f")

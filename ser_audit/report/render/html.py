@@ -66,6 +66,12 @@ def _strongest(rows: Sequence[LeakageResult]) -> LeakageResult:
     return max(rows, key=lambda r: r.accuracy.mean)
 
 
+def _accuracies(picked: Sequence[LeakageResult | None]) -> tuple[list, tuple[list, list]]:
+    """Means and 95% interval ends of the picked rows, ``None`` where a cell has no row."""
+    return ([r.accuracy.mean if r else None for r in picked],
+            ([r.accuracy.ci_low if r else None for r in picked], [r.accuracy.ci_high if r else None for r in picked]))
+
+
 def _layers_in_order(rows: Sequence[LeakageResult]) -> list[str]:
     index = {r.layer: (r.layer_index if r.layer_index is not None else 10**6) for r in rows}
     return sorted(index, key=lambda name: index[name])
@@ -86,9 +92,7 @@ def leakage_figures(report: Report) -> list[str]:
             cell = [r for r in rows if r.scenario == scenario and r.layer == layer]
             picked.append(_strongest(cell) if cell else None)
         if any(picked):
-            series[scenario] = [r.accuracy.mean if r else None for r in picked]
-            bands[scenario] = ([r.accuracy.ci_low if r else None for r in picked],
-                               [r.accuracy.ci_high if r else None for r in picked])
+            series[scenario], bands[scenario] = _accuracies(picked)
     reference = report.leakage.input_reference
     figures = [line_chart(
         f"Depth curve: {attribute} attacker accuracy per layer, strongest attacker of each scenario (band: 95% "
@@ -107,9 +111,7 @@ def leakage_figures(report: Report) -> list[str]:
                 cell = [r for r in audited if r.scenario == scenario and r.attacker_kind == kind]
                 picked.append(_strongest(cell) if cell else None)
             if any(picked):
-                values[kind] = [r.accuracy.mean if r else None for r in picked]
-                errors[kind] = ([r.accuracy.ci_low if r else None for r in picked],
-                                [r.accuracy.ci_high if r else None for r in picked])
+                values[kind], errors[kind] = _accuracies(picked)
         figures.append(bar_chart(
             f"Scenarios at {layer}: strongest attacker per scenario and kind (whiskers: 95% interval)",
             scenarios, values, errors=errors, y_label="attacker accuracy", reference=rows[0].chance,
