@@ -28,15 +28,12 @@ def leakage_summary(report: Any) -> None:
     leakage = report.leakage
     if leakage is None:
         return
-    rows = [
-        (r.layer, r.scenario, r.attacker_kind, r.attacker_design, r.training_data,
-         f"{r.accuracy.mean:.3f} ± {r.accuracy.std:.3f}",
-         f"[{r.accuracy.ci_low:.3f}, {r.accuracy.ci_high:.3f}]", f"{r.chance:.3f}", f"{r.p_value:.2g}")
-        for r in [*leakage.results, *([leakage.input_reference] if leakage.input_reference else [])]
-    ]
+    from ser_audit.report.render.sections import leakage_table
+
+    table = leakage_table([*leakage.results, *([leakage.input_reference] if leakage.input_reference else [])])
     print_table(
         f"{leakage.attribute} leakage of {report.model.path} on {report.corpus.name} (held-out speakers)",
-        ["layer", "scenario", "kind", "attacker", "data", "accuracy", "95% interval", "chance", "p"], rows,
+        table.headers, table.rows,
     )
     for skipped in leakage.skipped:
         STDOUT.print(f"not run: {skipped.layer} {skipped.scenario} {skipped.attacker_kind}: {skipped.reason}")
