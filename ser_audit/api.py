@@ -127,15 +127,21 @@ def _check_device(device: str) -> None:
             raise ConfigError("--device cuda: torch sees no CUDA device on this machine; use --device cpu")
 
 
-def scenario_layers(selected: Sequence[Any], layout: Sequence[str]) -> list[Any]:
+def scenario_layers(selected: Sequence[Any], layout: Sequence[str], *, quick: bool = False) -> list[Any]:
     """Where the scenario attackers go by default: the first, middle and last selected layer that keeps
     a time axis (the shape of the depth curve), and the last vector-shaped one (what a split
-    deployment would send last)."""
+    deployment would send last).
+
+    ``quick`` leaves out the first map layer when there are more: its same-architecture
+    attacker fine-tunes nearly the whole target, which is half the time of a quick run.
+    """
     from ser_audit.leakage.scenario_runner import has_time_axis
 
     maps = [layer for layer in selected if has_time_axis(layer, layout)]
     vectors = [layer for layer in selected if not has_time_axis(layer, layout)]
     chosen = maps if len(maps) <= 3 else [maps[0], maps[len(maps) // 2], maps[-1]]
+    if quick and len(maps) > 2:
+        chosen = chosen[1:]
     if vectors:
         chosen.append(vectors[-1])
     return sorted(chosen, key=lambda layer: layer.index)
@@ -169,8 +175,9 @@ def leakage_audit(
     family; on audit-corpus folds or on ``aux_corpus``) run on the same layers. Folds are
     speaker-disjoint (leave-one-session-out where sessions exist). ``attribute="speaker"``
     runs closed-set identification and open-set verification instead of the scenarios.
-    ``quick`` keeps the first, middle and last layer, one design per scenario and fewer
-    epochs. Returns the report; gate outcomes are in ``report.gates``.
+    ``quick`` leaves the first map layer to the probe (see ``scenario_layers``) and runs one
+    design per scenario with fewer epochs and permutations. Returns the report; gate outcomes
+    are in ``report.gates``.
     """
     from ser_audit.embeddings.extract import extract
     from ser_audit.execution import executor as make_executor
@@ -203,7 +210,7 @@ def leakage_audit(
     selected = model.select_layers(layers)
     # The linear probe runs on every selected layer; the costlier scenario attackers on all of
     # them when --layers names them, else on a spread of the default layers.
-    attacked = selected if layers is not None else scenario_layers(selected, model.frontend.layout)
+    attacked = selected if layers is not None else scenario_layers(selected, model.frontend.layout, quick=quick)
     notes: list[str] = []
     if attribute == "speaker":
         from ser_audit.leakage.speaker import closed_set_folds
@@ -228,9 +235,10 @@ def leakage_audit(
             notes += _cache_notes(aux_embeddings, aux.name, observer)
             aux_data = AttackData.of(aux, aux_embeddings, attribute)
         if len(attacked) < len(selected):
-            notes.append(f"scenario attackers ran on {', '.join(l.name for l in attacked)} (first, middle and last layer "
-                         "with a time axis, last vector layer); the linear probe on every selected layer; --layers "
-                         "chooses the layers for both")
+            spread = "middle and last" if quick else "first, middle and last"
+            notes.append(f"scenario attackers ran on {', '.join(l.name for l in attacked)} ({spread} layer with a time "
+                         "axis, last vector layer); the linear probe on every selected layer; --layers chooses the "
+                         "layers for both")
         scenario = run_scenarios(
             model, attacked, AttackData.of(audit_corpus, embeddings, attribute), aux_data, corpus_folds,
             attribute=attribute, scenarios=chosen_scenarios, kinds=kinds, settings=settings, executor=jobs,

@@ -102,7 +102,8 @@ AttackersOption = Annotated[
 ]
 QuickLeakageOption = Annotated[
     bool,
-    typer.Option("--quick", help="First/middle/last layer, one design per scenario, fewer epochs and permutations."),
+    typer.Option("--quick", help="Scenario attackers on the middle/last map and last vector layer, one design "
+                                 "per scenario, fewer epochs and permutations."),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="Where attackers train: cpu or cuda.")]
 ExecutorOption = Annotated[str, typer.Option("--executor", help="local, or ray (needs the ray extra).")]

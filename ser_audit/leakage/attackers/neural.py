@@ -25,6 +25,9 @@ from ser_audit.leakage.attackers.interface import Attacker
 
 Builder = Callable[[tuple[int, ...], float], nn.Module]
 
+# Training rows up to this size (as float32) are held in memory for the whole fit.
+IN_MEMORY_BYTES = 1 << 30
+
 
 @dataclass(frozen=True)
 class Design:
@@ -154,6 +157,19 @@ class NeuralAttacker(Attacker):
             block = (block - self.mean_) / self.std_
         return torch.from_numpy(block).to(self.device)
 
+    def _reader(self, X: np.ndarray) -> Callable[[np.ndarray], torch.Tensor]:
+        """Mini-batches of ``X`` (sorted rows): from one float32 copy when it is small enough, else
+        read from the (memory-mapped) array batch by batch.
+
+        Every epoch would otherwise convert the same float16 rows again, which costs about as much
+        as the forward pass of a small attacker.
+        """
+        if len(X) * int(np.prod(X.shape[1:])) * 4 > IN_MEMORY_BYTES:
+            return lambda rows: self._batch(X, rows)
+        whole = torch.cat([self._batch(X, np.arange(start, min(start + 256, len(X))))
+                           for start in range(0, len(X), 256)])
+        return lambda rows: whole[torch.from_numpy(np.sort(rows)).to(whole.device)]
+
     def fit(self, X: np.ndarray, y: np.ndarray, emotion: np.ndarray | None = None) -> "NeuralAttacker":
         if self.aware and emotion is None:
             raise ValueError("an application-aware attacker needs emotion labels")
@@ -164,8 +180,9 @@ class NeuralAttacker(Attacker):
             self.mean_, self.std_ = self._statistics(X)
         body, self.architecture_ = self._network(tuple(X.shape[1:]))
         body = body.to(self.device)
+        batch = self._reader(X)
         with torch.no_grad():
-            width = body.eval()(self._batch(X, np.arange(min(2, len(X))))).shape[1]
+            width = body.eval()(batch(np.arange(min(2, len(X))))).shape[1]
         # Heads read normalised features: a body taken from the target emits activations on its
         # own scale, which would otherwise make the new head's learning rate arbitrary.
         body = nn.Sequential(body, nn.BatchNorm1d(width, affine=False)).to(self.device)
@@ -189,18 +206,18 @@ class NeuralAttacker(Attacker):
                 rows = np.sort(order[start : start + self.batch_size])
                 if len(rows) < 2:
                     continue  # batch norm needs two rows
-                features = body(self._batch(X, rows))
+                features = body(batch(rows))
                 loss = attribute_loss(head(features), torch.from_numpy(targets[rows]).to(self.device))
                 if emotion_head is not None and emotion_targets is not None:
                     loss = loss + emotion_loss(emotion_head(features), torch.from_numpy(emotion_targets[rows]).to(self.device))
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-        self._settle_batch_norm(body, X)
+        self._settle_batch_norm(body, batch, len(X))
         self.body_, self.head_, self.emotion_head_ = body.eval(), head.eval(), emotion_head
         return self
 
-    def _settle_batch_norm(self, body: nn.Module, X: np.ndarray) -> None:
+    def _settle_batch_norm(self, body: nn.Module, batch: Callable[[np.ndarray], torch.Tensor], n_rows: int) -> None:
         """Batch-norm statistics recomputed over the training data with the final weights.
 
         Running averages (momentum 0.1) lag far behind after the few hundred steps an attacker
@@ -215,10 +232,10 @@ class NeuralAttacker(Attacker):
             norm.momentum = None  # cumulative average over the pass below
             norm.train()
         with torch.no_grad():
-            for start in range(0, len(X), 128):
-                rows = np.arange(start, min(start + 128, len(X)))
+            for start in range(0, n_rows, 128):
+                rows = np.arange(start, min(start + 128, n_rows))
                 if len(rows) > 1:
-                    body(self._batch(X, rows))
+                    body(batch(rows))
         for norm in norms:
             norm.momentum = 0.1
         body.eval()
