@@ -227,6 +227,14 @@ def leakage_audit(
                                            seed=seed, n_permutations=permutations, observer=observer)
     reference = input_reference(audit_corpus, corpus_folds, attribute=attribute, seed=seed,
                                 n_permutations=permutations, observer=observer)
+    from ser_audit.frontend import egemaps
+
+    egemaps_reference = None
+    if egemaps.available():
+        egemaps_reference = input_reference(audit_corpus, corpus_folds, source="egemaps", attribute=attribute,
+                                            seed=seed, n_permutations=permutations, observer=observer)
+    else:
+        notes.append(f"no eGeMAPS input reference: openSMILE is not installed; {egemaps.INSTALL_HINT}")
     scenario = ScenarioResults()
     if run_scenarios_now:
         aux_data = None
@@ -277,6 +285,7 @@ def leakage_audit(
             findings=p0_findings(rows, scenario.rows, splits) if run_scenarios_now else [],
             verification=verification,
             input_reference=reference,
+            egemaps_reference=egemaps_reference,
             recommendation=recommend([row for row in all_rows if row.layer in audited], threshold),
         ),
         notes=[*notes, *(f"{name}: {text}" for name, text in embeddings.reductions.items())],

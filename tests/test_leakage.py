@@ -110,3 +110,27 @@ def test_a_fold_whose_training_side_lacks_a_class_is_noted() -> None:
     ]
     notes = training_gaps(labels, folds)
     assert len(notes) == 1 and notes[0].startswith("fold 1: no training utterance labelled f")
+
+
+def test_input_references_find_gender_in_the_audio(small_corpus: Corpus) -> None:
+    from ser_audit.leakage.runner import input_reference
+
+    folds = speaker_disjoint_folds(small_corpus)
+    row = input_reference(small_corpus, folds, seed=0, n_permutations=99)
+    assert row.layer == "input:lld" and row.n_features == 64
+    assert row.accuracy.mean >= 0.8 and row.p_value < 0.05
+    pytest.importorskip("opensmile", reason="the eGeMAPS reference needs the opensmile extra")
+    row = input_reference(small_corpus, folds, source="egemaps", seed=0, n_permutations=99)
+    assert row.layer == "input:egemaps" and row.n_features == 88
+    assert row.accuracy.mean >= 0.8 and row.p_value < 0.05
+
+
+def test_egemaps_without_opensmile_says_how_to_install_it(small_corpus: Corpus, monkeypatch) -> None:
+    import sys
+
+    from ser_audit.errors import ConfigError
+    from ser_audit.frontend.egemaps import egemaps_functionals
+
+    monkeypatch.setitem(sys.modules, "opensmile", None)  # makes `import opensmile` fail
+    with pytest.raises(ConfigError, match=r"pip install 'ser-audit\[opensmile\]'"):
+        egemaps_functionals(small_corpus)

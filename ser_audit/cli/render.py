@@ -30,7 +30,7 @@ def leakage_summary(report: Any) -> None:
         return
     from ser_audit.report.render.sections import leakage_table
 
-    table = leakage_table([*leakage.results, *([leakage.input_reference] if leakage.input_reference else [])])
+    table = leakage_table([*leakage.results, *leakage.references])
     print_table(
         f"{leakage.attribute} leakage of {report.model.path} on {report.corpus.name} (held-out speakers)",
         table.headers, table.rows,

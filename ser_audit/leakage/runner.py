@@ -180,19 +180,26 @@ def input_reference(
     corpus: Corpus,
     folds: Sequence[Fold],
     *,
+    source: str = "lld",
     attribute: str = "gender",
     seed: int = 0,
     n_permutations: int = DEFAULT_PERMUTATIONS,
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> LeakageResult:
-    """How much of the attribute the audio itself carries: the same probe on pooled LLDs."""
-    features = lld_features(corpus, observer)
+    """How much of the attribute the audio itself carries: the same probe on pooled LLDs (P0's S4
+    input, ``source="lld"``) or on eGeMAPS functionals (``"egemaps"``, needs openSMILE)."""
+    if source == "egemaps":
+        from ser_audit.frontend.egemaps import egemaps_functionals
+
+        features = egemaps_functionals(corpus, observer)
+    else:
+        features = lld_features(corpus, observer)
     labels = np.array(corpus.labels(attribute))
     attacker = LinearProbe()
     units = np.array(corpus.labels("speaker")) if attribute != "speaker" else np.arange(len(corpus))
     outcome, statistics = attack(attacker, features, labels, units, folds, seed=seed, n_permutations=n_permutations)
     return result_row(
-        layer="input:lld", layer_index=None, attacker=attacker, outcome=outcome,
+        layer=f"input:{source}", layer_index=None, attacker=attacker, outcome=outcome,
         statistics=statistics, attribute=attribute, n_features=features.shape[1],
         n_train=int(np.mean([len(fold.train) for fold in folds])), notes=training_gaps(labels, folds),
     )

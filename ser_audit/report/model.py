@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"  # 1.1: leakage.egemaps_reference; 1.0 reports still read
 
 Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe"]
 
@@ -169,7 +169,15 @@ class Leakage(_Strict):
     findings: list[Finding] = Field(default_factory=list, description="P0's findings, checked on this run.")
     verification: list[Verification] = Field(default_factory=list, description="Speaker verification EER (attribute speaker).")
     input_reference: LeakageResult | None = Field(None, description="The attribute from the raw audio's LLDs: the ceiling.")
+    egemaps_reference: LeakageResult | None = Field(
+        None, description="The attribute from eGeMAPS functionals; present where the opensmile extra is installed."
+    )
     recommendation: Recommendation | None = None
+
+    @property
+    def references(self) -> list[LeakageResult]:
+        """The input-level references this run has (LLDs, then eGeMAPS)."""
+        return [r for r in (self.input_reference, self.egemaps_reference) if r is not None]
 
 
 class RobustnessResult(_Strict):
@@ -252,7 +260,7 @@ class ReportDiff(_Strict):
 class Report(_Strict):
     """A complete audit: provenance, inputs, results, scores and gate outcomes."""
 
-    schema_version: Literal["1.0"] = Field(REPORT_SCHEMA_VERSION, description="Version of this schema.")
+    schema_version: Literal["1.0", "1.1"] = Field(REPORT_SCHEMA_VERSION, description="Version of this schema.")
     tool: Tool
     command: list[str] = Field(description="Command line that produced the report.")
     seed: int

@@ -52,8 +52,8 @@ def score(report: Report) -> None:
     if report.leakage is not None:
         for row in report.leakage.results:
             row.severity = severity(row)
-        if report.leakage.input_reference is not None:
-            report.leakage.input_reference.severity = severity(report.leakage.input_reference)
+        for reference in report.leakage.references:
+            reference.severity = severity(reference)
         report.scores.privacy = privacy_score(report.leakage.results)
     if report.robustness is not None:
         report.scores.robustness = report.robustness.score

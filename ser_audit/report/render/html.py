@@ -93,10 +93,10 @@ def leakage_figures(report: Report) -> list[str]:
             picked.append(_strongest(cell) if cell else None)
         if any(picked):
             series[scenario], bands[scenario] = _accuracies(picked)
-    reference = report.leakage.input_reference
+    references = "".join(f"; {r.layer}: {r.accuracy.mean:.3f}" for r in report.leakage.references)
     figures = [line_chart(
         f"Depth curve: {attribute} attacker accuracy per layer, strongest attacker of each scenario (band: 95% "
-        f"interval; dashed: chance)" + (f"; from the raw audio's LLDs: {reference.accuracy.mean:.3f}" if reference else ""),
+        f"interval; dashed: chance){references}",
         layers, series, bands=bands, y_label="attacker accuracy", reference=chance,
     )]
     for layer in layers:

@@ -191,7 +191,7 @@ def _leakage(report: Report) -> list[Section]:
     )
     if leakage.target_family:
         table.paragraphs.append(f"Target family read from the graph: {leakage.target_family}.")
-    rows = [*leakage.results, *([leakage.input_reference] if leakage.input_reference else [])]
+    rows = [*leakage.results, *leakage.references]
     table.tables.append(leakage_table(rows))
     if leakage.recommendation:
         table.paragraphs.append(f"Recommendation: {leakage.recommendation.reason}")

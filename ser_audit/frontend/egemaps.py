@@ -1,0 +1,44 @@
+"""eGeMAPS v02 functionals (88 per utterance) from openSMILE, the optional ``opensmile`` extra.
+
+openSMILE's licence is non-commercial, so nothing in ser-audit needs it: where it is not
+installed, the eGeMAPS input reference is left out of the report with a note saying how
+to add it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from ser_audit.corpus.audio import read_audio
+from ser_audit.corpus.interface import Corpus
+from ser_audit.errors import ConfigError
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+
+SAMPLE_RATE = 16_000
+INSTALL_HINT = "pip install 'ser-audit[opensmile]' (openSMILE's licence is non-commercial)"
+
+
+def available() -> bool:
+    try:
+        return importlib.util.find_spec("opensmile") is not None
+    except (ImportError, ValueError):  # a finder that refuses it, or a module set to None
+        return False
+
+
+def egemaps_functionals(corpus: Corpus, observer: ProgressObserver = NULL_OBSERVER) -> np.ndarray:
+    """One row of eGeMAPS v02 functionals per utterance, read at 16 kHz mono."""
+    try:
+        import opensmile
+    except ImportError:
+        raise ConfigError(f"the eGeMAPS reference needs openSMILE, which is not installed; run: {INSTALL_HINT}") from None
+    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals)
+    rows = []
+    with observer.task("eGeMAPS functionals (input reference)", total=len(corpus)) as task:
+        for utterance in corpus:
+            signal = read_audio(utterance.path, SAMPLE_RATE)
+            rows.append(smile.process_signal(signal, SAMPLE_RATE).to_numpy(dtype=np.float64)[0])
+            task.advance()
+    # A silent stretch can leave a functional undefined; it then carries no information.
+    return np.nan_to_num(np.stack(rows), nan=0.0, posinf=0.0, neginf=0.0)
