@@ -181,6 +181,7 @@ def leakage_audit(
     """
     from ser_audit.embeddings.extract import extract
     from ser_audit.execution import executor as make_executor
+    from ser_audit.frontend import egemaps
     from ser_audit.leakage.breakdowns import breakdowns
     from ser_audit.leakage.findings import p0_findings
     from ser_audit.leakage.resampling import DEFAULT_PERMUTATIONS
@@ -227,8 +228,6 @@ def leakage_audit(
                                            seed=seed, n_permutations=permutations, observer=observer)
     reference = input_reference(audit_corpus, corpus_folds, attribute=attribute, seed=seed,
                                 n_permutations=permutations, observer=observer)
-    from ser_audit.frontend import egemaps
-
     egemaps_reference = None
     if egemaps.available():
         egemaps_reference = input_reference(audit_corpus, corpus_folds, source="egemaps", attribute=attribute,
