@@ -35,9 +35,13 @@ def main() -> None:
             report = leakage_audit("zoo:cnn4", quick=quick, cache_dir=fresh)
             seconds = time.perf_counter() - start
         assert report.leakage is not None
-        rows = Counter(row.layer for row in report.leakage.results if row.scenario != "probe")
+        attacks = [row for row in report.leakage.results if row.scenario != "probe"]
+        rows = Counter(row.layer for row in attacks)
+        pairs = {layer: len({(r.scenario, r.attacker_kind) for r in attacks if r.layer == layer}) for layer in rows}
+        complete = [layer for layer, n in pairs.items() if n == 10]
         print(f"{'--quick' if quick else 'default'}: {seconds / 60:.1f} min ({seconds:.0f} s); scenario rows per layer "
-              f"{dict(rows)}; {len(report.leakage.skipped)} skipped")
+              f"{dict(rows)}; all 10 scenario x kind pairs on {', '.join(complete)}; "
+              f"{len(report.leakage.skipped)} skipped")
 
 
 if __name__ == "__main__":

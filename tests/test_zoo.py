@@ -58,15 +58,27 @@ def test_leakage_audit_of_the_default_model(run_cli, cache_dir: Path, tmp_path: 
         assert row["accuracy"]["ci_low"] <= row["accuracy"]["mean"] <= row["accuracy"]["ci_high"]
         assert len(row["accuracy"]["folds"]) == 5 and row["n_test"] == 400
         assert row["attacker_architecture"] and row["attacker_parameters"] > 0
-    complete = [layer for layer in ("pool1", "pool3", "pool4") if {(r["scenario"], r["attacker_kind"]) for r in rows
-                if r["layer"] == layer and r["scenario"] != "probe"} == {(s, k) for s in ("worst", "s1", "s2", "s3", "s4")
-                                                                        for k in ("generic", "aware")}]
-    assert complete == ["pool1", "pool3", "pool4"]
+    pairs = {layer: {(r["scenario"], r["attacker_kind"]) for r in rows if r["layer"] == layer and r["scenario"] != "probe"}
+             for layer in probe}
+    every_pair = {(s, k) for s in ("worst", "s1", "s2", "s3", "s4") for k in ("generic", "aware")}
+    # --quick leaves pool1 to the probe; the default run adds it (benchmarks/default_audit.py checks that run).
+    assert [layer for layer in probe if pairs[layer] == every_pair] == ["pool3", "pool4"]
+    assert pairs["fc_relu"] == every_pair - {("s4", "generic"), ("s4", "aware")}
+    assert {(s["layer"], s["scenario"]) for s in report["leakage"]["skipped"]} == {("fc_relu", "s4")}
     assert len(report["leakage"]["findings"]) == 6
     reference = report["leakage"]["input_reference"]
     assert 0.85 <= reference["accuracy"]["mean"] <= 0.995, reference["accuracy"]
     assert report["model"]["training"]["held_out_uar"] > 0.55
     assert report["corpus"]["n_speakers"] == 10
+
+
+def test_scenario_attackers_spread_over_depth(trained) -> None:
+    from ser_audit.api import scenario_layers
+
+    selected = trained.select_layers(None)
+    layout = trained.frontend.layout
+    assert [layer.name for layer in scenario_layers(selected, layout)] == ["pool1", "pool3", "pool4", "fc_relu"]
+    assert [layer.name for layer in scenario_layers(selected, layout, quick=True)] == ["pool3", "pool4", "fc_relu"]
 
 
 def test_same_seed_same_numbers_and_the_second_run_reads_the_cache(cache_dir: Path) -> None:
