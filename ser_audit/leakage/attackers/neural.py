@@ -7,7 +7,8 @@ emotion labels of its own training corpus, trained jointly (the two cross-entrop
 summed). The attribute loss is class-weighted, so a training set with more women than
 men does not tilt the attacker towards "female" on a test fold with more men.
 
-Inputs may be float16 memory maps: mini-batches are read and converted on the fly.
+Inputs may be float16 memory maps: a fit converts its rows to float32 once when they fit
+under ``IN_MEMORY_BYTES``, else reads and converts each mini-batch on the fly.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class Design:
 class Rows:
     """Selected rows of a (memory-mapped) array, read only when a mini-batch asks for them.
 
-    Fold training sets are passed this way, so an attacker never copies a whole layer into RAM.
+    Fold training sets are passed this way, so no more than one fold's rows are ever copied into
+    RAM, and only when they are small enough (``IN_MEMORY_BYTES``).
     """
 
     def __init__(self, array: np.ndarray, index: np.ndarray) -> None:
