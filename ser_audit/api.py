@@ -132,7 +132,7 @@ def scenario_layers(selected: Sequence[Any], layout: Sequence[str], *, quick: bo
     a time axis (the shape of the depth curve), and the last vector-shaped one (what a split
     deployment would send last).
 
-    ``quick`` leaves out the first map layer when there are more: its same-architecture
+    ``quick`` leaves out the first map layer when there are more than two: its same-architecture
     attacker fine-tunes nearly the whole target, which is half the time of a quick run.
     """
     from ser_audit.leakage.scenario_runner import has_time_axis
@@ -181,7 +181,6 @@ def leakage_audit(
     """
     from ser_audit.embeddings.extract import extract
     from ser_audit.execution import executor as make_executor
-    from ser_audit.frontend import egemaps
     from ser_audit.leakage.breakdowns import breakdowns
     from ser_audit.leakage.findings import p0_findings
     from ser_audit.leakage.resampling import DEFAULT_PERMUTATIONS
@@ -229,11 +228,11 @@ def leakage_audit(
     reference = input_reference(audit_corpus, corpus_folds, attribute=attribute, seed=seed,
                                 n_permutations=permutations, observer=observer)
     egemaps_reference = None
-    if egemaps.available():
+    try:
         egemaps_reference = input_reference(audit_corpus, corpus_folds, source="egemaps", attribute=attribute,
                                             seed=seed, n_permutations=permutations, observer=observer)
-    else:
-        notes.append(f"no eGeMAPS input reference: openSMILE is not installed; {egemaps.INSTALL_HINT}")
+    except ConfigError as missing:  # the optional openSMILE extra: the audit goes on without it
+        notes.append(f"no eGeMAPS input reference: {missing}")
     scenario = ScenarioResults()
     if run_scenarios_now:
         aux_data = None
@@ -242,7 +241,8 @@ def leakage_audit(
             notes += _cache_notes(aux_embeddings, aux.name, observer)
             aux_data = AttackData.of(aux, aux_embeddings, attribute)
         if len(attacked) < len(selected):
-            spread = "middle and last" if quick else "first, middle and last"
+            first_left_out = quick and attacked != scenario_layers(selected, model.frontend.layout)
+            spread = "middle and last" if first_left_out else "first, middle and last"
             notes.append(f"scenario attackers ran on {', '.join(l.name for l in attacked)} ({spread} layer with a time "
                          "axis, last vector layer); the linear probe on every selected layer; --layers chooses the "
                          "layers for both")

@@ -119,3 +119,17 @@ def test_time_axis_is_read_from_the_stored_map_when_the_cap_shrank_it() -> None:
     layout = ["batch", "channel", "freq", "time"]
     assert has_time_axis(layer, layout)
     assert not has_time_axis(layer, layout, np.zeros((5, 8, 16, 1), dtype=np.float16))
+
+
+@pytest.mark.parametrize("design", ["mlp", "vgg"])
+def test_in_memory_and_streamed_training_rows_give_the_same_attacker(design: str, monkeypatch) -> None:
+    from ser_audit.leakage.attackers import neural
+
+    rng = np.random.default_rng(0)
+    shape = (64, 16) if design == "mlp" else (64, 4, 8, 12)
+    X = rng.normal(size=shape).astype(np.float16)
+    y = np.where(X.reshape(64, -1)[:, 0] > 0, "female", "male")
+    fitted = neural.NeuralAttacker(design, epochs=2, seed=0).fit(X, y).decision_function(X)
+    monkeypatch.setattr(neural, "IN_MEMORY_BYTES", 0)  # every mini-batch read from X again
+    streamed = neural.NeuralAttacker(design, epochs=2, seed=0).fit(X, y).decision_function(X)
+    np.testing.assert_array_equal(fitted, streamed)

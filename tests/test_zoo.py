@@ -63,6 +63,7 @@ def test_leakage_audit_of_the_default_model(run_cli, cache_dir: Path, tmp_path: 
     every_pair = {(s, k) for s in ("worst", "s1", "s2", "s3", "s4") for k in ("generic", "aware")}
     # --quick leaves pool1 to the probe; the default run adds it (benchmarks/default_audit.py checks that run).
     assert [layer for layer in probe if pairs[layer] == every_pair] == ["pool3", "pool4"]
+    assert pairs["pool1"] == pairs["pool2"] == pairs["global_pool"] == set()
     assert pairs["fc_relu"] == every_pair - {("s4", "generic"), ("s4", "aware")}
     assert {(s["layer"], s["scenario"]) for s in report["leakage"]["skipped"]} == {("fc_relu", "s4")}
     assert len(report["leakage"]["findings"]) == 6

@@ -102,8 +102,8 @@ AttackersOption = Annotated[
 ]
 QuickLeakageOption = Annotated[
     bool,
-    typer.Option("--quick", help="Scenario attackers on the middle/last map and last vector layer, one design "
-                                 "per scenario, fewer epochs and permutations."),
+    typer.Option("--quick", help="Without --layers, leave the first of more than two map layers to the probe; one "
+                                 "design per scenario, fewer epochs and permutations."),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="Where attackers train: cpu or cuda.")]
 ExecutorOption = Annotated[str, typer.Option("--executor", help="local, or ray (needs the ray extra).")]

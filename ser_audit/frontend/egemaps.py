@@ -1,13 +1,11 @@
 """eGeMAPS v02 functionals (88 per utterance) from openSMILE, the optional ``opensmile`` extra.
 
 openSMILE's licence is non-commercial, so nothing in ser-audit needs it: where it is not
-installed, the eGeMAPS input reference is left out of the report with a note saying how
-to add it.
+installed, ``egemaps_functionals`` raises a ConfigError saying how to add it, and the
+audit leaves the eGeMAPS input reference out with that as a note.
 """
 
 from __future__ import annotations
-
-import importlib.util
 
 import numpy as np
 
@@ -20,19 +18,14 @@ SAMPLE_RATE = 16_000
 INSTALL_HINT = "pip install 'ser-audit[opensmile]' (openSMILE's licence is non-commercial)"
 
 
-def available() -> bool:
-    try:
-        return importlib.util.find_spec("opensmile") is not None
-    except (ImportError, ValueError):  # a finder that refuses it, or a module set to None
-        return False
-
-
 def egemaps_functionals(corpus: Corpus, observer: ProgressObserver = NULL_OBSERVER) -> np.ndarray:
     """One row of eGeMAPS v02 functionals per utterance, read at 16 kHz mono."""
     try:
         import opensmile
     except ImportError:
         raise ConfigError(f"the eGeMAPS reference needs openSMILE, which is not installed; run: {INSTALL_HINT}") from None
+    except OSError as error:  # installed, but its native library does not load here
+        raise ConfigError(f"openSMILE is installed but cannot load ({error}); reinstall it: {INSTALL_HINT}") from None
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals)
     rows = []
     with observer.task("eGeMAPS functionals (input reference)", total=len(corpus)) as task:

@@ -166,10 +166,11 @@ class NeuralAttacker(Attacker):
         Every epoch would otherwise convert the same float16 rows again, which costs about as much
         as the forward pass of a small attacker.
         """
-        if len(X) * int(np.prod(X.shape[1:])) * 4 > IN_MEMORY_BYTES:
+        if not len(X) or len(X) * int(np.prod(X.shape[1:])) * 4 > IN_MEMORY_BYTES:
             return lambda rows: self._batch(X, rows)
-        whole = torch.cat([self._batch(X, np.arange(start, min(start + 256, len(X))))
-                           for start in range(0, len(X), 256)])
+        whole = torch.empty((len(X), *X.shape[1:]), dtype=torch.float32, device=self.device)
+        for start in range(0, len(X), 256):
+            whole[start : start + 256] = self._batch(X, np.arange(start, min(start + 256, len(X))))
         return lambda rows: whole[torch.from_numpy(np.sort(rows)).to(whole.device)]
 
     def fit(self, X: np.ndarray, y: np.ndarray, emotion: np.ndarray | None = None) -> "NeuralAttacker":

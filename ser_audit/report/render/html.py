@@ -93,7 +93,8 @@ def leakage_figures(report: Report) -> list[str]:
             picked.append(_strongest(cell) if cell else None)
         if any(picked):
             series[scenario], bands[scenario] = _accuracies(picked)
-    references = "".join(f"; {r.layer}: {r.accuracy.mean:.3f}" for r in report.leakage.references)
+    sources = {"input:lld": "from the raw audio's LLDs", "input:egemaps": "from eGeMAPS"}
+    references = "".join(f"; {sources.get(r.layer, r.layer)}: {r.accuracy.mean:.3f}" for r in report.leakage.references)
     figures = [line_chart(
         f"Depth curve: {attribute} attacker accuracy per layer, strongest attacker of each scenario (band: 95% "
         f"interval; dashed: chance){references}",
