@@ -134,3 +134,39 @@ def test_egemaps_without_opensmile_says_how_to_install_it(small_corpus: Corpus, 
     monkeypatch.setitem(sys.modules, "opensmile", None)  # makes `import opensmile` fail
     with pytest.raises(ConfigError, match=r"pip install 'ser-audit\[opensmile\]'"):
         egemaps_functionals(small_corpus)
+
+
+def test_egemaps_reference_where_installed_else_a_note(onnx_model, manifest, tmp_path, monkeypatch) -> None:
+    import sys
+
+    from ser_audit.api import leakage_audit
+
+    def audit():
+        return leakage_audit(str(onnx_model), corpus=str(manifest), layers="fc_relu", scenarios=(), cache_dir=tmp_path)
+
+    with monkeypatch.context() as blocked:
+        blocked.setitem(sys.modules, "opensmile", None)
+        report = audit()
+    assert report.leakage.egemaps_reference is None
+    assert any("pip install 'ser-audit[opensmile]'" in note for note in report.notes), report.notes
+    pytest.importorskip("opensmile", reason="the eGeMAPS reference needs the opensmile extra")
+    first, second = audit(), audit()
+    assert first.leakage.egemaps_reference is not None and first.leakage.egemaps_reference.layer == "input:egemaps"
+    assert first.leakage.egemaps_reference == second.leakage.egemaps_reference
+
+
+def test_input_features_are_computed_once_per_key(tmp_path) -> None:
+    from ser_audit.embeddings.store import cached_array
+
+    calls = []
+
+    def compute() -> np.ndarray:
+        calls.append(1)
+        return np.arange(12, dtype=np.float64).reshape(3, 4) / 7
+
+    first, reused_first = cached_array(tmp_path, "key", "input:egemaps", compute)
+    second, reused_second = cached_array(tmp_path, "key", "input:egemaps", compute)
+    assert (reused_first, reused_second, len(calls)) == (False, True, 1)
+    assert first.dtype == np.float32 and np.array_equal(first, second)
+    cached_array(tmp_path, "other corpus", "input:egemaps", compute)
+    assert len(calls) == 2

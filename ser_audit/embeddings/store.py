@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -150,3 +150,19 @@ class ArrayWriter:
         if hasattr(self, "array"):
             del self.array
         self.partial.unlink(missing_ok=True)
+
+
+def cached_array(cache_dir: Path | None, key: str, name: str, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+    """Features that depend on no model (input-level references), computed once per ``key`` and kept
+    in the store as float32; returns them as read back from the store, and whether they were cached."""
+    store = EmbeddingStore.for_run(cache_dir, key)
+    stored = store.layer(name)
+    if stored is None:
+        values = np.asarray(compute(), dtype=np.float32)
+        file_name, _ = store.file_names(name)
+        writer = store.writer(file_name, values.shape, np.float32)
+        writer.append(values)
+        writer.finish()
+        store.commit({name: StoredLayer(pooled=file_name)}, None)
+        return np.asarray(store.read(file_name)), False
+    return np.asarray(store.read(stored.pooled)), True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ from ser_audit.corpus.audio import read_audio
 from ser_audit.corpus.folds import Fold, assert_speaker_disjoint
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import Embeddings, pool
+from ser_audit.embeddings.store import cached_array, store_key
 from ser_audit.frontend.features import FrontEnd
 from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.leakage.attackers.interface import Attacker
@@ -184,14 +186,17 @@ def input_reference(
     attribute: str = "gender",
     seed: int = 0,
     n_permutations: int = DEFAULT_PERMUTATIONS,
+    cache_dir: Path | None = None,
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> LeakageResult:
     """How much of the attribute the audio itself carries: the same probe on pooled LLDs (P0's S4
-    input, ``source="lld"``) or on eGeMAPS functionals (``"egemaps"``, needs openSMILE)."""
+    input, ``source="lld"``) or on eGeMAPS functionals (``"egemaps"``, needs openSMILE; about
+    40x slower than the LLDs, so kept in the embedding store under ``cache_dir``)."""
     if source == "egemaps":
-        from ser_audit.frontend.egemaps import egemaps_functionals
+        from ser_audit.frontend.egemaps import egemaps_functionals, feature_version
 
-        features = egemaps_functionals(corpus, observer)
+        key = store_key("input", feature_version(), corpus.manifest_sha256())
+        features, _ = cached_array(cache_dir, key, "input:egemaps", lambda: egemaps_functionals(corpus, observer))
     else:
         features = lld_features(corpus, observer)
     labels = np.array(corpus.labels(attribute))
