@@ -28,3 +28,7 @@ class ModelError(SerAuditError):
 
 class LayerSelectionError(ModelError):
     """A layer pattern matches no tappable layer."""
+
+
+class DependencyError(SerAuditError):
+    """A required library is missing or cannot be imported (a mismatched compiled pair, say)."""

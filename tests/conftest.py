@@ -18,6 +18,18 @@ from ser_audit.testing import tiny_corpus
 from ser_audit_reference.cnn4 import CNN4, LOG_MEL_P2
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Smoke tests first (the sort is stable, so the rest keep their order)."""
+    items.sort(key=lambda item: item.get_closest_marker("smoke") is None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    outcome = yield
+    if outcome.get_result().failed and item.get_closest_marker("smoke"):
+        item.session.shouldstop = f"smoke test {item.name} failed: the install is broken, nothing else can pass"
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shared cache (synthetic corpora, trained reference models); CI points it inside the clone."""

@@ -12,9 +12,12 @@ import traceback
 import typer
 
 from ser_audit.cli import audit, corpus, gate, layers, leakage, report, robustness, zoo
+from ser_audit.dependencies import require_torch
 from ser_audit.errors import SerAuditError
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+# Commands that only read and render saved reports: they run where torch cannot be imported.
+WITHOUT_TORCH = {"report", "gate"}
 
 app = typer.Typer(
     name="ser-audit",
@@ -38,11 +41,18 @@ def _fail(message: str) -> None:
     sys.stderr.write(f"ser-audit: error: {message}\n")
 
 
+def _needs_torch(args: list[str]) -> bool:
+    command = next((a for a in args if not a.startswith("-")), None)
+    return command is not None and command not in WITHOUT_TORCH and not {"--help", "-h"} & set(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
+        if _needs_torch(args):
+            require_torch()
         # Without standalone mode, typer returns the code of a typer.Exit instead of raising it.
         code = app(args=args, prog_name="ser-audit", standalone_mode=False)
     except SerAuditError as error:
