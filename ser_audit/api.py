@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from ser_audit import __version__
 from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
@@ -183,8 +185,10 @@ def leakage_audit(
     from ser_audit.execution import executor as make_executor
     from ser_audit.leakage.breakdowns import breakdowns
     from ser_audit.leakage.findings import p0_findings
+    from ser_audit.leakage.inference import SpeakerPermutations
+    from ser_audit.leakage.multiplicity import adjust
     from ser_audit.leakage.resampling import DEFAULT_PERMUTATIONS
-    from ser_audit.leakage.runner import input_reference, probe_layers, recommend
+    from ser_audit.leakage.runner import attack_units, input_reference, probe_layers, recommend
     from ser_audit.leakage.scenario_runner import AttackData, AttackSettings, ScenarioResults, run_scenarios
     from ser_audit.leakage.scenarios import KINDS, SCENARIOS
 
@@ -199,7 +203,7 @@ def leakage_audit(
     cache = cache_dir or default_cache_dir()
     created = _now()
     permutations = 199 if quick else DEFAULT_PERMUTATIONS
-    settings = AttackSettings(seed=seed, device=device, quick=quick, n_permutations=permutations,
+    settings = AttackSettings(seed=seed, device=device, quick=quick,
                               **({"epochs": 3, "same_architecture_epochs": 2} if quick else {}))
     # The corpora first: a wrong --corpus-root should not wait for a reference model to train.
     audit_corpus = _corpus(corpus, cache, seed, observer)
@@ -223,17 +227,21 @@ def leakage_audit(
     maps = [layer.name for layer in attacked] if run_scenarios_now else []
     embeddings = extract(model, audit_corpus, selected, maps=maps, cache_dir=cache, observer=observer)
     notes += _cache_notes(embeddings, audit_corpus.name, observer)
-    rows, probe_predictions = probe_layers(embeddings, audit_corpus, selected, corpus_folds, attribute=attribute,
-                                           seed=seed, n_permutations=permutations, observer=observer)
-    reference = input_reference(audit_corpus, corpus_folds, attribute=attribute, seed=seed,
-                                n_permutations=permutations, observer=observer)
+    # One draw of speaker relabellings for every row, so the family-wise adjustment sees their dependence.
+    relabellings = SpeakerPermutations.draw(np.array(audit_corpus.labels(attribute)), attack_units(audit_corpus, attribute),
+                                            n=permutations, seed=seed)
+    probes = probe_layers(embeddings, audit_corpus, selected, corpus_folds, relabellings, attribute=attribute, seed=seed,
+                          observer=observer)
+    rows = probes.rows
+    reference = input_reference(audit_corpus, corpus_folds, relabellings, attribute=attribute, seed=seed,
+                                observer=observer)
     egemaps_reference = None
     if quick:
         notes.append("--quick leaves out the eGeMAPS input reference")
     else:
         try:
-            egemaps_reference = input_reference(audit_corpus, corpus_folds, source="egemaps", attribute=attribute, seed=seed,
-                                                n_permutations=permutations, cache_dir=cache, observer=observer)
+            egemaps_reference = input_reference(audit_corpus, corpus_folds, relabellings, source="egemaps",
+                                                attribute=attribute, seed=seed, cache_dir=cache, observer=observer)
         except ConfigError as missing:  # the optional openSMILE extra: the audit goes on without it
             notes.append(f"no eGeMAPS input reference: {missing}")
     scenario = ScenarioResults()
@@ -250,8 +258,8 @@ def leakage_audit(
                          "axis, last vector layer); the linear probe on every selected layer; --layers chooses the "
                          "layers for both")
         scenario = run_scenarios(
-            model, attacked, AttackData.of(audit_corpus, embeddings, attribute), aux_data, corpus_folds,
-            attribute=attribute, scenarios=chosen_scenarios, kinds=kinds, settings=settings, executor=jobs,
+            model, attacked, AttackData.of(audit_corpus, embeddings, attribute), aux_data, corpus_folds, relabellings,
+            probes.inflation, attribute=attribute, scenarios=chosen_scenarios, kinds=kinds, settings=settings, executor=jobs,
             observer=observer,
         )
     verification = []
@@ -262,7 +270,8 @@ def leakage_audit(
         verification = [verify(embeddings.layers[layer.name], audit_corpus, disjoint, layer=layer.name,
                                layer_index=layer.index) for layer in selected]
     all_rows = [*rows, *scenario.rows]
-    splits = breakdowns(all_rows, [*probe_predictions, *scenario.predictions], audit_corpus, attribute)
+    adjust(all_rows, [*probes.evidence, *scenario.evidence])
+    splits = breakdowns(all_rows, [*probes.predictions, *scenario.predictions], audit_corpus, attribute)
     chance = rows[0].chance
     threshold = max_leakage if max_leakage is not None else min(1.0, chance + 0.1)
     # A split point must hold in every scenario, so only layers the scenario attackers audited qualify.
@@ -295,6 +304,11 @@ def leakage_audit(
     score(report)
     report.gates = leakage_gates(report, max_leakage=max_leakage, max_gap=max_gap)
     return report
+
+
+def _disjoint(before: Any, after: Any) -> bool:
+    """Whether two rows' 95% intervals of L do not overlap."""
+    return bool(after.ci_low > before.ci_high or after.ci_high < before.ci_low)
 
 
 def _cache_notes(embeddings: Any, corpus_name: str, observer: ProgressObserver) -> list[str]:
@@ -517,9 +531,9 @@ def full_audit(
         for row in probe_rows:
             other = after_rows[row.layer]
             report.hardening_effect.append(HardeningEffect(
-                layer=row.layer, leakage_before=row.accuracy.mean, leakage_after=other.accuracy.mean,
-                change=other.accuracy.mean - row.accuracy.mean,
-                significant=other.accuracy.ci_low > row.accuracy.ci_high or other.accuracy.ci_high < row.accuracy.ci_low,
+                layer=row.layer, leakage_before=row.balanced_accuracy, leakage_after=other.balanced_accuracy,
+                change=other.balanced_accuracy - row.balanced_accuracy,
+                significant=_disjoint(row, other),
             ))
     report.finished = _now()
     return report

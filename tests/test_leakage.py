@@ -7,9 +7,15 @@ from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import equal_length_runs, extract, pool, time_axis
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.resampling import permutation_p_value
-from ser_audit.leakage.runner import probe_layers, recommend
+from ser_audit.leakage.inference import SpeakerPermutations
+from ser_audit.leakage.multiplicity import adjust
+from ser_audit.leakage.runner import attack, attack_units, probe_layers, recommend
+from ser_audit.leakage.stats import wilson_interval
 from ser_audit.testing import planted_leak_model
+
+
+def relabellings(corpus: Corpus, n: int = 199, seed: int = 0) -> SpeakerPermutations:
+    return SpeakerPermutations.draw(np.array(corpus.labels("gender")), attack_units(corpus, "gender"), n=n, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -17,29 +23,45 @@ def planted_rows(small_corpus: Corpus):
     model = planted_leak_model()
     layers = model.select_layers("pitch,noise")
     embeddings = extract(model, small_corpus, layers)
-    rows, _ = probe_layers(embeddings, small_corpus, layers, speaker_disjoint_folds(small_corpus))
-    return {row.layer: row for row in rows}
+    probes = probe_layers(embeddings, small_corpus, layers, speaker_disjoint_folds(small_corpus), relabellings(small_corpus))
+    adjust(probes.rows, probes.evidence)
+    return {row.layer: row for row in probes.rows}
 
 
 def test_layer_carrying_f0_leaks_gender(planted_rows) -> None:
     row = planted_rows["pitch"]
-    assert row.accuracy.mean >= 0.9
-    assert row.p_value < 0.05
-    assert row.accuracy.ci_low > row.chance
-    assert len(row.accuracy.folds) == 5 and row.n_test == 160
+    assert row.balanced_accuracy >= 0.9 and row.accuracy.mean >= 0.9
+    assert row.p_value < 0.05 and row.p_value_exact and row.significant
+    assert row.ci_low > row.chance and row.simultaneous_ci_low > row.chance
+    assert len(row.accuracy.folds) == 5 and len(row.balanced_accuracy_folds) == 5 and row.n_test == 160
 
 
 def test_layer_carrying_nothing_sits_at_chance(planted_rows) -> None:
     row = planted_rows["noise"]
-    assert row.accuracy.ci_low <= row.chance <= row.accuracy.ci_high
-    assert row.p_value >= 0.05
+    assert row.ci_low <= row.chance <= row.ci_high
+    assert row.p_value >= 0.05 and not row.significant
     assert abs(row.chance - 0.5) < 1e-9
 
 
-def test_recommendation_picks_the_earliest_layer_under_threshold(planted_rows) -> None:
+def test_recommendation_uses_simultaneous_upper_bounds(planted_rows) -> None:
     rows = list(planted_rows.values())
-    assert recommend(rows, threshold=0.6).layer == "noise"
-    assert recommend(rows, threshold=0.2).layer is None
+    noise = planted_rows["noise"]
+    assert recommend(rows, threshold=noise.simultaneous_ci_high).layer == "noise"
+    assert recommend(rows, threshold=noise.simultaneous_ci_high - 0.01).layer is None
+    assert noise.simultaneous_ci_high > noise.ci_high  # wider than the row's own interval
+
+
+def test_interval_width_follows_speakers_not_utterances(small_corpus: Corpus) -> None:
+    """Utterances of one speaker share its voice: 160 utterances of 10 speakers are worth about 10."""
+    labels = np.array(small_corpus.labels("gender"))
+    speakers = np.array(small_corpus.labels("speaker"))
+    rng = np.random.default_rng(0)
+    voice = rng.standard_normal((len(set(speakers)), 8))[np.unique(speakers, return_inverse=True)[1]]
+    features = voice + 0.3 * rng.standard_normal(voice.shape)
+    folds = speaker_disjoint_folds(small_corpus)
+    once = attack(LinearProbe(), features, labels, speakers, folds, relabellings(small_corpus), seed=0).statistics
+    wilson_low, wilson_high = wilson_interval(int(round(once.mean * len(labels))), len(labels))
+    assert once.ci_high - once.ci_low > 2 * (wilson_high - wilson_low)  # utterance-level Wilson: far too narrow
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -53,20 +75,14 @@ def test_closed_form_refits_equal_scikit_learn_refits(n_classes: int) -> None:
     assert np.array_equal(closed_form, refits)
 
 
-def test_permutation_p_value_is_calibrated_on_noise(small_corpus: Corpus) -> None:
-    labels = np.array(small_corpus.labels("gender"))
-    speakers = np.array(small_corpus.labels("speaker"))
-    folds = speaker_disjoint_folds(small_corpus)
-    significant = 0
-    for seed in range(20):
-        features = np.random.default_rng(seed).standard_normal((len(labels), 16))
-        probe = LinearProbe()
-        accuracy = np.mean([
-            np.mean(probe.fit(features[f.train], labels[f.train]).predict(features[f.test]) == labels[f.test]) for f in folds
-        ])
-        p_value = permutation_p_value(probe, features, labels, speakers, folds, accuracy, n_permutations=199, seed=seed)
-        significant += p_value < 0.05
-    assert significant <= 2
+def test_balanced_accuracy_of_uninformative_predictions_is_chance_however_unbalanced() -> None:
+    from ser_audit.leakage.inference import balanced_accuracy
+
+    truth = np.r_[np.zeros(70, dtype=int), np.ones(30, dtype=int)]
+    assert balanced_accuracy(truth, np.zeros(100, dtype=int), 2)[0] == 0.5  # majority guess: 0.7 accuracy
+    rng = np.random.default_rng(0)
+    guesses = rng.integers(0, 2, size=(4000, 100))
+    assert abs(balanced_accuracy(np.tile(truth, (4000, 1)), guesses, 2).mean() - 0.5) < 0.005
 
 
 def test_pooling_uses_the_time_axis() -> None:
@@ -116,13 +132,14 @@ def test_input_references_find_gender_in_the_audio(small_corpus: Corpus) -> None
     from ser_audit.leakage.runner import input_reference
 
     folds = speaker_disjoint_folds(small_corpus)
-    row = input_reference(small_corpus, folds, seed=0, n_permutations=99)
+    permutations = relabellings(small_corpus, n=99)
+    row = input_reference(small_corpus, folds, permutations, seed=0)
     assert row.layer == "input:lld" and row.n_features == 64
-    assert row.accuracy.mean >= 0.8 and row.p_value < 0.05
+    assert row.balanced_accuracy >= 0.8 and row.p_value < 0.05
     pytest.importorskip("opensmile", reason="the eGeMAPS reference needs the opensmile extra")
-    row = input_reference(small_corpus, folds, source="egemaps", seed=0, n_permutations=99)
+    row = input_reference(small_corpus, folds, permutations, source="egemaps", seed=0)
     assert row.layer == "input:egemaps" and row.n_features == 88
-    assert row.accuracy.mean >= 0.8 and row.p_value < 0.05
+    assert row.balanced_accuracy >= 0.8 and row.p_value < 0.05
 
 
 def test_egemaps_without_opensmile_says_how_to_install_it(small_corpus: Corpus, monkeypatch) -> None:

@@ -9,7 +9,8 @@ import pytest
 from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import extract
-from ser_audit.leakage.resampling import fixed_prediction_p_value
+from ser_audit.leakage.inference import SpeakerPermutations, permutation_p_value
+from ser_audit.leakage.resampling import fixed_null
 from ser_audit.leakage.scenario_runner import AttackData, AttackSettings, run_scenarios
 from ser_audit.leakage.scenarios import choose_designs, target_family
 from ser_audit.models.interface import LayerInfo
@@ -41,11 +42,16 @@ def test_scenario_table_picks_designs_by_family() -> None:
 
 
 def test_fixed_prediction_test_is_small_for_perfect_predictions_and_large_for_constant_ones() -> None:
+    from ser_audit.corpus.folds import Fold
+
     speakers = np.repeat(np.arange(10), 8)
     truth = np.where(speakers % 2, "male", "female")
-    fold_of = speakers // 2
-    perfect = fixed_prediction_p_value(truth, truth.copy(), speakers, fold_of, 1.0)
-    constant = fixed_prediction_p_value(truth, np.full(80, "male"), speakers, fold_of, 0.5)
+    folds = [Fold(name=str(k), train=np.flatnonzero(speakers // 2 != k), test=np.flatnonzero(speakers // 2 == k))
+             for k in range(5)]
+    permutations = SpeakerPermutations.draw(truth, speakers, n=999, seed=0)
+    predictions = [truth[fold.test] for fold in folds]
+    perfect = permutation_p_value(1.0, fixed_null(permutations, folds, predictions))
+    constant = permutation_p_value(0.5, fixed_null(permutations, folds, [np.full(16, "male")] * 5))
     assert perfect < 0.01  # 1 of C(10, 5) = 252 assignments is the real one
     assert constant == 1.0
 
@@ -60,8 +66,10 @@ def planted_study(small_corpus: Corpus, tmp_path_factory: pytest.TempPathFactory
     attacker_data = AttackData.of(aux, extract(model, aux, tapped, maps=names), "gender")
     folds = speaker_disjoint_folds(small_corpus)
     # The planted target is untrained, so its own layers need more fine-tuning than a real one's.
-    settings = AttackSettings(quick=True, epochs=6, same_architecture_epochs=15, n_permutations=199)
-    results = run_scenarios(model, tapped, audit, attacker_data, folds, settings=settings)
+    settings = AttackSettings(quick=True, epochs=6, same_architecture_epochs=15)
+    permutations = SpeakerPermutations.draw(audit.attribute, np.array(small_corpus.labels("speaker")), n=199, seed=0)
+    results = run_scenarios(model, tapped, audit, attacker_data, folds, permutations, {"pitch": 1.3, "noise": 1.3},
+                            settings=settings)
     return results
 
 
@@ -81,8 +89,9 @@ def test_planted_gender_map_leaks_in_every_scenario(planted_study) -> None:
     rows = [r for r in planted_study.rows if r.layer == "pitch"]
     assert {r.scenario for r in rows} == {"worst", "s1", "s2", "s3", "s4"}
     for row in rows:
-        assert row.accuracy.mean >= 0.8, (row.scenario, row.attacker_design, row.accuracy.mean)
+        assert row.balanced_accuracy >= 0.8, (row.scenario, row.attacker_design, row.balanced_accuracy)
         assert row.p_value < 0.05
+        assert row.p_value_exact == (row.training_data == "aux")
         assert len(row.accuracy.folds) == 5 and row.n_test == 160
         assert row.attacker_parameters > 0 and row.attacker_architecture
     assert {r.training_data for r in rows if r.scenario in ("s1", "s3", "s4")} == {"aux"}
@@ -93,7 +102,7 @@ def test_noise_map_sits_at_chance(planted_study) -> None:
     rows = [r for r in planted_study.rows if r.layer == "noise"]
     assert rows
     for row in rows:
-        assert row.accuracy.ci_low <= row.chance <= row.accuracy.ci_high, (row.scenario, row.attacker_design)
+        assert row.ci_low <= row.chance <= row.ci_high, (row.scenario, row.attacker_design)
     assert sum(row.p_value < 0.05 for row in rows) <= 1
 
 

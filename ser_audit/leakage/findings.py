@@ -22,7 +22,7 @@ def generic_versus_aware(rows: Sequence[LeakageResult]) -> Finding:
     claim = "Generic and application-aware attackers leak about the same (P0: worst 0.95 vs 0.95, S1 0.82 vs 0.83)."
     pairs: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
     for row in rows:
-        pairs[(row.layer, row.scenario, row.attacker_design)][row.attacker_kind] = row.accuracy.mean
+        pairs[(row.layer, row.scenario, row.attacker_design)][row.attacker_kind] = row.balanced_accuracy
     matched = [(p["generic"], p["aware"]) for p in pairs.values() if len(p) == 2]
     if not matched:
         return Finding(name="generic-vs-aware", claim=claim, reproduced=None, evidence="no generic/aware pairs ran")
@@ -45,7 +45,7 @@ def scenario_means(rows: Sequence[LeakageResult]) -> dict[str, float]:
     complete = {layer for layer, scenarios in by_layer.items() if present <= scenarios}
     means = {}
     for scenario in CLOSENESS:
-        values = [r.accuracy.mean for r in rows if r.scenario == scenario and r.layer in complete]
+        values = [r.balanced_accuracy for r in rows if r.scenario == scenario and r.layer in complete]
         if values:
             means[scenario] = _mean(values)
     return means
@@ -78,8 +78,8 @@ def closeness(rows: Sequence[LeakageResult]) -> list[Finding]:
 
 def depth(probe_rows: Sequence[LeakageResult], rows: Sequence[LeakageResult]) -> Finding:
     claim = "Leakage falls with the depth of the tapped layer but stays above chance."
-    curve = sorted((r.layer_index, r.accuracy.mean, r.accuracy.ci_low, r.chance, r.layer)
-                   for r in probe_rows if r.layer_index is not None)
+    curve = sorted((r.layer_index, r.balanced_accuracy, r.ci_low if r.ci_low is not None else r.accuracy.ci_low,
+                    r.chance, r.layer) for r in probe_rows if r.layer_index is not None)
     if len(curve) < 3:
         return Finding(name="depth", claim=claim, reproduced=None, evidence="fewer than three layers audited")
     rho = float(stats.spearmanr([c[0] for c in curve], [c[1] for c in curve]).statistic)
@@ -88,7 +88,7 @@ def depth(probe_rows: Sequence[LeakageResult], rows: Sequence[LeakageResult]) ->
     scenario_curve: dict[int, list[float]] = defaultdict(list)
     for row in rows:
         if row.layer_index is not None:
-            scenario_curve[row.layer_index].append(row.accuracy.mean)
+            scenario_curve[row.layer_index].append(row.balanced_accuracy)
     extra = ""
     if len(scenario_curve) >= 3:
         xs = sorted(scenario_curve)

@@ -19,11 +19,12 @@ from ser_audit.frontend.features import FrontEnd
 from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.resampling import DEFAULT_PERMUTATIONS, permutation_p_value
-from ser_audit.leakage.stats import LeakageStatistics, leakage_statistics, training_gaps
+from ser_audit.leakage.inference import SpeakerPermutations, inflation
+from ser_audit.leakage.resampling import REFITTED_EXACT, fixed_null, refitted_probe_null
+from ser_audit.leakage.stats import Evidence, LeakageStatistics, leakage_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
-from ser_audit.report.model import Accuracy, LeakageResult, Recommendation
+from ser_audit.report.model import LeakageResult, Recommendation
 
 # P0's S4 input: energy, 12 MFCC, ZCR, voicing probability, F0 and their deltas; 25 ms windows, 10 ms step.
 LLD_SPEC = FrontEndSpec(
@@ -54,33 +55,43 @@ def cross_validate(attacker: Attacker, features: np.ndarray, labels: np.ndarray,
     return CrossValidated(truths, predictions, fitted)
 
 
+@dataclass
+class ProbeAttack:
+    """The linear probe on one layer: its cross-validation, statistics, and how much wider its
+    refitting null is than its fixed-prediction null (``inference.inflation``)."""
+
+    outcome: CrossValidated
+    statistics: LeakageStatistics
+    inflation: float
+
+
 def attack(
     attacker: LinearProbe,
     features: np.ndarray,
     labels: np.ndarray,
-    speakers: np.ndarray,
+    units: np.ndarray,
     folds: Sequence[Fold],
+    permutations: SpeakerPermutations,
     *,
     seed: int,
-    n_permutations: int = DEFAULT_PERMUTATIONS,
-) -> tuple[CrossValidated, LeakageStatistics]:
-    """Cross-validate the attacker, then test its mean fold accuracy against relabelled data."""
+) -> ProbeAttack:
+    """Cross-validate the probe, then test its balanced accuracy against the refitted relabellings."""
     outcome = cross_validate(attacker, features, labels, folds)
-    observed = float(np.mean([np.mean(t == p) for t, p in zip(outcome.truths, outcome.predictions)]))
-    p_value = permutation_p_value(
-        attacker, features, labels, speakers, folds, observed, seed=seed, n_permutations=n_permutations
+    refitted = refitted_probe_null(attacker, features, folds, permutations)
+    fixed = fixed_null(permutations, folds, outcome.predictions)
+    factor = inflation(refitted, fixed)
+    statistics = leakage_statistics(
+        outcome.truths, outcome.predictions, units=units[np.concatenate([f.test for f in folds])],
+        classes=permutations.classes, null=refitted, p_value_method=REFITTED_EXACT, exact=True, widen=factor, seed=seed,
     )
-    n_train = int(np.mean([len(fold.train) for fold in folds]))
-    return outcome, leakage_statistics(outcome.truths, outcome.predictions, n_train=n_train, p_value=p_value)
+    return ProbeAttack(outcome, statistics, factor)
 
 
 def result_row(
     *,
     layer: str,
     layer_index: int | None,
-    attacker: Attacker,
-    outcome: CrossValidated,
-    statistics: LeakageStatistics,
+    probe: ProbeAttack,
     attribute: str,
     n_features: int,
     reduction: str | None = None,
@@ -95,24 +106,30 @@ def result_row(
         attacker_architecture="standardised features, ridge classifier without intercept (linear probe)",
         attacker_design="linear-probe",
         attacker_family="linear",
-        attacker_parameters=outcome.fitted.parameter_count(),
+        attacker_parameters=probe.outcome.fitted.parameter_count(),
         training_data="same",
         attribute=attribute,
-        accuracy=Accuracy(
-            mean=statistics.mean, std=statistics.std, folds=statistics.folds,
-            ci_low=statistics.ci_low, ci_high=statistics.ci_high,
-        ),
-        balanced_accuracy=statistics.balanced_accuracy,
-        chance=statistics.chance,
-        p_value=statistics.p_value,
-        gap=statistics.gap,
-        normalised_leakage=statistics.normalised_leakage,
-        n_test=statistics.n_test,
         n_features=n_features,
         n_train=n_train,
         reduction=reduction,
         notes=list(notes),
+        **row_fields(probe.statistics),
     )
+
+
+@dataclass
+class ProbeResults:
+    rows: list[LeakageResult]
+    # Per row (same order): the held-out prediction of every tested utterance.
+    predictions: list[dict[int, str]]
+    evidence: list[Evidence]
+    # Per layer: the probe's refit/fixed null ratio, which widens the other refitted attackers' nulls.
+    inflation: dict[str, float]
+
+
+def attack_units(corpus: Corpus, attribute: str) -> np.ndarray:
+    """What the permutations and the bootstrap move: speakers, or utterances for closed-set speaker identity."""
+    return np.array(corpus.labels("speaker")) if attribute != "speaker" else np.arange(len(corpus))
 
 
 def probe_layers(
@@ -120,43 +137,40 @@ def probe_layers(
     corpus: Corpus,
     layers: Sequence[LayerInfo],
     folds: Sequence[Fold],
+    permutations: SpeakerPermutations,
     *,
     attribute: str = "gender",
     seed: int = 0,
-    n_permutations: int = DEFAULT_PERMUTATIONS,
     observer: ProgressObserver = NULL_OBSERVER,
-) -> tuple[list[LeakageResult], list[dict[int, str]]]:
+) -> ProbeResults:
     """A generic linear-probe attacker per layer, trained on each fold's training side.
 
-    Returns the rows and, per row, the held-out prediction of every tested utterance. For
-    ``attribute="speaker"`` the folds are closed-set (every speaker on both sides) and the
-    permutation test relabels utterances; otherwise folds must be speaker-disjoint.
+    For ``attribute="speaker"`` the folds are closed-set (every speaker on both sides) and the
+    permutations relabel utterances; otherwise folds must be speaker-disjoint.
     """
     if attribute != "speaker":
         assert_speaker_disjoint(corpus, list(folds))
     labels = np.array(corpus.labels(attribute))
-    units = np.array(corpus.labels("speaker")) if attribute != "speaker" else np.arange(len(corpus))
+    units = attack_units(corpus, attribute)
     attacker = LinearProbe()
     gaps = training_gaps(labels, folds)
-    rows, predictions = [], []
+    results = ProbeResults([], [], [], {})
     with observer.task("fitting linear-probe attackers", total=len(layers)) as task:
         for layer in layers:
             features = embeddings.layers[layer.name]
-            outcome, statistics = attack(
-                attacker, features, labels, units, folds, seed=seed, n_permutations=n_permutations
-            )
-            rows.append(
+            probe = attack(attacker, features, labels, units, folds, permutations, seed=seed)
+            results.rows.append(
                 result_row(
-                    layer=layer.name, layer_index=layer.index, attacker=attacker, outcome=outcome,
-                    statistics=statistics, attribute=attribute, n_features=features.shape[1],
-                    reduction=embeddings.reductions.get(layer.name),
-                    n_train=int(np.mean([len(fold.train) for fold in folds])),
-                    notes=gaps,
+                    layer=layer.name, layer_index=layer.index, probe=probe, attribute=attribute,
+                    n_features=features.shape[1], reduction=embeddings.reductions.get(layer.name),
+                    n_train=int(np.mean([len(fold.train) for fold in folds])), notes=gaps,
                 )
             )
-            predictions.append(held_out_predictions(outcome, folds))
+            results.predictions.append(held_out_predictions(probe.outcome, folds))
+            results.evidence.append(probe.statistics.evidence)
+            results.inflation[layer.name] = probe.inflation
             task.advance()
-    return rows, predictions
+    return results
 
 
 def held_out_predictions(outcome: CrossValidated, folds: Sequence[Fold]) -> dict[int, str]:
@@ -181,11 +195,11 @@ def lld_features(corpus: Corpus, observer: ProgressObserver = NULL_OBSERVER) -> 
 def input_reference(
     corpus: Corpus,
     folds: Sequence[Fold],
+    permutations: SpeakerPermutations,
     *,
     source: str = "lld",
     attribute: str = "gender",
     seed: int = 0,
-    n_permutations: int = DEFAULT_PERMUTATIONS,
     cache_dir: Path | None = None,
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> LeakageResult:
@@ -200,30 +214,31 @@ def input_reference(
     else:
         features = lld_features(corpus, observer)
     labels = np.array(corpus.labels(attribute))
-    attacker = LinearProbe()
-    units = np.array(corpus.labels("speaker")) if attribute != "speaker" else np.arange(len(corpus))
-    outcome, statistics = attack(attacker, features, labels, units, folds, seed=seed, n_permutations=n_permutations)
+    probe = attack(LinearProbe(), features, labels, attack_units(corpus, attribute), folds, permutations, seed=seed)
     return result_row(
-        layer=f"input:{source}", layer_index=None, attacker=attacker, outcome=outcome,
-        statistics=statistics, attribute=attribute, n_features=features.shape[1],
+        layer=f"input:{source}", layer_index=None, probe=probe, attribute=attribute, n_features=features.shape[1],
         n_train=int(np.mean([len(fold.train) for fold in folds])), notes=training_gaps(labels, folds),
     )
 
 
 def recommend(rows: Sequence[LeakageResult], threshold: float) -> Recommendation:
-    """The earliest layer whose leakage stays at or under ``threshold`` in every row that taps it."""
+    """The earliest layer where every row that taps it stays at or under ``threshold``, judged by the
+    rows' simultaneous upper bounds, so that the claim holds for all of them at once at 95%."""
     by_layer: dict[tuple[int, str], float] = {}
     for row in rows:
         key = (row.layer_index if row.layer_index is not None else -1, row.layer)
-        by_layer[key] = max(by_layer.get(key, 0.0), row.accuracy.mean)
+        bound = row.simultaneous_ci_high if row.simultaneous_ci_high is not None else row.balanced_accuracy
+        by_layer[key] = max(by_layer.get(key, 0.0), bound)
     for (_, layer), worst in sorted(by_layer.items()):
         if worst <= threshold:
             return Recommendation(
                 layer=layer, threshold=threshold,
-                reason=f"{layer} is the earliest audited layer whose leakage ({worst:.3f}) stays at or under {threshold:.3f}; "
-                "process up to it on the device and transmit only its output.",
+                reason=f"{layer} is the earliest audited layer whose leakage stays at or under {threshold:.3f} in every "
+                f"row (highest simultaneous upper bound {worst:.3f}); process up to it on the device and transmit only "
+                "its output.",
             )
     return Recommendation(
         layer=None, threshold=threshold,
-        reason=f"no audited layer keeps leakage at or under {threshold:.3f}; none is a safe split point.",
+        reason=f"no audited layer keeps the simultaneous upper bound of its leakage at or under {threshold:.3f} in every "
+        "row; none is a safe split point (with few speakers the bounds are wide: audit more speakers to certify one).",
     )

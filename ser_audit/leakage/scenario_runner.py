@@ -21,12 +21,13 @@ from ser_audit.embeddings.extract import Embeddings, time_axis
 from ser_audit.execution.interface import Executor
 from ser_audit.execution.local import LocalExecutor
 from ser_audit.leakage.attackers.neural import NeuralAttacker, Rows, designs
-from ser_audit.leakage.resampling import DEFAULT_PERMUTATIONS, fixed_prediction_p_value
+from ser_audit.leakage.inference import SpeakerPermutations, widened_null
+from ser_audit.leakage.resampling import AUX_EXACT, REFITTED_APPROXIMATE, fixed_null
 from ser_audit.leakage.scenarios import KINDS, SAME_ARCHITECTURE, SCENARIOS, TABLE, choose_designs, recurrent_cell, target_family
-from ser_audit.leakage.stats import leakage_statistics, training_gaps
+from ser_audit.leakage.stats import Evidence, leakage_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo, TargetModel
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
-from ser_audit.report.model import Accuracy, LeakageResult, SkippedAttack
+from ser_audit.report.model import LeakageResult, SkippedAttack
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,6 @@ class AttackSettings:
     quick: bool = False
     device: str = "cpu"
     seed: int = 0
-    n_permutations: int = DEFAULT_PERMUTATIONS
 
     def width(self, family: str) -> float:
         return {"convolutional": self.convolutional_width, "recurrent": self.recurrent_width}.get(family, self.dense_width)
@@ -130,8 +130,10 @@ def run_attack(job: AttackJob) -> AttackOutcome:
 class ScenarioResults:
     rows: list[LeakageResult] = field(default_factory=list)
     skipped: list[SkippedAttack] = field(default_factory=list)
-    # Per row (same order): test predictions for every audit utterance a fold held out.
+    # Per row (same order): test predictions for every audit utterance a fold held out, and the
+    # row's null draws for the family-wise adjustment.
     predictions: list[dict[int, str]] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
     family: str = "convolutional"
 
 
@@ -240,6 +242,8 @@ def run_scenarios(
     audit: AttackData,
     aux: AttackData | None,
     folds: Sequence[Fold],
+    permutations: SpeakerPermutations,
+    inflation: dict[str, float],
     *,
     attribute: str = "gender",
     scenarios: Sequence[str] = SCENARIOS,
@@ -248,6 +252,8 @@ def run_scenarios(
     executor: Executor | None = None,
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> ScenarioResults:
+    """Every planned attack, scored like the probe rows (``stats``) under the shared ``permutations``;
+    ``inflation`` (per layer, from the probe) widens the nulls of attackers refitted on the audit folds."""
     assert_speaker_disjoint(audit.corpus, list(folds))
     jobs, skipped, family = plan_jobs(model, layers, audit, aux, folds, scenarios=scenarios, kinds=kinds, settings=settings)
     speakers = np.array(audit.corpus.labels("speaker"))
@@ -255,37 +261,40 @@ def run_scenarios(
     executor = executor or LocalExecutor()
     with observer.task(f"training {len(jobs)} scenario attackers", total=len(jobs)) as task:
         for outcome in executor.map(run_attack, jobs):
-            row, predicted = _row(outcome, speakers, attribute, settings)
+            row, predicted, evidence = _row(outcome, speakers, attribute, settings, permutations, inflation)
             results.rows.append(row)
             results.predictions.append(predicted)
+            results.evidence.append(evidence)
             task.advance()
     return results
 
 
 def _row(
-    outcome: AttackOutcome, speakers: np.ndarray, attribute: str, settings: AttackSettings
-) -> tuple[LeakageResult, dict[int, str]]:
+    outcome: AttackOutcome,
+    speakers: np.ndarray,
+    attribute: str,
+    settings: AttackSettings,
+    permutations: SpeakerPermutations,
+    inflation: dict[str, float],
+) -> tuple[LeakageResult, dict[int, str], Evidence]:
     job = outcome.job
     tested = np.concatenate([fold.test for fold in job.folds])
-    fold_of = np.concatenate([np.full(len(fold.test), k) for k, fold in enumerate(job.folds)])
-    truth, predicted = np.concatenate(outcome.truths), np.concatenate(outcome.predictions)
-    observed = float(np.mean([np.mean(t == p) for t, p in zip(outcome.truths, outcome.predictions)]))
-    p_value = fixed_prediction_p_value(
-        truth, predicted, speakers[tested], fold_of, observed, n_permutations=settings.n_permutations, seed=settings.seed
+    on_aux = job.aux_inputs is not None
+    null = fixed_null(permutations, job.folds, outcome.predictions)
+    # Unknown layer (no probe row): the widest ratio measured anywhere, to stay on the safe side.
+    factor = 1.0 if on_aux else inflation.get(job.layer.name, max(inflation.values(), default=1.0))
+    statistics = leakage_statistics(
+        outcome.truths, outcome.predictions, units=speakers[tested], classes=permutations.classes,
+        null=null if on_aux else widened_null(null, factor), p_value_method=AUX_EXACT if on_aux else REFITTED_APPROXIMATE,
+        exact=on_aux, widen=factor, seed=settings.seed,
     )
-    statistics = leakage_statistics(outcome.truths, outcome.predictions, n_train=outcome.n_train, p_value=p_value)
     family = "same-architecture" if job.design == SAME_ARCHITECTURE else designs()[job.design].family
     row = LeakageResult(
         layer=job.layer.name, layer_index=job.layer.index, scenario=job.scenario, attacker_kind=job.kind,  # type: ignore[arg-type]
         attacker_architecture=outcome.architecture, attacker_design=job.design, attacker_family=family,
-        attacker_parameters=outcome.parameters, training_data="aux" if job.aux_inputs is not None else "same",
-        attribute=attribute,
-        accuracy=Accuracy(mean=statistics.mean, std=statistics.std, folds=statistics.folds,
-                          ci_low=statistics.ci_low, ci_high=statistics.ci_high),
-        balanced_accuracy=statistics.balanced_accuracy, chance=statistics.chance, p_value=statistics.p_value,
-        p_value_method="speaker permutation of the test labels (predictions fixed)",
-        gap=statistics.gap, normalised_leakage=statistics.normalised_leakage, n_test=statistics.n_test,
+        attacker_parameters=outcome.parameters, training_data="aux" if on_aux else "same", attribute=attribute,
         n_features=int(np.prod(job.audit_inputs.shape[1:])), n_train=outcome.n_train, reduction=job.reduction,
-        notes=training_gaps(job.audit_attribute, job.folds) if job.aux_inputs is None else [],
+        notes=training_gaps(job.audit_attribute, job.folds) if not on_aux else [],
+        **row_fields(statistics),
     )
-    return row, dict(zip(tested.tolist(), predicted.tolist()))
+    return row, dict(zip(tested.tolist(), np.concatenate(outcome.predictions).tolist())), statistics.evidence

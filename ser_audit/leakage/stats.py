@@ -1,12 +1,37 @@
-"""Leakage statistics: accuracy over folds, an interval, chance, and a p-value against chance."""
+"""Leakage statistics of one row: balanced accuracy against 1/C, speaker-level intervals, a p-value.
+
+See ``inference`` for the statistic, the shared permutations and the bootstrap; the
+README's Statistics section for the rules built on them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import balanced_accuracy_score
+
+from ser_audit.leakage.inference import (
+    balanced_accuracy,
+    class_indices,
+    permutation_p_value,
+    speaker_bootstrap,
+)
+
+BOOTSTRAP_METHOD = "speaker bootstrap (speakers resampled within class, 999 draws, percentile)"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the family-wise adjustment needs of a row: its statistic and its null draws.
+
+    ``null[b]`` is the row's statistic under the audit's shared relabelling b.
+    """
+
+    statistic: float
+    null: np.ndarray
+    standard_error: float
 
 
 @dataclass(frozen=True)
@@ -14,14 +39,23 @@ class LeakageStatistics:
     folds: list[float]
     mean: float
     std: float
+    accuracy_low: float
+    accuracy_high: float
+    balanced_accuracy: float
+    balanced_folds: list[float]
     ci_low: float
     ci_high: float
+    standard_error: float
+    interval_method: str
     chance: float
+    majority_rate: float
     p_value: float
-    balanced_accuracy: float
+    p_value_method: str
+    p_value_exact: bool
     gap: float
     normalised_leakage: float
     n_test: int
+    evidence: Evidence
 
 
 def training_gaps(labels: np.ndarray, folds) -> list[str]:
@@ -50,60 +84,75 @@ def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple
     return float(centre - half), float(centre + half)
 
 
-def corrected_fold_interval(
-    fold_accuracy: list[float], n_train: int, n_test: int, confidence: float = 0.95
-) -> tuple[float, float]:
-    """Nadeau & Bengio's corrected resampled t interval over fold accuracies.
-
-    The folds' training sets overlap, so the fold accuracies are positively correlated and
-    their plain standard error is too small; the variance is inflated from 1/k to
-    1/k + n_test/n_train (Nadeau & Bengio, Machine Learning 52, 2003).
-    """
-    k = len(fold_accuracy)
-    mean = float(np.mean(fold_accuracy))
-    if k < 2:
-        return mean, mean
-    spread = float(np.std(fold_accuracy, ddof=1)) * np.sqrt(1.0 / k + n_test / n_train)
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=k - 1)) * spread
-    return mean - half, mean + half
-
-
 def leakage_statistics(
-    fold_truths: list[np.ndarray],
-    fold_predictions: list[np.ndarray],
+    fold_truths: Sequence[np.ndarray],
+    fold_predictions: Sequence[np.ndarray],
     *,
-    n_train: int,
-    p_value: float,
+    units: np.ndarray,
+    classes: np.ndarray,
+    null: np.ndarray,
+    p_value_method: str,
+    exact: bool,
+    widen: float = 1.0,
+    seed: int = 0,
 ) -> LeakageStatistics:
     """Statistics over speaker-disjoint folds.
 
-    Accuracy mean and std (sample std, ddof=1) are over folds; balanced accuracy is over all
-    test predictions. The 95% interval is the union of the corrected resampled t interval over
-    folds (which accounts for the folds' shared training data) and the Wilson interval over all
-    test predictions (which keeps a floor of width when every fold scores alike), clipped to
-    [0, 1]. The p-value comes from ``resampling``. Chance is the majority rate of the pooled
-    test labels.
+    Args:
+        fold_truths, fold_predictions: Held-out labels and predictions per fold.
+        units: Resampling unit of each pooled test utterance (its speaker for gender).
+        classes: The attribute's classes in the audit corpus; chance is 1 / len(classes).
+        null: The statistic under each shared relabelling (see ``resampling``).
+        widen: Factor stretching the bootstrap interval of an attacker refitted on the audit
+            folds: resampling test speakers under fixed predictions misses how the attacker
+            itself varies with its training speakers (``inference.inflation``).
     """
+    truth, predicted = np.concatenate(fold_truths), np.concatenate(fold_predictions)
+    n_classes = len(classes)
+    statistic = float(balanced_accuracy(class_indices(truth, classes), class_indices(predicted, classes), n_classes)[0])
     fold_accuracy = [float(np.mean(t == p)) for t, p in zip(fold_truths, fold_predictions)]
-    truth = np.concatenate(fold_truths)
-    predicted = np.concatenate(fold_predictions)
-    n_test = len(truth)
+    fold_balanced = [
+        float(balanced_accuracy(class_indices(t, classes), class_indices(p, classes), n_classes)[0])
+        for t, p in zip(fold_truths, fold_predictions)
+    ]
+    balanced, plain = speaker_bootstrap(truth, predicted, units, classes, seed=seed, widen=widen)
     _, counts = np.unique(truth, return_counts=True)
-    chance = float(counts.max() / n_test)
-    mean = float(np.mean(fold_accuracy))
-    fold_low, fold_high = corrected_fold_interval(fold_accuracy, n_train, n_test // max(1, len(fold_accuracy)))
-    pooled_low, pooled_high = wilson_interval(int(np.sum(truth == predicted)), n_test)
-    low, high = max(0.0, min(fold_low, pooled_low)), min(1.0, max(fold_high, pooled_high))
+    chance = 1.0 / n_classes
+    method = BOOTSTRAP_METHOD + (f", widened x{widen:.2f} for refitting" if widen > 1.0 else "")
     return LeakageStatistics(
         folds=fold_accuracy,
-        mean=mean,
+        mean=float(np.mean(fold_accuracy)),
         std=float(np.std(fold_accuracy, ddof=1)) if len(fold_accuracy) > 1 else 0.0,
-        ci_low=low,
-        ci_high=high,
+        accuracy_low=plain.low,
+        accuracy_high=plain.high,
+        balanced_accuracy=statistic,
+        balanced_folds=fold_balanced,
+        ci_low=balanced.low,
+        ci_high=balanced.high,
+        standard_error=balanced.standard_error,
+        interval_method=method,
         chance=chance,
-        p_value=p_value,
-        balanced_accuracy=float(balanced_accuracy_score(truth, predicted)),
-        gap=mean - chance,
-        normalised_leakage=(mean - chance) / (1 - chance) if chance < 1 else 0.0,
-        n_test=n_test,
+        majority_rate=float(counts.max() / len(truth)),
+        p_value=permutation_p_value(statistic, null),
+        p_value_method=p_value_method,
+        p_value_exact=exact,
+        gap=statistic - chance,
+        normalised_leakage=(statistic - chance) / (1 - chance),
+        n_test=len(truth),
+        evidence=Evidence(statistic, null, balanced.standard_error),
+    )
+
+
+def row_fields(statistics: LeakageStatistics) -> dict:
+    """The LeakageResult fields these statistics fill (the rest say who the attacker was)."""
+    from ser_audit.report.model import Accuracy
+
+    return dict(
+        accuracy=Accuracy(mean=statistics.mean, std=statistics.std, folds=statistics.folds,
+                          ci_low=statistics.accuracy_low, ci_high=statistics.accuracy_high),
+        balanced_accuracy=statistics.balanced_accuracy, balanced_accuracy_folds=statistics.balanced_folds,
+        ci_low=statistics.ci_low, ci_high=statistics.ci_high, standard_error=statistics.standard_error,
+        interval_method=statistics.interval_method, chance=statistics.chance, majority_rate=statistics.majority_rate,
+        p_value=statistics.p_value, p_value_method=statistics.p_value_method, p_value_exact=statistics.p_value_exact,
+        gap=statistics.gap, normalised_leakage=statistics.normalised_leakage, n_test=statistics.n_test,
     )

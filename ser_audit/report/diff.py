@@ -16,8 +16,7 @@ def compare(before: Report, after: Report) -> ReportDiff:
 
     def leakage_rows(report: Report) -> dict[str, float]:
         rows = report.leakage.results if report.leakage else []
-        return {f"{r.attribute}: {r.layer} / {r.scenario} / {r.attacker_kind} / {r.attacker_design}": r.accuracy.mean
-                for r in rows}
+        return {f"{r.attribute}: {r.key}": r.balanced_accuracy for r in rows}
 
     def robustness_rows(report: Report) -> dict[str, float]:
         rows = report.robustness.results if report.robustness else []
@@ -43,7 +42,7 @@ def compare(before: Report, after: Report) -> ReportDiff:
 
 def render_markdown(diff: ReportDiff) -> str:
     lines = [f"# Changes against the baseline of {diff.baseline_created}", ""]
-    for title, changes in (("Scores", diff.scores), ("Leakage (lower is better)", diff.leakage),
+    for title, changes in (("Scores", diff.scores), ("Leakage, balanced accuracy (lower is better)", diff.leakage),
                            ("Robustness, UAR (higher is better)", diff.robustness)):
         if not changes:
             continue

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-REPORT_SCHEMA_VERSION = "1.1"  # 1.1: leakage.egemaps_reference; 1.0 reports still read
+REPORT_SCHEMA_VERSION = "1.2"  # 1.2: balanced accuracy with speaker-level intervals and adjusted p-values; 1.1: egemaps_reference
 
 Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe"]
 
@@ -60,12 +60,12 @@ class CorpusInfo(_Strict):
 
 
 class Accuracy(_Strict):
-    mean: float = Field(description="Mean attacker accuracy over speaker-disjoint folds (the leakage L).")
+    """Plain attacker accuracy, P0's column; the leakage statistic is the row's balanced accuracy."""
+
+    mean: float = Field(description="Mean attacker accuracy over speaker-disjoint folds (P0's column).")
     std: float = Field(description="Sample standard deviation over folds.")
     folds: list[float] = Field(description="Accuracy on each fold's held-out speakers.")
-    ci_low: float = Field(
-        description="Lower end of the 95% interval (corrected resampled t over folds, joined with Wilson over all predictions)."
-    )
+    ci_low: float = Field(description="Lower end of the 95% interval of the pooled accuracy (see interval_method).")
     ci_high: float = Field(description="Upper end of that interval.")
 
 
@@ -84,13 +84,33 @@ class LeakageResult(_Strict):
     training_data: Literal["same", "aux"] = Field(description="same: audit-corpus folds; aux: the aux corpus.")
     attribute: str = Field(description="The private attribute attacked.")
     accuracy: Accuracy
-    balanced_accuracy: float = Field(description="Mean per-class recall over all test predictions.")
-    chance: float = Field(description="Majority rate of the pooled test labels.")
-    p_value: float = Field(description="One-sided p-value of the mean fold accuracy against chance.")
+    balanced_accuracy: float = Field(
+        description="The leakage L: mean per-class recall over every held-out prediction (each tested once)."
+    )
+    balanced_accuracy_folds: list[float] = Field(default_factory=list, description="L on each fold's held-out speakers.")
+    ci_low: float | None = Field(None, description="Lower end of L's 95% speaker-level interval (interval_method).")
+    ci_high: float | None = Field(None, description="Upper end of that interval.")
+    standard_error: float | None = Field(None, description="Speaker-level standard error of L.")
+    simultaneous_ci_low: float | None = Field(
+        None, description="Lower end of L's interval at 95% jointly over every row of the audit (Bonferroni)."
+    )
+    simultaneous_ci_high: float | None = Field(None, description="Upper end of that simultaneous interval.")
+    interval_method: str | None = Field(None, description="How the intervals were computed (see README, Statistics).")
+    chance: float = Field(description="1 / number of classes: L of an attacker that knows nothing.")
+    majority_rate: float | None = Field(None, description="Share of the most frequent class among the test labels.")
+    p_value: float = Field(description="One-sided p-value of L against chance, unadjusted.")
     p_value_method: str = Field(
         "speaker permutation, attacker refitted", description="How the p-value was computed (see README, Statistics)."
     )
-    gap: float = Field(description="accuracy.mean - chance.")
+    p_value_exact: bool = Field(
+        True, description="False where the p-value approximates a refitting test it could not afford (README)."
+    )
+    p_value_adjusted: float | None = Field(
+        None, description="Family-wise (max-T over every row of the audit, shared permutations) adjusted p-value."
+    )
+    q_value: float | None = Field(None, description="Benjamini-Hochberg false-discovery-rate q-value over every row.")
+    significant: bool | None = Field(None, description="p_value_adjusted < 0.05: a leak after multiplicity control.")
+    gap: float = Field(description="L - chance.")
     normalised_leakage: float = Field(description="gap / (1 - chance).")
     n_test: int = Field(description="Test predictions pooled over folds.")
     n_train: int | None = Field(None, description="Training utterances of the attacker (mean over folds).")
@@ -102,6 +122,10 @@ class LeakageResult(_Strict):
     notes: list[str] = Field(
         default_factory=list, description="Caveats a reader needs, e.g. a fold whose training side lacks a class."
     )
+
+    @property
+    def key(self) -> str:
+        return f"{self.layer} / {self.scenario} / {self.attacker_kind} / {self.attacker_design}"
 
 
 class SkippedAttack(_Strict):
@@ -250,7 +274,7 @@ class ReportDiff(_Strict):
 
     baseline_created: str
     baseline_model_sha256: str
-    leakage: list[Change] = Field(default_factory=list, description="Attacker accuracy; lower is better.")
+    leakage: list[Change] = Field(default_factory=list, description="Leakage (balanced accuracy); lower is better.")
     robustness: list[Change] = Field(default_factory=list, description="UAR under attack; higher is better.")
     scores: list[Change] = Field(default_factory=list, description="Privacy and robustness scores; higher is better.")
     only_before: list[str] = Field(default_factory=list)
@@ -260,7 +284,7 @@ class ReportDiff(_Strict):
 class Report(_Strict):
     """A complete audit: provenance, inputs, results, scores and gate outcomes."""
 
-    schema_version: Literal["1.0", "1.1"] = Field(REPORT_SCHEMA_VERSION, description="Version of this schema.")
+    schema_version: Literal["1.0", "1.1", "1.2"] = Field(REPORT_SCHEMA_VERSION, description="Version of this schema.")
     tool: Tool
     command: list[str] = Field(description="Command line that produced the report.")
     seed: int

@@ -35,7 +35,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ser_audit.errors import ConfigError
+from ser_audit.report.gates import describe, leakage_bound, max_gap_gate, max_leakage_gate
 from ser_audit.report.model import Gate, LeakageResult, Report
+from ser_audit.report.scoring import level, normalised
 
 SEVERITIES = ("none", "low", "medium", "high", "critical")
 
@@ -51,8 +53,10 @@ class LeakageRule(_Strict):
     scenario: str = Field("*", description="Glob over worst, s1-s4, probe.")
     attacker_kind: str = Field("*", description="generic, aware or a glob.")
     attribute: str = Field("*", description="gender, speaker or a glob.")
-    max_leakage: float | None = Field(None, ge=0, le=1, description="Highest allowed attacker accuracy.")
-    max_gap: float | None = Field(None, ge=0, le=1, description="Highest allowed accuracy above chance.")
+    max_leakage: float | None = Field(
+        None, ge=0, le=1, description="Highest allowed leakage (balanced accuracy), judged on adjusted evidence (README)."
+    )
+    max_gap: float | None = Field(None, ge=0, le=1, description="Highest allowed leakage above chance (1/C).")
     max_severity: Literal["none", "low", "medium", "high", "critical"] | None = None
 
     def matches(self, row: LeakageResult) -> bool:
@@ -107,8 +111,13 @@ def load_policy(path: Path) -> Policy:
         raise ConfigError(f"--policy {path}: {where}: {first['msg']} (see schemas/policy.schema.json)") from None
 
 
-def _row_name(row: LeakageResult) -> str:
-    return f"{row.layer} / {row.scenario} / {row.attacker_kind} / {row.attacker_design}"
+def gate_severity(row: LeakageResult) -> str:
+    """A row's severity as a gate sees it: from the lower bound that the gates use (``leakage_bound``),
+    so that it too rests on family-wise adjusted evidence."""
+    if row.significant is None:  # a report older than schema 1.2
+        return row.severity or "none"
+    bound = leakage_bound(row)
+    return "none" if bound <= row.chance else level(normalised(row, bound))
 
 
 def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> list[Gate]:
@@ -125,19 +134,15 @@ def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> 
                               detail="no result row matches this rule; fix the globs or the audit's --layers/--scenarios"))
             continue
         if rule.max_leakage is not None:
-            worst = max(matching, key=lambda row: row.accuracy.mean)
-            gates.append(Gate(name=f"{label} max-leakage", threshold=rule.max_leakage, value=worst.accuracy.mean,
-                              passed=worst.accuracy.mean <= rule.max_leakage, detail=_row_name(worst)))
+            gates.append(max_leakage_gate(f"{label} max-leakage", matching, rule.max_leakage))
         if rule.max_gap is not None:
-            worst = max(matching, key=lambda row: row.gap)
-            gates.append(Gate(name=f"{label} max-gap", threshold=rule.max_gap, value=worst.gap,
-                              passed=worst.gap <= rule.max_gap, detail=_row_name(worst)))
+            gates.append(max_gap_gate(f"{label} max-gap", matching, rule.max_gap))
         if rule.max_severity is not None:
-            worst = max(matching, key=lambda row: SEVERITIES.index(row.severity or "none"))
-            level = SEVERITIES.index(worst.severity or "none")
+            worst = max(matching, key=lambda row: SEVERITIES.index(gate_severity(row)))
+            found = SEVERITIES.index(gate_severity(worst))
             gates.append(Gate(name=f"{label} max-severity {rule.max_severity}", threshold=SEVERITIES.index(rule.max_severity),
-                              value=level, passed=level <= SEVERITIES.index(rule.max_severity),
-                              detail=f"{_row_name(worst)}: {worst.severity}"))
+                              value=found, passed=found <= SEVERITIES.index(rule.max_severity),
+                              detail=f"{describe(worst)}: {gate_severity(worst)}"))
     results = report.robustness.results if report.robustness else []
     for number, robust in enumerate(policy.robustness, start=1):
         found = [r for r in results if r.method == robust.method and abs(r.eps - robust.at_eps) < 1e-9]

@@ -1,11 +1,16 @@
 """Severities, the privacy score and the overall grade, computed from a report's rows.
 
-- Severity of a leakage row: ``none`` when the attacker is not distinguishable from chance
-  (p >= 0.05 or the 95% interval reaches chance); otherwise by normalised leakage
-  n = (accuracy - chance) / (1 - chance): ``low`` n < 0.2, ``medium`` n < 0.5, ``high``
-  n < 0.8, ``critical`` n >= 0.8.
-- Privacy score: 100 x (1 - mean over audited layers of the layer's worst normalised leakage),
-  each clipped to [0, 1]; the input-level reference does not count (it is the audio, not the model).
+The leakage L is balanced accuracy against chance 1/C; n(x) = (x - chance) / (1 - chance).
+
+- Severity of a leakage row: ``none`` unless the row is a discovery at a 5% false-discovery
+  rate (Benjamini-Hochberg q < 0.05) and its 95% interval stays above chance; otherwise by
+  the normalised leakage n(L): ``low`` n < 0.2, ``medium`` n < 0.5, ``high`` n < 0.8,
+  ``critical`` n >= 0.8.
+- Privacy score: 100 x (1 - mean over audited layers of the layer's worst n(lower bound of
+  the 95% interval)), counting only rows significant after family-wise adjustment (the
+  others count 0), each clipped to [0, 1]. A model that carries nothing scores 100 unless a
+  family-wise false positive occurs (at most 5% of audits). The input-level reference does
+  not count (it is the audio, not the model).
 - Robustness score: 100 x area under UAR(eps)/UAR(0) over the FGSM grid (``robustness.evaluate``).
 - Grade: the lower of the available scores: A >= 85, B >= 70, C >= 55, D >= 40, else F.
 """
@@ -21,19 +26,32 @@ SEVERITY_STEPS = ((0.2, "low"), (0.5, "medium"), (0.8, "high"))
 GRADES = ((85.0, "A"), (70.0, "B"), (55.0, "C"), (40.0, "D"))
 
 
-def severity(row: LeakageResult) -> str:
-    if row.p_value >= 0.05 or row.accuracy.ci_low <= row.chance:
-        return "none"
+def normalised(row: LeakageResult, value: float) -> float:
+    return (value - row.chance) / (1 - row.chance) if row.chance < 1 else 0.0
+
+
+def level(normalised_leakage: float) -> str:
     for limit, name in SEVERITY_STEPS:
-        if row.normalised_leakage < limit:
+        if normalised_leakage < limit:
             return name
     return "critical"
+
+
+def severity(row: LeakageResult) -> str:
+    discovery = row.q_value if row.q_value is not None else row.p_value
+    low = row.ci_low if row.ci_low is not None else row.accuracy.ci_low
+    if discovery >= 0.05 or low <= row.chance:
+        return "none"
+    return level(row.normalised_leakage)
 
 
 def privacy_score(rows: Sequence[LeakageResult]) -> float | None:
     worst: dict[str, float] = defaultdict(float)
     for row in rows:
-        worst[row.layer] = max(worst[row.layer], min(1.0, max(0.0, row.normalised_leakage)))
+        counted = 0.0
+        if row.significant and row.ci_low is not None:
+            counted = min(1.0, max(0.0, normalised(row, row.ci_low)))
+        worst[row.layer] = max(worst[row.layer], counted)
     if not worst:
         return None
     return round(100.0 * (1.0 - sum(worst.values()) / len(worst)), 1)

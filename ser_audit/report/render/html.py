@@ -11,7 +11,7 @@ from typing import Sequence
 
 from ser_audit.report.model import BreakdownRow, LeakageResult, Report, Robustness
 from ser_audit.report.render.charts import bar_chart, line_chart
-from ser_audit.report.render.sections import Section, Table, sections
+from ser_audit.report.render.sections import Section, Table, leakage_interval, sections
 
 SCENARIO_ORDER = ("probe", "worst", "s1", "s2", "s3", "s4")
 
@@ -63,13 +63,14 @@ def _section(section: Section, figures: Sequence[str]) -> str:
 
 
 def _strongest(rows: Sequence[LeakageResult]) -> LeakageResult:
-    return max(rows, key=lambda r: r.accuracy.mean)
+    return max(rows, key=lambda r: r.balanced_accuracy)
 
 
 def _accuracies(picked: Sequence[LeakageResult | None]) -> tuple[list, tuple[list, list]]:
-    """Means and 95% interval ends of the picked rows, ``None`` where a cell has no row."""
-    return ([r.accuracy.mean if r else None for r in picked],
-            ([r.accuracy.ci_low if r else None for r in picked], [r.accuracy.ci_high if r else None for r in picked]))
+    """Leakage and 95% interval ends of the picked rows, ``None`` where a cell has no row."""
+    intervals = [leakage_interval(r) if r else (None, None) for r in picked]
+    return ([r.balanced_accuracy if r else None for r in picked],
+            ([low for low, _ in intervals], [high for _, high in intervals]))
 
 
 def _layers_in_order(rows: Sequence[LeakageResult]) -> list[str]:
@@ -94,11 +95,11 @@ def leakage_figures(report: Report) -> list[str]:
         if any(picked):
             series[scenario], bands[scenario] = _accuracies(picked)
     sources = {"input:lld": "from the raw audio's LLDs", "input:egemaps": "from eGeMAPS"}
-    references = "".join(f"; {sources.get(r.layer, r.layer)}: {r.accuracy.mean:.3f}" for r in report.leakage.references)
+    references = "".join(f"; {sources.get(r.layer, r.layer)}: {r.balanced_accuracy:.3f}" for r in report.leakage.references)
     figures = [line_chart(
-        f"Depth curve: {attribute} attacker accuracy per layer, strongest attacker of each scenario (band: 95% "
+        f"Depth curve: {attribute} leakage (balanced accuracy) per layer, strongest attacker of each scenario (band: 95% "
         f"interval; dashed: chance){references}",
-        layers, series, bands=bands, y_label="attacker accuracy", reference=chance,
+        layers, series, bands=bands, y_label="leakage (balanced accuracy)", reference=chance,
     )]
     for layer in layers:
         audited = [r for r in rows if r.layer == layer and r.scenario != "probe"]
@@ -115,7 +116,7 @@ def leakage_figures(report: Report) -> list[str]:
                 values[kind], errors[kind] = _accuracies(picked)
         figures.append(bar_chart(
             f"Scenarios at {layer}: strongest attacker per scenario and kind (whiskers: 95% interval)",
-            scenarios, values, errors=errors, y_label="attacker accuracy", reference=rows[0].chance,
+            scenarios, values, errors=errors, y_label="leakage (balanced accuracy)", reference=rows[0].chance,
         ))
     return figures
 
@@ -139,7 +140,7 @@ def _breakdown_figure(report: Report, by: Sequence[BreakdownRow], what: str) -> 
         return None
     return bar_chart(
         f"Attacker accuracy per {what}: each layer's strongest attacker (whiskers: Wilson 95% interval)",
-        groups, series, errors=errors, y_label="attacker accuracy",
+        groups, series, errors=errors, y_label="leakage (balanced accuracy)",
     )
 
 
@@ -176,7 +177,7 @@ def hardening_figures(report: Report) -> list[str]:
         "Linear-probe accuracy per layer before and after hardening",
         [e.layer for e in effects],
         {"before": [e.leakage_before for e in effects], "after": [e.leakage_after for e in effects]},
-        y_label="attacker accuracy",
+        y_label="leakage (balanced accuracy)",
     )]
 
 

@@ -45,14 +45,28 @@ def row_label(row: LeakageResult | BreakdownRow) -> str:
     return f"{row.layer} / {row.scenario} / {row.attacker_kind} / {row.attacker_design}"
 
 
+def leakage_interval(row: LeakageResult) -> tuple[float, float]:
+    """The 95% interval of L (reports older than schema 1.2 carry only the accuracy's)."""
+    if row.ci_low is None or row.ci_high is None:
+        return row.accuracy.ci_low, row.accuracy.ci_high
+    return row.ci_low, row.ci_high
+
+
+def _optional(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
 def leakage_table(rows: Sequence[LeakageResult]) -> Table:
     return Table(
-        ["layer", "scenario", "kind", "attacker", "data", "accuracy", "95% interval", "chance", "p", "severity", "n test"],
+        ["layer", "scenario", "kind", "attacker", "data", "leakage L", "95% interval", "accuracy (P0)", "chance", "p",
+         "adjusted p", "q", "severity", "n test"],
         [
             [
                 r.layer, r.scenario, r.attacker_kind, r.attacker_design, r.training_data,
-                f"{r.accuracy.mean:.3f} ± {r.accuracy.std:.3f}", _interval(r.accuracy.ci_low, r.accuracy.ci_high),
-                f"{r.chance:.3f}", f"{r.p_value:.3g}", r.severity or "", str(r.n_test),
+                f"{r.balanced_accuracy:.3f}", _interval(*leakage_interval(r)),
+                f"{r.accuracy.mean:.3f} ± {r.accuracy.std:.3f}", f"{r.chance:.3f}",
+                f"{r.p_value:.3g}" + ("" if r.p_value_exact else " ≈"), _optional(r.p_value_adjusted), _optional(r.q_value),
+                r.severity or "", str(r.n_test),
             ]
             for r in rows
         ],
@@ -148,8 +162,9 @@ def _summary(report: Report) -> Section:
     if report.leakage and report.leakage.results:
         worst = max(report.leakage.results, key=lambda r: r.normalised_leakage)
         section.bullets.append(
-            f"highest {report.leakage.attribute} leakage: {worst.accuracy.mean:.3f} against chance {worst.chance:.3f} "
-            f"({row_label(worst)}, severity {worst.severity or 'n/a'})"
+            f"highest {report.leakage.attribute} leakage: L {worst.balanced_accuracy:.3f} against chance {worst.chance:.3f} "
+            f"({row_label(worst)}, severity {worst.severity or 'n/a'}"
+            + (f", adjusted p {worst.p_value_adjusted:.3g}" if worst.p_value_adjusted is not None else "") + ")"
         )
     if report.leakage and report.leakage.recommendation:
         section.bullets.append(f"recommendation: {report.leakage.recommendation.reason}")
@@ -186,8 +201,10 @@ def _leakage(report: Report) -> list[Section]:
     assert leakage is not None
     table = Section("leakage", f"Leakage of {leakage.attribute}")
     table.paragraphs.append(
-        "Attacker accuracy on held-out speakers (mean ± std over folds), its 95% interval, chance (majority rate), "
-        "one-sided p-value against chance and severity. Folds: " + "; ".join(leakage.folds) + "."
+        "Leakage L: the attacker's balanced accuracy on held-out speakers, with its 95% speaker-level interval, "
+        "against chance 1/C; P0's plain accuracy (mean ± std over folds) beside it. p: one-sided p-value against "
+        "chance (≈: approximate, see README, Statistics); adjusted p: family-wise over every row (max-T), which the "
+        "gates use; q: false-discovery rate, which the severity uses. Folds: " + "; ".join(leakage.folds) + "."
     )
     if leakage.target_family:
         table.paragraphs.append(f"Target family read from the graph: {leakage.target_family}.")

@@ -1,0 +1,180 @@
+"""Speaker-level inference for one leakage row: the statistic, its null, its interval.
+
+The statistic is balanced accuracy (mean per-class recall) over every held-out prediction,
+against chance 1/C: attackers train class-balanced, and balanced accuracy has expectation
+exactly 1/C whenever the predictions are independent of the labels, however unbalanced the
+corpus or biased the attacker.
+
+Nulls are speaker-level: the attribute is constant within a speaker, so whole speakers swap
+labels (class counts kept) and each keeps its utterances. One draw of permutations is
+shared by every row of an audit (``SpeakerPermutations``), so the rows' null statistics are
+computed on the same relabellings and a max-T adjustment (``multiplicity``) sees how the
+rows depend on each other.
+
+Intervals resample speakers, not utterances (a cluster bootstrap stratified by class), so
+their width follows the number of speakers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BOOTSTRAP = 999
+
+
+def class_indices(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Index of each value in ``classes``; -1 for a value outside them (a prediction of an unseen class)."""
+    position = {label: i for i, label in enumerate(classes.tolist())}
+    return np.fromiter((position.get(v, -1) for v in values.tolist()), dtype=np.int64, count=len(values))
+
+
+def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mean per-class recall of class-index arrays; rows of 2-D inputs are separate data sets.
+
+    Classes absent from a row's truth are left out of its mean (as scikit-learn does).
+    """
+    truth, predicted = np.atleast_2d(truth), np.atleast_2d(predicted)
+    recalls = np.zeros((truth.shape[0], n_classes))
+    present = np.zeros((truth.shape[0], n_classes), dtype=bool)
+    hit = truth == predicted
+    for c in range(n_classes):
+        members = truth == c
+        count = members.sum(1)
+        present[:, c] = count > 0
+        recalls[:, c] = np.where(count > 0, (hit & members).sum(1) / np.maximum(count, 1), 0.0)
+    return recalls.sum(1) / np.maximum(present.sum(1), 1)
+
+
+@dataclass(frozen=True)
+class SpeakerPermutations:
+    """``n`` relabellings of the audit corpus, drawn once and shared by every row.
+
+    ``labels[b]`` is the class index of every utterance under relabelling b. When the attribute
+    is constant within each speaker, whole speakers swap labels; otherwise (speaker identity,
+    closed-set) utterances do.
+    """
+
+    classes: np.ndarray
+    observed: np.ndarray
+    labels: np.ndarray
+    by_speaker: bool
+
+    @classmethod
+    def draw(cls, labels: np.ndarray, speakers: np.ndarray, *, n: int, seed: int) -> "SpeakerPermutations":
+        classes, index = np.unique(labels, return_inverse=True)
+        speaker_ids, speaker_of = np.unique(speakers, return_inverse=True)
+        per_speaker = np.zeros(len(speaker_ids), dtype=np.int64)
+        per_speaker[speaker_of] = index
+        rng = np.random.default_rng([seed, 0x5E1])
+        if np.array_equal(per_speaker[speaker_of], index):
+            relabelled = rng.permuted(np.tile(per_speaker, (n, 1)), axis=1)[:, speaker_of]
+            return cls(classes, index, relabelled, True)
+        return cls(classes, index, rng.permuted(np.tile(index, (n, 1)), axis=1), False)
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+
+def permutation_p_value(statistic: float, null: np.ndarray) -> float:
+    """``(1 + #{null >= statistic}) / (1 + B)``: valid for any number of draws B."""
+    return float((1 + np.sum(null >= statistic - 1e-12)) / (1 + len(null)))
+
+
+def fixed_prediction_null(permutations: SpeakerPermutations, tested: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Balanced accuracy of fixed predictions against every relabelling of the utterances ``tested``.
+
+    Exact for an attacker that never saw the audit corpus's labels (trained on the aux
+    corpus): its predictions are then independent of them under the null. For an attacker
+    refitted on the audit folds it is too narrow (see ``inflation``).
+    """
+    predicted_index = class_indices(predicted, permutations.classes)
+    out = np.empty(permutations.n)
+    chunk = max(1, 2**22 // max(1, len(tested)))
+    for start in range(0, permutations.n, chunk):
+        truth = permutations.labels[start : start + chunk][:, tested]
+        out[start : start + chunk] = balanced_accuracy(truth, predicted_index[None, :], len(permutations.classes))
+    return out
+
+
+def inflation(refitted_null: np.ndarray, fixed_null: np.ndarray, *, ceiling: float = 3.0) -> float:
+    """How much wider the refitting null is than the fixed-prediction null of the same predictions.
+
+    Refitted per fold, an attacker learns the training speakers' chance associations, and
+    speakers of one class that happen to sound alike make neighbouring folds right (or wrong)
+    together: fold accuracies correlate positively, which holding predictions fixed cannot
+    reproduce. The linear probe refits in closed form, so both nulls are known for it on
+    every layer; their spread ratio (at least 1) widens the fixed-prediction null and the
+    bootstrap interval of the costlier attackers refitted on the same folds.
+    """
+    fixed = float(np.std(fixed_null))
+    if fixed <= 0:
+        return 1.0
+    return float(np.clip(np.std(refitted_null) / fixed, 1.0, ceiling))
+
+
+def widened_null(null: np.ndarray, factor: float) -> np.ndarray:
+    """The null spread ``factor`` times about its own mean."""
+    centre = float(np.mean(null))
+    return centre + factor * (null - centre)
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    standard_error: float
+
+
+def speaker_bootstrap(
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    units: np.ndarray,
+    classes: np.ndarray,
+    *,
+    n: int = N_BOOTSTRAP,
+    seed: int = 0,
+    widen: float = 1.0,
+) -> tuple[Interval, Interval]:
+    """95% percentile intervals for balanced accuracy and plain accuracy, resampling units.
+
+    Units (speakers) are drawn with replacement within each class, so every resample keeps
+    each class and the corpus's class balance. ``widen`` stretches each interval about the
+    estimate (``inflation``). Returns (balanced accuracy interval, accuracy interval).
+    """
+    truth_index, predicted_index = class_indices(truth, classes), class_indices(predicted, classes)
+    unit_ids, unit_of = np.unique(units, return_inverse=True)
+    n_units, n_classes = len(unit_ids), len(classes)
+    # Per unit and class: test utterances and correct predictions.
+    counts = np.zeros((n_units, n_classes))
+    correct = np.zeros((n_units, n_classes))
+    np.add.at(counts, (unit_of, truth_index), 1)
+    np.add.at(correct, (unit_of, truth_index), (truth_index == predicted_index).astype(float))
+    unit_class = counts.argmax(1)
+    rng = np.random.default_rng([seed, 0xB007])
+    weights = np.zeros((n, n_units))
+    for c in range(n_classes):
+        members = np.flatnonzero(unit_class == c)
+        if len(members):
+            draws = rng.integers(0, len(members), size=(n, len(members)))
+            np.add.at(weights, (np.arange(n)[:, None], members[draws]), 1)
+    per_class_n, per_class_correct = weights @ counts, weights @ correct
+    present = per_class_n > 0
+    recall = np.where(present, per_class_correct / np.maximum(per_class_n, 1), 0.0)
+    balanced = recall.sum(1) / np.maximum(present.sum(1), 1)
+    plain = per_class_correct.sum(1) / np.maximum(per_class_n.sum(1), 1)
+    estimates = (
+        float(balanced_accuracy(truth_index, predicted_index, n_classes)[0]),
+        float(np.mean(truth_index == predicted_index)),
+    )
+    intervals = []
+    for estimate, resampled in zip(estimates, (balanced, plain)):
+        low, high = np.quantile(resampled, [0.025, 0.975])
+        intervals.append(Interval(
+            low=float(np.clip(estimate - widen * (estimate - low), 0.0, 1.0)),
+            high=float(np.clip(estimate + widen * (high - estimate), 0.0, 1.0)),
+            standard_error=widen * float(np.std(resampled, ddof=1)),
+        ))
+    return intervals[0], intervals[1]
