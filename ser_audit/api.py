@@ -210,12 +210,19 @@ def leakage_audit(
     run_scenarios_now = attribute == "gender" and bool(chosen_scenarios)
     needs_aux = run_scenarios_now and any(s in ("s1", "s3", "s4") for s in chosen_scenarios)
     aux = _corpus(aux_corpus, cache, seed, observer) if needs_aux and aux_corpus is not None else None
+    if aux is not None:
+        _check_aux_is_other_data(audit_corpus, aux)
     model = _model(source, cache, seed, observer)
     selected = model.select_layers(layers)
     # The linear probe runs on every selected layer; the costlier scenario attackers on all of
     # them when --layers names them, else on a spread of the default layers.
     attacked = selected if layers is not None else scenario_layers(selected, model.frontend.layout, quick=quick)
     notes: list[str] = []
+    seen = seen_speakers(model.training, audit_corpus)
+    if seen:
+        notes.append(f"the target was trained on {len(seen)} of the {audit_corpus.summary()['n_speakers']} audit speakers "
+                     f"({', '.join(seen)}): its layers have heard them, so leakage on them may exceed what new "
+                     "speakers would show; audit another corpus (or --corpus-option seed=N) to test unseen speakers")
     if attribute == "speaker":
         from ser_audit.leakage.speaker import closed_set_folds
 
@@ -290,6 +297,7 @@ def leakage_audit(
             attribute=attribute,
             folds=[fold.name for fold in corpus_folds],
             target_family=scenario.family if run_scenarios_now else None,
+            seen_speakers=seen,
             results=all_rows,
             skipped=scenario.skipped,
             breakdowns=splits,
@@ -304,6 +312,31 @@ def leakage_audit(
     score(report)
     report.gates = leakage_gates(report, max_leakage=max_leakage, max_gap=max_gap)
     return report
+
+
+def _check_aux_is_other_data(audit: Corpus, aux: Corpus) -> None:
+    """s1, s3 and s4 promise an attacker trained on other data: never on the audit corpus or its speakers."""
+    if audit.manifest_sha256() == aux.manifest_sha256():
+        raise ConfigError(f"--aux-corpus {aux.name}: it is the audit corpus itself; the aux corpus must be other data "
+                          "(another corpus, or other speakers)")
+    shared = sorted(set(audit.labels("speaker")) & set(aux.labels("speaker")))
+    if shared:
+        raise ConfigError(f"--aux-corpus {aux.name}: shares {len(shared)} speaker id(s) with the audit corpus "
+                          f"({', '.join(shared[:5])}{', ...' if len(shared) > 5 else ''}); attackers trained on it would "
+                          "have heard test speakers; give a corpus with other speakers")
+
+
+def seen_speakers(training: dict[str, Any] | None, corpus: Corpus) -> list[str]:
+    """Audit speakers the target was trained on, where its training record names the corpus (zoo models).
+
+    Synthetic speakers are known by corpus hash, not by id: another seed reuses the ids for new voices.
+    """
+    if not training or training.get("training_corpus_sha256") != corpus.manifest_sha256():
+        return []
+    if "training_speakers" in training:
+        return sorted(training["training_speakers"])
+    held_out = training.get("held_out_session")
+    return sorted({u.speaker for u in corpus if u.session != held_out})
 
 
 def _disjoint(before: Any, after: Any) -> bool:

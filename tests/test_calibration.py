@@ -1,10 +1,13 @@
-"""Calibration over 20 seeds on planted models: a layer that carries no speaker information is
-flagged significant (p < 0.05) in at most 2 runs, a layer that carries gender in all 20.
+"""Calibration, small version of ``benchmarks/calibration.py`` (whose tables the README quotes).
 
-Each seed synthesises its own corpus (new speakers, new voices) and draws new noise. Both
-p-values the tool reports are checked: the refitting speaker permutation of the linear
-probe, and the fixed-prediction speaker permutation of the neural scenario attackers
-(here an MLP on pooled statistics refitted per fold, the same code path).
+Null data sets carry speaker clustering (a voice per speaker, shared by its utterances), the
+trap that made the old fixed-prediction test reject about twice as often as it claimed. A
+test that is as good as it claims rejects at most 5% of the time, so the Clopper-Pearson
+interval of its observed rate must reach down to 5% or below; the old tests, run on the
+same data sets, must be caught by the same check. Planted leaks must be found.
+
+The end-to-end check at the bottom runs the real audio path (synthesised corpora, a planted
+model, the tool's MLP attacker) on 20 seeds: it finds the planted layer every time.
 """
 
 from __future__ import annotations
@@ -17,31 +20,74 @@ import pytest
 from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.embeddings.extract import extract
 from ser_audit.leakage.attackers.neural import NeuralAttacker
-from ser_audit.leakage.resampling import fixed_prediction_p_value
+from ser_audit.leakage.calibration import DESIGNS, METHODS, Outcome, clopper_pearson, run
+from ser_audit.leakage.inference import SpeakerPermutations, permutation_p_value, widened_null
+from ser_audit.leakage.resampling import fixed_null
 from ser_audit.leakage.runner import probe_layers
 from ser_audit.leakage.scenario_runner import AttackJob, run_attack
 from ser_audit.testing import planted_leak_model, tiny_corpus
 
+NULL_REPETITIONS = 300
+
+
+@pytest.fixture(scope="module")
+def null_outcomes() -> list[Outcome]:
+    return run(DESIGNS[0], leak=0.0, repetitions=NULL_REPETITIONS, n_layers=2, n_permutations=199)
+
+
+def _low(outcomes: list[Outcome], fired) -> tuple[float, int]:
+    count = sum(bool(fired(o)) for o in outcomes)
+    return clopper_pearson(count, len(outcomes))[0], count
+
+
+@pytest.mark.parametrize("method", METHODS[:3])
+def test_each_p_value_method_rejects_no_more_than_it_claims(null_outcomes, method: str) -> None:
+    low, count = _low(null_outcomes, lambda o: o.p_values[method] < 0.05)
+    assert low <= 0.05, f"{method}: {count} of {len(null_outcomes)} null data sets rejected at 5%"
+
+
+def test_the_old_fixed_prediction_test_is_caught_by_the_same_check(null_outcomes) -> None:
+    low, count = _low(null_outcomes, lambda o: o.p_values[METHODS[4]] < 0.05)
+    assert low > 0.05, f"the check has no power: the old k-NN test rejected only {count} of {len(null_outcomes)}"
+
+
+@pytest.mark.parametrize("decision", ["any_significant", "gate_failed", "any_severity"])
+def test_decisions_over_many_rows_rarely_fire_on_a_null_audit(null_outcomes, decision: str) -> None:
+    low, count = _low(null_outcomes, lambda o: getattr(o, decision))
+    assert low <= 0.05, f"{decision}: {count} of {len(null_outcomes)}"
+    assert sum(o.privacy_score >= 90 for o in null_outcomes) >= 0.95 * len(null_outcomes)
+
+
+def test_a_planted_leak_on_an_unbalanced_corpus_gets_a_severity() -> None:
+    outcomes = run(DESIGNS[2], leak=1.5, repetitions=20, n_layers=1, first_seed=1000)
+    assert 0.72 < np.mean([o.balanced_accuracy for o in outcomes]) < 0.85
+    assert sum(o.any_severity for o in outcomes) >= 17
+    assert sum(o.any_significant for o in outcomes) >= 18
+
+
+# ----------------------------------------------------------------------------------------------
+# The real audio path: synthesised corpora, extraction, the probe and the tool's MLP attacker.
+
 SEEDS = range(20)
 
 
-def _mlp_p_value(features: np.ndarray, corpus, folds, seed: int) -> float:
+def _mlp_p_value(features: np.ndarray, corpus, folds, permutations, factor: float, seed: int) -> float:
     labels = np.array(corpus.labels("gender"))
     layer = planted_leak_model().select_layers("noise")[0]
     job = AttackJob(layer=layer, scenario="s2", kind="generic", design="mlp",
                     attacker=NeuralAttacker("mlp", epochs=15, seed=seed), audit_inputs=features,
                     audit_attribute=labels, audit_emotion=np.array(corpus.labels("emotion")), folds=list(folds))
     outcome = run_attack(job)
-    tested = np.concatenate([fold.test for fold in folds])
-    fold_of = np.concatenate([np.full(len(fold.test), k) for k, fold in enumerate(folds)])
-    observed = float(np.mean([np.mean(t == p) for t, p in zip(outcome.truths, outcome.predictions)]))
-    speakers = np.array(corpus.labels("speaker"))[tested]
-    return fixed_prediction_p_value(np.concatenate(outcome.truths), np.concatenate(outcome.predictions), speakers,
-                                    fold_of, observed, seed=seed)
+    from ser_audit.leakage.inference import balanced_accuracy, class_indices
+
+    truth, predicted = np.concatenate(outcome.truths), np.concatenate(outcome.predictions)
+    statistic = balanced_accuracy(class_indices(truth, permutations.classes),
+                                  class_indices(predicted, permutations.classes), 2)[0]
+    return permutation_p_value(statistic, widened_null(fixed_null(permutations, folds, outcome.predictions), factor))
 
 
 @pytest.fixture(scope="module")
-def calibration(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[float]]:
+def planted_audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[float]]:
     found: dict[str, list[float]] = {"probe pitch": [], "probe noise": [], "mlp pitch": [], "mlp noise": []}
     for seed in SEEDS:
         corpus = tiny_corpus(Path(tmp_path_factory.mktemp(f"seed{seed}")), per_speaker=6, seed=100 + seed)
@@ -50,21 +96,25 @@ def calibration(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[floa
         layers = model.select_layers("pitch,noise")
         embeddings = extract(model, corpus, layers)
         folds = speaker_disjoint_folds(corpus, seed=seed)
-        rows, _ = probe_layers(embeddings, corpus, layers, folds, seed=seed)
-        for row in rows:
+        permutations = SpeakerPermutations.draw(np.array(corpus.labels("gender")), np.array(corpus.labels("speaker")),
+                                                n=199, seed=seed)
+        probes = probe_layers(embeddings, corpus, layers, folds, permutations, seed=seed)
+        for row in probes.rows:
             found[f"probe {row.layer}"].append(row.p_value)
         for name in ("pitch", "noise"):
-            found[f"mlp {name}"].append(_mlp_p_value(embeddings.layers[name], corpus, folds, seed))
+            found[f"mlp {name}"].append(_mlp_p_value(embeddings.layers[name], corpus, folds, permutations,
+                                                     probes.inflation[name], seed))
     return found
 
 
 @pytest.mark.parametrize("test", ["probe", "mlp"])
-def test_a_layer_without_the_attribute_is_rarely_flagged(calibration, test: str) -> None:
-    p_values = calibration[f"{test} noise"]
-    assert sum(p < 0.05 for p in p_values) <= 2, p_values
+def test_the_planted_layer_is_found_on_every_seed(planted_audio, test: str) -> None:
+    p_values = planted_audio[f"{test} pitch"]
+    assert all(p < 0.05 for p in p_values), p_values
 
 
 @pytest.mark.parametrize("test", ["probe", "mlp"])
-def test_a_layer_with_the_attribute_is_always_flagged(calibration, test: str) -> None:
-    p_values = calibration[f"{test} pitch"]
-    assert all(p < 0.05 for p in p_values), p_values
+def test_the_noise_layer_is_not_flagged_more_than_chance_allows(planted_audio, test: str) -> None:
+    p_values = planted_audio[f"{test} noise"]
+    low, _ = clopper_pearson(sum(p < 0.05 for p in p_values), len(p_values))
+    assert low <= 0.05, p_values

@@ -65,11 +65,12 @@ def test_interval_width_follows_speakers_not_utterances(small_corpus: Corpus) ->
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_closed_form_refits_equal_scikit_learn_refits(n_classes: int) -> None:
+@pytest.mark.parametrize("n_train, width", [(60, 30), (20, 50)])  # primal and dual solves
+def test_closed_form_refits_equal_scikit_learn_refits(n_classes: int, n_train: int, width: int) -> None:
     rng = np.random.default_rng(n_classes)
-    train, test = rng.standard_normal((60, 30)), rng.standard_normal((20, 30))
+    train, test = rng.standard_normal((n_train, width)), rng.standard_normal((20, width))
     classes = np.array(["a", "b", "c"][:n_classes])
-    label_sets = rng.integers(0, n_classes, (4, 60))
+    label_sets = rng.integers(0, n_classes, (4, n_train))
     closed_form = LinearProbe().permuted_predictions(train, test, label_sets, classes)
     refits = np.stack([LinearProbe().fit(train, classes[labels]).predict(test) for labels in label_sets])
     assert np.array_equal(closed_form, refits)

@@ -7,6 +7,7 @@ attribute and overstates leakage, so every fold here keeps speakers apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
@@ -68,12 +69,26 @@ def _sentence_disjoint(corpus: Corpus, folds: list[Fold], seed: int) -> list[Fol
 
 
 def _speaker_folds(corpus: Corpus, *, n_folds: int | None, seed: int) -> list[Fold]:
-    sessions = [u.session for u in corpus]
-    speakers = np.array([u.speaker for u in corpus])
+    return speaker_folds(
+        np.array([u.speaker for u in corpus]), np.array([u.gender for u in corpus]), [u.session for u in corpus],
+        n_folds=n_folds, seed=seed, name=corpus.name,
+    )
+
+
+def speaker_folds(
+    speakers: np.ndarray,
+    genders: np.ndarray,
+    sessions: Sequence[str | None],
+    *,
+    n_folds: int | None = None,
+    seed: int = 0,
+    name: str = "corpus",
+) -> list[Fold]:
+    """``speaker_disjoint_folds`` on plain arrays (one entry per utterance)."""
     if all(s is not None for s in sessions):
         by_speaker: dict[str, set[str | None]] = {}
-        for u in corpus:
-            by_speaker.setdefault(u.speaker, set()).add(u.session)
+        for speaker, session in zip(speakers.tolist(), sessions):
+            by_speaker.setdefault(speaker, set()).add(session)
         distinct_sessions = sorted(set(sessions), key=str)
         speakers_tied_to_one_session = all(len(v) == 1 for v in by_speaker.values())
         if speakers_tied_to_one_session and len(distinct_sessions) >= 2 and n_folds in (None, len(distinct_sessions)):
@@ -86,19 +101,17 @@ def _speaker_folds(corpus: Corpus, *, n_folds: int | None, seed: int) -> list[Fo
                 )
                 for session in distinct_sessions
             ]
-    n_speakers = len(set(speakers))
+    n_speakers = len(set(speakers.tolist()))
     k = n_folds or min(5, n_speakers)
     if k < 2:
         raise ConfigError(f"--folds must be at least 2 (got {k})")
     if n_speakers < k:
         raise CorpusError(
-            f"corpus {corpus.name!r} has {n_speakers} speakers, too few for {k} speaker-disjoint folds; "
-            "lower --folds"
+            f"corpus {name!r} has {n_speakers} speakers, too few for {k} speaker-disjoint folds; lower --folds"
         )
-    genders = np.array([u.gender for u in corpus])
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = []
-    for i, (train, test) in enumerate(splitter.split(np.zeros(len(corpus)), genders, groups=speakers)):
+    for i, (train, test) in enumerate(splitter.split(np.zeros(len(speakers)), genders, groups=speakers)):
         folds.append(Fold(name=f"fold={i + 1}", train=np.sort(train), test=np.sort(test)))
     return folds
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ser_audit.corpus.folds import Fold
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy, fixed_prediction_null
+from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy, fixed_prediction_null, inflation
 
 DEFAULT_PERMUTATIONS = 999
 
@@ -32,10 +32,11 @@ REFITTED_APPROXIMATE = (
 
 def refitted_probe_null(
     probe: LinearProbe, features: np.ndarray, folds: Sequence[Fold], permutations: SpeakerPermutations
-) -> np.ndarray:
-    """Balanced accuracy of the probe refitted on every relabelling, pooled over folds: ``[B]``."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probe refitted on every relabelling: its balanced accuracy ``[B]`` and its pooled
+    held-out predictions ``[B, n_tested]`` (class indices, in the folds' test order)."""
     tested = np.concatenate([fold.test for fold in folds])
-    predicted = np.empty((permutations.n, len(tested)), dtype=np.int64)
+    predicted = np.empty((permutations.n, len(tested)), dtype=np.int16)
     start = 0
     for fold in folds:
         relabelled = permutations.labels[:, fold.train]
@@ -43,7 +44,26 @@ def refitted_probe_null(
                                             np.arange(len(permutations.classes)))
         predicted[:, start : start + len(fold.test)] = labels
         start += len(fold.test)
-    return balanced_accuracy(permutations.labels[:, tested], predicted, len(permutations.classes))
+    return balanced_accuracy(permutations.labels[:, tested], predicted, len(permutations.classes)), predicted
+
+
+def refit_inflation(
+    permutations: SpeakerPermutations, folds: Sequence[Fold], refitted: np.ndarray, predicted: np.ndarray,
+    *, draws: int = 20,
+) -> float:
+    """``inference.inflation`` measured where both nulls are nulls: the refitted null's spread against
+    the fixed-prediction spread of predictions that the probe made after learning a relabelling.
+
+    The probe's own predictions would not do on a layer that leaks: perfect predictions held
+    fixed have a spread of their own that says nothing about refitting.
+    """
+    tested = np.concatenate([fold.test for fold in folds])
+    n_classes = len(permutations.classes)
+    spreads = [
+        float(np.std(balanced_accuracy(permutations.labels[:, tested], predicted[b][None, :], n_classes)))
+        for b in range(min(draws, permutations.n))
+    ]
+    return inflation(refitted, np.array(spreads), from_spread=True)
 
 
 def fixed_null(permutations: SpeakerPermutations, folds: Sequence[Fold], predictions: Sequence[np.ndarray]) -> np.ndarray:

@@ -19,8 +19,8 @@ from ser_audit.frontend.features import FrontEnd
 from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.inference import SpeakerPermutations, inflation
-from ser_audit.leakage.resampling import REFITTED_EXACT, fixed_null, refitted_probe_null
+from ser_audit.leakage.inference import SpeakerPermutations
+from ser_audit.leakage.resampling import REFITTED_EXACT, refit_inflation, refitted_probe_null
 from ser_audit.leakage.stats import Evidence, LeakageStatistics, leakage_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
@@ -77,9 +77,8 @@ def attack(
 ) -> ProbeAttack:
     """Cross-validate the probe, then test its balanced accuracy against the refitted relabellings."""
     outcome = cross_validate(attacker, features, labels, folds)
-    refitted = refitted_probe_null(attacker, features, folds, permutations)
-    fixed = fixed_null(permutations, folds, outcome.predictions)
-    factor = inflation(refitted, fixed)
+    refitted, refitted_predictions = refitted_probe_null(attacker, features, folds, permutations)
+    factor = refit_inflation(permutations, folds, refitted, refitted_predictions)
     statistics = leakage_statistics(
         outcome.truths, outcome.predictions, units=units[np.concatenate([f.test for f in folds])],
         classes=permutations.classes, null=refitted, p_value_method=REFITTED_EXACT, exact=True, widen=factor, seed=seed,

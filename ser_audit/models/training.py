@@ -122,6 +122,7 @@ def train_reference(
         "n_test": int(len(test_index)),
         "training_corpus": corpus.name,
         "training_corpus_sha256": corpus.manifest_sha256(),
+        "training_speakers": sorted({corpus.utterances[i].speaker for i in train_index}),
     }
     return TrainedModel(reference, module, spec, metrics, seed)
 

@@ -187,6 +187,9 @@ class Leakage(_Strict):
     attribute: str
     folds: list[str] = Field(description="What each fold held out.")
     target_family: str | None = Field(None, description="convolutional, recurrent or dense, read from the model's graph.")
+    seen_speakers: list[str] = Field(
+        default_factory=list, description="Audit speakers the target was trained on (known for zoo models); see notes."
+    )
     results: list[LeakageResult]
     skipped: list[SkippedAttack] = Field(default_factory=list, description="Attacks that could not run, with the reason.")
     breakdowns: Breakdowns = Field(default_factory=Breakdowns)

@@ -80,9 +80,13 @@ class LinearProbe(Attacker):
         train = (X_train - mean) / scale
         test = (X_test - mean) / scale
         alpha = self.regularisation * X_train.shape[1]
-        # Dual (kernel) form: n_train is small next to the layer's width.
-        gram = train @ train.T
-        hat = np.linalg.solve(gram + alpha * np.eye(len(gram)), train @ test.T).T  # [n_test, n_train]
+        # The hat matrix [n_test, n_train] maps training targets to test scores; solve in whichever
+        # of the dual (n_train) or primal (n_features) spaces is smaller.
+        n_train, n_features = train.shape
+        if n_train <= n_features:
+            hat = np.linalg.solve(train @ train.T + alpha * np.eye(n_train), train @ test.T).T
+        else:
+            hat = test @ np.linalg.solve(train.T @ train + alpha * np.eye(n_features), train.T)
         n_classes = len(classes)
         targets = -np.ones(label_sets.shape + (n_classes,))
         np.put_along_axis(targets, label_sets[..., None], 1.0, axis=-1)
