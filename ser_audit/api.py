@@ -191,6 +191,7 @@ def leakage_audit(
     from ser_audit.leakage.runner import attack_units, input_reference, probe_layers, recommend
     from ser_audit.leakage.scenario_runner import AttackData, AttackSettings, ScenarioResults, run_scenarios
     from ser_audit.leakage.scenarios import KINDS, SCENARIOS
+    from ser_audit.leakage.strongest import Candidate, strongest_rows
 
     if attribute not in ATTRIBUTES:
         raise ConfigError(f"--attribute {attribute!r}: choose one of {', '.join(ATTRIBUTES)}")
@@ -204,7 +205,7 @@ def leakage_audit(
     created = _now()
     permutations = 199 if quick else DEFAULT_PERMUTATIONS
     settings = AttackSettings(seed=seed, device=device, quick=quick,
-                              **({"epochs": 3, "same_architecture_epochs": 2} if quick else {}))
+                              **({"epochs": 3} if quick else {}))
     # The corpora first: a wrong --corpus-root should not wait for a reference model to train.
     audit_corpus = _corpus(corpus, cache, seed, observer)
     run_scenarios_now = attribute == "gender" and bool(chosen_scenarios)
@@ -276,9 +277,16 @@ def leakage_audit(
         disjoint = speaker_disjoint_folds(audit_corpus, n_folds=folds, seed=seed)
         verification = [verify(embeddings.layers[layer.name], audit_corpus, disjoint, layer=layer.name,
                                layer_index=layer.index) for layer in selected]
-    all_rows = [*rows, *scenario.rows]
-    adjust(all_rows, [*probes.evidence, *scenario.evidence])
-    splits = breakdowns(all_rows, [*probes.predictions, *scenario.predictions], audit_corpus, attribute)
+    all_rows, predictions = [*rows, *scenario.rows], [*probes.predictions, *scenario.predictions]
+    evidence = [*probes.evidence, *scenario.evidence]
+    if scenario.rows:
+        candidates = [Candidate(row, predicted, checked) for row, predicted, checked in
+                      zip(all_rows, predictions, [*probes.validation, *scenario.validation])]
+        strongest = strongest_rows(candidates, corpus_folds, np.array(audit_corpus.labels(attribute)),
+                                   attack_units(audit_corpus, attribute), relabellings, probes.inflation, seed=seed)
+        all_rows, predictions, evidence = [*all_rows, *strongest[0]], [*predictions, *strongest[1]], [*evidence, *strongest[2]]
+    adjust(all_rows, evidence)
+    splits = breakdowns(all_rows, predictions, audit_corpus, attribute)
     chance = rows[0].chance
     threshold = max_leakage if max_leakage is not None else min(1.0, chance + 0.1)
     # A split point must hold in every scenario, so only layers the scenario attackers audited qualify.

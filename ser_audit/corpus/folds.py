@@ -116,6 +116,25 @@ def speaker_folds(
     return folds
 
 
+def inner_split(groups: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A speaker-disjoint split of a training side: about ``fraction`` of each class's speakers held out
+    (at least one), for choices that must not see the test speakers (epochs, the strongest attacker).
+
+    Returns (rows to train on, rows held out), or None when some class has fewer than two
+    speakers: holding one out would leave none to learn that class from.
+    """
+    rng = np.random.default_rng([seed, 0x1AE])
+    held_out: list[object] = []
+    for label in np.unique(labels):
+        speakers = np.unique(groups[labels == label])
+        if len(speakers) < 2:
+            return None
+        count = max(1, int(round(fraction * len(speakers))))
+        held_out.extend(rng.choice(speakers, size=count, replace=False).tolist())
+    validation = np.isin(groups, held_out)
+    return np.flatnonzero(~validation), np.flatnonzero(validation)
+
+
 def assert_speaker_disjoint(corpus: Corpus, folds: list[Fold]) -> None:
     """Raise if any speaker sits on both sides of a fold (a guard, also used by tests)."""
     for fold in folds:

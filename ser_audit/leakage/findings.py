@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from ser_audit.leakage.scenarios import SAME_ARCHITECTURE_FROZEN
 from ser_audit.report.model import Breakdowns, Finding, LeakageResult
 
 CLOSENESS = ("worst", "s1", "s2", "s3", "s4")  # closest attacker first
@@ -21,18 +22,25 @@ def _mean(values: Sequence[float]) -> float:
 def generic_versus_aware(rows: Sequence[LeakageResult]) -> Finding:
     claim = "Generic and application-aware attackers leak about the same (P0: worst 0.95 vs 0.95, S1 0.82 vs 0.83)."
     pairs: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    # A frozen body gives the emotion head no way to shape the attribute head's features: its generic
+    # and aware rows are the same attacker by construction, so they prove nothing about the claim.
+    identical = sorted({row.layer for row in rows if row.attacker_design == SAME_ARCHITECTURE_FROZEN})
     for row in rows:
-        pairs[(row.layer, row.scenario, row.attacker_design)][row.attacker_kind] = row.balanced_accuracy
+        if row.attacker_design != SAME_ARCHITECTURE_FROZEN:
+            pairs[(row.layer, row.scenario, row.attacker_design)][row.attacker_kind] = row.balanced_accuracy
     matched = [(p["generic"], p["aware"]) for p in pairs.values() if len(p) == 2]
+    left_out = (f"; left out: the frozen same-architecture pairs on {', '.join(identical)}, identical by construction"
+                if identical else "")
     if not matched:
-        return Finding(name="generic-vs-aware", claim=claim, reproduced=None, evidence="no generic/aware pairs ran")
+        return Finding(name="generic-vs-aware", claim=claim, reproduced=None,
+                       evidence="no generic/aware pairs ran" + left_out)
     differences = np.array([a - g for g, a in matched])
     mean_abs = float(np.abs(differences).mean())
     generic, aware = _mean([g for g, _ in matched]), _mean([a for _, a in matched])
     return Finding(
         name="generic-vs-aware", claim=claim, reproduced=mean_abs <= SIMILAR,
         evidence=f"over {len(matched)} pairs: generic {generic:.3f}, aware {aware:.3f}, mean |aware - generic| "
-        f"{mean_abs:.3f} (alike if <= {SIMILAR}), largest {differences[np.abs(differences).argmax()]:+.3f}",
+        f"{mean_abs:.3f} (alike if <= {SIMILAR}), largest {differences[np.abs(differences).argmax()]:+.3f}{left_out}",
     )
 
 

@@ -11,7 +11,7 @@ import torch
 from sklearn.base import clone
 
 from ser_audit.corpus.audio import read_audio
-from ser_audit.corpus.folds import Fold, assert_speaker_disjoint
+from ser_audit.corpus.folds import Fold, assert_speaker_disjoint, inner_split
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import Embeddings, pool
 from ser_audit.embeddings.store import cached_array, store_key
@@ -19,7 +19,7 @@ from ser_audit.frontend.features import FrontEnd
 from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.inference import SpeakerPermutations
+from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy, class_indices
 from ser_audit.leakage.resampling import REFITTED_EXACT, refit_inflation, refitted_probe_null
 from ser_audit.leakage.stats import Evidence, LeakageStatistics, leakage_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo
@@ -63,6 +63,26 @@ class ProbeAttack:
     outcome: CrossValidated
     statistics: LeakageStatistics
     inflation: float
+    # Per fold: balanced accuracy on held-out training speakers (for the strongest-attacker choice).
+    validation: list[float | None]
+
+
+def inner_validation(
+    attacker: LinearProbe, features: np.ndarray, labels: np.ndarray, units: np.ndarray, folds: Sequence[Fold], seed: int
+) -> list[float | None]:
+    """Per fold, the probe fitted on part of the training speakers and scored on the rest."""
+    scores: list[float | None] = []
+    for fold in folds:
+        split = inner_split(units[fold.train], labels[fold.train], 0.2, seed)
+        if split is None:
+            scores.append(None)
+            continue
+        train, held_out = fold.train[split[0]], fold.train[split[1]]
+        predicted = clone(attacker).fit(features[train], labels[train]).predict(features[held_out])
+        classes = np.unique(labels)
+        scores.append(float(balanced_accuracy(class_indices(labels[held_out], classes), class_indices(predicted, classes),
+                                              len(classes))[0]))
+    return scores
 
 
 def attack(
@@ -83,7 +103,7 @@ def attack(
         outcome.truths, outcome.predictions, units=units[np.concatenate([f.test for f in folds])],
         classes=permutations.classes, null=refitted, p_value_method=REFITTED_EXACT, exact=True, widen=factor, seed=seed,
     )
-    return ProbeAttack(outcome, statistics, factor)
+    return ProbeAttack(outcome, statistics, factor, inner_validation(attacker, features, labels, units, folds, seed))
 
 
 def result_row(
@@ -124,6 +144,8 @@ class ProbeResults:
     evidence: list[Evidence]
     # Per layer: the probe's refit/fixed null ratio, which widens the other refitted attackers' nulls.
     inflation: dict[str, float]
+    # Per row: balanced accuracy on held-out training speakers, per fold.
+    validation: list[list[float | None]]
 
 
 def attack_units(corpus: Corpus, attribute: str) -> np.ndarray:
@@ -153,7 +175,7 @@ def probe_layers(
     units = attack_units(corpus, attribute)
     attacker = LinearProbe()
     gaps = training_gaps(labels, folds)
-    results = ProbeResults([], [], [], {})
+    results = ProbeResults([], [], [], {}, [])
     with observer.task("fitting linear-probe attackers", total=len(layers)) as task:
         for layer in layers:
             features = embeddings.layers[layer.name]
@@ -168,6 +190,7 @@ def probe_layers(
             results.predictions.append(held_out_predictions(probe.outcome, folds))
             results.evidence.append(probe.statistics.evidence)
             results.inflation[layer.name] = probe.inflation
+            results.validation.append(probe.validation)
             task.advance()
     return results
 

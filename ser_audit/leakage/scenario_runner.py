@@ -21,9 +21,18 @@ from ser_audit.embeddings.extract import Embeddings, time_axis
 from ser_audit.execution.interface import Executor
 from ser_audit.execution.local import LocalExecutor
 from ser_audit.leakage.attackers.neural import NeuralAttacker, Rows, designs
-from ser_audit.leakage.inference import SpeakerPermutations, widened_null
+from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy, class_indices, widened_null
 from ser_audit.leakage.resampling import AUX_EXACT, REFITTED_APPROXIMATE, fixed_null
-from ser_audit.leakage.scenarios import KINDS, SAME_ARCHITECTURE, SCENARIOS, TABLE, choose_designs, recurrent_cell, target_family
+from ser_audit.leakage.scenarios import (
+    KINDS,
+    SAME_ARCHITECTURE_DESIGNS,
+    SAME_ARCHITECTURE_FROZEN,
+    SCENARIOS,
+    TABLE,
+    choose_designs,
+    recurrent_cell,
+    target_family,
+)
 from ser_audit.leakage.stats import Evidence, leakage_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo, TargetModel
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
@@ -36,13 +45,15 @@ class AttackSettings:
 
     Widths scale each family's documented size (``convolutional``, ``recurrent``, ``dense``
     modules); the defaults keep a full default audit of ``zoo:cnn4`` under 15 minutes on
-    two CPU cores. ``quick`` keeps one design per scenario and fewer epochs.
+    two CPU cores. ``quick`` keeps one design per scenario and fewer epochs. Every attacker,
+    the same-architecture one included, trains for ``epochs`` and keeps the epoch that did
+    best on held-out training speakers (``NeuralAttacker``).
     """
 
     epochs: int = 8
-    same_architecture_epochs: int = 6
     learning_rate: float = 1e-3
-    same_architecture_learning_rate: float = 1e-3
+    # The same-architecture attacker: a closed-form head on the frozen body, then the body at P0's 1e-4.
+    body_learning_rate: float = 1e-4
     convolutional_width: float = 0.5
     recurrent_width: float = 0.25
     dense_width: float = 1.0
@@ -62,10 +73,12 @@ class AttackData:
     embeddings: Embeddings
     attribute: np.ndarray
     emotion: np.ndarray
+    speakers: np.ndarray
 
     @classmethod
     def of(cls, corpus: Corpus, embeddings: Embeddings, attribute: str) -> "AttackData":
-        return cls(corpus, embeddings, np.array(corpus.labels(attribute)), np.array(corpus.labels("emotion")))
+        return cls(corpus, embeddings, np.array(corpus.labels(attribute)), np.array(corpus.labels("emotion")),
+                   np.array(corpus.labels("speaker")))
 
 
 @dataclass
@@ -80,10 +93,12 @@ class AttackJob:
     audit_inputs: np.ndarray
     audit_attribute: np.ndarray
     audit_emotion: np.ndarray
+    audit_speakers: np.ndarray
     folds: list[Fold]
     aux_inputs: np.ndarray | None = None
     aux_attribute: np.ndarray | None = None
     aux_emotion: np.ndarray | None = None
+    aux_speakers: np.ndarray | None = None
     reduction: str | None = None
 
 
@@ -95,35 +110,42 @@ class AttackOutcome:
     n_train: int
     parameters: int
     architecture: str
+    # Per fold: balanced accuracy on speakers of the fold's training side that the attacker did not
+    # train on (None where it could hold none out); the strongest-attacker row chooses by it.
+    validation: list[float | None]
 
 
 def run_attack(job: AttackJob) -> AttackOutcome:
     """Fit and test one attacker (per fold on the audit corpus, or once on the aux corpus)."""
     aware = job.kind == "aware"
-    truths, predictions = [], []
+    truths, predictions, validation = [], [], []
     if job.aux_inputs is None:
         fitted = job.attacker
         for fold in job.folds:
             fitted = clone(job.attacker).fit(
                 Rows(job.audit_inputs, fold.train), job.audit_attribute[fold.train],
-                emotion=job.audit_emotion[fold.train] if aware else None,
+                emotion=job.audit_emotion[fold.train] if aware else None, groups=job.audit_speakers[fold.train],
             )
             truths.append(job.audit_attribute[fold.test])
             predictions.append(fitted.predict(Rows(job.audit_inputs, fold.test)))
+            validation.append(fitted.validation_score_)
         n_train = int(np.mean([len(fold.train) for fold in job.folds]))
     else:
         assert job.aux_attribute is not None
         fitted = clone(job.attacker).fit(
             Rows(job.aux_inputs, np.arange(len(job.aux_inputs))), job.aux_attribute,
-            emotion=job.aux_emotion if aware else None,
+            emotion=job.aux_emotion if aware else None, groups=job.aux_speakers,
         )
-        tested = np.concatenate([fold.test for fold in job.folds])
-        predicted = dict(zip(tested.tolist(), fitted.predict(Rows(job.audit_inputs, tested))))
+        # Every audit utterance is tested by some fold; the attacker never saw any of them.
+        predicted = fitted.predict(Rows(job.audit_inputs, np.arange(len(job.audit_inputs))))
+        classes = np.unique(job.audit_attribute)
         for fold in job.folds:
             truths.append(job.audit_attribute[fold.test])
-            predictions.append(np.array([predicted[i] for i in fold.test.tolist()]))
+            predictions.append(predicted[fold.test])
+            validation.append(float(balanced_accuracy(class_indices(job.audit_attribute[fold.train], classes),
+                                                      class_indices(predicted[fold.train], classes), len(classes))[0]))
         n_train = len(job.aux_inputs)
-    return AttackOutcome(job, truths, predictions, n_train, fitted.parameter_count(), fitted.architecture)
+    return AttackOutcome(job, truths, predictions, n_train, fitted.parameter_count(), fitted.architecture, validation)
 
 
 @dataclass
@@ -134,6 +156,7 @@ class ScenarioResults:
     # row's null draws for the family-wise adjustment.
     predictions: list[dict[int, str]] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
+    validation: list[list[float | None]] = field(default_factory=list)
     family: str = "convolutional"
 
 
@@ -147,7 +170,7 @@ def has_time_axis(layer: LayerInfo, layout: Sequence[str], stored: np.ndarray | 
 def _inputs(data: AttackData, layer: LayerInfo, design: str, layout: Sequence[str]) -> np.ndarray:
     """What a design reads: the raw map (same architecture), the map with time last, or a vector."""
     whole = data.embeddings.maps[layer.name]
-    if design == SAME_ARCHITECTURE:
+    if design in SAME_ARCHITECTURE_DESIGNS:
         return whole
     if designs()[design].input == "pooled":
         return data.embeddings.layers[layer.name] if has_time_axis(layer, layout, whole) else whole.reshape(len(whole), -1)
@@ -197,7 +220,7 @@ def plan_jobs(
                 skip(layer, scenario, choice.reason or "no attacker design applies")
                 continue
             for design in choice.designs:
-                if design == SAME_ARCHITECTURE:
+                if design in SAME_ARCHITECTURE_DESIGNS:
                     if body is None and body_reason is None:
                         if tuple(audit.embeddings.maps[layer.name].shape[1:]) != tuple(layer.shape[1:]):
                             body_reason = f"the stored map was reduced ({audit.embeddings.map_reductions[layer.name]})"
@@ -211,9 +234,10 @@ def plan_jobs(
                         continue
                     attacker_family = family
                     attacker = NeuralAttacker(
-                        SAME_ARCHITECTURE, epochs=settings.same_architecture_epochs,
-                        learning_rate=settings.same_architecture_learning_rate, body=body.body,
-                        body_description=body.description, standardise=False, seed=settings.seed, device=settings.device,
+                        design, epochs=settings.epochs, learning_rate=settings.learning_rate, body=body.body,
+                        body_description=body.description, body_learning_rate=settings.body_learning_rate,
+                        freeze_body=design == SAME_ARCHITECTURE_FROZEN,
+                        standardise=False, seed=settings.seed, device=settings.device,
                     )
                 else:
                     attacker_family = designs()[design].family
@@ -226,12 +250,12 @@ def plan_jobs(
                         layer=layer, scenario=scenario, kind=kind, design=design,
                         attacker=clone(attacker).set_params(aware=kind == "aware"),
                         audit_inputs=_inputs(audit, layer, design, layout), audit_attribute=audit.attribute,
-                        audit_emotion=audit.emotion, folds=list(folds),
+                        audit_emotion=audit.emotion, audit_speakers=audit.speakers, folds=list(folds),
                         reduction=audit.embeddings.map_reductions.get(layer.name),
                     )
                     if spec.training_data == "aux" and aux is not None:
                         job.aux_inputs = _inputs(aux, layer, design, layout)
-                        job.aux_attribute, job.aux_emotion = aux.attribute, aux.emotion
+                        job.aux_attribute, job.aux_emotion, job.aux_speakers = aux.attribute, aux.emotion, aux.speakers
                     jobs.append(job)
     return jobs, skipped, family
 
@@ -265,6 +289,7 @@ def run_scenarios(
             results.rows.append(row)
             results.predictions.append(predicted)
             results.evidence.append(evidence)
+            results.validation.append(outcome.validation)
             task.advance()
     return results
 
@@ -288,7 +313,7 @@ def _row(
         null=null if on_aux else widened_null(null, factor), p_value_method=AUX_EXACT if on_aux else REFITTED_APPROXIMATE,
         exact=on_aux, widen=factor, seed=settings.seed,
     )
-    family = "same-architecture" if job.design == SAME_ARCHITECTURE else designs()[job.design].family
+    family = "same-architecture" if job.design in SAME_ARCHITECTURE_DESIGNS else designs()[job.design].family
     row = LeakageResult(
         layer=job.layer.name, layer_index=job.layer.index, scenario=job.scenario, attacker_kind=job.kind,  # type: ignore[arg-type]
         attacker_architecture=outcome.architecture, attacker_design=job.design, attacker_family=family,

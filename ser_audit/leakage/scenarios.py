@@ -26,6 +26,9 @@ from ser_audit.models.interface import LayerInfo
 SCENARIOS = ("worst", "s1", "s2", "s3", "s4")
 KINDS = ("generic", "aware")
 SAME_ARCHITECTURE = "same-architecture"
+# The target's sub-network frozen with a probe on top: the floor that fine-tuning it must reach.
+SAME_ARCHITECTURE_FROZEN = "same-architecture-frozen"
+SAME_ARCHITECTURE_DESIGNS = (SAME_ARCHITECTURE_FROZEN, SAME_ARCHITECTURE)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def choose_designs(
     """
     spec = TABLE[scenario]
     if spec.same_architecture:
-        return Choice((SAME_ARCHITECTURE,))
+        return Choice(SAME_ARCHITECTURE_DESIGNS)
     if not has_time_axis:
         if spec.same_family:
             return Choice(("mlp",) if quick else ("mlp", "wide"))

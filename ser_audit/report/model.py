@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 REPORT_SCHEMA_VERSION = "1.2"  # 1.2: balanced accuracy with speaker-level intervals and adjusted p-values; 1.1: egemaps_reference
 
-Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe"]
+Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe", "strongest"]
 
 
 class _Strict(BaseModel):
@@ -72,7 +72,10 @@ class Accuracy(_Strict):
 class LeakageResult(_Strict):
     layer: str = Field(description="Tapped layer, or `input:lld` for the input-level reference.")
     layer_index: int | None = Field(None, description="Execution-order index of the layer.")
-    scenario: Scenario = Field(description="worst, s1-s4 (P0), or probe for the pooled-statistics probe.")
+    scenario: Scenario = Field(
+        description="worst, s1-s4 (P0); probe: the pooled-statistics probe; strongest: the layer's headline, the "
+        "attacker chosen per fold by nested validation."
+    )
     attacker_kind: Literal["generic", "aware"] = Field(description="generic: attribute only; aware: attribute + emotion.")
     attacker_architecture: str = Field(description="The attacker's design, in words (layers, sizes, input pooling).")
     attacker_design: str = Field(

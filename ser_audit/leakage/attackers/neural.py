@@ -22,7 +22,9 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ser_audit.corpus.folds import inner_split
 from ser_audit.leakage.attackers.interface import Attacker
+from ser_audit.leakage.inference import balanced_accuracy
 
 Builder = Callable[[tuple[int, ...], float], nn.Module]
 
@@ -78,19 +80,30 @@ def designs() -> dict[str, Design]:
 class NeuralAttacker(Attacker):
     """A torch attacker with the scikit-learn estimator contract.
 
+    When ``fit`` gets the speaker of every row (``groups``), a speaker-disjoint part of the
+    training side (``validation``) chooses the epoch: the weights of the epoch with the best
+    balanced accuracy there are kept, and ``validation_score_`` records it, so attackers can be
+    compared without looking at the test speakers (the strongest-attacker row does).
+
     Args:
         design: A name from ``designs()``, or ``"same-architecture"`` with ``body`` given.
         aware: Application-aware (attribute + emotion); ``fit`` then needs ``emotion``.
-        epochs: Passes over the training data.
-        learning_rate: Adam step size.
+        epochs: Passes over the training data (after the warm-up).
+        learning_rate: Adam step size (of the heads, when ``body`` is given).
         batch_size: Mini-batch size.
         width: Scales the design's channels/units (1.0 = the documented size).
         body: For the same-architecture attacker, the target's sub-network after the tap
             (copied, then fine-tuned).
         body_description: How the body was obtained, for the report.
+        body_learning_rate: Adam step size of ``body`` (P0 fine-tunes at 1e-4): the target's
+            trained weights move less than the new heads, which first get a closed-form
+            warm-up (ridge on the frozen body's features) so fine-tuning starts from a head
+            that already reads the body.
+        freeze_body: Stop after the warm-up: a probe on the target's own, frozen sub-network.
+        validation: Share of each class's training speakers held out for choosing the epoch.
         standardise: Standardise inputs per channel with training-set statistics (not for
             ``body``, which expects the target's own activations).
-        seed: Seeds initialisation and mini-batch order.
+        seed: Seeds initialisation, mini-batch order and the validation split.
         device: ``cpu`` or ``cuda``.
     """
 
@@ -104,6 +117,9 @@ class NeuralAttacker(Attacker):
         width: float = 1.0,
         body: nn.Module | None = None,
         body_description: str = "",
+        body_learning_rate: float = 1e-4,
+        freeze_body: bool = False,
+        validation: float = 0.2,
         standardise: bool = True,
         seed: int = 0,
         device: str = "cpu",
@@ -116,6 +132,9 @@ class NeuralAttacker(Attacker):
         self.width = width
         self.body = body
         self.body_description = body_description
+        self.body_learning_rate = body_learning_rate
+        self.freeze_body = freeze_body
+        self.validation = validation
         self.standardise = standardise
         self.seed = seed
         self.device = device
@@ -126,13 +145,15 @@ class NeuralAttacker(Attacker):
 
     @property
     def family(self) -> str:  # type: ignore[override]
-        if self.design == "same-architecture":
+        if self.design.startswith("same-architecture"):
             return "same-architecture"
         return designs()[self.design].family
 
     def _network(self, shape: tuple[int, ...]) -> tuple[nn.Module, str]:
         if self.body is not None:
-            return copy.deepcopy(self.body), f"same-architecture: {self.body_description}"
+            how = "frozen, ridge probe on top" if self.freeze_body else (
+                f"fine-tuned at {self.body_learning_rate:g} from a ridge head on the frozen body")
+            return copy.deepcopy(self.body), f"same-architecture ({how}): {self.body_description}"
         design = designs()[self.design]
         return design.build(shape, self.width), design.describe(shape, self.width)
 
@@ -173,55 +194,48 @@ class NeuralAttacker(Attacker):
             whole[start : start + 256] = self._batch(X, np.arange(start, min(start + 256, len(X))))
         return lambda rows: whole[torch.from_numpy(np.sort(rows)).to(whole.device)]
 
-    def fit(self, X: np.ndarray, y: np.ndarray, emotion: np.ndarray | None = None) -> "NeuralAttacker":
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, emotion: np.ndarray | None = None, groups: np.ndarray | None = None
+    ) -> "NeuralAttacker":
         if self.aware and emotion is None:
             raise ValueError("an application-aware attacker needs emotion labels")
         torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
         self.classes_, targets = np.unique(np.asarray(y), return_inverse=True)
         if self.standardise and self.body is None:
             self.mean_, self.std_ = self._statistics(X)
         body, self.architecture_ = self._network(tuple(X.shape[1:]))
-        body = body.to(self.device)
         batch = self._reader(X)
         with torch.no_grad():
-            width = body.eval()(batch(np.arange(min(2, len(X))))).shape[1]
+            width = body.to(self.device).eval()(batch(np.arange(min(2, len(X))))).shape[1]
         # Heads read normalised features: a body taken from the target emits activations on its
         # own scale, which would otherwise make the new head's learning rate arbitrary.
         body = nn.Sequential(body, nn.BatchNorm1d(width, affine=False)).to(self.device)
-        head = nn.Linear(width, len(self.classes_)).to(self.device)
-        emotion_head: nn.Module | None = None
+        heads = nn.ModuleDict({"attribute": nn.Linear(width, len(self.classes_))}).to(self.device)
         emotion_targets = None
         if self.aware:
             self.emotions_, emotion_targets = np.unique(np.asarray(emotion), return_inverse=True)
-            emotion_head = nn.Linear(width, len(self.emotions_)).to(self.device)
+            heads["emotion"] = nn.Linear(width, len(self.emotions_)).to(self.device)
             self.architecture_ += " + emotion head (multi-task)"
-        parameters = [*body.parameters(), *head.parameters(), *(emotion_head.parameters() if emotion_head else [])]
-        optimiser = torch.optim.Adam(parameters, lr=self.learning_rate, weight_decay=1e-4)
-        counts = np.bincount(targets, minlength=len(self.classes_)).astype(np.float32)
-        weights = torch.from_numpy(len(targets) / (len(counts) * np.maximum(counts, 1))).to(self.device)
-        attribute_loss = nn.CrossEntropyLoss(weight=weights)
-        emotion_loss = nn.CrossEntropyLoss()
-        body.train()
-        for _ in range(self.epochs):
-            order = rng.permutation(len(targets))
-            for start in range(0, len(order), self.batch_size):
-                rows = np.sort(order[start : start + self.batch_size])
-                if len(rows) < 2:
-                    continue  # batch norm needs two rows
-                features = body(batch(rows))
-                loss = attribute_loss(head(features), torch.from_numpy(targets[rows]).to(self.device))
-                if emotion_head is not None and emotion_targets is not None:
-                    loss = loss + emotion_loss(emotion_head(features), torch.from_numpy(emotion_targets[rows]).to(self.device))
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-        self._settle_batch_norm(body, batch, len(X))
-        self.body_, self.head_, self.emotion_head_ = body.eval(), head.eval(), emotion_head
+        split = inner_split(np.asarray(groups), targets, self.validation, self.seed) if (
+            groups is not None and self.validation > 0) else None
+        train_rows, validation_rows = split if split is not None else (np.arange(len(targets)), None)
+        loop = _Loop(self, body, heads, batch, targets, emotion_targets, train_rows, validation_rows)
+        if self.body is not None:
+            # Warm-up: the heads solved in closed form on the frozen body's features. That alone is the
+            # frozen-body probe; fine-tuning starts from it, and keeps it unless held-out speakers prefer later epochs.
+            loop.solve_heads()
+        if not (self.body is not None and self.freeze_body):
+            loop.run(self.epochs, body_rate=self.body_learning_rate if self.body is not None else self.learning_rate)
+        loop.restore_best()
+        self._settle_batch_norm(body, batch, train_rows)
+        self.validation_score_ = loop.best_score
+        self.best_epoch_ = loop.best_epoch
+        self.body_, self.head_ = body.eval(), heads["attribute"].eval()
+        self.emotion_head_ = heads["emotion"] if self.aware else None
         return self
 
-    def _settle_batch_norm(self, body: nn.Module, batch: Callable[[np.ndarray], torch.Tensor], n_rows: int) -> None:
-        """Batch-norm statistics recomputed over the training data with the final weights.
+    def _settle_batch_norm(self, body: nn.Module, batch: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray) -> None:
+        """Batch-norm statistics recomputed over the training rows with the current weights.
 
         Running averages (momentum 0.1) lag far behind after the few hundred steps an attacker
         trains, and a lagging normaliser can push every test row to one class.
@@ -235,10 +249,10 @@ class NeuralAttacker(Attacker):
             norm.momentum = None  # cumulative average over the pass below
             norm.train()
         with torch.no_grad():
-            for start in range(0, n_rows, 128):
-                rows = np.arange(start, min(start + 128, n_rows))
-                if len(rows) > 1:
-                    body(batch(rows))
+            for start in range(0, len(rows), 128):
+                chunk = rows[start : start + 128]
+                if len(chunk) > 1:
+                    body(batch(chunk))
         for norm in norms:
             norm.momentum = 0.1
         body.eval()
@@ -259,3 +273,90 @@ class NeuralAttacker(Attacker):
         check_is_fitted(self, "head_")
         modules = [self.body_, self.head_, *([self.emotion_head_] if self.emotion_head_ is not None else [])]
         return int(sum(p.numel() for m in modules for p in m.parameters()))
+
+
+class _Loop:
+    """The mini-batch loop of one fit, and the best epoch seen on the validation speakers."""
+
+    def __init__(self, attacker: NeuralAttacker, body: nn.Module, heads: nn.ModuleDict,
+                 batch: Callable[[np.ndarray], torch.Tensor], targets: np.ndarray, emotion_targets: np.ndarray | None,
+                 train_rows: np.ndarray, validation_rows: np.ndarray | None) -> None:
+        self.attacker, self.body, self.heads, self.batch = attacker, body, heads, batch
+        self.targets, self.emotion_targets = targets, emotion_targets
+        self.train_rows, self.validation_rows = train_rows, validation_rows
+        self.rng = np.random.default_rng(attacker.seed)
+        counts = np.bincount(targets[train_rows], minlength=len(attacker.classes_)).astype(np.float32)
+        weights = torch.from_numpy(len(train_rows) / (len(counts) * np.maximum(counts, 1))).to(attacker.device)
+        self.attribute_loss, self.emotion_loss = nn.CrossEntropyLoss(weight=weights), nn.CrossEntropyLoss()
+        self.best_score: float | None = None
+        self.best_epoch = 0
+        self.epoch = 0
+        self.best_state: dict[str, dict[str, torch.Tensor]] | None = None
+
+    def run(self, epochs: int, *, body_rate: float | None) -> None:
+        """``epochs`` passes; the body trains at ``body_rate`` (None: frozen), the heads at the attacker's rate."""
+        device = self.attacker.device
+        groups = [{"params": list(self.heads.parameters()), "lr": self.attacker.learning_rate}]
+        if body_rate is not None:
+            groups.append({"params": list(self.body.parameters()), "lr": body_rate})
+        optimiser = torch.optim.Adam(groups, weight_decay=1e-4)
+        for parameter in self.body.parameters():
+            parameter.requires_grad_(body_rate is not None)
+        for _ in range(epochs):
+            self.body.train()
+            order = self.train_rows[self.rng.permutation(len(self.train_rows))]
+            for start in range(0, len(order), self.attacker.batch_size):
+                rows = np.sort(order[start : start + self.attacker.batch_size])
+                if len(rows) < 2:
+                    continue  # batch norm needs two rows
+                features = self.body(self.batch(rows))
+                loss = self.attribute_loss(self.heads["attribute"](features), torch.from_numpy(self.targets[rows]).to(device))
+                if self.emotion_targets is not None:
+                    emotion = torch.from_numpy(self.emotion_targets[rows]).to(device)
+                    loss = loss + self.emotion_loss(self.heads["emotion"](features), emotion)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            self.epoch += 1
+            self._validate()
+        for parameter in self.body.parameters():
+            parameter.requires_grad_(True)
+
+    def solve_heads(self, ridge: float = 1.0) -> None:
+        """Each head set to the ridge solution on the frozen body's (batch-normalised) training features.
+
+        Targets are -1/+1 per class and there is no bias: on centred features that ignores the
+        class prior, as the linear probe does. Counts as epoch 0 for the choice of epochs.
+        """
+        self.attacker._settle_batch_norm(self.body, self.batch, self.train_rows)
+        with torch.no_grad():
+            features = torch.cat([self.body(self.batch(self.train_rows[start : start + 128]))
+                                  for start in range(0, len(self.train_rows), 128)]).double()
+            gram = features.T @ features + ridge * features.shape[1] * torch.eye(features.shape[1], dtype=torch.float64,
+                                                                                  device=features.device)
+            labels = {"attribute": self.targets, "emotion": self.emotion_targets}
+            for name, head in self.heads.items():
+                index = torch.from_numpy(labels[name][self.train_rows]).to(features.device)  # type: ignore[index]
+                targets = -torch.ones(len(index), head.out_features, dtype=torch.float64, device=features.device)
+                targets[torch.arange(len(index)), index] = 1.0
+                head.weight.copy_(torch.linalg.solve(gram, features.T @ targets).T.float())
+                head.bias.zero_()
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.validation_rows is None:
+            return
+        self.attacker._settle_batch_norm(self.body, self.batch, self.train_rows)
+        with torch.no_grad():
+            scores = torch.cat([self.heads["attribute"](self.body(self.batch(self.validation_rows[start : start + 128])))
+                                for start in range(0, len(self.validation_rows), 128)])
+        truth = self.targets[self.validation_rows]
+        score = float(balanced_accuracy(truth, scores.argmax(1).cpu().numpy(), len(self.attacker.classes_))[0])
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_epoch = score, self.epoch
+            self.best_state = {"body": copy.deepcopy(self.body.state_dict()), "heads": copy.deepcopy(self.heads.state_dict())}
+
+    def restore_best(self) -> None:
+        if self.best_state is not None:
+            self.body.load_state_dict(self.best_state["body"])
+            self.heads.load_state_dict(self.best_state["heads"])

@@ -13,7 +13,7 @@ from ser_audit.report.model import BreakdownRow, LeakageResult, Report, Robustne
 from ser_audit.report.render.charts import bar_chart, line_chart
 from ser_audit.report.render.sections import Section, Table, leakage_interval, sections
 
-SCENARIO_ORDER = ("probe", "worst", "s1", "s2", "s3", "s4")
+SCENARIO_ORDER = ("probe", "worst", "s1", "s2", "s3", "s4", "strongest")
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#222}
