@@ -207,3 +207,48 @@ def clustered_layers(
         session_of = [None] * len(speaker_of)
     return PlantedLayers(layers, gender[speaker_of], np.array([f"{prefix}{s:03d}" for s in speaker_of]),
                          session_of)  # type: ignore[arg-type]
+
+
+class PlantedCNN(nn.Module):
+    """A small convolutional target with P0's tap points (``pool1``, ``pool2``, ``global_pool``, ``fc_relu``)
+    whose every layer is gender-free, or (``leak=True``) carries the speaker's pitch throughout.
+
+    Its first four channels are the per-frame pitch track (``leak``) or noise from a private
+    generator; four more noise channels follow. Everything after reads only these, so without
+    the leak no layer can know anything about the speaker: the null a whole audit must pass.
+    """
+
+    def __init__(self, n_classes: int = 4, leak: bool = False) -> None:
+        super().__init__()
+        self.source = PitchTrack() if leak else FrameNoise()
+        self.noise = FrameNoise()
+        self.conv1 = nn.Conv1d(8, 8, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.AvgPool1d(2)
+        self.conv2 = nn.Conv1d(8, 8, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.AvgPool1d(2)
+        self.global_pool = nn.AdaptiveAvgPool1d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(8, 8)
+        self.fc_relu = nn.ReLU()
+        self.classifier = nn.Linear(8, n_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        source = self.source(features) if isinstance(self.source, PitchTrack) else self.source(features[:, :4])
+        x = self.pool1(self.relu1(self.conv1(torch.cat([source, self.noise(features[:, :4])], dim=1))))
+        x = self.global_pool(self.pool2(self.relu2(self.conv2(x))))
+        return self.classifier(self.fc_relu(self.fc(self.flatten(x))))
+
+
+def write_planted_cnn(folder: Path, *, leak: bool, seed: int = 0) -> tuple[str, Path]:
+    """``PlantedCNN`` as a user would hand it over: (``python:`` MODEL string, ``--weights`` file)."""
+    from ser_audit.frontend.spec import METADATA_KEY
+
+    torch.manual_seed(seed)
+    module = PlantedCNN(leak=leak)
+    weights = folder / f"planted-cnn-{'leak' if leak else 'null'}-{seed}.pt"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": module.state_dict(), "config": {"leak": leak},
+                METADATA_KEY: LLD_FRONTEND.model_dump_json()}, weights)
+    return "python:ser_audit.testing:PlantedCNN", weights

@@ -102,22 +102,47 @@ def test_severity_scores_and_grade_follow_the_documented_formula() -> None:
     from ser_audit.report.model import Accuracy, LeakageResult
     from ser_audit.report.scoring import grade, privacy_score, severity
 
-    def row(layer: str, mean: float, low: float, p: float) -> LeakageResult:
+    def row(layer: str, leakage: float, low: float, q: float, significant: bool = True) -> LeakageResult:
         return LeakageResult(layer=layer, scenario="worst", attacker_kind="generic", attacker_architecture="x",
                              attacker_parameters=1, training_data="same", attribute="gender",
-                             accuracy=Accuracy(mean=mean, std=0.0, folds=[mean], ci_low=low, ci_high=1.0),
-                             balanced_accuracy=mean, chance=0.5, p_value=p, gap=mean - 0.5,
-                             normalised_leakage=(mean - 0.5) / 0.5, n_test=100, n_features=1)
+                             accuracy=Accuracy(mean=leakage, std=0.0, folds=[leakage], ci_low=low, ci_high=1.0),
+                             balanced_accuracy=leakage, ci_low=low, ci_high=1.0, chance=0.5, p_value=q / 2, q_value=q,
+                             significant=significant, gap=leakage - 0.5, normalised_leakage=(leakage - 0.5) / 0.5,
+                             n_test=100, n_features=1)
 
-    assert severity(row("a", 0.55, 0.45, 0.2)) == "none"  # interval reaches chance
+    assert severity(row("a", 0.55, 0.45, 0.01)) == "none"  # interval reaches chance
+    assert severity(row("a", 0.75, 0.60, 0.2)) == "none"  # not a discovery at a 5% false-discovery rate
     assert severity(row("a", 0.58, 0.52, 0.01)) == "low"  # n = 0.16
     assert severity(row("a", 0.70, 0.60, 0.01)) == "medium"  # n = 0.4
     assert severity(row("a", 0.85, 0.75, 0.01)) == "high"  # n = 0.7
     assert severity(row("a", 0.95, 0.90, 0.01)) == "critical"  # n = 0.9
-    # Worst per layer: a 0.9, b 0.6 -> n 0.8 and 0.2 -> 100 * (1 - 0.5) = 50
-    rows = [row("a", 0.9, 0.8, 0.01), row("a", 0.7, 0.6, 0.01), row("b", 0.6, 0.5, 0.2)]
-    assert privacy_score(rows) == 50.0
+    # Per layer, the worst n(lower bound) among rows significant after adjustment: a 0.8 -> 0.6; b counts 0
+    # (not significant, however high its estimate) -> 100 * (1 - (0.6 + 0) / 2) = 70
+    rows = [row("a", 0.9, 0.8, 0.01), row("a", 0.7, 0.6, 0.01), row("b", 0.9, 0.7, 0.2, significant=False)]
+    assert privacy_score(rows) == 70.0
     assert grade(90.0, None) == "A" and grade(90.0, 54.9) == "D" and grade(None, None) is None and grade(10.0) == "F"
+
+
+def test_gates_decide_on_adjusted_evidence_not_on_the_largest_estimate() -> None:
+    from ser_audit.report.gates import max_gap_gate, max_leakage_gate
+    from ser_audit.report.model import Accuracy, LeakageResult
+    from ser_audit.report.policy import gate_severity
+
+    def row(leakage: float, simultaneous_low: float, significant: bool) -> LeakageResult:
+        return LeakageResult(layer="l", scenario="s2", attacker_kind="generic", attacker_architecture="x",
+                             attacker_parameters=1, training_data="same", attribute="gender",
+                             accuracy=Accuracy(mean=leakage, std=0.0, folds=[leakage], ci_low=0.0, ci_high=1.0),
+                             balanced_accuracy=leakage, chance=0.5, p_value=0.01, significant=significant,
+                             simultaneous_ci_low=simultaneous_low, simultaneous_ci_high=1.0, gap=leakage - 0.5,
+                             normalised_leakage=(leakage - 0.5) / 0.5, n_test=100, n_features=1)
+
+    lucky = row(0.75, 0.45, significant=False)  # the largest of many estimates on a model with no leak
+    assert max_gap_gate("max-gap", [lucky], 0.1).passed and gate_severity(lucky) == "none"
+    real = row(0.8, 0.65, significant=True)
+    assert not max_gap_gate("max-gap", [lucky, real], 0.1).passed  # bound 0.65: 0.15 above chance
+    assert max_gap_gate("max-gap", [lucky, real], 0.2).passed  # the estimate is 0.3 above chance, the bound is not
+    assert not max_leakage_gate("max-leakage", [real], 0.6).passed and max_leakage_gate("max-leakage", [real], 0.7).passed
+    assert gate_severity(real) == "medium"  # n(0.65) = 0.3
 
 
 POLICY = """
@@ -127,7 +152,7 @@ max_leakage = 1.0
 [[leakage]]
 layer = "fc*"
 scenario = "probe"
-max_gap = 0.0
+max_leakage = 0.3
 
 [regression]
 max_leakage_increase = 0.5
@@ -140,11 +165,11 @@ def test_gate_command_applies_a_policy_with_torch_blocked(gated_report: Path, tm
     junit = tmp_path / "gates.xml"
     result = _render(gated_report, "--policy", str(policy), "--baseline", str(gated_report), "--junit", str(junit),
                      command="gate")
-    assert result.returncode == 1, result.stderr  # the fc_relu gap is above 0
+    assert result.returncode == 1, result.stderr  # no leakage below chance (0.5) can be certified
     suite = ElementTree.parse(junit).getroot()
     cases = {case.get("name"): case for case in suite.iter("testcase")}
     failed = [name for name, case in cases.items() if case.find("failure") is not None]
-    assert len(cases) == 3 and len(failed) == 1 and "max-gap" in failed[0]
+    assert len(cases) == 3 and len(failed) == 1 and "max-leakage" in failed[0] and "fc*" in failed[0]
     broken = tmp_path / "broken.toml"
     broken.write_text("[[leakage]]\nmax_leakage = 2\n")
     result = _render(gated_report, "--policy", str(broken), command="gate")
