@@ -150,7 +150,7 @@ class BreakdownRow(_Strict):
     group: str = Field(description="The group's value (an emotion, improvised/scripted, a gender).")
     accuracy: float
     n: int
-    ci_low: float = Field(description="Wilson 95% interval over the group's predictions.")
+    ci_low: float = Field(description="95% interval resampling the group's speakers (Wilson in reports before 1.2).")
     ci_high: float
 
 
