@@ -21,8 +21,8 @@ def main() -> None:
 
     report = leakage_audit(ModelSource(args.model), corpus=args.corpus, seed=0)
     for row in report.leakage.results:
-        print(f"{row.layer:>14}  leakage {row.accuracy.mean:.3f}  "
-              f"[{row.accuracy.ci_low:.3f}, {row.accuracy.ci_high:.3f}]  chance {row.chance:.2f}  p {row.p_value:.3f}")
+        print(f"{row.layer:>14}  leakage {row.balanced_accuracy:.3f}  [{row.ci_low:.3f}, {row.ci_high:.3f}]  "
+              f"chance {row.chance:.2f}  p {row.p_value:.3f}  adjusted p {row.p_value_adjusted:.3f}")
     print(report.leakage.recommendation.reason)
     print("written to", write_json(report, args.out))
 
