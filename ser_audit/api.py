@@ -273,10 +273,11 @@ def leakage_audit(
     verification = []
     if attribute == "speaker":
         from ser_audit.leakage.speaker import verification as verify
+        from ser_audit.leakage.speaker import verification_folds
 
-        disjoint = speaker_disjoint_folds(audit_corpus, n_folds=folds, seed=seed)
-        verification = [verify(embeddings.layers[layer.name], audit_corpus, disjoint, layer=layer.name,
-                               layer_index=layer.index) for layer in selected]
+        halves = verification_folds(audit_corpus, seed=seed)
+        verification = [verify(embeddings.layers[layer.name], audit_corpus, halves, layer=layer.name,
+                               layer_index=layer.index, seed=seed) for layer in selected]
     all_rows, predictions = [*rows, *scenario.rows], [*probes.predictions, *scenario.predictions]
     evidence = [*probes.evidence, *scenario.evidence]
     if scenario.rows:

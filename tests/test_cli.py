@@ -133,3 +133,17 @@ def test_corpus_synth_writes_a_manifest(run_cli, tmp_path) -> None:
     assert result.code == 0, result.stderr
     rows = list(csv.DictReader((tmp_path / "rav" / "manifest.csv").open()))
     assert len(rows) == 48 and {row["gender"] for row in rows} == {"female", "male"}
+
+
+def test_speaker_attribute_end_to_end(run_cli, onnx_model, manifest, tmp_path) -> None:
+    out = tmp_path / "speaker.json"
+    result = run_cli("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool1,fc_relu",
+                     "--attribute", "speaker", "--quick", "--out", str(out), "--quiet")
+    assert result.code == 0, result.stderr
+    report = json.loads(out.read_text())
+    jsonschema.validate(report, SCHEMA)
+    rows = report["leakage"]["results"]
+    assert {row["scenario"] for row in rows} == {"probe"} and rows[0]["chance"] == 0.1  # ten speakers
+    verification = report["leakage"]["verification"]
+    assert [v["layer"] for v in verification] == ["pool1", "fc_relu"]
+    assert all(v["eer_same_gender"] is not None and v["eer_ci_low"] <= v["eer"] <= v["eer_ci_high"] for v in verification)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -188,3 +190,36 @@ def test_input_features_are_computed_once_per_key(tmp_path) -> None:
     assert first.dtype == np.float32 and np.array_equal(first, second)
     cached_array(tmp_path, "other corpus", "input:egemaps", compute)
     assert len(calls) == 2
+
+
+def test_verification_separates_identity_from_gender(small_corpus: Corpus) -> None:
+    """Features that carry only gender look like a speaker cue over all trials, and like nothing within one gender."""
+    from ser_audit.leakage.speaker import verification, verification_folds
+
+    rng = np.random.default_rng(0)
+    speakers = np.array(small_corpus.labels("speaker"))
+    genders = np.array(small_corpus.labels("gender"))
+    speaker_of = np.unique(speakers, return_inverse=True)[1]
+    halves = verification_folds(small_corpus)
+    assert all(len(set(speakers[fold.test])) == 5 for fold in halves)  # many speakers per held-out half
+    identity = rng.standard_normal((10, 8))[speaker_of] + 0.1 * rng.standard_normal((len(speakers), 8))
+    gender_only = np.where(genders == "female", 1.0, -1.0)[:, None] * np.ones(8) + 0.3 * rng.standard_normal((len(speakers), 8))
+    voice = verification(identity, small_corpus, halves, layer="identity", layer_index=0)
+    assert voice.eer < 0.05 and voice.eer_same_gender < 0.05
+    assert voice.eer_ci_low <= voice.eer <= voice.eer_ci_high
+    gender = verification(gender_only, small_corpus, halves, layer="gender", layer_index=1)
+    assert gender.eer_same_gender > 0.35 and gender.eer_same_gender > gender.eer + 0.1
+    assert gender.n_nontarget_same_gender < gender.n_nontarget
+
+
+def test_closed_set_folds_keep_dialogues_apart() -> None:
+    from ser_audit.corpus.interface import Corpus as CorpusType
+    from ser_audit.corpus.interface import Utterance
+    from ser_audit.leakage.speaker import closed_set_folds
+
+    utterances = [Utterance(id=f"{s}_{d}_{k}", path=Path(f"/x/{s}{d}{k}.wav"), speaker=s, gender="female", emotion="sad",
+                            extra={"dialog": f"{s}_impro0{d}"}) for s in ("a", "b") for d in range(4) for k in range(3)]
+    folds = closed_set_folds(CorpusType(name="improvised", utterances=utterances, root=Path("/x")), n_folds=2)
+    dialog = np.array([u.extra["dialog"] for u in utterances])
+    for fold in folds:
+        assert not set(dialog[fold.train]) & set(dialog[fold.test])

@@ -38,7 +38,8 @@ def leakage_summary(report: Any) -> None:
     for skipped in leakage.skipped:
         STDOUT.print(f"not run: {skipped.layer} {skipped.scenario} {skipped.attacker_kind}: {skipped.reason}")
     for item in leakage.verification:
-        STDOUT.print(f"speaker verification from {item.layer}: EER {item.eer:.3f}")
+        same = f", same gender {item.eer_same_gender:.3f}" if item.eer_same_gender is not None else ""
+        STDOUT.print(f"speaker verification from {item.layer}: EER {item.eer:.3f}{same}")
     for finding in leakage.findings:
         verdict = {True: "reproduced", False: "not reproduced", None: "cannot tell"}[finding.reproduced]
         STDOUT.print(f"P0 finding {finding.name}: {verdict} — {finding.evidence}")

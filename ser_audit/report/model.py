@@ -175,9 +175,15 @@ class Verification(_Strict):
     layer: str
     layer_index: int | None = None
     eer: float = Field(description="Equal error rate over all trial pairs of held-out speakers.")
-    eer_folds: list[float] = Field(description="EER per speaker-disjoint fold.")
+    eer_same_gender: float | None = Field(
+        None, description="EER with only same-gender non-target trials: identity, not gender."
+    )
+    eer_ci_low: float | None = Field(None, description="95% speaker-bootstrap interval of the EER (all trials).")
+    eer_ci_high: float | None = None
+    eer_folds: list[float] = Field(description="EER per speaker-disjoint fold (two halves, stratified by gender).")
     n_target: int = Field(description="Same-speaker trials.")
     n_nontarget: int = Field(description="Different-speaker trials.")
+    n_nontarget_same_gender: int | None = Field(None, description="Different-speaker trials of one gender.")
 
 
 class Recommendation(_Strict):

@@ -228,9 +228,15 @@ def _leakage(report: Report) -> list[Section]:
     if breakdown.tables:
         out.append(breakdown)
     if leakage.verification:
-        out.append(Section("verification", "Speaker verification", tables=[Table(
-            ["layer", "EER", "EER per fold", "target trials", "non-target trials"],
-            [[v.layer, f"{v.eer:.3f}", ", ".join(f"{e:.3f}" for e in v.eer_folds), str(v.n_target), str(v.n_nontarget)]
+        out.append(Section("verification", "Speaker verification", paragraphs=[
+            "Equal error rate of cosine scoring between held-out speakers (two speaker-disjoint halves, stratified by "
+            "gender): over all non-target trials, and over same-gender ones only, which measures identity rather than "
+            "gender. Lower means more speaker information."
+        ], tables=[Table(
+            ["layer", "EER", "95% interval", "EER, same gender", "EER per fold", "target trials", "non-target trials"],
+            [[v.layer, f"{v.eer:.3f}", _interval(v.eer_ci_low, v.eer_ci_high) if v.eer_ci_low is not None else "",
+              _optional(v.eer_same_gender), ", ".join(f"{e:.3f}" for e in v.eer_folds), str(v.n_target),
+              str(v.n_nontarget)]
              for v in leakage.verification],
         )]))
     if leakage.skipped:
