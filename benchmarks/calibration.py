@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repetitions", type=int, default=1000, help="null data sets per design")
     parser.add_argument("--leak-repetitions", type=int, default=200, help="data sets per planted leak strength")
-    parser.add_argument("--leaks", default="0.5,1.0,1.5", help="planted shifts of the voice's first coordinate (sd units)")
+    parser.add_argument("--leaks", default="0.5,1.0,1.3,1.5", help="planted shifts of the voice's first coordinate (sd units)")
     parser.add_argument("--permutations", type=int, default=199)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
