@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 import torch
@@ -335,7 +335,8 @@ class _Loop:
             gram = features.T @ features + ridge * features.shape[1] * torch.eye(features.shape[1], dtype=torch.float64,
                                                                                   device=features.device)
             labels = {"attribute": self.targets, "emotion": self.emotion_targets}
-            for name, head in self.heads.items():
+            for name, module in self.heads.items():
+                head = cast(nn.Linear, module)
                 index = torch.from_numpy(labels[name][self.train_rows]).to(features.device)  # type: ignore[index]
                 targets = -torch.ones(len(index), head.out_features, dtype=torch.float64, device=features.device)
                 targets[torch.arange(len(index)), index] = 1.0
