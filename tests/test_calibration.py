@@ -21,7 +21,7 @@ from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.embeddings.extract import extract
 from ser_audit.leakage.attackers.neural import NeuralAttacker
 from ser_audit.leakage.calibration import DESIGNS, METHODS, Outcome, clopper_pearson, run
-from ser_audit.leakage.inference import SpeakerPermutations, permutation_p_value, widened_null
+from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy_of, permutation_p_value, widened_null
 from ser_audit.leakage.resampling import fixed_null
 from ser_audit.leakage.runner import probe_layers
 from ser_audit.leakage.scenario_runner import AttackJob, run_attack
@@ -78,11 +78,8 @@ def _mlp_p_value(features: np.ndarray, corpus, folds, permutations, factor: floa
                     attacker=NeuralAttacker("mlp", epochs=15, seed=seed), audit_inputs=features,
                     audit_attribute=labels, audit_emotion=np.array(corpus.labels("emotion")), folds=list(folds))
     outcome = run_attack(job)
-    from ser_audit.leakage.inference import balanced_accuracy, class_indices
-
     truth, predicted = np.concatenate(outcome.truths), np.concatenate(outcome.predictions)
-    statistic = balanced_accuracy(class_indices(truth, permutations.classes),
-                                  class_indices(predicted, permutations.classes), 2)[0]
+    statistic = balanced_accuracy_of(truth, predicted, permutations.classes)
     return permutation_p_value(statistic, widened_null(fixed_null(permutations, folds, outcome.predictions), factor))
 
 

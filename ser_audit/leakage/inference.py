@@ -47,6 +47,11 @@ def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray, n_classes: int) 
     return recalls.sum(1) / np.maximum(present.sum(1), 1)
 
 
+def balanced_accuracy_of(truth: np.ndarray, predicted: np.ndarray, classes: np.ndarray) -> float:
+    """Balanced accuracy of label arrays (not indices) over ``classes``."""
+    return float(balanced_accuracy(class_indices(truth, classes), class_indices(predicted, classes), len(classes))[0])
+
+
 @dataclass(frozen=True)
 class SpeakerPermutations:
     """``n`` relabellings of the audit corpus, drawn once and shared by every row.

@@ -19,7 +19,7 @@ from ser_audit.frontend.features import FrontEnd
 from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy, class_indices
+from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy_of
 from ser_audit.leakage.resampling import REFITTED_EXACT, refit_inflation, refitted_probe_null
 from ser_audit.leakage.stats import Evidence, LeakageStatistics, leakage_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo
@@ -79,9 +79,7 @@ def inner_validation(
             continue
         train, held_out = fold.train[split[0]], fold.train[split[1]]
         predicted = clone(attacker).fit(features[train], labels[train]).predict(features[held_out])
-        classes = np.unique(labels)
-        scores.append(float(balanced_accuracy(class_indices(labels[held_out], classes), class_indices(predicted, classes),
-                                              len(classes))[0]))
+        scores.append(balanced_accuracy_of(labels[held_out], predicted, np.unique(labels)))
     return scores
 
 

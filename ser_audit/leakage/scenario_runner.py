@@ -21,7 +21,7 @@ from ser_audit.embeddings.extract import Embeddings, time_axis
 from ser_audit.execution.interface import Executor
 from ser_audit.execution.local import LocalExecutor
 from ser_audit.leakage.attackers.neural import NeuralAttacker, Rows, designs
-from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy, class_indices, widened_null
+from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy_of, widened_null
 from ser_audit.leakage.resampling import AUX_EXACT, REFITTED_APPROXIMATE, fixed_null
 from ser_audit.leakage.scenarios import (
     KINDS,
@@ -142,8 +142,7 @@ def run_attack(job: AttackJob) -> AttackOutcome:
         for fold in job.folds:
             truths.append(job.audit_attribute[fold.test])
             predictions.append(predicted[fold.test])
-            validation.append(float(balanced_accuracy(class_indices(job.audit_attribute[fold.train], classes),
-                                                      class_indices(predicted[fold.train], classes), len(classes))[0]))
+            validation.append(balanced_accuracy_of(job.audit_attribute[fold.train], predicted[fold.train], classes))
         n_train = len(job.aux_inputs)
     return AttackOutcome(job, truths, predictions, n_train, fitted.parameter_count(), fitted.architecture, validation)
 

@@ -12,12 +12,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from ser_audit.leakage.inference import (
-    balanced_accuracy,
-    class_indices,
-    permutation_p_value,
-    speaker_bootstrap,
-)
+from ser_audit.leakage.inference import balanced_accuracy_of, permutation_p_value, speaker_bootstrap
 
 BOOTSTRAP_METHOD = "speaker bootstrap (speakers resampled within class, 999 draws, percentile)"
 
@@ -109,12 +104,9 @@ def leakage_statistics(
     """
     truth, predicted = np.concatenate(fold_truths), np.concatenate(fold_predictions)
     n_classes = len(classes)
-    statistic = float(balanced_accuracy(class_indices(truth, classes), class_indices(predicted, classes), n_classes)[0])
+    statistic = balanced_accuracy_of(truth, predicted, classes)
     fold_accuracy = [float(np.mean(t == p)) for t, p in zip(fold_truths, fold_predictions)]
-    fold_balanced = [
-        float(balanced_accuracy(class_indices(t, classes), class_indices(p, classes), n_classes)[0])
-        for t, p in zip(fold_truths, fold_predictions)
-    ]
+    fold_balanced = [balanced_accuracy_of(t, p, classes) for t, p in zip(fold_truths, fold_predictions)]
     balanced, plain = speaker_bootstrap(truth, predicted, units, classes, seed=seed, widen=widen)
     _, counts = np.unique(truth, return_counts=True)
     chance = 1.0 / n_classes
