@@ -179,6 +179,7 @@ def speaker_bootstrap(
     intervals = []
     for estimate, resampled in zip(estimates, (balanced, plain)):
         low, high = np.quantile(resampled, [0.025, 0.975])
+        low, high = min(low, estimate), max(high, estimate)  # a skewed resample can miss its own estimate
         intervals.append(Interval(
             low=float(np.clip(estimate - widen * (estimate - low), 0.0, 1.0)),
             high=float(np.clip(estimate + widen * (high - estimate), 0.0, 1.0)),
