@@ -164,7 +164,9 @@ def _summary(report: Report) -> Section:
         section.bullets.append(
             f"highest {report.leakage.attribute} leakage: L {worst.balanced_accuracy:.3f} against chance {worst.chance:.3f} "
             f"({row_label(worst)}, severity {worst.severity or 'n/a'}"
-            + (f", adjusted p {worst.p_value_adjusted:.3g}" if worst.p_value_adjusted is not None else "") + ")"
+            + (f", adjusted p {worst.p_value_adjusted:.3g}" if worst.p_value_adjusted is not None else "")
+            + f"); the largest of {len(report.leakage.results)} rows is biased upward, so its adjusted p-value and "
+            "the strongest-attacker rows are the figures to rely on"
         )
     if report.leakage and report.leakage.recommendation:
         section.bullets.append(f"recommendation: {report.leakage.recommendation.reason}")
