@@ -35,13 +35,28 @@ def main() -> None:
             report = leakage_audit("zoo:cnn4", quick=quick, cache_dir=fresh)
             seconds = time.perf_counter() - start
         assert report.leakage is not None
-        attacks = [row for row in report.leakage.results if row.scenario != "probe"]
+        attacks = [row for row in report.leakage.results if row.scenario not in ("probe", "strongest")]
         rows = Counter(row.layer for row in attacks)
         pairs = {layer: len({(r.scenario, r.attacker_kind) for r in attacks if r.layer == layer}) for layer in rows}
         complete = [layer for layer, n in pairs.items() if n == 10]
         print(f"{'--quick' if quick else 'default'}: {seconds / 60:.1f} min ({seconds:.0f} s); scenario rows per layer "
               f"{dict(rows)}; all 10 scenario x kind pairs on {', '.join(complete)}; "
               f"{len(report.leakage.skipped)} skipped")
+        for layer in rows:
+            worst = [r for r in attacks if r.layer == layer and r.scenario == "worst"]
+            frozen = max((r for r in worst if r.attacker_design == "same-architecture-frozen"),
+                         key=lambda r: r.balanced_accuracy, default=None)
+            tuned = max((r for r in worst if r.attacker_design == "same-architecture"),
+                        key=lambda r: r.balanced_accuracy, default=None)
+            strongest = next((r for r in report.leakage.results if r.layer == layer and r.scenario == "strongest"), None)
+            if frozen and tuned:
+                verdict = "at least as strong" if tuned.balanced_accuracy >= (frozen.ci_low or 0) else "WEAKER"
+                print(f"  {layer}: worst fine-tuned L {tuned.balanced_accuracy:.3f} vs frozen-body probe "
+                      f"{frozen.balanced_accuracy:.3f} [{frozen.ci_low:.3f}, {frozen.ci_high:.3f}]: {verdict}")
+            if strongest:
+                print(f"  {layer}: strongest L {strongest.balanced_accuracy:.3f} [{strongest.ci_low:.3f}, "
+                      f"{strongest.ci_high:.3f}], adjusted p {strongest.p_value_adjusted:.3g}")
+        print(f"  privacy score {report.scores.privacy}, seen speakers {len(report.leakage.seen_speakers)}")
 
 
 if __name__ == "__main__":
