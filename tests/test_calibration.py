@@ -76,7 +76,8 @@ def _mlp_p_value(features: np.ndarray, corpus, folds, permutations, factor: floa
     layer = planted_leak_model().select_layers("noise")[0]
     job = AttackJob(layer=layer, scenario="s2", kind="generic", design="mlp",
                     attacker=NeuralAttacker("mlp", epochs=15, seed=seed), audit_inputs=features,
-                    audit_attribute=labels, audit_emotion=np.array(corpus.labels("emotion")), folds=list(folds))
+                    audit_attribute=labels, audit_emotion=np.array(corpus.labels("emotion")),
+                    audit_speakers=np.array(corpus.labels("speaker")), folds=list(folds))
     outcome = run_attack(job)
     truth, predicted = np.concatenate(outcome.truths), np.concatenate(outcome.predictions)
     statistic = balanced_accuracy_of(truth, predicted, permutations.classes)
