@@ -144,7 +144,7 @@ def closeness(rows: Sequence[LeakageResult]) -> list[Finding]:
     return findings
 
 
-def depth(probe_rows: Sequence[LeakageResult], rows: Sequence[LeakageResult]) -> Finding:
+def depth(probe_rows: Sequence[LeakageResult]) -> Finding:
     claim = "Leakage falls with the depth of the tapped layer but stays above chance."
     curve = sorted((r for r in probe_rows if r.layer_index is not None), key=lambda r: r.layer_index or 0)
     if len(curve) < 3:
@@ -203,5 +203,5 @@ def spontaneity(breakdowns: Breakdowns) -> Finding:
 
 
 def p0_findings(probe_rows: Sequence[LeakageResult], rows: Sequence[LeakageResult], breakdowns: Breakdowns) -> list[Finding]:
-    return [generic_versus_aware(rows), *closeness(rows), depth(probe_rows, rows), per_emotion(breakdowns),
+    return [generic_versus_aware(rows), *closeness(rows), depth(probe_rows), per_emotion(breakdowns),
             spontaneity(breakdowns)]

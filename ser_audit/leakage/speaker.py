@@ -116,7 +116,8 @@ def verification(
     low, high = np.quantile(draws, [0.025, 0.975]) if draws else (float("nan"), float("nan"))
     return Verification(
         layer=layer, layer_index=layer_index, eer=equal_error_rate(scores, same),
-        eer_same_gender=equal_error_rate(scores[same_gender], same[same_gender]),
+        eer_same_gender=(equal_error_rate(scores[same_gender], same[same_gender])
+                         if (~same & same_gender).any() and same.any() else None),
         eer_ci_low=float(low), eer_ci_high=float(high), eer_folds=per_fold,
         n_target=int(same.sum()), n_nontarget=int((~same).sum()), n_nontarget_same_gender=int((~same & same_gender).sum()),
     )

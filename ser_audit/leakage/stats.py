@@ -129,7 +129,7 @@ def leakage_statistics(
         p_value_method=p_value_method,
         p_value_exact=exact,
         gap=statistic - chance,
-        normalised_leakage=(statistic - chance) / (1 - chance),
+        normalised_leakage=(statistic - chance) / (1 - chance) if chance < 1 else 0.0,
         n_test=len(truth),
         evidence=Evidence(statistic, null, balanced.standard_error),
     )

@@ -227,34 +227,44 @@ class NeuralAttacker(Attacker):
         if not (self.body is not None and self.freeze_body):
             loop.run(self.epochs, body_rate=self.body_learning_rate if self.body is not None else self.learning_rate)
         loop.restore_best()
-        self._settle_batch_norm(body, batch, train_rows)
+        self._settle_batch_norm(body, batch, train_rows, only_last=self.body is not None and self.freeze_body)
         self.validation_score_ = loop.best_score
         self.best_epoch_ = loop.best_epoch
         self.body_, self.head_ = body.eval(), heads["attribute"].eval()
         self.emotion_head_ = heads["emotion"] if self.aware else None
         return self
 
-    def _settle_batch_norm(self, body: nn.Module, batch: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray) -> None:
+    def _settle_batch_norm(
+        self, body: nn.Module, batch: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray, *, only_last: bool = False
+    ) -> None:
         """Batch-norm statistics recomputed over the training rows with the current weights.
 
         Running averages (momentum 0.1) lag far behind after the few hundred steps an attacker
-        trains, and a lagging normaliser can push every test row to one class.
+        trains, and a lagging normaliser can push every test row to one class. The rows go in a
+        seeded random order: stored corpora run speaker by speaker, and chunks of a few speakers
+        would leave the variance between speakers (where the attribute lives) out of the
+        average. ``only_last`` settles the normaliser added after the body and leaves a frozen
+        target body exactly as the target has it.
         """
         norms = [m for m in body.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if only_last:
+            norms = norms[-1:]
         if not norms:
             return
+        momenta = [norm.momentum for norm in norms]
         body.eval()
         for norm in norms:
             norm.reset_running_stats()
             norm.momentum = None  # cumulative average over the pass below
             norm.train()
+        shuffled = np.random.default_rng([self.seed, 0xB17]).permutation(rows)
         with torch.no_grad():
-            for start in range(0, len(rows), 128):
-                chunk = rows[start : start + 128]
+            for start in range(0, len(shuffled), 128):
+                chunk = shuffled[start : start + 128]
                 if len(chunk) > 1:
                     body(batch(chunk))
-        for norm in norms:
-            norm.momentum = 0.1
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
         body.eval()
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -270,8 +280,11 @@ class NeuralAttacker(Attacker):
         return self.classes_[self.decision_function(X).argmax(1)]
 
     def parameter_count(self) -> int:
+        """Trainable parameters: the heads alone when the body stays frozen."""
         check_is_fitted(self, "head_")
-        modules = [self.body_, self.head_, *([self.emotion_head_] if self.emotion_head_ is not None else [])]
+        frozen = self.body is not None and self.freeze_body
+        heads = [self.head_, *([self.emotion_head_] if self.emotion_head_ is not None else [])]
+        modules = heads if frozen else [self.body_, *heads]
         return int(sum(p.numel() for m in modules for p in m.parameters()))
 
 
@@ -293,15 +306,11 @@ class _Loop:
         self.epoch = 0
         self.best_state: dict[str, dict[str, torch.Tensor]] | None = None
 
-    def run(self, epochs: int, *, body_rate: float | None) -> None:
-        """``epochs`` passes; the body trains at ``body_rate`` (None: frozen), the heads at the attacker's rate."""
+    def run(self, epochs: int, *, body_rate: float) -> None:
+        """``epochs`` passes; the body trains at ``body_rate``, the heads at the attacker's rate."""
         device = self.attacker.device
-        groups = [{"params": list(self.heads.parameters()), "lr": self.attacker.learning_rate}]
-        if body_rate is not None:
-            groups.append({"params": list(self.body.parameters()), "lr": body_rate})
-        optimiser = torch.optim.Adam(groups, weight_decay=1e-4)
-        for parameter in self.body.parameters():
-            parameter.requires_grad_(body_rate is not None)
+        optimiser = torch.optim.Adam([{"params": list(self.heads.parameters()), "lr": self.attacker.learning_rate},
+                                      {"params": list(self.body.parameters()), "lr": body_rate}], weight_decay=1e-4)
         for _ in range(epochs):
             self.body.train()
             order = self.train_rows[self.rng.permutation(len(self.train_rows))]
@@ -319,8 +328,6 @@ class _Loop:
                 optimiser.step()
             self.epoch += 1
             self._validate()
-        for parameter in self.body.parameters():
-            parameter.requires_grad_(True)
 
     def solve_heads(self, ridge: float = 1.0) -> None:
         """Each head set to the ridge solution on the frozen body's (batch-normalised) training features.
@@ -328,7 +335,7 @@ class _Loop:
         Targets are -1/+1 per class and there is no bias: on centred features that ignores the
         class prior, as the linear probe does. Counts as epoch 0 for the choice of epochs.
         """
-        self.attacker._settle_batch_norm(self.body, self.batch, self.train_rows)
+        self.attacker._settle_batch_norm(self.body, self.batch, self.train_rows, only_last=True)
         with torch.no_grad():
             features = torch.cat([self.body(self.batch(self.train_rows[start : start + 128]))
                                   for start in range(0, len(self.train_rows), 128)]).double()
@@ -342,12 +349,12 @@ class _Loop:
                 targets[torch.arange(len(index)), index] = 1.0
                 head.weight.copy_(torch.linalg.solve(gram, features.T @ targets).T.float())
                 head.bias.zero_()
-        self._validate()
+        self._validate(only_last=True)
 
-    def _validate(self) -> None:
+    def _validate(self, *, only_last: bool = False) -> None:
         if self.validation_rows is None:
             return
-        self.attacker._settle_batch_norm(self.body, self.batch, self.train_rows)
+        self.attacker._settle_batch_norm(self.body, self.batch, self.train_rows, only_last=only_last)
         with torch.no_grad():
             scores = torch.cat([self.heads["attribute"](self.body(self.batch(self.validation_rows[start : start + 128])))
                                 for start in range(0, len(self.validation_rows), 128)])
