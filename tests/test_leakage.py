@@ -12,7 +12,6 @@ from ser_audit.leakage.attackers.linear import LinearProbe
 from ser_audit.leakage.inference import SpeakerPermutations
 from ser_audit.leakage.multiplicity import adjust
 from ser_audit.leakage.runner import attack, attack_units, probe_layers, recommend
-from ser_audit.leakage.stats import wilson_interval
 from ser_audit.testing import planted_leak_model
 
 
@@ -51,6 +50,14 @@ def test_recommendation_uses_simultaneous_upper_bounds(planted_rows) -> None:
     assert recommend(rows, threshold=noise.simultaneous_ci_high).layer == "noise"
     assert recommend(rows, threshold=noise.simultaneous_ci_high - 0.01).layer is None
     assert noise.simultaneous_ci_high > noise.ci_high  # wider than the row's own interval
+
+
+def wilson_interval(correct: int, total: int) -> tuple[float, float]:
+    """The utterance-level interval ser-audit used before report schema 1.2, as a yardstick."""
+    z, p = 1.959964, correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return centre - half, centre + half
 
 
 def test_interval_width_follows_speakers_not_utterances(small_corpus: Corpus) -> None:

@@ -62,7 +62,6 @@ class SpeakerPermutations:
     """
 
     classes: np.ndarray
-    observed: np.ndarray
     labels: np.ndarray
 
     @classmethod
@@ -74,8 +73,8 @@ class SpeakerPermutations:
         rng = np.random.default_rng([seed, 0x5E1])
         if np.array_equal(per_speaker[speaker_of], index):
             relabelled = rng.permuted(np.tile(per_speaker, (n, 1)), axis=1)[:, speaker_of]
-            return cls(classes, index, relabelled)
-        return cls(classes, index, rng.permuted(np.tile(index, (n, 1)), axis=1))
+            return cls(classes, relabelled)
+        return cls(classes, rng.permuted(np.tile(index, (n, 1)), axis=1))
 
     @property
     def n(self) -> int:

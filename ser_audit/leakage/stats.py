@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 from ser_audit.leakage.inference import balanced_accuracy_of, permutation_p_value, speaker_bootstrap
 
@@ -68,15 +67,6 @@ def training_gaps(labels: np.ndarray, folds) -> list[str]:
                 "side has; that fold's attacker could never predict it"
             )
     return notes
-
-
-def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (well behaved near 0 and 1)."""
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return float(centre - half), float(centre + half)
 
 
 def leakage_statistics(
