@@ -236,8 +236,8 @@ def leakage_audit(
     embeddings = extract(model, audit_corpus, selected, maps=maps, cache_dir=cache, observer=observer)
     notes += _cache_notes(embeddings, audit_corpus.name, observer)
     # One draw of speaker relabellings for every row, so the family-wise adjustment sees their dependence.
-    relabellings = SpeakerPermutations.draw(np.array(audit_corpus.labels(attribute)), attack_units(audit_corpus, attribute),
-                                            n=permutations, seed=seed)
+    attribute_labels, units = np.array(audit_corpus.labels(attribute)), attack_units(audit_corpus, attribute)
+    relabellings = SpeakerPermutations.draw(attribute_labels, units, n=permutations, seed=seed)
     probes = probe_layers(embeddings, audit_corpus, selected, corpus_folds, relabellings, attribute=attribute, seed=seed,
                           observer=observer)
     rows = probes.rows
@@ -283,8 +283,8 @@ def leakage_audit(
     if scenario.rows:
         candidates = [Candidate(row, predicted, checked) for row, predicted, checked in
                       zip(all_rows, predictions, [*probes.validation, *scenario.validation])]
-        strongest = strongest_rows(candidates, corpus_folds, np.array(audit_corpus.labels(attribute)),
-                                   attack_units(audit_corpus, attribute), relabellings, probes.inflation, seed=seed)
+        strongest = strongest_rows(candidates, corpus_folds, attribute_labels, units, relabellings, probes.inflation,
+                                   seed=seed)
         all_rows, predictions, evidence = [*all_rows, *strongest[0]], [*predictions, *strongest[1]], [*evidence, *strongest[2]]
     adjust(all_rows, evidence)
     splits = breakdowns(all_rows, predictions, audit_corpus, attribute)

@@ -31,7 +31,7 @@ from ser_audit.leakage.inference import SpeakerPermutations, permutation_p_value
 from ser_audit.leakage.multiplicity import adjust
 from ser_audit.leakage.resampling import AUX_EXACT, REFITTED_APPROXIMATE, fixed_null
 from ser_audit.leakage.runner import attack, cross_validate
-from ser_audit.leakage.stats import Evidence, leakage_statistics, row_fields
+from ser_audit.leakage.stats import Evidence, fixed_prediction_statistics, leakage_statistics, row_fields
 from ser_audit.report.gates import leakage_bound
 from ser_audit.report.model import LeakageResult
 from ser_audit.report.scoring import privacy_score, severity
@@ -115,9 +115,9 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
         add(layer, "worst", knn_statistics)
         aux_predictions = LinearProbe().fit(aux.layers[layer], aux.labels).predict(features)
         by_fold = [aux_predictions[fold.test] for fold in folds]
-        aux_statistics = leakage_statistics(
-            [data.labels[fold.test] for fold in folds], by_fold, units=data.speakers[tested], classes=classes,
-            null=fixed_null(permutations, folds, by_fold), p_value_method=AUX_EXACT, exact=True, seed=seed)
+        aux_statistics = fixed_prediction_statistics(
+            [data.labels[fold.test] for fold in folds], by_fold, folds=folds, units=data.speakers[tested],
+            permutations=permutations, p_value_method=AUX_EXACT, seed=seed)
         add(layer, "s1", aux_statistics)
         if layer == 0:
             outcome.balanced_accuracy = probe.statistics.balanced_accuracy

@@ -102,22 +102,20 @@ def fixed_prediction_null(permutations: SpeakerPermutations, tested: np.ndarray,
     return out
 
 
-def inflation(refitted_null: np.ndarray, fixed: np.ndarray, *, from_spread: bool = False, ceiling: float = 3.0) -> float:
-    """How much wider the refitting null is than the fixed-prediction null of the same predictions.
+def inflation(refitted_null: np.ndarray, fixed_spread: float, *, ceiling: float = 3.0) -> float:
+    """How much wider the refitting null is than a fixed-prediction null (its spread ``fixed_spread``).
 
     Refitted per fold, an attacker learns the training speakers' chance associations, and
     speakers of one class that happen to sound alike make neighbouring folds right (or wrong)
     together: fold accuracies correlate positively, which holding predictions fixed cannot
     reproduce. The linear probe refits in closed form, so both nulls are known for it on
-    every layer; their spread ratio (at least 1) widens the fixed-prediction null and the
-    bootstrap interval of the costlier attackers refitted on the same folds.
-
-    ``fixed`` holds null draws, or (``from_spread``) the spreads of several such nulls, averaged.
+    every layer (``resampling.refit_inflation``); their spread ratio (at least 1) widens the
+    fixed-prediction null and the bootstrap interval of the costlier attackers refitted on the
+    same folds.
     """
-    spread = float(np.mean(fixed)) if from_spread else float(np.std(fixed))
-    if spread <= 0:
+    if fixed_spread <= 0:
         return 1.0
-    return float(np.clip(np.std(refitted_null) / spread, 1.0, ceiling))
+    return float(np.clip(np.std(refitted_null) / fixed_spread, 1.0, ceiling))
 
 
 def widened_null(null: np.ndarray, factor: float) -> np.ndarray:

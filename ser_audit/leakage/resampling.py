@@ -63,10 +63,15 @@ def refit_inflation(
         float(np.std(balanced_accuracy(permutations.labels[:, tested], predicted[b][None, :], n_classes)))
         for b in range(min(draws, permutations.n))
     ]
-    return inflation(refitted, np.array(spreads), from_spread=True)
+    return inflation(refitted, float(np.mean(spreads)))
 
 
 def fixed_null(permutations: SpeakerPermutations, folds: Sequence[Fold], predictions: Sequence[np.ndarray]) -> np.ndarray:
     """Balanced accuracy of fixed per-fold predictions under every relabelling: ``[B]``."""
     tested = np.concatenate([fold.test for fold in folds])
     return fixed_prediction_null(permutations, tested, np.concatenate(predictions))
+
+
+def layer_inflation(inflation: dict[str, float], layer: str) -> float:
+    """The probe's ratio on ``layer``; on a layer without a probe row, the widest ratio measured anywhere."""
+    return inflation.get(layer, max(inflation.values(), default=1.0))

@@ -21,8 +21,8 @@ from ser_audit.embeddings.extract import Embeddings, time_axis
 from ser_audit.execution.interface import Executor
 from ser_audit.execution.local import LocalExecutor
 from ser_audit.leakage.attackers.neural import NeuralAttacker, Rows, designs
-from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy_of, widened_null
-from ser_audit.leakage.resampling import AUX_EXACT, REFITTED_APPROXIMATE, fixed_null
+from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy_of
+from ser_audit.leakage.resampling import AUX_EXACT, REFITTED_APPROXIMATE, layer_inflation
 from ser_audit.leakage.scenarios import (
     KINDS,
     SAME_ARCHITECTURE_DESIGNS,
@@ -33,7 +33,7 @@ from ser_audit.leakage.scenarios import (
     recurrent_cell,
     target_family,
 )
-from ser_audit.leakage.stats import Evidence, leakage_statistics, row_fields, training_gaps
+from ser_audit.leakage.stats import Evidence, fixed_prediction_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo, TargetModel
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import LeakageResult, SkippedAttack
@@ -304,13 +304,10 @@ def _row(
     job = outcome.job
     tested = np.concatenate([fold.test for fold in job.folds])
     on_aux = job.aux_inputs is not None
-    null = fixed_null(permutations, job.folds, outcome.predictions)
-    # Unknown layer (no probe row): the widest ratio measured anywhere, to stay on the safe side.
-    factor = 1.0 if on_aux else inflation.get(job.layer.name, max(inflation.values(), default=1.0))
-    statistics = leakage_statistics(
-        outcome.truths, outcome.predictions, units=speakers[tested], classes=permutations.classes,
-        null=null if on_aux else widened_null(null, factor), p_value_method=AUX_EXACT if on_aux else REFITTED_APPROXIMATE,
-        exact=on_aux, widen=factor, seed=settings.seed,
+    statistics = fixed_prediction_statistics(
+        outcome.truths, outcome.predictions, folds=job.folds, units=speakers[tested], permutations=permutations,
+        p_value_method=AUX_EXACT if on_aux else REFITTED_APPROXIMATE,
+        refitted_widen=None if on_aux else layer_inflation(inflation, job.layer.name), seed=settings.seed,
     )
     family = "same-architecture" if job.design in SAME_ARCHITECTURE_DESIGNS else designs()[job.design].family
     row = LeakageResult(

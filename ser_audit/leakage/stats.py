@@ -11,7 +11,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ser_audit.leakage.inference import balanced_accuracy_of, permutation_p_value, speaker_bootstrap
+from ser_audit.corpus.folds import Fold
+from ser_audit.leakage.inference import (
+    SpeakerPermutations,
+    balanced_accuracy_of,
+    permutation_p_value,
+    speaker_bootstrap,
+    widened_null,
+)
+from ser_audit.leakage.resampling import fixed_null
 
 BOOTSTRAP_METHOD = "speaker bootstrap (speakers resampled within class, 999 draws, percentile)"
 
@@ -137,4 +145,30 @@ def row_fields(statistics: LeakageStatistics) -> dict:
         interval_method=statistics.interval_method, chance=statistics.chance, majority_rate=statistics.majority_rate,
         p_value=statistics.p_value, p_value_method=statistics.p_value_method, p_value_exact=statistics.p_value_exact,
         gap=statistics.gap, normalised_leakage=statistics.normalised_leakage, n_test=statistics.n_test,
+    )
+
+
+def fixed_prediction_statistics(
+    fold_truths: Sequence[np.ndarray],
+    fold_predictions: Sequence[np.ndarray],
+    *,
+    folds: Sequence[Fold],
+    units: np.ndarray,
+    permutations: SpeakerPermutations,
+    p_value_method: str,
+    refitted_widen: float | None = None,
+    seed: int = 0,
+) -> LeakageStatistics:
+    """Statistics of an attacker whose predictions are held fixed under the relabellings.
+
+    Exact for an attacker that never saw the audit labels (``refitted_widen`` None). For one
+    refitted on the audit folds, the null and the interval are widened by the probe's ratio
+    (``refitted_widen``) and the p-value is approximate (``resampling``).
+    """
+    null = fixed_null(permutations, folds, fold_predictions)
+    widen = 1.0 if refitted_widen is None else refitted_widen
+    return leakage_statistics(
+        fold_truths, fold_predictions, units=units, classes=permutations.classes,
+        null=null if refitted_widen is None else widened_null(null, widen), p_value_method=p_value_method,
+        exact=refitted_widen is None, widen=widen, seed=seed,
     )

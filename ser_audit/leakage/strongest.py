@@ -19,9 +19,9 @@ from typing import Sequence
 import numpy as np
 
 from ser_audit.corpus.folds import Fold
-from ser_audit.leakage.inference import SpeakerPermutations, widened_null
-from ser_audit.leakage.resampling import fixed_null
-from ser_audit.leakage.stats import Evidence, leakage_statistics, row_fields
+from ser_audit.leakage.inference import SpeakerPermutations
+from ser_audit.leakage.resampling import layer_inflation
+from ser_audit.leakage.stats import Evidence, fixed_prediction_statistics, row_fields
 from ser_audit.report.model import LeakageResult
 
 STRONGEST_APPROXIMATE = (
@@ -62,11 +62,11 @@ def strongest_rows(
             continue
         chosen = [_choose(group, k) for k in range(len(folds))]
         fold_predictions = [np.array([c.predictions[int(i)] for i in fold.test]) for c, fold in zip(chosen, folds)]
-        factor = inflation.get(layer, max(inflation.values(), default=1.0))
-        statistics = leakage_statistics(
-            [labels[fold.test] for fold in folds], fold_predictions, units=units[tested], classes=permutations.classes,
-            null=widened_null(fixed_null(permutations, folds, fold_predictions), factor),
-            p_value_method=STRONGEST_APPROXIMATE, exact=False, widen=factor, seed=seed,
+        statistics = fixed_prediction_statistics(
+            [labels[fold.test] for fold in folds], fold_predictions, folds=folds, units=units[tested],
+            permutations=permutations, p_value_method=STRONGEST_APPROXIMATE,
+            refitted_widen=layer_inflation(inflation, layer),
+            seed=seed,
         )
         first = group[0].row
         picks = "; ".join(f"{fold.name}: {_name(c.row)}" for c, fold in zip(chosen, folds))
