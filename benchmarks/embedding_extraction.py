@@ -25,9 +25,9 @@ from ser_audit.api import default_cache_dir, load_corpus
 from ser_audit.corpus.audio import read_audio
 from ser_audit.embeddings.extract import extract
 from ser_audit.frontend.features import FrontEnd, fit_length
+from ser_audit.models.export import export_model
 from ser_audit.models.interface import TargetModel
 from ser_audit.models.loading import load_checkpoint, load_model
-from ser_audit.models.training import export_model
 from ser_audit.models.zoo import load_or_train
 
 

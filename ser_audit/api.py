@@ -129,7 +129,7 @@ def _check_device(device: str) -> None:
             raise ConfigError("--device cuda: torch sees no CUDA device on this machine; use --device cpu")
 
 
-def scenario_layers(selected: Sequence[Any], layout: Sequence[str], *, quick: bool = False) -> list[Any]:
+def scenario_layers(selected: Sequence[Any], *, quick: bool = False) -> list[Any]:
     """Where the scenario attackers go by default: the first, middle and last selected layer that keeps
     a time axis (the shape of the depth curve), and the last vector-shaped one (what a split
     deployment would send last).
@@ -139,8 +139,8 @@ def scenario_layers(selected: Sequence[Any], layout: Sequence[str], *, quick: bo
     """
     from ser_audit.leakage.scenario_runner import has_time_axis
 
-    maps = [layer for layer in selected if has_time_axis(layer, layout)]
-    vectors = [layer for layer in selected if not has_time_axis(layer, layout)]
+    maps = [layer for layer in selected if has_time_axis(layer)]
+    vectors = [layer for layer in selected if not has_time_axis(layer)]
     chosen = maps if len(maps) <= 3 else [maps[0], maps[len(maps) // 2], maps[-1]]
     if quick and len(maps) > 2:
         chosen = chosen[1:]
@@ -217,7 +217,7 @@ def leakage_audit(
     selected = model.select_layers(layers)
     # The linear probe runs on every selected layer; the costlier scenario attackers on all of
     # them when --layers names them, else on a spread of the default layers.
-    attacked = selected if layers is not None else scenario_layers(selected, model.frontend.layout, quick=quick)
+    attacked = selected if layers is not None else scenario_layers(selected, quick=quick)
     notes: list[str] = []
     seen = seen_speakers(model.training, audit_corpus)
     if seen:
@@ -260,7 +260,7 @@ def leakage_audit(
             notes += _cache_notes(aux_embeddings, aux.name, observer)
             aux_data = AttackData.of(aux, aux_embeddings, attribute)
         if len(attacked) < len(selected):
-            first_left_out = quick and attacked != scenario_layers(selected, model.frontend.layout)
+            first_left_out = quick and attacked != scenario_layers(selected)
             spread = "middle and last" if first_left_out else "first, middle and last"
             notes.append(f"scenario attackers ran on {', '.join(l.name for l in attacked)} ({spread} layer with a time "
                          "axis, last vector layer); the linear probe on every selected layer; --layers chooses the "
@@ -394,8 +394,8 @@ def train_reference_model(name: str, out: Path, *, seed: int = 0, cache_dir: Pat
     Returns:
         The held-out metrics recorded at training time.
     """
+    from ser_audit.models.export import export_model
     from ser_audit.models.loading import load_checkpoint
-    from ser_audit.models.training import export_model
     from ser_audit.models.zoo import load_or_train
 
     if out.suffix.lower() not in (".onnx", ".pt", ".pt2", ".ckpt"):
@@ -495,7 +495,8 @@ def harden_model(
 
     from ser_audit.frontend.features import FrontEnd
     from ser_audit.models.differentiable import torch_module
-    from ser_audit.models.training import export_model, write_checkpoint_payload
+    from ser_audit.models.export import export_model
+    from ser_audit.models.training import write_checkpoint_payload
     from ser_audit.robustness.evaluate import ProbeSettings, evaluation_set, probe_model
     from ser_audit.robustness.hardening import harden
 

@@ -13,7 +13,7 @@ import torch
 
 from ser_audit.cli.main import main
 from ser_audit.corpus.interface import Corpus
-from ser_audit.models.training import export_model
+from ser_audit.models.export import export_model
 from ser_audit.testing import tiny_corpus
 from ser_audit_reference.cnn4 import CNN4, LOG_MEL_P2
 

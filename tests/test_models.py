@@ -8,8 +8,8 @@ import torch
 
 from ser_audit.errors import FrontEndError, LayerSelectionError, ModelError
 from ser_audit.models.eager import EagerTorchModel
+from ser_audit.models.export import export_model
 from ser_audit.models.loading import load_model
-from ser_audit.models.training import export_model
 from ser_audit_reference.cnn4 import CNN4, LOG_MEL_P2
 
 SPEC = LOG_MEL_P2.model_copy(update={"emotions": ["neutral", "happy", "sad", "angry"], "duration_s": 1.0})

@@ -14,7 +14,7 @@ from ser_audit.leakage.resampling import fixed_null
 from ser_audit.leakage.scenario_runner import AttackData, AttackSettings, run_scenarios
 from ser_audit.leakage.scenarios import choose_designs, target_family
 from ser_audit.models.interface import LayerInfo
-from ser_audit.models.subnetwork import Unavailable, downstream
+from ser_audit.models.subnetwork import Unavailable
 from ser_audit.testing import planted_maps_model, tiny_corpus
 
 
@@ -113,23 +113,22 @@ def test_same_architecture_body_reproduces_the_target() -> None:
 
     model = planted_maps_model()
     inputs = model.example_inputs(2)
-    part = downstream(model, "pitch")
+    part = model.downstream("pitch")
     tapped = model.forward(inputs, ["pitch"])
     # The noise inside the body is redrawn, so compare shapes and the head, not values.
     with torch.no_grad():
         features = part.body(torch.from_numpy(tapped.layers["pitch"]))
     assert features.shape == (2, 8) and part.head is not None and part.head.out_features == 4
     with pytest.raises(Unavailable, match="reads"):
-        downstream(model, "noise")
+        model.downstream("noise")
 
 
 def test_time_axis_is_read_from_the_stored_map_when_the_cap_shrank_it() -> None:
     from ser_audit.leakage.scenario_runner import has_time_axis
 
-    layer = LayerInfo(name="conv", index=0, kind="Conv2d", shape=(1, 8, 16, 40))
-    layout = ["batch", "channel", "freq", "time"]
-    assert has_time_axis(layer, layout)
-    assert not has_time_axis(layer, layout, np.zeros((5, 8, 16, 1), dtype=np.float16))
+    layer = LayerInfo(name="conv", index=0, kind="Conv2d", shape=(1, 8, 16, 40), time_axis=3)
+    assert has_time_axis(layer)
+    assert not has_time_axis(layer, np.zeros((5, 8, 16, 1), dtype=np.float16))
 
 
 @pytest.mark.parametrize("design", ["mlp", "vgg"])

@@ -15,8 +15,9 @@ import torch
 from ser_audit.api import leakage_audit
 from ser_audit.corpus.registry import resolve_corpus
 from ser_audit.frontend.features import FrontEnd
+from ser_audit.models.export import export_model
 from ser_audit.models.loading import load_checkpoint, load_model
-from ser_audit.models.training import export_model, waveforms
+from ser_audit.models.training import waveforms
 from ser_audit.models.zoo import load_or_train
 
 pytestmark = pytest.mark.slow
@@ -86,9 +87,8 @@ def test_scenario_attackers_spread_over_depth(trained) -> None:
     from ser_audit.api import scenario_layers
 
     selected = trained.select_layers(None)
-    layout = trained.frontend.layout
-    assert [layer.name for layer in scenario_layers(selected, layout)] == ["pool1", "pool3", "pool4", "fc_relu"]
-    assert [layer.name for layer in scenario_layers(selected, layout, quick=True)] == ["pool3", "pool4", "fc_relu"]
+    assert [layer.name for layer in scenario_layers(selected)] == ["pool1", "pool3", "pool4", "fc_relu"]
+    assert [layer.name for layer in scenario_layers(selected, quick=True)] == ["pool3", "pool4", "fc_relu"]
 
 
 def test_same_seed_same_numbers_and_the_second_run_reads_the_cache(cache_dir: Path) -> None:

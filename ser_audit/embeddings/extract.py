@@ -53,18 +53,6 @@ class Embeddings:
     location: Path | None = None
 
 
-def time_axis(layer_rank: int, layout: Sequence[str]) -> int | None:
-    """The axis of a layer that runs along time, assuming layers keep the input's axis order."""
-    if layer_rank <= 2:
-        return None
-    if layer_rank == len(layout):
-        return list(layout).index("time")
-    # A rank-3 tensor inside a [batch, channel, freq, time] model is [batch, feature, time];
-    # inside a [batch, time, freq] model it is [batch, time, feature].
-    without_channel = [axis for axis in layout if axis != "channel"]
-    return without_channel.index("time") if "time" in without_channel else layer_rank - 1
-
-
 def mean_and_std(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and population std over the last axis, reading the data twice instead of five times.
 
@@ -256,6 +244,7 @@ def _compute(
             return frontend(torch.from_numpy(np.stack(signals))).numpy()
 
     listed_shapes = {layer.name: tuple(layer.shape[1:]) for layer in layers}
+    time_axes = {layer.name: layer.time_axis for layer in layers}
     try:
         with observer.task(f"extracting {len(names)} layer(s) on {corpus.name}", total=n) as task:
             for start in range(0, n, batch_size):
@@ -273,7 +262,7 @@ def _compute(
                     logits_writer.append(result.logits)
                     for name in names:
                         activation = result.layers[name]
-                        vector, reduction = pool(activation, time_axis(activation.ndim, spec.layout))
+                        vector, reduction = pool(activation, time_axes[name])
                         if name not in pooled:
                             pooled[name] = store.writer(store.file_names(name)[0], (n, vector.shape[1]), np.float32)
                         pooled[name].append(vector)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ser_audit.files import publish
 
-STORE_VERSION = 2  # 2: pooled in torch; variable-length inputs never padded within a batch
+STORE_VERSION = 3  # 2: pooled in torch; variable-length inputs never padded within a batch; 3: time axis read from the model
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 

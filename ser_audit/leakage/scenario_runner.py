@@ -17,7 +17,7 @@ from sklearn.base import clone
 
 from ser_audit.corpus.folds import Fold, assert_speaker_disjoint
 from ser_audit.corpus.interface import Corpus
-from ser_audit.embeddings.extract import Embeddings, time_axis
+from ser_audit.embeddings.extract import Embeddings
 from ser_audit.execution.interface import Executor
 from ser_audit.execution.local import LocalExecutor
 from ser_audit.leakage.attackers.neural import NeuralAttacker, Rows, designs
@@ -159,21 +159,21 @@ class ScenarioResults:
     family: str = "convolutional"
 
 
-def has_time_axis(layer: LayerInfo, layout: Sequence[str], stored: np.ndarray | None = None) -> bool:
+def has_time_axis(layer: LayerInfo, stored: np.ndarray | None = None) -> bool:
     """Whether the tap keeps at least two time steps: in the stored map, which the memory cap may have shrunk."""
     shape = (1, *stored.shape[1:]) if stored is not None else tuple(layer.shape)
-    axis = time_axis(len(shape), layout)
-    return axis is not None and shape[axis] >= 2
+    axis = layer.time_axis
+    return axis is not None and axis < len(shape) and shape[axis] >= 2
 
 
-def _inputs(data: AttackData, layer: LayerInfo, design: str, layout: Sequence[str]) -> np.ndarray:
+def _inputs(data: AttackData, layer: LayerInfo, design: str) -> np.ndarray:
     """What a design reads: the raw map (same architecture), the map with time last, or a vector."""
     whole = data.embeddings.maps[layer.name]
     if design in SAME_ARCHITECTURE_DESIGNS:
         return whole
     if designs()[design].input == "pooled":
-        return data.embeddings.layers[layer.name] if has_time_axis(layer, layout, whole) else whole.reshape(len(whole), -1)
-    axis = time_axis(len(layer.shape), layout)
+        return data.embeddings.layers[layer.name] if has_time_axis(layer, whole) else whole.reshape(len(whole), -1)
+    axis = layer.time_axis
     assert axis is not None
     return np.moveaxis(whole, axis, -1)
 
@@ -190,11 +190,10 @@ def plan_jobs(
     settings: AttackSettings = AttackSettings(),
 ) -> tuple[list[AttackJob], list[SkippedAttack], str]:
     """Every (layer, scenario, design, kind) job, and what cannot run with the reason."""
-    from ser_audit.models.subnetwork import Unavailable, downstream
+    from ser_audit.models.subnetwork import Unavailable
 
     all_layers = model.layers()
     family, cell = target_family(all_layers), recurrent_cell(all_layers)
-    layout = model.frontend.layout
     jobs: list[AttackJob] = []
     skipped: list[SkippedAttack] = []
 
@@ -213,7 +212,7 @@ def plan_jobs(
                 skip(layer, scenario, f"the aux corpus has no utterance labelled {missing}; an attacker trained on it "
                                       "could never predict that class")
                 continue
-            temporal = has_time_axis(layer, layout, audit.embeddings.maps.get(layer.name))
+            temporal = has_time_axis(layer, audit.embeddings.maps.get(layer.name))
             choice = choose_designs(scenario, family, temporal, cell=cell, quick=settings.quick)
             if not choice.designs:
                 skip(layer, scenario, choice.reason or "no attacker design applies")
@@ -225,7 +224,7 @@ def plan_jobs(
                             body_reason = f"the stored map was reduced ({audit.embeddings.map_reductions[layer.name]})"
                         else:
                             try:
-                                body = downstream(model, layer.name)
+                                body = model.downstream(layer.name)
                             except Unavailable as error:
                                 body_reason = str(error)
                     if body is None:
@@ -248,12 +247,12 @@ def plan_jobs(
                     job = AttackJob(
                         layer=layer, scenario=scenario, kind=kind, design=design,
                         attacker=clone(attacker).set_params(aware=kind == "aware"),
-                        audit_inputs=_inputs(audit, layer, design, layout), audit_attribute=audit.attribute,
+                        audit_inputs=_inputs(audit, layer, design), audit_attribute=audit.attribute,
                         audit_emotion=audit.emotion, audit_speakers=audit.speakers, folds=list(folds),
                         reduction=audit.embeddings.map_reductions.get(layer.name),
                     )
                     if spec.training_data == "aux" and aux is not None:
-                        job.aux_inputs = _inputs(aux, layer, design, layout)
+                        job.aux_inputs = _inputs(aux, layer, design)
                         job.aux_attribute, job.aux_emotion, job.aux_speakers = aux.attribute, aux.emotion, aux.speakers
                     jobs.append(job)
     return jobs, skipped, family

@@ -7,32 +7,18 @@ from typing import TYPE_CHECKING, Iterator
 from torch import nn
 
 from ser_audit.errors import ModelError
-from ser_audit.models.eager import EagerTorchModel
-from ser_audit.models.exported import ExportedProgramModel
 from ser_audit.models.interface import TargetModel
-from ser_audit.models.onnx_model import OnnxModel
 from ser_audit.models.quiet import quiet_torch
-from ser_audit.models.torchscript import TorchScriptModel
 
 if TYPE_CHECKING:
     import onnx
 
+    from ser_audit.models.onnx_model import OnnxModel
+
 
 def torch_module(model: TargetModel) -> nn.Module:
-    """A torch module computing the model's logits from its inputs (in the model's input order).
-
-    ONNX graphs are converted with onnx2torch; a graph it cannot convert raises ModelError,
-    and callers may fall back to gradient-free estimates.
-    """
-    if isinstance(model, EagerTorchModel):
-        return model.module
-    if isinstance(model, TorchScriptModel):
-        return model.script_module
-    if isinstance(model, ExportedProgramModel):
-        return model.program.module()
-    if isinstance(model, OnnxModel):
-        return _convert_onnx(model)
-    raise ModelError(f"model {model.path}: no differentiable path for format {model.format}")
+    """A torch module computing the model's logits from its inputs (in the model's input order)."""
+    return model.differentiable()
 
 
 def convert_onnx_graph(proto: "onnx.ModelProto") -> Iterator[tuple[str, nn.Module | str]]:
@@ -44,6 +30,13 @@ def convert_onnx_graph(proto: "onnx.ModelProto") -> Iterator[tuple[str, nn.Modul
     from onnx import version_converter
     from onnx2torch import convert
 
+    from ser_audit.models.onnx_converters import drop_empty_trailing_inputs, register
+
+    register()
+    proto_copy = onnx.ModelProto()
+    proto_copy.CopyFrom(proto)
+    drop_empty_trailing_inputs(proto_copy)
+    proto = proto_copy
     for attempt in ("as exported", "at opset 17"):
         try:
             candidate = proto
@@ -60,7 +53,7 @@ def convert_onnx_graph(proto: "onnx.ModelProto") -> Iterator[tuple[str, nn.Modul
             yield attempt, f"{attempt}: {str(error).splitlines()[0][:160]}"
 
 
-def _convert_onnx(model: OnnxModel) -> nn.Module:
+def verified_conversion(model: "OnnxModel") -> nn.Module:
     """The whole graph through ``convert_onnx_graph``; it must reproduce onnxruntime's logits on
     example inputs, or it is refused."""
     import numpy as np

@@ -3,21 +3,44 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ser_audit.frontend.spec import FrontEndSpec
-from ser_audit.models.interface import ForwardResult, TargetModel
+from ser_audit.models.interface import ForwardResult, LayerEntry, TargetModel
+from ser_audit.models.subnetwork import Downstream
 
 # Modules that are the identity at inference: exporters drop them, so they are not layers.
 _INFERENCE_IDENTITY = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
+TUPLE_NOTE = "first element of the module's tuple output (the sequence output; states dropped)"
+PACKED_NOTE = "the packed sequence output, padded"
+
+
+def first_tensor(output: Any) -> tuple[torch.Tensor | None, str | None]:
+    """The tensor a layer stands for, and a note when it had to be picked out of a tuple, dict or
+    packed sequence (an RNN's ``(output, (h, c))``, an encoder's ``{"hidden": ...}``)."""
+    if isinstance(output, torch.Tensor):
+        return output, None
+    if isinstance(output, nn.utils.rnn.PackedSequence):
+        padded, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True)
+        return padded, PACKED_NOTE
+    if isinstance(output, (tuple, list)) and output:
+        tensor, note = first_tensor(output[0])
+        return tensor, note or TUPLE_NOTE
+    if isinstance(output, dict) and output:
+        key = next(iter(output))
+        tensor, note = first_tensor(output[key])
+        return tensor, note or f"the {key!r} entry of the module's dict output"
+    return None, None
+
 
 class EagerTorchModel(TargetModel):
-    """A ``torch.nn.Module`` in eval mode; layers are its leaf modules in call order."""
+    """A ``torch.nn.Module`` in eval mode. Its layers are the leaf modules in call order, and the
+    container modules whose output is their own operation (a residual block's sum), not a child's."""
 
     format = "torch"
 
@@ -27,16 +50,29 @@ class EagerTorchModel(TargetModel):
         self.path = path
         self._layers = None
 
-    def _layer_kinds(self) -> list[tuple[str, str]]:
-        leaves = {
-            name: module
-            for name, module in self.module.named_modules()
-            if name and not any(True for _ in module.children()) and not isinstance(module, _INFERENCE_IDENTITY)
-        }
-        order: list[str] = []
+    def _layer_entries(self) -> list[LayerEntry]:
+        modules = {name: module for name, module in self.module.named_modules() if name}
+        entries: dict[str, LayerEntry] = {}
+        produced: list[torch.Tensor] = []  # outputs seen so far (kept alive, so ids stay unique)
+        called: set[str] = set()
+
+        def record(name: str, module: nn.Module, output: Any) -> None:
+            called.add(name)
+            tensor, note = first_tensor(output)
+            if tensor is None or name in entries:
+                return
+            # Leaf: no submodule ran inside it (MultiheadAttention's out_proj is a child it never calls).
+            leaf = not any(other.startswith(name + ".") for other in called)
+            if leaf and isinstance(module, _INFERENCE_IDENTITY):
+                return
+            reused = any(tensor is earlier for earlier in produced)
+            produced.append(tensor)
+            if leaf or not reused:
+                entries[name] = LayerEntry(name, type(module).__name__, block=not leaf, note=note)
+
         handles = [
-            module.register_forward_hook(lambda _m, _i, _o, name=name: order.append(name))
-            for name, module in leaves.items()
+            module.register_forward_hook(lambda m, _i, output, name=name: record(name, m, output))
+            for name, module in modules.items()
         ]
         try:
             with torch.no_grad():
@@ -44,18 +80,22 @@ class EagerTorchModel(TargetModel):
         finally:
             for handle in handles:
                 handle.remove()
-        seen: dict[str, None] = dict.fromkeys(order)  # a module called twice keeps its first position
-        return [(name, type(leaves[name]).__name__) for name in seen]
+        return list(entries.values())
 
     def _tensors(self, inputs: Mapping[str, np.ndarray]) -> list[torch.Tensor]:
         return [torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in self.input_names]
 
-    def forward(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
+    def _run(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str]) -> ForwardResult:
         captured: dict[str, torch.Tensor] = {}
         modules = dict(self.module.named_modules())
+
+        def capture(name: str, output: Any) -> None:
+            tensor, _ = first_tensor(output)
+            if tensor is not None:
+                captured.setdefault(name, tensor)
+
         handles = [
-            modules[name].register_forward_hook(lambda _m, _i, output, name=name: captured.setdefault(name, output))
-            for name in taps
+            modules[name].register_forward_hook(lambda _m, _i, output, name=name: capture(name, output)) for name in taps
         ]
         # An in-place activation (nn.ReLU(inplace=True)) would overwrite the tapped output of
         # the layer before it; switched off while tapping, restored after.
@@ -74,3 +114,11 @@ class EagerTorchModel(TargetModel):
             logits=logits.float().numpy(),
             layers={name: captured[name].float().numpy() for name in taps},
         )
+
+    def _downstream(self, layer: str) -> Downstream:
+        from ser_audit.models.subnetwork import split_eager
+
+        return split_eager(self.module, layer)
+
+    def differentiable(self) -> nn.Module:
+        return self.module

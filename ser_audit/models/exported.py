@@ -12,16 +12,18 @@ import torch
 
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import EXTRA_FILE, FrontEndSpec, missing_spec_error, parse_spec
-from ser_audit.models.onnx_model import OnnxModel
+from ser_audit.models.onnx_model import GraphBackedModel, OnnxModel
 from ser_audit.models.quiet import quiet_torch
 
 
-class ExportedProgramModel(OnnxModel):
+class ExportedProgramModel(GraphBackedModel):
     format = "torch.export"
 
     def __init__(self, program: torch.export.ExportedProgram, frontend: FrontEndSpec, *, path: Path) -> None:
         self.program = program
         self.frontend = frontend
+        self.path = path
+        self._layers = None
         try:
             with quiet_torch():
                 onnx_program = torch.onnx.export(program, dynamo=True, verbose=False)
@@ -36,7 +38,10 @@ class ExportedProgramModel(OnnxModel):
             value.name = wanted
         if len(names) < len(self.input_names):
             raise ModelError(f"model {path} takes {len(names)} inputs; the front-end spec names {self.input_names}")
-        super().__init__(proto, frontend, path=path)
+        self.graph = OnnxModel(proto, frontend, path=path)
+
+    def differentiable(self) -> torch.nn.Module:
+        return self.program.module()
 
 
 def load_exported(path: Path, frontend: FrontEndSpec | None) -> ExportedProgramModel:

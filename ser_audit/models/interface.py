@@ -6,13 +6,18 @@ import fnmatch
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from ser_audit.errors import LayerSelectionError
 from ser_audit.frontend.spec import FrontEndSpec
 from ser_audit.hashing import file_sha256
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ser_audit.models.subnetwork import Downstream
 
 
 @dataclass(frozen=True)
@@ -22,14 +27,32 @@ class LayerInfo:
     Attributes:
         index: Position in execution order (0 = closest to the input).
         name: Stable name, the module path where the format records one (``block2.conv``).
-        kind: Operator or module class (``Conv``, ``Conv2d``, ``ReLU``...).
+        kind: The operator or module class that defines the layer (``Conv``, ``Conv2d``, ``LSTM``...).
         shape: Output shape for one utterance of the spec's length; axis 0 is the batch.
+        time_axis: The axis that grows with the input's duration, read by running the model at two
+            lengths (``None``: the layer has none, e.g. after global pooling).
+        block: A module whose output is its own operation on its children's (a residual block),
+            not one of its children's outputs.
+        note: How the tapped tensor was taken where that is not obvious (an RNN's ``(output, state)``).
     """
 
     index: int
     name: str
     kind: str
     shape: tuple[int, ...]
+    time_axis: int | None = None
+    block: bool = False
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """What a format knows of a layer before running it."""
+
+    name: str
+    kind: str
+    block: bool = False
+    note: str | None = None
 
 
 @dataclass
@@ -38,11 +61,20 @@ class ForwardResult:
     layers: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+_RECURRENT_KINDS = ("lstm", "gru", "rnn")
+
+
+def is_recurrent(kind: str) -> bool:
+    return any(name in kind.lower() for name in _RECURRENT_KINDS)
+
+
 class TargetModel(ABC):
     """A model under audit.
 
-    Subclasses set ``path``, ``format`` and ``frontend`` and implement ``_layer_kinds``
-    and ``forward``. Inputs are the front-end's outputs keyed by the model's input names.
+    Subclasses set ``path``, ``format`` and ``frontend`` and implement ``_layer_entries``,
+    ``_run``, ``downstream`` and ``differentiable``. Inputs are the front-end's outputs keyed
+    by the model's input names. Every tapped tensor is returned batch-first, whatever the
+    layer's own layout (a time-major RNN's output is transposed).
     """
 
     path: Path | None
@@ -50,14 +82,42 @@ class TargetModel(ABC):
     frontend: FrontEndSpec
     training: dict[str, Any] | None = None  # how a reference model was trained, for the report
     _layers: list[LayerInfo] | None = None
+    _batch_axes: dict[str, int] | None = None
 
     @abstractmethod
-    def _layer_kinds(self) -> list[tuple[str, str]]:
-        """(name, kind) of every tappable layer, in execution order."""
+    def _layer_entries(self) -> list[LayerEntry]:
+        """Every tappable layer, in execution order."""
 
     @abstractmethod
+    def _run(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str]) -> ForwardResult:
+        """One pass: the logits and each tapped layer's activations, in the layer's own layout."""
+
+    @abstractmethod
+    def _downstream(self, layer: str) -> "Downstream":
+        """The sub-network after ``layer``, reading the layer's output in its own layout."""
+
+    def downstream(self, layer: str) -> "Downstream":
+        """The target's own sub-network from ``layer`` (batch first, as tapped) to its emotion head,
+        for P0's same-architecture attacker; raises ``Unavailable`` with the reason when it cannot be cut."""
+        from ser_audit.models.subnetwork import from_batch_first
+
+        self.layers()
+        part = self._downstream(layer)
+        return from_batch_first(part, (self._batch_axes or {}).get(layer, 0))
+
+    @abstractmethod
+    def differentiable(self) -> "nn.Module":
+        """A torch module computing the logits from the inputs (in ``input_names`` order), for
+        gradients and fine-tuning; raises ModelError when the format has none."""
+
     def forward(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
-        """One pass: the logits and each tapped layer's activations (float32 numpy)."""
+        """One pass: the logits and each tapped layer's activations (float32 numpy, batch first)."""
+        result = self._run(inputs, taps)
+        axes = self._batch_axes or {}
+        for name in taps:
+            if axes.get(name, 0) != 0:
+                result.layers[name] = np.moveaxis(result.layers[name], axes[name], 0)
+        return result
 
     @property
     def input_names(self) -> list[str]:
@@ -77,23 +137,76 @@ class TargetModel(ABC):
 
     def layers(self) -> list[LayerInfo]:
         if self._layers is None:
-            kinds = self._layer_kinds()
-            result = self.forward(self.example_inputs(), [name for name, _ in kinds])
+            entries = self._layer_entries()
+            names = [entry.name for entry in entries]
+            # Shapes read by running the model: the axis that follows the batch size (2, then 3)
+            # is the batch axis; the one that follows the number of frames is time.
+            base = self._run(self.example_inputs(batch=2), names).layers
+            wider = self._run(self.example_inputs(batch=3), names).layers
+            self._batch_axes = {name: _batch_axis(base[name].shape, wider[name].shape) for name in names}
+            batch_first = {name: np.moveaxis(base[name], self._batch_axes[name], 0) for name in names}
+            time_axes = self._time_axes(names, batch_first)
             self._layers = [
-                LayerInfo(index=i, name=name, kind=kind, shape=tuple(result.layers[name].shape))
-                for i, (name, kind) in enumerate(kinds)
+                LayerInfo(index=i, name=entry.name, kind=entry.kind, shape=(1, *batch_first[entry.name].shape[1:]),
+                          time_axis=time_axes[entry.name], block=entry.block, note=entry.note)
+                for i, entry in enumerate(entries)
             ]
         return self._layers
 
-    def select_layers(self, spec: str | None) -> list[LayerInfo]:
-        """Layers matching a comma-separated list of names, globs, indices, ranges (``2-5``) or ``all``.
+    def _time_axes(self, names: list[str], base: dict[str, np.ndarray]) -> dict[str, int | None]:
+        """Each layer's time axis: the axis that grows when the input has 1.5 times the frames; for a
+        graph that takes one length only, the axis along which a change to the last frames stays late."""
+        if "time" not in self.frontend.layout:
+            return dict.fromkeys(names)
+        axis = list(self.frontend.layout).index("time")
+        example = self.example_inputs(batch=2)
+        frames = next(iter(example.values())).shape[axis]
+        longer = {name: np.concatenate([x, np.take(x, range(frames // 2), axis=axis)], axis=axis)
+                  for name, x in example.items()}
+        try:
+            stretched = self._run(longer, names).layers
+        except Exception:  # a graph with a fixed input length
+            stretched = None
+        if stretched is not None:
+            axes = self._batch_axes or {}
+            return {name: _grown_axis(base[name].shape, np.moveaxis(stretched[name], axes.get(name, 0), 0).shape)
+                    for name in names}
+        noise = np.random.default_rng(0).standard_normal
+        changed = {name: x.copy() for name, x in example.items()}
+        for x in changed.values():
+            late = [slice(None)] * x.ndim
+            late[axis] = slice(frames - max(1, frames // 4), frames)
+            x[tuple(late)] += noise(x[tuple(late)].shape).astype(x.dtype)
+        perturbed = self._run(changed, names).layers
+        axes = self._batch_axes or {}
+        found: dict[str, int | None] = {}
+        lengths = {frames}  # time-axis lengths seen so far, in execution order
+        for name in names:
+            found[name] = _late_axis(base[name], np.moveaxis(perturbed[name], axes.get(name, 0), 0), lengths,
+                                     self.frontend.layout)
+            if found[name] is not None:
+                lengths.add(base[name].shape[found[name]])
+        return found
 
-        ``None`` selects the default: every layer whose output keeps a spatial or time axis plus the
-        last hidden layer, i.e. what a split-computing deployment would transmit.
-        """
+    def default_taps(self) -> list[LayerInfo]:
+        """What a split-computing deployment would transmit, and where the depth curve needs points:
+        pooling outputs that keep a map (P0 taps the first pooling layer), block outputs
+        (ResNets), every recurrent layer, and the last hidden layer before the logits."""
+        layers = self.layers()
+        chosen = {layer.index: layer for layer in layers if _default_tap(layer)}
+        hidden = [layer for layer in layers[:-1] if len(layer.shape) == 2] or layers[-2:-1]
+        if hidden:
+            chosen[hidden[-1].index] = hidden[-1]
+        if not chosen:
+            chosen = {layer.index: layer for layer in layers[:-1]}
+        return [chosen[i] for i in sorted(chosen)]
+
+    def select_layers(self, spec: str | None) -> list[LayerInfo]:
+        """Layers matching a comma-separated list of names, globs, indices, ranges (``2-5``) or ``all``;
+        ``None`` selects ``default_taps()``."""
         layers = self.layers()
         if spec is None:
-            return default_layers(layers)
+            return self.default_taps()
         chosen: dict[int, LayerInfo] = {}
         for token in (t.strip() for t in spec.split(",") if t.strip()):
             if token == "all":
@@ -122,13 +235,50 @@ class TargetModel(ABC):
         return file_sha256(self.path)
 
 
-def default_layers(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
-    """Pooling outputs (P0 taps the first pooling layer) plus the last hidden layer before the logits."""
-    pooled = [layer for layer in layers if "pool" in layer.kind.lower() and len(layer.shape) > 2]
-    hidden = [layer for layer in layers[:-1] if len(layer.shape) == 2]
-    chosen = {layer.index: layer for layer in pooled}
-    if hidden:
-        chosen[hidden[-1].index] = hidden[-1]
-    if not chosen:
-        chosen = {layer.index: layer for layer in layers[:-1]}
-    return [chosen[i] for i in sorted(chosen)]
+def _default_tap(layer: LayerInfo) -> bool:
+    if is_recurrent(layer.kind) or layer.block:
+        return True
+    return "pool" in layer.kind.lower() and len(layer.shape) > 2
+
+
+def _batch_axis(shape: tuple[int, ...], wider: tuple[int, ...]) -> int:
+    return next((a for a, (x, y) in enumerate(zip(shape, wider)) if (x, y) == (2, 3)), 0)
+
+
+def _grown_axis(shape: tuple[int, ...], stretched: tuple[int, ...]) -> int | None:
+    """The one axis longer at 1.5 times the frames (batch first); none for vectors, where a grown axis
+    is a flattened map, not time."""
+    if len(shape) <= 2 or len(stretched) != len(shape):
+        return None
+    grown = [axis for axis in range(1, len(shape)) if stretched[axis] > shape[axis]]
+    return grown[0] if len(grown) == 1 else None
+
+
+def _late_axis(base: np.ndarray, perturbed: np.ndarray, lengths: set[int], layout: Sequence[str]) -> int | None:
+    """The axis along which a change to the input's last frames shows only at the end (causal and
+    local layers). Where no axis shows it (attention, bidirectional RNNs), the one axis as long as
+    a time axis before it; failing that, the input layout's guess."""
+    if base.ndim <= 2:
+        return None
+    difference = np.abs(perturbed.astype(np.float64) - base.astype(np.float64))
+    total = difference.sum()
+    if total > 0:
+        for axis in range(1, base.ndim):
+            profile = difference.sum(axis=tuple(a for a in range(base.ndim) if a != axis))
+            if len(profile) >= 4 and profile[: len(profile) // 2].sum() <= 0.01 * total:
+                return axis
+    matching = [axis for axis in range(1, base.ndim) if base.shape[axis] in lengths and base.shape[axis] >= 2]
+    if len(matching) == 1:
+        return matching[0]
+    guess = _layout_time_axis(base.ndim, layout)
+    return guess if guess is not None and guess < base.ndim and base.shape[guess] >= 2 else None
+
+
+def _layout_time_axis(rank: int, layout: Sequence[str]) -> int | None:
+    """For graphs that take one input length only: assume the layers keep the input's axis order."""
+    if rank <= 2:
+        return None
+    if rank == len(layout):
+        return list(layout).index("time")
+    without_channel = [axis for axis in layout if axis != "channel"]
+    return without_channel.index("time") if "time" in without_channel else rank - 1

@@ -3,60 +3,141 @@
 Layer names follow the torch module that produced a node when the exporter recorded it
 (``pkg.torch.onnx.name_scopes`` from the dynamo exporter, ``/block/conv/Conv`` node names
 from the TorchScript exporter), so a model exported from torch lists the same layers as
-its eager original. Each module contributes the output of its last node.
+its eager original. A module's layer is the tensor its scope hands on, and its kind is
+the op that defines it (an LSTM scope is an ``LSTM``, not the ``Transpose`` that ends it).
 """
 
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import onnx
 
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec, parse_spec
-from ser_audit.models.interface import ForwardResult, TargetModel
+from ser_audit.models.interface import ForwardResult, LayerEntry, TargetModel
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ser_audit.models.subnetwork import Downstream
 
 # Nodes that compute no activation of their own.
-_BOOKKEEPING_OPS = {"Constant", "Shape", "Gather", "Unsqueeze", "Concat", "ConstantOfShape", "Cast", "Range", "Slice"}
+_BOOKKEEPING_OPS = {"Constant", "Shape", "Gather", "Unsqueeze", "Concat", "ConstantOfShape", "Cast", "Range", "Slice",
+                    "Identity"}
+# The op that defines a module, in order of precedence: an LSTM scope also holds Transpose and
+# Squeeze nodes, but it is an LSTM.
+_DEFINING_OPS = ("LSTM", "GRU", "RNN", "Attention", "MultiHeadAttention", "Conv", "ConvTranspose", "Gemm", "MatMul",
+                 "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax",
+                 "LayerNormalization",
+                 "BatchNormalization", "InstanceNormalization")
+_RECURRENT_OPS = {"LSTM", "GRU", "RNN"}
 
 
-def _module_scope(node: onnx.NodeProto) -> str | None:
+def _qualified(parts: list[str]) -> list[str]:
+    """``/layer2/layer2.0/shortcut/shortcut.0/Conv`` spells each scope relative to its parent, sometimes
+    repeating the parent's last name: qualified paths ``layer2``, ``layer2.0``, ``layer2.0.shortcut``,
+    ``layer2.0.shortcut.0``."""
+    path: list[str] = []
+    for part in parts:
+        if not path:
+            path.append(part)
+            continue
+        parent = path[-1]
+        head, dot, rest = part.partition(".")
+        if dot and head == parent.rsplit(".", 1)[-1]:
+            path.append(f"{parent}.{rest}")
+        else:
+            path.append(f"{parent}.{part}")
+    return path
+
+
+def _module_path(node: onnx.NodeProto) -> list[str]:
+    """The torch modules a node ran inside, outermost first; empty outside any module."""
     for prop in node.metadata_props:
         if prop.key == "pkg.torch.onnx.name_scopes":
             scopes = ast.literal_eval(prop.value)
-            return scopes[-2] if len(scopes) >= 2 and scopes[-2] else None
+            return [scope for scope in scopes[1:-1] if scope]  # ['', module..., op]
     if node.name.startswith("/") and node.name.count("/") >= 2:
-        parts = node.name.strip("/").split("/")[:-1]
-        if len(parts) >= 2 and parts[-1].startswith(parts[-2] + "."):
-            return parts[-1]  # the TorchScript exporter sometimes spells the full path itself
-        return ".".join(parts)
-    return None
+        return _qualified(node.name.strip("/").split("/")[:-1])
+    return []
 
 
-def onnx_layers(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
-    """(layer name, op type, tensor name) per module, in graph order.
+@dataclass(frozen=True)
+class GraphLayer:
+    name: str
+    kind: str
+    tensor: str
+    block: bool = False
+    note: str | None = None
 
-    In a graph exported from torch, operations outside any module (functional glue such as
-    ``x + condition`` in a forward method) are not layers, as they are not in eager torch;
-    a graph without module scopes lists every operation's output instead.
+
+def onnx_layers(graph: onnx.GraphProto) -> list[GraphLayer]:
+    """One layer per torch module the exporter recorded, in graph order.
+
+    A module's output is the tensor computed inside its scope and read outside it (or
+    returned). Leaf modules are layers; a container is a layer only where that output is its
+    own operation (a residual block's sum), not a child's, as in eager torch. Operations
+    outside any module (functional glue) are not layers. A graph without module scopes lists
+    every operation's output instead.
     """
-    initializers = {init.name for init in graph.initializer}
-    scopes = [_module_scope(node) for node in graph.node]
-    scoped = any(scopes)
-    layers: dict[str, tuple[str, str]] = {}
-    for node, scope in zip(graph.node, scopes):
-        if not node.output or node.op_type in _BOOKKEEPING_OPS:
+    initialisers = {init.name for init in graph.initializer}
+    nodes = [node for node in graph.node if node.output and node.output[0] not in initialisers]
+    paths = [_module_path(node) for node in nodes]
+    if not any(paths):
+        return [GraphLayer(node.output[0], node.op_type, node.output[0]) for node in nodes
+                if node.op_type not in _BOOKKEEPING_OPS]
+    members: dict[str, list[int]] = {}
+    for index, path in enumerate(paths):
+        for module in path:
+            members.setdefault(module, []).append(index)
+    consumers: dict[str, set[int]] = {}
+    for index, node in enumerate(nodes):
+        for name in node.input:
+            consumers.setdefault(name, set()).add(index)
+    returned = {output.name for output in graph.output}
+    parents = {module for path in paths for module in path[:-1]}
+    layers: list[tuple[int, GraphLayer]] = []
+    for module, inside in members.items():
+        inside_set = set(inside)
+        computing = [i for i in inside if nodes[i].op_type not in _BOOKKEEPING_OPS]
+        if not computing:
             continue
-        tensor = node.output[0]
-        if tensor in initializers or (scoped and scope is None):
+        escaping = [
+            (i, name) for i in inside for name in nodes[i].output
+            if name and (name in returned or consumers.get(name, set()) - inside_set) and nodes[i].op_type not in
+            _BOOKKEEPING_OPS
+        ]
+        if not escaping:
             continue
-        name = scope or tensor
-        layers.pop(name, None)  # re-insert so order is that of the module's last node
-        layers[name] = (node.op_type, tensor)
-    return [(name, op, tensor) for name, (op, tensor) in layers.items()]
+        defining = next((op for op in _DEFINING_OPS for i in computing if nodes[i].op_type == op), None)
+        recurrent = next((i for i in computing if nodes[i].op_type in _RECURRENT_OPS), None)
+        note = None
+        if recurrent is not None:
+            # The sequence output (Y and what the scope makes of it), not the final state.
+            sequence = _descendants(nodes, recurrent, nodes[recurrent].output[0], inside_set)
+            escaping = [item for item in escaping if item[1] in sequence] or escaping
+            note = "the recurrent layer's sequence output (final states dropped)"
+        producer, tensor = max(escaping)
+        own = paths[producer][-1] == module
+        block = module in parents
+        if block and not own:
+            continue  # a container that passes a child's output on
+        kind = defining if defining and not block else nodes[producer].op_type
+        layers.append((producer, GraphLayer(module, kind, tensor, block=block, note=note)))
+    return [layer for _, layer in sorted(layers, key=lambda item: item[0])]
+
+
+def _descendants(nodes: list[onnx.NodeProto], start: int, tensor: str, inside: set[int]) -> set[str]:
+    reached = {tensor}
+    for index in sorted(inside):
+        if index > start and any(name in reached for name in nodes[index].input):
+            reached.update(name for name in nodes[index].output if name)
+    return reached
 
 
 def read_frontend(proto: onnx.ModelProto, origin: str) -> FrontEndSpec | None:
@@ -77,7 +158,7 @@ class OnnxModel(TargetModel):
         self.proto = proto
         self._layers = None
         self._layer_table = onnx_layers(proto.graph)
-        self._tensor_of = {name: tensor for name, _, tensor in self._layer_table}
+        self._tensor_of = {layer.name: layer.tensor for layer in self._layer_table}
         graph_inputs = [i.name for i in proto.graph.input if i.name not in {x.name for x in proto.graph.initializer}]
         missing = [name for name in self.input_names if name not in graph_inputs]
         if missing:
@@ -89,12 +170,13 @@ class OnnxModel(TargetModel):
         # One session per set of taps: every extra graph output keeps onnxruntime from fusing
         # the layers it splits, so the graph as shipped runs untapped and each tap set alone.
         self._sessions = {(): self._session(proto)}
+        self._converted: nn.Module | None = None
 
     def _session(self, proto: onnx.ModelProto):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # errors reach the caller as exceptions
         # onnxruntime threads otherwise spin after each run and starve the pooling that follows.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
@@ -102,10 +184,26 @@ class OnnxModel(TargetModel):
         except Exception as error:  # onnxruntime raises its own untyped exceptions
             raise ModelError(f"model {self.path} cannot be loaded by onnxruntime: {str(error).splitlines()[0]}") from None
 
-    def _layer_kinds(self) -> list[tuple[str, str]]:
-        return [(name, op) for name, op, _ in self._layer_table]
+    def _layer_entries(self) -> list[LayerEntry]:
+        return [LayerEntry(layer.name, layer.kind, block=layer.block, note=layer.note) for layer in self._layer_table]
 
-    def forward(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
+    def _downstream(self, layer: str) -> Downstream:
+        from ser_audit.models.subnetwork import Unavailable, cut_onnx
+
+        if layer not in self._tensor_of:
+            raise Unavailable(f"layer {layer} is not in the graph")
+        return cut_onnx(self.proto, self._tensor_of[layer], self._logits_name, layer)
+
+    def differentiable(self) -> nn.Module:
+        """The whole graph through onnx2torch; it must reproduce onnxruntime's logits on example
+        inputs, or it is refused (callers may then fall back to gradient-free estimates)."""
+        if self._converted is None:
+            from ser_audit.models.differentiable import verified_conversion
+
+            self._converted = verified_conversion(self)
+        return self._converted
+
+    def _run(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
         names = [self._logits_name, *(self._tensor_of[name] for name in taps)]
         feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self.input_names}
         key = tuple(sorted(set(names[1:])))
@@ -117,6 +215,22 @@ class OnnxModel(TargetModel):
         return ForwardResult(
             logits=outputs[0], layers={name: np.asarray(value, dtype=np.float32) for name, value in zip(taps, outputs[1:])}
         )
+
+
+class GraphBackedModel(TargetModel):
+    """A format tapped through an ONNX conversion of itself (TorchScript, torch.export): layers,
+    taps and cuts come from the wrapped graph, gradients from the format's own torch module."""
+
+    graph: OnnxModel
+
+    def _layer_entries(self) -> list[LayerEntry]:
+        return self.graph._layer_entries()
+
+    def _run(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
+        return self.graph._run(inputs, taps)
+
+    def _downstream(self, layer: str) -> Downstream:
+        return self.graph._downstream(layer)
 
 
 def _with_outputs(proto: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:

@@ -3,23 +3,24 @@
 The sub-network runs from the tap to the input of the model's last linear layer (the
 emotion head), so an attacker can put its own head there, starting from the target's
 weights. Eager modules are split with torch.fx; ONNX graphs (and TorchScript and
-torch.export models, which are tapped through ONNX) are cut with onnx's extractor and
-converted back with onnx2torch. When the part after the tap is not a function of the
-tap alone (a skip connection from before it, a second input) or cannot be converted,
-``Unavailable`` says why, so the report can too.
+torch.export models, which are tapped through ONNX) are cut node by node, which needs
+no shape information in the graph, and converted back with onnx2torch. When the part
+after the tap is not a function of the tap alone (a skip connection from before it, a
+second input, an RNN's state) or cannot be converted, ``Unavailable`` says why, so the
+report can too.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import fx, nn
 
-from ser_audit.models.eager import EagerTorchModel
-from ser_audit.models.interface import TargetModel
-from ser_audit.models.onnx_model import OnnxModel
+if TYPE_CHECKING:
+    import onnx
 
 
 class Unavailable(Exception):
@@ -35,12 +36,20 @@ class Downstream:
     description: str
 
 
-def downstream(model: TargetModel, layer: str) -> Downstream:
-    if isinstance(model, EagerTorchModel):
-        return _split_eager(model.module, layer)
-    if isinstance(model, OnnxModel):
-        return _cut_onnx(model, layer)
-    raise Unavailable(f"no sub-network extraction for format {model.format}")
+class _FromBatchFirst(nn.Module):
+    """Moves the batch axis of a batch-first activation back where the layer keeps it (time-major RNNs)."""
+
+    def __init__(self, body: nn.Module, axis: int) -> None:
+        super().__init__()
+        self.body = body
+        self.axis = axis
+
+    def forward(self, activation: torch.Tensor) -> torch.Tensor:
+        return self.body(activation.movedim(0, self.axis))
+
+
+def from_batch_first(part: Downstream, batch_axis: int) -> Downstream:
+    return part if batch_axis == 0 else replace(part, body=_FromBatchFirst(part.body, batch_axis))
 
 
 class _TapTracer(fx.Tracer):
@@ -55,7 +64,7 @@ class _TapTracer(fx.Tracer):
         return module_qualified_name == self.layer or super().is_leaf_module(m, module_qualified_name)
 
 
-def _split_eager(module: nn.Module, layer: str) -> Downstream:
+def split_eager(module: nn.Module, layer: str) -> Downstream:
     try:
         traced = fx.GraphModule(module, _TapTracer(layer).trace(module))
     except Exception as error:  # fx raises many types on data-dependent control flow
@@ -82,6 +91,11 @@ def _split_eager(module: nn.Module, layer: str) -> Downstream:
     for node in nodes[nodes.index(tap) + 1 :]:
         if node not in needed:
             continue
+        if tap in node.all_input_nodes and _is_first_item(node, tap):
+            env[node] = activation  # an RNN's (output, state): the tap is the output
+            continue
+        if tap in node.all_input_nodes and _returns_tuple(traced.get_submodule(layer)):
+            raise Unavailable(f"the part after {layer} also reads the layer's state, not only its output")
         for source in node.all_input_nodes:
             if source not in env and source.op != "get_attr":
                 raise Unavailable(
@@ -93,6 +107,16 @@ def _split_eager(module: nn.Module, layer: str) -> Downstream:
     body.graph.eliminate_dead_code()
     body.recompile()
     return Downstream(body=body, head=head, description=f"target's own layers after {layer} (torch.fx split)")
+
+
+def _is_first_item(node: fx.Node, tap: fx.Node) -> bool:
+    import operator
+
+    return node.op == "call_function" and node.target is operator.getitem and node.args == (tap, 0)
+
+
+def _returns_tuple(module: nn.Module) -> bool:
+    return isinstance(module, (nn.RNNBase, nn.MultiheadAttention))
 
 
 def _ancestors(node: fx.Node, *, stop: fx.Node) -> set[fx.Node]:
@@ -107,19 +131,19 @@ def _ancestors(node: fx.Node, *, stop: fx.Node) -> set[fx.Node]:
     return seen
 
 
-def _cut_onnx(model: OnnxModel, layer: str) -> Downstream:
+def cut_onnx(proto: "onnx.ModelProto", tensor: str, logits: str, layer: str) -> Downstream:
+    """The graph from ``tensor`` to the input of the final Gemm (or to ``logits``), cut node by node:
+    every node the end needs, walking back until the tap. Needs no value_info, so graphs from
+    exporters that record no intermediate shapes are cut as well."""
     import numpy as np
-    from onnx import numpy_helper, utils
+    import onnx
+    from onnx import helper, numpy_helper
 
-    proto = model.proto
-    tensor = model._tensor_of.get(layer)
-    if tensor is None:
-        raise Unavailable(f"layer {layer} is not in the graph")
-    producers = {output: node for node in proto.graph.node for output in node.output}
+    producers = {output: node for node in proto.graph.node for output in node.output if output}
     initialisers = {init.name: init for init in proto.graph.initializer}
-    logits_node = producers.get(model._logits_name)
+    logits_node = producers.get(logits)
     head: nn.Linear | None = None
-    end = model._logits_name
+    end = logits
     if logits_node is not None and logits_node.op_type == "Gemm":
         weights = initialisers.get(logits_node.input[1])
         transposed = next((a.i for a in logits_node.attribute if a.name == "transB"), 0)
@@ -131,23 +155,47 @@ def _cut_onnx(model: OnnxModel, layer: str) -> Downstream:
                 head.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
                 head.bias.copy_(torch.from_numpy(numpy_helper.to_array(initialisers[logits_node.input[2]]).copy()))
             end = logits_node.input[0]
-    if tensor == model._logits_name:
+    if tensor == logits:
         raise Unavailable(f"layer {layer} is the model's output; there is no sub-network after it")
     if tensor == end:
         return Downstream(body=nn.Identity(), head=head, description=f"only the target's emotion head follows {layer}")
     inputs = {i.name for i in proto.graph.input} - set(initialisers)  # old exporters list weights as inputs
-    try:
-        extracted = utils.Extractor(proto).extract_model([tensor], [end])
-    except Exception as error:  # the extractor raises plain exceptions on unreachable outputs
-        raise Unavailable(f"onnx extractor cannot cut the graph at {layer} ({str(error).splitlines()[0][:120]})")
-    if inputs & {i.name for i in extracted.graph.input}:
-        raise Unavailable(f"the part after {layer} also reads a model input (skip connection or second input)")
+    needed: list[onnx.NodeProto] = []
+    used_initialisers: set[str] = set()
+    seen: set[str] = {tensor}
+    pending = [end]
+    while pending:
+        name = pending.pop()
+        if name in seen or not name:
+            continue
+        seen.add(name)
+        if name in initialisers:
+            used_initialisers.add(name)
+            continue
+        if name in inputs:
+            raise Unavailable(f"the part after {layer} also reads the model input {name} (a skip connection or second input)")
+        node = producers.get(name)
+        if node is None:
+            raise Unavailable(f"tensor {name} after {layer} has no producer in the graph")
+        if node not in needed:
+            needed.append(node)
+            pending.extend(node.input)
+    order = {id(node): i for i, node in enumerate(proto.graph.node)}
+    needed.sort(key=lambda node: order[id(node)])
+    graph = helper.make_graph(
+        needed, "downstream",
+        [helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(end, onnx.TensorProto.FLOAT, None)],
+        [initialisers[name] for name in sorted(used_initialisers)],
+    )
+    part = helper.make_model(graph, opset_imports=proto.opset_import, ir_version=proto.ir_version)
     from ser_audit.models.differentiable import convert_onnx_graph
 
     failures = []
-    for _, body in convert_onnx_graph(extracted):
+    for _, body in convert_onnx_graph(part):
         if isinstance(body, str):
             failures.append(body)
             continue
         return Downstream(body=body, head=head, description=f"target's own layers after {layer} (ONNX sub-graph, onnx2torch)")
     raise Unavailable(f"onnx2torch cannot convert the part after {layer}: {'; '.join(failures)}")
+

@@ -15,16 +15,18 @@ import torch
 
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import EXTRA_FILE, FrontEndSpec, missing_spec_error, parse_spec
-from ser_audit.models.onnx_model import OnnxModel
+from ser_audit.models.onnx_model import GraphBackedModel, OnnxModel
 from ser_audit.models.quiet import quiet_torch
 
 
-class TorchScriptModel(OnnxModel):
+class TorchScriptModel(GraphBackedModel):
     format = "torchscript"
 
     def __init__(self, script_module: torch.jit.ScriptModule, frontend: FrontEndSpec, *, path: Path) -> None:
         self.script_module = script_module.eval()
         self.frontend = frontend
+        self.path = path
+        self._layers = None
         example = self.example_inputs(batch=2)
         tensors = tuple(torch.from_numpy(example[name]) for name in self.input_names)
         buffer = io.BytesIO()
@@ -36,7 +38,10 @@ class TorchScriptModel(OnnxModel):
                 )
         except Exception as error:  # the exporter raises many types
             raise ModelError(f"model {path}: cannot trace the TorchScript graph for tapping ({error})") from None
-        super().__init__(onnx.load_from_string(buffer.getvalue()), frontend, path=path)
+        self.graph = OnnxModel(onnx.load_from_string(buffer.getvalue()), frontend, path=path)
+
+    def differentiable(self) -> torch.nn.Module:
+        return self.script_module
 
 
 def load_torchscript(path: Path, frontend: FrontEndSpec | None) -> TorchScriptModel:

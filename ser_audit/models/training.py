@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -16,11 +14,10 @@ from torch import nn
 from ser_audit.corpus.audio import read_audio
 from ser_audit.corpus.interface import Utterance
 from ser_audit.corpus.registry import resolve_corpus
-from ser_audit.errors import ConfigError, ModelError
-from ser_audit.files import publish
+from ser_audit.errors import ConfigError
+from ser_audit.files import atomic_write
 from ser_audit.frontend.features import FrontEnd, fit_length
-from ser_audit.frontend.spec import EXTRA_FILE, METADATA_KEY, FrontEndSpec
-from ser_audit.models.quiet import quiet_torch
+from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec
 from ser_audit.models.zoo import ReferenceModel
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
@@ -127,20 +124,6 @@ def train_reference(
     return TrainedModel(reference, module, spec, metrics, seed)
 
 
-def _atomic(out: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written model."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(descriptor)
-    try:
-        write(Path(temporary))
-        publish(Path(temporary))
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_checkpoint(trained: TrainedModel, out: Path) -> None:
     """Eager checkpoint: tensors and plain data only, so it loads with ``weights_only=True``."""
     payload = {
@@ -152,7 +135,7 @@ def write_checkpoint(trained: TrainedModel, out: Path) -> None:
         "metrics": json.dumps(trained.metrics),
         "seed": trained.seed,
     }
-    _atomic(out, lambda path: torch.save(payload, path))
+    atomic_write(out, lambda path: torch.save(payload, path))
 
 
 def write_checkpoint_payload(source: Path, module: nn.Module, out: Path, *, extra_metrics: dict[str, Any]) -> None:
@@ -160,78 +143,4 @@ def write_checkpoint_payload(source: Path, module: nn.Module, out: Path, *, extr
     payload = torch.load(str(source), map_location="cpu", weights_only=True)
     payload["state_dict"] = module.state_dict()
     payload["metrics"] = json.dumps({**json.loads(payload["metrics"]), **extra_metrics})
-    _atomic(out, lambda path: torch.save(payload, path))
-
-
-def export_model(module: nn.Module, frontend: FrontEndSpec, out: Path) -> None:
-    """Write ``module`` as ONNX (.onnx), TorchScript (.pt) or a torch.export program (.pt2), spec embedded."""
-    module = module.eval()
-    inputs = _example_inputs(frontend)
-    suffix = out.suffix.lower()
-    with quiet_torch():
-        _export(module, inputs, frontend, out, suffix)
-
-
-def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: FrontEndSpec, out: Path, suffix: str) -> None:
-    if suffix == ".onnx":
-        _atomic(out, lambda path: _export_onnx(module, inputs, frontend, path))
-    elif suffix == ".pt":
-        traced = torch.jit.trace(module, inputs)
-        _atomic(out, lambda path: torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: frontend.to_json()}))
-    elif suffix == ".pt2":
-        program = torch.export.export(module, inputs, dynamic_shapes=_dynamic_axes(frontend, len(inputs)))
-        _atomic(out, lambda path: torch.export.save(program, str(path), extra_files={EXTRA_FILE: frontend.to_json()}))
-    else:
-        raise ConfigError(f"--out {out}: use a .onnx, .pt (TorchScript) or .pt2 (torch.export) file name")
-
-
-def _example_inputs(frontend: FrontEndSpec) -> tuple[torch.Tensor, ...]:
-    """One distinct tensor per input; lengths differ for variable-length models so that the
-    exporters do not conclude that the inputs must share a time axis (or are the same tensor)."""
-    frontend_module = FrontEnd(frontend)
-    tensors = []
-    for index in range(1 + len(frontend.extra_inputs)):
-        samples = frontend.num_samples or int(frontend.sample_rate * (1.0 + 0.25 * index))
-        with torch.no_grad():
-            tensors.append(frontend_module(0.01 * torch.randn(2, samples, generator=torch.Generator().manual_seed(index))))
-    return tuple(tensors)
-
-
-def _dynamic_axes(frontend: FrontEndSpec, n_inputs: int) -> tuple[dict[int, Any], ...]:
-    """Batch is always dynamic; so is time, per input, for variable-length front-ends."""
-    batch = torch.export.Dim("batch", min=1)
-    if frontend.duration_s is not None:
-        return tuple({0: batch} for _ in range(n_inputs))
-    time_axis = frontend.layout.index("time")
-    return tuple({0: batch, time_axis: torch.export.Dim(f"time{i}", min=8)} for i in range(n_inputs))
-
-
-def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: FrontEndSpec, path: Path) -> None:
-    """The dynamo exporter (it records module scopes, hence layer names); the TorchScript exporter
-    for modules torch.export cannot capture (e.g. graphs that came from onnx2torch)."""
-    import io
-
-    import onnx
-
-    names = [frontend.input_name, *(extra.name for extra in frontend.extra_inputs)]
-    try:
-        proto = torch.onnx.export(
-            module, inputs, dynamo=True, input_names=names, output_names=["logits"],
-            dynamic_shapes=_dynamic_axes(frontend, len(inputs)), verbose=False,
-        ).model_proto
-    except Exception as dynamo_error:  # the exporter raises many types
-        time_axis = frontend.layout.index("time")
-        axes = {
-            name: ({0: "batch"} if frontend.duration_s else {0: "batch", time_axis: f"time{i}"})
-            for i, name in enumerate(names)
-        }
-        buffer = io.BytesIO()
-        try:
-            torch.onnx.export(module, inputs, buffer, dynamo=False, input_names=names, output_names=["logits"],
-                              dynamic_axes=axes)
-        except Exception as error:  # the exporter raises many types
-            first = str(dynamo_error).splitlines()[0]
-            raise ModelError(f"ONNX export failed (torch.export: {first}; TorchScript exporter: {error})") from error
-        proto = onnx.load_from_string(buffer.getvalue())
-    onnx.helper.set_model_props(proto, {METADATA_KEY: frontend.to_json()})
-    onnx.save(proto, str(path))
+    atomic_write(out, lambda path: torch.save(payload, path))
