@@ -167,7 +167,7 @@ def test_white_box_fgsm_runs(formats, topology: str, form: str) -> None:
     model = model_for(formats, topology, form)
     inputs = noisy_inputs(model)
     tensors = [torch.from_numpy(inputs[name]) for name in model.input_names]
-    module = _BoundExtras(model.differentiable(), tensors[1:])
+    module = _BoundExtras(model.differentiable(), tensors[1:]).eval()
     with torch.no_grad():
         logits = module(tensors[0]).numpy()
     assert np.allclose(logits, model.forward(inputs).logits, atol=1e-4, rtol=1e-3)

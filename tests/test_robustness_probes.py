@@ -97,3 +97,24 @@ def test_spsa_estimate_points_like_the_true_gradient() -> None:
     estimate = SpsaFGSM(samples=256, delta=1e-3).loss_gradient(bound, inputs, labels)
     agreement = (estimate.sign() == true.sign()).float().mean()
     assert agreement > 0.8
+
+
+def test_a_probe_leaves_every_submodule_in_the_mode_it_found() -> None:
+    """A fresh wrapper reports training=True; restoring that recursively used to put the target's
+    batch norms into training mode for every later batch."""
+    from torch import nn
+
+    target = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).eval()
+
+    class Wrapper(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.target = target
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.target(x)
+
+    wrapper = Wrapper()
+    assert wrapper.training
+    PGD(0.1, steps=2)(wrapper, torch.randn(3, 4), torch.tensor([0, 1, 0]))
+    assert wrapper.training and not any(module.training for module in target.modules())

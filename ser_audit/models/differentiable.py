@@ -30,12 +30,12 @@ def convert_onnx_graph(proto: "onnx.ModelProto") -> Iterator[tuple[str, nn.Modul
     from onnx import version_converter
     from onnx2torch import convert
 
-    from ser_audit.models.onnx_converters import drop_empty_trailing_inputs, register
+    from ser_audit.models.onnx_converters import normalise, register
 
     register()
     proto_copy = onnx.ModelProto()
     proto_copy.CopyFrom(proto)
-    drop_empty_trailing_inputs(proto_copy)
+    normalise(proto_copy)
     proto = proto_copy
     for attempt in ("as exported", "at opset 17"):
         try:

@@ -41,7 +41,23 @@ class ExportedProgramModel(GraphBackedModel):
         self.graph = OnnxModel(proto, frontend, path=path)
 
     def differentiable(self) -> torch.nn.Module:
-        return self.program.module()
+        return _AlwaysInference(self.program.module())
+
+
+class _AlwaysInference(torch.nn.Module):
+    """An exported program's module refuses ``train()``/``eval()``; it already computes in inference
+    mode, so switching modes is a no-op here and callers that toggle modes (probes) work unchanged."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def train(self, mode: bool = True) -> "_AlwaysInference":
+        self.training = mode
+        return self
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.module(*inputs)
 
 
 def load_exported(path: Path, frontend: FrontEndSpec | None) -> ExportedProgramModel:

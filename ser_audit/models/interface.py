@@ -112,6 +112,8 @@ class TargetModel(ABC):
 
     def forward(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
         """One pass: the logits and each tapped layer's activations (float32 numpy, batch first)."""
+        if taps and self._batch_axes is None:
+            self.layers()  # reads each layer's batch axis
         result = self._run(inputs, taps)
         axes = self._batch_axes or {}
         for name in taps:

@@ -1,7 +1,10 @@
-"""onnx2torch converters for the ops real SER models contain and onnx2torch lacks: LSTM and GRU.
+"""onnx2torch converters for the ops real SER models contain and onnx2torch lacks: LSTM and GRU,
+the opset-18 reductions (axes as an input) and the newer versions of ops whose later opsets
+only added tensor types.
 
-Registered once, on first use, so that ONNX graphs with recurrent layers get white-box
-gradients instead of a gradient-free estimate. Each converter rebuilds the torch layer
+Registered once, on first use, so that ONNX graphs with recurrent layers, and graphs from
+torch's dynamo exporter (opset 18 and later), get white-box gradients instead of a
+gradient-free estimate. Each converter rebuilds the torch layer
 (``nn.LSTM``/``nn.GRU``) from the ONNX weights, reordering the gates (ONNX: input,
 output, forget, cell for LSTM and update, reset, hidden for GRU; torch: input, forget,
 cell, output and reset, update, new), and returns the op's outputs in ONNX layout.
@@ -23,12 +26,34 @@ _LSTM_ORDER = (0, 2, 3, 1)  # ONNX i, o, f, c  -> torch i, f, c(g), o
 _GRU_ORDER = (1, 0, 2)  # ONNX z, r, h -> torch r, z, n
 
 
-def drop_empty_trailing_inputs(proto: onnx.ModelProto) -> None:
-    """An empty input name means an omitted optional input (``Clip`` with only a lower bound);
-    onnx2torch looks the empty name up as a tensor, so trailing ones are removed."""
+def normalise(proto: onnx.ModelProto) -> None:
+    """Forms exporters write that onnx2torch misreads, rewritten in place to equivalent ones:
+
+    - an empty input name is an omitted optional input (``Clip`` with only a lower bound);
+      onnx2torch looks it up as a tensor, so trailing ones are removed;
+    - ``Identity`` of a weight (the TorchScript exporter's shared parameters): onnx2torch wants
+      weights as initialisers, so the copy becomes one;
+    - ``Reshape`` with ``allowzero=1``: torch graphs never reshape to a literal 0-sized axis,
+      so it means the same as 0, which onnx2torch implements.
+    """
+    from onnx import numpy_helper
+
+    initialisers = {init.name: init for init in proto.graph.initializer}
+    kept = []
     for node in proto.graph.node:
         while node.input and node.input[-1] == "":
             node.input.pop()
+        if node.op_type == "Identity" and node.input and node.input[0] in initialisers:
+            copy = numpy_helper.from_array(numpy_helper.to_array(initialisers[node.input[0]]), node.output[0])
+            proto.graph.initializer.append(copy)
+            continue
+        if node.op_type == "Reshape":
+            for attribute in node.attribute:
+                if attribute.name == "allowzero":
+                    attribute.i = 0
+        kept.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(kept)
 
 
 class RecurrentOp(nn.Module):
@@ -38,8 +63,9 @@ class RecurrentOp(nn.Module):
     (``layout=1``), as ONNX defines it.
     """
 
-    def __init__(self, layer: nn.LSTM | nn.GRU, *, batch_first: bool, has_h: bool, has_c: bool) -> None:
+    def __init__(self, layer: nn.LSTM | nn.GRU, *, batch_first: bool, has_h: bool, has_c: bool, outputs: int) -> None:
         super().__init__()
+        self.outputs = outputs
         self.layer = layer
         self.batch_first = batch_first
         self.has_h = has_h
@@ -61,7 +87,8 @@ class RecurrentOp(nn.Module):
             y = output.reshape(output.shape[0], output.shape[1], directions, hidden_size)
         else:  # [time, batch, directions * hidden] -> [time, directions, batch, hidden]
             y = output.reshape(output.shape[0], output.shape[1], directions, hidden_size).transpose(1, 2)
-        return (y, h_n) if c_n is None else (y, h_n, c_n)
+        results = (y, h_n) if c_n is None else (y, h_n, c_n)
+        return results[0] if self.outputs == 1 else results[: self.outputs]
 
 
 def _constant(name: str, graph) -> torch.Tensor:  # type: ignore[no-untyped-def]
@@ -115,9 +142,46 @@ def _convert_recurrent(node, graph, *, cell: str):  # type: ignore[no-untyped-de
     has_h, has_c = bool(inputs[5]), cell == "lstm" and bool(inputs[6])
     mapped = [inputs[0], *([inputs[5]] if has_h else []), *([inputs[6]] if has_c else [])]
     return OperationConverterResult(
-        torch_module=RecurrentOp(layer, batch_first=batch_first, has_h=has_h, has_c=has_c),
+        torch_module=RecurrentOp(layer, batch_first=batch_first, has_h=has_h, has_c=has_c,
+                                 outputs=len(node.output_values)),
         onnx_mapping=OnnxMapping(inputs=tuple(mapped), outputs=node.output_values),
     )
+
+
+# Ops whose later versions only added element types (bfloat16, float8, int4...): the newest
+# onnx2torch converter serves them unchanged.
+_TYPE_ONLY_UPDATES = (
+    "Acos", "Asin", "Atan", "Cast", "Constant", "ConstantOfShape", "Conv", "ConvTranspose", "Cos", "Dropout", "Elu",
+    "Equal", "Flatten", "GlobalAveragePool", "GreaterOrEqual", "HardSigmoid", "HardSwish", "Identity",
+    "InstanceNormalization", "IsInf", "IsNaN", "LessOrEqual", "MaxPool", "Reshape", "Round", "Selu", "Shape", "Sin",
+    "Softplus", "Softsign", "Squeeze", "Tan", "Transpose", "Unsqueeze",
+)
+_REDUCTIONS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
+               "ReduceProd", "ReduceSumSquare")
+
+
+def _convert_reduction_with_axes_input(node, graph):  # type: ignore[no-untyped-def]
+    """Opset 18 moved a reduction's axes from an attribute to an input: rewritten to the opset-13 form."""
+    from onnx2torch.node_converters.registry import get_converter
+    from onnx2torch.onnx_node import OnnxNode
+
+    proto = onnx.NodeProto()
+    proto.CopyFrom(node.proto)
+    axes = list(proto.input[1:2])
+    del proto.input[1:]
+    kept = [a for a in proto.attribute if a.name != "noop_with_empty_axes"]
+    empty_is_noop = any(a.name == "noop_with_empty_axes" and a.i for a in proto.attribute)
+    del proto.attribute[:]
+    proto.attribute.extend(kept)
+    if axes and axes[0]:
+        values = [int(v) for v in _constant(axes[0], graph).long().reshape(-1).tolist()]
+        if values:
+            proto.attribute.append(onnx.helper.make_attribute("axes", values))
+        elif empty_is_noop:
+            raise NotImplementedError(f"{node.operation_type} with empty axes and noop_with_empty_axes is not converted")
+    elif empty_is_noop:
+        raise NotImplementedError(f"{node.operation_type} with noop_with_empty_axes is not converted")
+    return get_converter(node.operation_type, 13)(OnnxNode(proto, node.unique_name), graph)
 
 
 def register() -> None:
@@ -125,13 +189,35 @@ def register() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
-    from onnx2torch.node_converters.registry import add_converter
+    import onnx.defs
+    from onnx2torch.node_converters.registry import add_converter, get_converter
+
+    history: dict[str, set[int]] = {}
+    for schema in onnx.defs.get_all_schemas_with_history():
+        if schema.domain == "":
+            history.setdefault(schema.name, set()).add(schema.since_version)
+
+    def alias(op: str, version: int, converter) -> None:  # type: ignore[no-untyped-def]
+        try:
+            add_converter(operation_type=op, version=version)(converter)
+        except ValueError:  # onnx2torch already converts this version itself
+            pass
+
+    for op in _TYPE_ONLY_UPDATES:
+        for version in sorted(history.get(op, ())):
+            try:
+                get_converter(op, version)
+            except NotImplementedError:
+                try:
+                    alias(op, version, get_converter(op, version - 1))
+                except NotImplementedError:  # no earlier converter to stand for it
+                    pass
+    for op in _REDUCTIONS:
+        for version in (18, 20):
+            if version in history.get(op, ()):
+                alias(op, version, _convert_reduction_with_axes_input)
 
     for cell in ("lstm", "gru"):
         for version in (7, 14, 22):
-            try:
-                add_converter(operation_type=cell.upper(), version=version)(
-                    lambda node, graph, cell=cell: _convert_recurrent(node, graph, cell=cell))
-            except ValueError:  # a newer onnx2torch converts it itself: keep its converter
-                pass
+            alias(cell.upper(), version, lambda node, graph, cell=cell: _convert_recurrent(node, graph, cell=cell))
     _REGISTERED = True

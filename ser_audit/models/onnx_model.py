@@ -192,7 +192,15 @@ class OnnxModel(TargetModel):
 
         if layer not in self._tensor_of:
             raise Unavailable(f"layer {layer} is not in the graph")
-        return cut_onnx(self.proto, self._tensor_of[layer], self._logits_name, layer)
+        batch_axis = (self._batch_axes or {}).get(layer, 0)
+        info = next(info for info in self.layers() if info.name == layer)
+        # The tap's shape in its own layout, batch and time left symbolic: converters that read the
+        # input's rank or feature size (global pooling, layer norm) need them.
+        dims: list[int | str] = [size for size in info.shape[1:]]
+        if info.time_axis is not None:
+            dims[info.time_axis - 1] = "time"
+        dims.insert(batch_axis, "batch")
+        return cut_onnx(self.proto, self._tensor_of[layer], self._logits_name, layer, dims=dims, batch_axis=batch_axis)
 
     def differentiable(self) -> nn.Module:
         """The whole graph through onnx2torch; it must reproduce onnxruntime's logits on example
@@ -230,6 +238,7 @@ class GraphBackedModel(TargetModel):
         return self.graph._run(inputs, taps)
 
     def _downstream(self, layer: str) -> Downstream:
+        self.graph._batch_axes = self._batch_axes
         return self.graph._downstream(layer)
 
 

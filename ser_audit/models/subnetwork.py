@@ -131,10 +131,15 @@ def _ancestors(node: fx.Node, *, stop: fx.Node) -> set[fx.Node]:
     return seen
 
 
-def cut_onnx(proto: "onnx.ModelProto", tensor: str, logits: str, layer: str) -> Downstream:
+def cut_onnx(proto: "onnx.ModelProto", tensor: str, logits: str, layer: str, *, dims: list[int | str],
+             batch_axis: int = 0) -> Downstream:
     """The graph from ``tensor`` to the input of the final Gemm (or to ``logits``), cut node by node:
     every node the end needs, walking back until the tap. Needs no value_info, so graphs from
-    exporters that record no intermediate shapes are cut as well."""
+    exporters that record no intermediate shapes are cut as well.
+
+    Two things exporters write are rebuilt from the tap: a tensor the tap is a transposition of
+    (the TorchScript exporter hands the next RNN the time-major tensor and the rest a batch-first
+    copy), and the batch size read off the model input (an RNN's zero initial state)."""
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
@@ -160,6 +165,7 @@ def cut_onnx(proto: "onnx.ModelProto", tensor: str, logits: str, layer: str) -> 
     if tensor == end:
         return Downstream(body=nn.Identity(), head=head, description=f"only the target's emotion head follows {layer}")
     inputs = {i.name for i in proto.graph.input} - set(initialisers)  # old exporters list weights as inputs
+    rebuilt = _rebuilt_from_tap(producers, tensor)
     needed: list[onnx.NodeProto] = []
     used_initialisers: set[str] = set()
     seen: set[str] = {tensor}
@@ -172,6 +178,15 @@ def cut_onnx(proto: "onnx.ModelProto", tensor: str, logits: str, layer: str) -> 
         if name in initialisers:
             used_initialisers.add(name)
             continue
+        if name in rebuilt:
+            needed.append(rebuilt[name])
+            pending.extend(rebuilt[name].input)
+            continue
+        node = producers.get(name)
+        if node is not None and node.op_type == "Shape" and node.input[0] in inputs and _batch_only(node):
+            # The batch size read off the model input: the tap has the same batch.
+            needed.append(helper.make_node("Shape", [tensor], [name], start=batch_axis, end=batch_axis + 1))
+            continue
         if name in inputs:
             raise Unavailable(f"the part after {layer} also reads the model input {name} (a skip connection or second input)")
         node = producers.get(name)
@@ -180,11 +195,10 @@ def cut_onnx(proto: "onnx.ModelProto", tensor: str, logits: str, layer: str) -> 
         if node not in needed:
             needed.append(node)
             pending.extend(node.input)
-    order = {id(node): i for i, node in enumerate(proto.graph.node)}
-    needed.sort(key=lambda node: order[id(node)])
+    needed = _topological(needed)
     graph = helper.make_graph(
         needed, "downstream",
-        [helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, dims)],
         [helper.make_tensor_value_info(end, onnx.TensorProto.FLOAT, None)],
         [initialisers[name] for name in sorted(used_initialisers)],
     )
@@ -199,3 +213,42 @@ def cut_onnx(proto: "onnx.ModelProto", tensor: str, logits: str, layer: str) -> 
         return Downstream(body=body, head=head, description=f"target's own layers after {layer} (ONNX sub-graph, onnx2torch)")
     raise Unavailable(f"onnx2torch cannot convert the part after {layer}: {'; '.join(failures)}")
 
+
+def _rebuilt_from_tap(producers: dict, tensor: str) -> dict:
+    """Tensors the tap was made from by transposition, each as a node that undoes it."""
+    from onnx import helper
+
+    rebuilt = {}
+    current = tensor
+    while (node := producers.get(current)) is not None and node.op_type == "Transpose":
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        if perm is None:
+            break
+        inverse = [perm.index(axis) for axis in range(len(perm))]
+        rebuilt[node.input[0]] = helper.make_node("Transpose", [current], [node.input[0]], perm=inverse)
+        current = node.input[0]
+    return rebuilt
+
+
+def _batch_only(node) -> bool:  # type: ignore[no-untyped-def]
+    attributes = {a.name: a.i for a in node.attribute}
+    return attributes.get("start", 0) == 0 and attributes.get("end", None) == 1
+
+
+def _topological(nodes: list) -> list:
+    """Nodes in an order where every tensor is produced before it is read."""
+    produced_by = {output: node for node in nodes for output in node.output}
+    ordered, done = [], set()
+
+    def visit(node) -> None:  # type: ignore[no-untyped-def]
+        if id(node) in done:
+            return
+        done.add(id(node))
+        for name in node.input:
+            if name in produced_by:
+                visit(produced_by[name])
+        ordered.append(node)
+
+    for node in nodes:
+        visit(node)
+    return ordered

@@ -203,7 +203,7 @@ def probe_model(
     with observer.task(f"probing {len(inputs)} utterances ({settings.domain})", total=len(inputs)) as task:
         for start in range(0, len(inputs), BATCH):
             batch = slice(start, start + BATCH)
-            bound = _Bound(module, [e[batch] for e in data.extra], frontend if waveform_domain else None)
+            bound = _Bound(module, [e[batch] for e in data.extra], frontend if waveform_domain else None).eval()
             for k, result in enumerate(fgsm.sweep(bound, inputs[batch], labels[batch], grid)):
                 adversarial[k].append(result)
             if pgd is not None:

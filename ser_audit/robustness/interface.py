@@ -33,12 +33,15 @@ class Probe(ABC):
         self.clip = clip
 
     def __call__(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        was_training = model.training
+        # Each submodule's own mode is restored: a fresh wrapper reports training=True, and
+        # restoring that recursively would leave the target's batch norms in training mode.
+        modes = [(module, module.training) for module in model.modules()]
         model.eval()
         try:
             return self.perturb(model, inputs.detach(), labels)
         finally:
-            model.train(was_training)
+            for module, mode in modes:
+                module.training = mode
 
     @abstractmethod
     def perturb(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
