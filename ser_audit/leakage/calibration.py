@@ -1,6 +1,6 @@
 """The audit's statistics run on planted data whose truth is known: how often they cry wolf.
 
-One repetition synthesises a corpus of clustered speakers (``ser_audit.testing.clustered_layers``)
+One repetition synthesises a corpus of clustered speakers (``clustered_layers``)
 and audits its layers as ``leakage_audit`` does, with the same functions: the linear probe
 (refitting test), an attacker trained on a separate aux corpus (fixed-prediction test), and a
 refitted attacker too costly to refit per relabelling (here k-nearest neighbours, whose
@@ -35,7 +35,6 @@ from ser_audit.leakage.stats import Evidence, fixed_prediction_statistics, leaka
 from ser_audit.report.gates import leakage_bound
 from ser_audit.report.model import LeakageResult
 from ser_audit.report.scoring import privacy_score, severity
-from ser_audit.testing import PlantedLayers, clustered_layers
 
 METHODS = ("probe, refitted (exact)", "aux-trained, fixed predictions (exact)",
            "k-NN refitted, widened (approximate)", "probe, fixed predictions (before 1.2)",
@@ -73,6 +72,61 @@ class Outcome:
     any_severity: bool = False  # any row with a severity above none
     privacy_score: float = 100.0
     balanced_accuracy: float = 0.0  # the probe's L on the first layer
+
+
+
+@dataclass(frozen=True)
+class PlantedLayers:
+    """Pooled features of planted layers over speakers who cluster their utterances (one entry per utterance)."""
+
+    layers: list[np.ndarray]
+    labels: np.ndarray
+    speakers: np.ndarray
+    sessions: list[str | None]
+
+
+def clustered_layers(
+    *,
+    women: int,
+    men: int,
+    utterances: int = 16,
+    dim: int = 16,
+    n_layers: int = 1,
+    leak: float = 0.0,
+    within: float = 0.5,
+    sessions: bool = False,
+    seed: int = 0,
+    model_seed: int = 0,
+    prefix: str = "spk",
+) -> PlantedLayers:
+    """Layers that look like real data to an attacker: every speaker has a voice vector (standard
+    normal, the same for all of its utterances) and each utterance adds its own noise (sd ``within``).
+
+    With ``leak = 0`` nothing in any layer depends on gender, yet speakers of one gender can
+    happen to sound alike, which is what fools tests that treat utterances as independent.
+    ``leak`` shifts the voice's first coordinate by +leak for women and -leak for men. Each
+    layer sees the voices through its own random rotation (drawn from ``model_seed``: the same
+    "model" for an audit corpus and its aux corpus), so layers are dependent, as a network's are.
+    ``sessions`` pairs one woman and one man per session (IEMOCAP's design; needs ``women == men``).
+    """
+    rng = np.random.default_rng([seed, 0xCA1])
+    n_speakers = women + men
+    gender = np.array(["female"] * women + ["male"] * men)
+    voice = rng.standard_normal((n_speakers, dim))
+    voice[:, 0] += np.where(gender == "female", leak, -leak)
+    speaker_of = np.repeat(np.arange(n_speakers), utterances)
+    layers = []
+    for layer in range(n_layers):
+        rotation, _ = np.linalg.qr(np.random.default_rng([model_seed, layer]).standard_normal((dim, dim)))
+        layers.append(voice[speaker_of] @ rotation + within * rng.standard_normal((len(speaker_of), dim)))
+    if sessions:
+        if women != men:
+            raise ValueError("sessions pair one woman with one man: give as many of each")
+        session_of = [f"S{(s % women) + 1:02d}" for s in speaker_of.tolist()]
+    else:
+        session_of = [None] * len(speaker_of)
+    return PlantedLayers(layers, gender[speaker_of], np.array([f"{prefix}{s:03d}" for s in speaker_of]),
+                         session_of)  # type: ignore[arg-type]
 
 
 def _knn() -> object:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from ser_audit.errors import ModelError
 from ser_audit.models.interface import TargetModel
-from ser_audit.models.quiet import quiet_torch
+from ser_audit.models.onnx_converters import convert_onnx_graph
 
 if TYPE_CHECKING:
-    import onnx
 
     from ser_audit.models.onnx_model import OnnxModel
 
@@ -19,38 +18,6 @@ if TYPE_CHECKING:
 def torch_module(model: TargetModel) -> nn.Module:
     """A torch module computing the model's logits from its inputs (in the model's input order)."""
     return model.differentiable()
-
-
-def convert_onnx_graph(proto: "onnx.ModelProto") -> Iterator[tuple[str, nn.Module | str]]:
-    """onnx2torch on the graph as it is, then on the graph moved to opset 17 (onnx2torch predates
-    the opset-18 forms that torch's dynamo exporter writes, e.g. ReduceMax with axes as an input).
-    Yields (attempt, module) for each conversion that succeeds and (attempt, reason) for each that fails,
-    so callers can check a candidate and go on to the next."""
-    import onnx
-    from onnx import version_converter
-    from onnx2torch import convert
-
-    from ser_audit.models.onnx_converters import normalise, register
-
-    register()
-    proto_copy = onnx.ModelProto()
-    proto_copy.CopyFrom(proto)
-    normalise(proto_copy)
-    proto = proto_copy
-    for attempt in ("as exported", "at opset 17"):
-        try:
-            candidate = proto
-            if attempt == "at opset 17":
-                candidate = version_converter.convert_version(proto, 17)
-                for node in candidate.graph.node:
-                    for attribute in node.attribute:
-                        if node.op_type == "Reshape" and attribute.name == "allowzero":
-                            attribute.i = 0  # torch graphs never reshape to a literal 0-sized axis
-                onnx.checker.check_model(candidate)
-            with quiet_torch():
-                yield attempt, convert(candidate).eval()
-        except Exception as error:  # onnx2torch / the version converter raise many types per unsupported op
-            yield attempt, f"{attempt}: {str(error).splitlines()[0][:160]}"
 
 
 def verified_conversion(model: "OnnxModel") -> nn.Module:

@@ -15,9 +15,13 @@ caller can say which op forced a fallback.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import onnx
 import torch
 from torch import nn
+
+from ser_audit.models.quiet import quiet_torch
 
 _REGISTERED = False
 
@@ -221,3 +225,33 @@ def register() -> None:
         for version in (7, 14, 22):
             alias(cell.upper(), version, lambda node, graph, cell=cell: _convert_recurrent(node, graph, cell=cell))
     _REGISTERED = True
+
+
+def convert_onnx_graph(proto: "onnx.ModelProto") -> Iterator[tuple[str, nn.Module | str]]:
+    """onnx2torch on the graph as it is, then on the graph moved to opset 17 (onnx2torch predates
+    the opset-18 forms that torch's dynamo exporter writes, e.g. ReduceMax with axes as an input).
+    Yields (attempt, module) for each conversion that succeeds and (attempt, reason) for each that fails,
+    so callers can check a candidate and go on to the next."""
+    import onnx
+    from onnx import version_converter
+    from onnx2torch import convert
+
+    register()
+    proto_copy = onnx.ModelProto()
+    proto_copy.CopyFrom(proto)
+    normalise(proto_copy)
+    proto = proto_copy
+    for attempt in ("as exported", "at opset 17"):
+        try:
+            candidate = proto
+            if attempt == "at opset 17":
+                candidate = version_converter.convert_version(proto, 17)
+                for node in candidate.graph.node:
+                    for attribute in node.attribute:
+                        if node.op_type == "Reshape" and attribute.name == "allowzero":
+                            attribute.i = 0  # torch graphs never reshape to a literal 0-sized axis
+                onnx.checker.check_model(candidate)
+            with quiet_torch():
+                yield attempt, convert(candidate).eval()
+        except Exception as error:  # onnx2torch / the version converter raise many types per unsupported op
+            yield attempt, f"{attempt}: {str(error).splitlines()[0][:160]}"

@@ -203,7 +203,7 @@ def cut_onnx(proto: "onnx.ModelProto", tensor: str, logits: str, layer: str, *, 
         [initialisers[name] for name in sorted(used_initialisers)],
     )
     part = helper.make_model(graph, opset_imports=proto.opset_import, ir_version=proto.ir_version)
-    from ser_audit.models.differentiable import convert_onnx_graph
+    from ser_audit.models.onnx_converters import convert_onnx_graph
 
     failures = []
     for _, body in convert_onnx_graph(part):

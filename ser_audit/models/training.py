@@ -18,7 +18,7 @@ from ser_audit.errors import ConfigError
 from ser_audit.files import atomic_write
 from ser_audit.frontend.features import FrontEnd, fit_length
 from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec
-from ser_audit.models.zoo import ReferenceModel
+from ser_audit.models.reference import ReferenceModel
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
 TRAINING_CORPUS = "iemocap-like"

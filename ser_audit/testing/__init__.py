@@ -7,10 +7,8 @@ the speaker, so an audit must find high leakage on the first and chance on the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +16,7 @@ from ser_audit.corpus.interface import Corpus
 from ser_audit.corpus.manifest import load_manifest
 from ser_audit.corpus.synthetic.presets import get_preset, write_corpus
 from ser_audit.frontend.spec import ExtraInput, Features, FrontEndSpec
+from ser_audit.leakage.calibration import PlantedLayers, clustered_layers  # noqa: F401  (re-exported)
 from ser_audit.models.eager import EagerTorchModel
 
 F0_CHANNEL = 15  # position of F0 among the 32 LLD channels (energy, 12 MFCC, ZCR, voicing, F0, deltas)
@@ -153,60 +152,6 @@ class PlantedMaps(nn.Module):
 def planted_maps_model(seed: int = 0) -> EagerTorchModel:
     torch.manual_seed(seed)
     return EagerTorchModel(PlantedMaps(), LLD_FRONTEND)
-
-
-@dataclass(frozen=True)
-class PlantedLayers:
-    """Pooled features of planted layers over speakers who cluster their utterances (one entry per utterance)."""
-
-    layers: list[np.ndarray]
-    labels: np.ndarray
-    speakers: np.ndarray
-    sessions: list[str | None]
-
-
-def clustered_layers(
-    *,
-    women: int,
-    men: int,
-    utterances: int = 16,
-    dim: int = 16,
-    n_layers: int = 1,
-    leak: float = 0.0,
-    within: float = 0.5,
-    sessions: bool = False,
-    seed: int = 0,
-    model_seed: int = 0,
-    prefix: str = "spk",
-) -> PlantedLayers:
-    """Layers that look like real data to an attacker: every speaker has a voice vector (standard
-    normal, the same for all of its utterances) and each utterance adds its own noise (sd ``within``).
-
-    With ``leak = 0`` nothing in any layer depends on gender, yet speakers of one gender can
-    happen to sound alike, which is what fools tests that treat utterances as independent.
-    ``leak`` shifts the voice's first coordinate by +leak for women and -leak for men. Each
-    layer sees the voices through its own random rotation (drawn from ``model_seed``: the same
-    "model" for an audit corpus and its aux corpus), so layers are dependent, as a network's are.
-    ``sessions`` pairs one woman and one man per session (IEMOCAP's design; needs ``women == men``).
-    """
-    rng = np.random.default_rng([seed, 0xCA1])
-    n_speakers = women + men
-    gender = np.array(["female"] * women + ["male"] * men)
-    voice = rng.standard_normal((n_speakers, dim))
-    voice[:, 0] += np.where(gender == "female", leak, -leak)
-    speaker_of = np.repeat(np.arange(n_speakers), utterances)
-    layers = []
-    for layer in range(n_layers):
-        rotation, _ = np.linalg.qr(np.random.default_rng([model_seed, layer]).standard_normal((dim, dim)))
-        layers.append(voice[speaker_of] @ rotation + within * rng.standard_normal((len(speaker_of), dim)))
-    if sessions:
-        if women != men:
-            raise ValueError("sessions pair one woman with one man: give as many of each")
-        session_of = [f"S{(s % women) + 1:02d}" for s in speaker_of.tolist()]
-    else:
-        session_of = [None] * len(speaker_of)
-    return PlantedLayers(layers, gender[speaker_of], np.array([f"{prefix}{s:03d}" for s in speaker_of]),
-                         session_of)  # type: ignore[arg-type]
 
 
 class PlantedCNN(nn.Module):

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ser_audit.leakage.attackers.neural import Design
+from ser_audit.leakage.attackers.design import Design
 
 MAX_FREQ, MAX_TIME = 16, 32
 

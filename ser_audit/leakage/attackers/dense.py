@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ser_audit.leakage.attackers.neural import Design
+from ser_audit.leakage.attackers.design import Design
 
 
 def _hidden(width: float) -> tuple[int, int]:

@@ -14,7 +14,6 @@ under ``IN_MEMORY_BYTES``, else reads and converts each mini-batch on the fly.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Callable, cast
 
 import numpy as np
@@ -23,32 +22,12 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ser_audit.corpus.folds import inner_split
+from ser_audit.leakage.attackers.design import Design
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.inference import balanced_accuracy
 
-Builder = Callable[[tuple[int, ...], float], nn.Module]
-
 # Training rows up to this size (as float32) are held in memory for the whole fit.
 IN_MEMORY_BYTES = 1 << 30
-
-
-@dataclass(frozen=True)
-class Design:
-    """An attacker design: its family, a builder and how the row names it.
-
-    Attributes:
-        name: Short name (``vgg``, ``lstm``...).
-        family: ``convolutional``, ``recurrent`` or ``dense``.
-        input: ``map`` (whole activation maps, time last) or ``pooled`` (mean and std over time).
-        build: ``(input shape without batch, width) -> module`` returning ``[batch, features]``.
-        describe: ``(input shape, width) -> architecture string`` for the report.
-    """
-
-    name: str
-    family: str
-    input: str
-    build: Builder
-    describe: Callable[[tuple[int, ...], float], str]
 
 
 class Rows:

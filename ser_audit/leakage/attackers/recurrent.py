@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ser_audit.leakage.attackers.neural import Design
+from ser_audit.leakage.attackers.design import Design
 
 P0_LSTM_UNITS = (256, 256, 128, 64)
 MAX_STEP, MAX_STEPS = 256, 48
