@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ser_audit.config import AuditConfig
 from ser_audit.frontend.spec import FrontEndSpec
 from ser_audit.report.model import Report
 from ser_audit.report.policy import Policy
@@ -17,6 +18,7 @@ SCHEMAS: dict[str, Any] = {
     "report.schema.json": Report,
     "frontend.schema.json": FrontEndSpec,
     "policy.schema.json": Policy,
+    "config.schema.json": AuditConfig,
 }
 
 

@@ -24,6 +24,9 @@ def audit(
     corpus_option: options.CorpusOptionOption = None,
     aux_corpus: options.AuxCorpusOption = api.DEFAULT_AUX_CORPUS,
     layers: options.LayersOption = None,
+    attribute: options.AttributeOption = "gender",
+    folds: options.FoldsOption = None,
+    sentence_disjoint: options.SentenceDisjointOption = False,
     scenarios: options.ScenariosOption = "worst,s1,s2,s3,s4",
     attackers: options.AttackersOption = "generic,aware",
     eps: options.EpsOption = "0,0.02,0.04,0.06,0.08,0.1",
@@ -45,20 +48,18 @@ def audit(
     quiet: options.QuietOption = False,
 ) -> None:
     """Privacy leakage and adversarial robustness of one model, in one report."""
-    from ser_audit.robustness.evaluate import ProbeSettings
-
     check_outputs(format, policy)
-    report = api.full_audit(
-        api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
+    config = api.AuditConfig.create(
+        options.model_source(model, frontend, weights, trust_pickle),
         hardened=api.ModelSource(str(hardened), frontend=frontend) if hardened else None,
-        corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())),
-        aux_corpus=api.CorpusSource(aux_corpus, None, ()), layers=layers, scenarios=scenarios, attackers=attackers,
-        quick=quick, device=device, executor=executor, seed=seed, cache_dir=cache_dir,
-        settings=ProbeSettings(grid=options.parse_eps_grid(eps), pgd_steps=3 if quick else 10, seed=seed),
-        max_leakage=max_leakage,
-        max_gap=max_gap, min_robust_uar=min_robust_uar, at_eps=at_eps, command=["ser-audit", *sys.argv[1:]],
-        observer=observer_for(quiet),
+        corpus=options.corpus_source(corpus, corpus_root, corpus_option), aux_corpus=api.CorpusSource(aux_corpus),
+        layers=layers, attribute=attribute, scenarios=scenarios, attackers=attackers, folds=folds,
+        sentence_disjoint=sentence_disjoint, quick=quick, device=device, executor=executor, seed=seed,
+        cache_dir=cache_dir, probes={"grid": options.parse_eps_grid(eps)}, max_leakage=max_leakage, max_gap=max_gap,
+        min_robust_uar=min_robust_uar, at_eps=at_eps, policy=policy,
     )
+    report = api.full_audit(config, command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet))
+
     def summary(report: Report) -> None:
         leakage_summary(report)
         robustness_summary(report)
@@ -67,4 +68,4 @@ def audit(
                         [(e.layer, f"{e.leakage_before:.3f}", f"{e.leakage_after:.3f}", f"{e.change:+.3f}")
                          for e in report.hardening_effect])
 
-    finish(report, out, format, quiet=quiet, policy=policy, summary=summary)
+    finish(report, out, format, quiet=quiet, summary=summary)

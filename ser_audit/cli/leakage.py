@@ -40,12 +40,11 @@ def leakage(
 ) -> None:
     """Privacy leakage audit (P0): attackers infer a speaker attribute from tapped layers, in five scenarios."""
     check_outputs(format, policy)
-    report = api.leakage_audit(
-        api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
-        corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())),
-        aux_corpus=api.CorpusSource(aux_corpus, None, ()), sentence_disjoint=sentence_disjoint, layers=layers,
+    config = api.AuditConfig.create(
+        options.model_source(model, frontend, weights, trust_pickle), corpus=options.corpus_source(corpus, corpus_root,
+        corpus_option), aux_corpus=api.CorpusSource(aux_corpus), sentence_disjoint=sentence_disjoint, layers=layers,
         attribute=attribute, scenarios=scenarios, attackers=attackers, folds=folds, seed=seed, quick=quick,
-        device=device, executor=executor, cache_dir=cache_dir, max_leakage=max_leakage, max_gap=max_gap,
-        command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet),
+        device=device, executor=executor, cache_dir=cache_dir, max_leakage=max_leakage, max_gap=max_gap, policy=policy,
     )
-    finish(report, out, format, quiet=quiet, policy=policy, summary=leakage_summary)
+    report = api.leakage_audit(config, command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet))
+    finish(report, out, format, quiet=quiet, summary=leakage_summary)

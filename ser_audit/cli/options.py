@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ser_audit.config import CorpusSource, ModelSource
 from ser_audit.errors import ConfigError
 
 ModelArgument = Annotated[
@@ -113,3 +114,11 @@ FormatOption = Annotated[
 PolicyOption = Annotated[
     Optional[Path], typer.Option("--policy", help="TOML policy of thresholds (schemas/policy.schema.json); adds gates.")
 ]
+
+
+def model_source(model: str, frontend: Path | None, weights: Path | None, trust_pickle: bool) -> ModelSource:
+    return ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle)
+
+
+def corpus_source(corpus: str, root: Path | None, corpus_options: list[str] | None) -> CorpusSource:
+    return CorpusSource(corpus, root, tuple(corpus_options or ()))

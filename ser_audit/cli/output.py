@@ -12,7 +12,7 @@ from ser_audit.report.model import Report
 from ser_audit.report.writer import parse_formats, write_report
 
 
-def check_outputs(formats: str, policy: Path | None) -> None:
+def check_outputs(formats: str, policy: Path | None = None) -> None:
     """Fail on a bad --format or --policy before any work starts."""
     parse_formats(formats)
     if policy is not None:
@@ -21,14 +21,8 @@ def check_outputs(formats: str, policy: Path | None) -> None:
         load_policy(policy)
 
 
-def finish(
-    report: Report, out: str, formats: str, *, quiet: bool, summary: Callable[[Report], None], policy: Path | None = None
-) -> None:
-    """Add the policy's gates, write every format, print the summary; exit 1 when a gate failed."""
-    if policy is not None:
-        from ser_audit.report.policy import evaluate, load_policy
-
-        report.gates = [*report.gates, *evaluate(load_policy(policy), report)]
+def finish(report: Report, out: str, formats: str, *, quiet: bool, summary: Callable[[Report], None]) -> None:
+    """Write every format, print the summary; exit 1 when a gate failed (the runner decided the gates)."""
     written = write_report(report, out, parse_formats(formats))
     if written:
         if not quiet:

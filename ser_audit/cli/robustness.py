@@ -23,13 +23,13 @@ def robustness(
     eps: options.EpsOption = "0,0.02,0.04,0.06,0.08,0.1",
     eta: Annotated[Optional[float], typer.Option("--eta", help="FGSM clip around x (P2 eq. 2), relative like eps.")] = None,
     pgd_eps: Annotated[float, typer.Option("--pgd-eps", help="PGD radius, relative.")] = 0.02,
-    pgd_steps: Annotated[int, typer.Option("--pgd-steps", help="PGD iterations.")] = 10,
+    pgd_steps: Annotated[Optional[int], typer.Option("--pgd-steps", help="PGD iterations (default 10, 3 with --quick).")] = None,
     pgd_step_size: Annotated[Optional[float], typer.Option("--pgd-step-size", help="Relative; default eps/4.")] = None,
     domain: Annotated[str, typer.Option("--domain", help="features (model input) or waveform.")] = "features",
     attack_target: Annotated[str, typer.Option("--attack-target", help="labels or predictions.")] = "labels",
     targeted: Annotated[Optional[str], typer.Option("--targeted", help="Push every prediction towards this emotion.")] = None,
     gradient: Annotated[str, typer.Option("--gradient", help="auto (SPSA fallback) or white-box.")] = "auto",
-    quick: Annotated[bool, typer.Option("--quick", help="PGD with 3 steps.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="PGD with 3 steps unless --pgd-steps is given.")] = False,
     seed: options.SeedOption = 0,
     out: options.OutOption = "ser-audit-report",
     cache_dir: options.CacheDirOption = None,
@@ -43,20 +43,17 @@ def robustness(
     quiet: options.QuietOption = False,
 ) -> None:
     """FGSM over an eps grid and PGD at one eps (P2), on the emotion predictions."""
-    from ser_audit.robustness.evaluate import ProbeSettings
-
     check_outputs(format, policy)
-    settings = ProbeSettings(
-        grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=3 if quick else pgd_steps,
-        pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted, seed=seed,
+    probes = dict(grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=pgd_steps,
+                  pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted,
+                  gradient=gradient)
+    config = api.AuditConfig.create(
+        options.model_source(model, frontend, weights, trust_pickle),
+        corpus=options.corpus_source(corpus, corpus_root, corpus_option), probes=probes, quick=quick, seed=seed,
+        cache_dir=cache_dir, min_robust_uar=min_robust_uar, at_eps=at_eps, policy=policy,
     )
-    report = api.robustness_audit(
-        api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle),
-        corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())), settings=settings,
-        gradient=gradient, seed=seed, cache_dir=cache_dir, min_robust_uar=min_robust_uar, at_eps=at_eps,
-        command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet),
-    )
-    finish(report, out, format, quiet=quiet, policy=policy, summary=robustness_summary)
+    report = api.robustness_audit(config, command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet))
+    finish(report, out, format, quiet=quiet, summary=robustness_summary)
 
 
 def harden(
@@ -83,9 +80,8 @@ def harden(
     recipe = HardeningRecipe(method=method, eps=eps, epochs=epochs, warmup_epochs=warmup_epochs,
                              feature_layer=feature_layer, seed=seed)
     figures = api.harden_model(
-        api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle), out, recipe=recipe,
-        corpus=api.CorpusSource(corpus, corpus_root, tuple(corpus_option or ())), cache_dir=cache_dir,
-        observer=observer_for(quiet),
+        options.model_source(model, frontend, weights, trust_pickle), out, recipe=recipe,
+        corpus=options.corpus_source(corpus, corpus_root, corpus_option), cache_dir=cache_dir, observer=observer_for(quiet),
     )
     STDERR.print(
         f"{method}: held-out UAR real {figures['real_before']:.3f} -> {figures['real_after']:.3f}, "

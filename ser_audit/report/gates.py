@@ -3,14 +3,15 @@
 A leakage gate fails only on evidence that survives multiplicity control: a row whose
 family-wise adjusted p-value is under 0.05 *and* whose simultaneous lower bound is past the
 threshold. A model whose layers carry nothing therefore fails a gate in at most 5% of
-audits, however many rows the audit has; the CLI flags and policy rules share this rule.
+audits, however many rows the audit has. The CLI's flags are policy rules (``policy.flag_policy``),
+so one engine (``policy.evaluate``) decides every gate.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ser_audit.report.model import Gate, LeakageResult, Report
+from ser_audit.report.model import Gate, LeakageResult
 
 ALPHA = 0.05
 
@@ -46,32 +47,3 @@ def max_gap_gate(name: str, rows: Sequence[LeakageResult], threshold: float) -> 
     worst = worst_row(rows, lambda row: leakage_bound(row) - row.chance)
     value = leakage_bound(worst) - worst.chance
     return Gate(name=name, threshold=threshold, value=value, passed=value <= threshold, detail=describe(worst))
-
-
-def leakage_gates(report: Report, *, max_leakage: float | None = None, max_gap: float | None = None) -> list[Gate]:
-    """One gate per given threshold over every leakage row (see the module docstring for the rule)."""
-    rows = report.leakage.results if report.leakage else []
-    if not rows:
-        return []
-    gates = []
-    if max_leakage is not None:
-        gates.append(max_leakage_gate("max-leakage", rows, max_leakage))
-    if max_gap is not None:
-        gates.append(max_gap_gate("max-gap", rows, max_gap))
-    return gates
-
-
-def robustness_gates(report: Report, *, min_robust_uar: float | None = None, at_eps: float | None = None) -> list[Gate]:
-    """``--min-robust-uar X --at-eps E``: the FGSM UAR at eps E must be at least X."""
-    if min_robust_uar is None:
-        return []
-    from ser_audit.errors import ConfigError
-
-    rows = [r for r in (report.robustness.results if report.robustness else []) if r.method == "fgsm"]
-    eps = at_eps if at_eps is not None else max((r.eps for r in rows), default=0.0)
-    matching = [r for r in rows if abs(r.eps - eps) < 1e-9]
-    if not matching:
-        raise ConfigError(f"--at-eps {eps} is not on the FGSM grid ({', '.join(str(r.eps) for r in rows)})")
-    row = matching[0]
-    return [Gate(name="min-robust-uar", threshold=min_robust_uar, value=row.uar, passed=row.uar >= min_robust_uar,
-                 detail=f"fgsm eps {eps} ({row.domain})")]

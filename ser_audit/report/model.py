@@ -9,7 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-REPORT_SCHEMA_VERSION = "1.2"  # 1.2: balanced accuracy with speaker-level intervals and adjusted p-values; 1.1: egemaps_reference
+from ser_audit.config import AuditConfig
+
+# 1.3: the run's config and robustness upper bounds; 1.2: balanced accuracy with speaker-level intervals and
+# adjusted p-values; 1.1: egemaps_reference
+REPORT_SCHEMA_VERSION = "1.3"
 
 Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe", "strongest"]
 
@@ -245,6 +249,9 @@ class Robustness(_Strict):
     input_spread: float = Field(description="Std of the attacked input over the evaluation set (eps unit).")
     results: list[RobustnessResult] = Field(default_factory=list)
     score: float | None = Field(None, description="100 x area under UAR(eps)/UAR(0) over the FGSM grid.")
+    gradient_fallback: str | None = Field(
+        None, description="Why the white-box gradient was unavailable (the op or layer); set when FGSM used an SPSA "
+                          "estimate, which can only understate vulnerability: the score is then an upper bound.")
 
 
 class HardeningEffect(_Strict):
@@ -260,7 +267,10 @@ class HardeningEffect(_Strict):
 class Scores(_Strict):
     privacy: float | None = Field(None, description="0-100, higher is better: 100 x (1 - mean worst normalised leakage).")
     robustness: float | None = Field(None, description="0-100, higher is better: 100 x area under UAR(eps)/UAR(0).")
-    grade: str | None = Field(None, description="A-F from the lower of the two scores (README, Scores).")
+    grade: str | None = Field(None, description="A-F from the lower of the two scores (README, Scores); none when the "
+                                                "robustness score is only an upper bound.")
+    robustness_upper_bound: bool = Field(False, description="The robustness score came from an SPSA gradient estimate: "
+                                                            "the true score may be lower.")
 
 
 class Gate(_Strict):
@@ -296,7 +306,7 @@ class ReportDiff(_Strict):
 class Report(_Strict):
     """A complete audit: provenance, inputs, results, scores and gate outcomes."""
 
-    schema_version: Literal["1.0", "1.1", "1.2"] = Field(REPORT_SCHEMA_VERSION, description="Version of this schema.")
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3"] = Field(REPORT_SCHEMA_VERSION, description="Version of this schema.")
     tool: Tool
     command: list[str] = Field(description="Command line that produced the report.")
     seed: int
@@ -317,3 +327,4 @@ class Report(_Strict):
     gates: list[Gate] = Field(default_factory=list)
     baseline: ReportDiff | None = Field(None, description="Changes against a baseline report, when one was given.")
     notes: list[str] = Field(default_factory=list, description="Things the reader should know (cache use, reductions).")
+    config: AuditConfig | None = Field(None, description="Every setting of the run, defaults resolved (1.3 on).")

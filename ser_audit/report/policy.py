@@ -49,6 +49,7 @@ class _Strict(BaseModel):
 class LeakageRule(_Strict):
     """Thresholds for the leakage rows whose layer, scenario, attacker kind and attribute match the globs."""
 
+    name: str | None = Field(None, description="Gate name; default: built from the globs (the CLI's flags name theirs).")
     layer: str = Field("*", description="Glob over layer names.")
     scenario: str = Field("*", description="Glob over worst, s1-s4, probe.")
     attacker_kind: str = Field("*", description="generic, aware or a glob.")
@@ -66,6 +67,7 @@ class LeakageRule(_Strict):
 
 
 class RobustnessRule(_Strict):
+    name: str | None = Field(None, description="Gate name; default: built from the method and eps.")
     at_eps: float = Field(ge=0, description="Eps on the probe's grid, relative to the input's spread.")
     min_uar: float = Field(ge=0, le=1, description="Lowest allowed UAR under attack at that eps.")
     method: Literal["fgsm", "pgd"] = "fgsm"
@@ -90,6 +92,21 @@ class Policy(_Strict):
     robustness: list[RobustnessRule] = Field(default_factory=list)
     scores: ScoreRule | None = None
     regression: RegressionRule | None = None
+
+    def plus(self, other: Policy) -> Policy:
+        """Both policies' rules (scores and regression from ``other`` where it has them)."""
+        return Policy(leakage=[*self.leakage, *other.leakage], robustness=[*self.robustness, *other.robustness],
+                      scores=other.scores or self.scores, regression=other.regression or self.regression)
+
+
+def flag_policy(*, max_leakage: float | None = None, max_gap: float | None = None, min_robust_uar: float | None = None,
+                at_eps: float | None = None) -> Policy:
+    """The CLI's gate flags as policy rules over every row, so that one engine decides every gate."""
+    leakage = [LeakageRule(name=name, **{key: value}) for name, key, value in
+               (("max-leakage", "max_leakage", max_leakage), ("max-gap", "max_gap", max_gap)) if value is not None]
+    robustness = ([RobustnessRule(name="min-robust-uar", at_eps=at_eps, min_uar=min_robust_uar)]
+                  if min_robust_uar is not None and at_eps is not None else [])
+    return Policy(leakage=leakage, robustness=robustness)
 
 
 def load_policy(path: Path) -> Policy:
@@ -128,15 +145,15 @@ def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> 
     rows = report.leakage.results if report.leakage else []
     for number, rule in enumerate(policy.leakage, start=1):
         matching = [row for row in rows if rule.matches(row)]
-        label = f"policy leakage[{number}] layer={rule.layer} scenario={rule.scenario}"
+        label = rule.name or f"policy leakage[{number}] layer={rule.layer} scenario={rule.scenario}"
         if not matching:
             gates.append(Gate(name=f"{label} matches a row", threshold=1, value=0, passed=False,
                               detail="no result row matches this rule; fix the globs or the audit's --layers/--scenarios"))
             continue
         if rule.max_leakage is not None:
-            gates.append(max_leakage_gate(f"{label} max-leakage", matching, rule.max_leakage))
+            gates.append(max_leakage_gate(rule.name or f"{label} max-leakage", matching, rule.max_leakage))
         if rule.max_gap is not None:
-            gates.append(max_gap_gate(f"{label} max-gap", matching, rule.max_gap))
+            gates.append(max_gap_gate(rule.name or f"{label} max-gap", matching, rule.max_gap))
         if rule.max_severity is not None:
             worst = max(matching, key=lambda row: SEVERITIES.index(gate_severity(row)))
             found = SEVERITIES.index(gate_severity(worst))
@@ -146,13 +163,14 @@ def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> 
     results = report.robustness.results if report.robustness else []
     for number, robust in enumerate(policy.robustness, start=1):
         found = [r for r in results if r.method == robust.method and abs(r.eps - robust.at_eps) < 1e-9]
-        name = f"policy robustness[{number}] {robust.method} min-uar at eps {robust.at_eps}"
+        name = robust.name or f"policy robustness[{number}] {robust.method} min-uar at eps {robust.at_eps}"
         if not found:
             gates.append(Gate(name=name, threshold=robust.min_uar, value=0, passed=False,
                               detail=f"the report has no {robust.method} row at eps {robust.at_eps}"))
         else:
             gates.append(Gate(name=name, threshold=robust.min_uar, value=found[0].uar,
-                              passed=found[0].uar >= robust.min_uar, detail=found[0].domain))
+                              passed=found[0].uar >= robust.min_uar,
+                              detail=f"{robust.method} eps {robust.at_eps} ({found[0].domain})"))
     if policy.scores is not None:
         for key, minimum in (("privacy", policy.scores.min_privacy), ("robustness", policy.scores.min_robustness)):
             if minimum is None:

@@ -12,7 +12,9 @@ The leakage L is balanced accuracy against chance 1/C; n(x) = (x - chance) / (1 
   family-wise false positive occurs (at most 5% of audits). The input-level reference does
   not count (it is the audio, not the model).
 - Robustness score: 100 x area under UAR(eps)/UAR(0) over the FGSM grid (``robustness.evaluate``).
-- Grade: the lower of the available scores: A >= 85, B >= 70, C >= 55, D >= 40, else F.
+- Grade: the lower of the available scores: A >= 85, B >= 70, C >= 55, D >= 40, else F. A
+  robustness score from an SPSA gradient estimate is only an upper bound (a black-box estimate
+  can only understate vulnerability), so such a report gets no grade.
 """
 
 from __future__ import annotations
@@ -75,4 +77,6 @@ def score(report: Report) -> None:
         report.scores.privacy = privacy_score(report.leakage.results)
     if report.robustness is not None:
         report.scores.robustness = report.robustness.score
-    report.scores.grade = grade(report.scores.privacy, report.scores.robustness)
+        report.scores.robustness_upper_bound = report.robustness.gradient_fallback is not None
+    upper_bound = report.scores.robustness_upper_bound and report.scores.robustness is not None
+    report.scores.grade = None if upper_bound else grade(report.scores.privacy, report.scores.robustness)

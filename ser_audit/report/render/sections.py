@@ -41,6 +41,13 @@ def _score(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
+def _robustness_score(value: float | None, fallback: str | None) -> str:
+    """An SPSA-estimated score is an upper bound, and says why the white-box gradient was missing."""
+    if value is None or fallback is None:
+        return _score(value)
+    return f"<= {value:.1f} (upper bound: black-box SPSA gradient; {fallback})"
+
+
 def row_label(row: LeakageResult | BreakdownRow) -> str:
     return f"{row.layer} / {row.scenario} / {row.attacker_kind} / {row.attacker_design}"
 
@@ -111,7 +118,7 @@ def sections(report: Report) -> list[Section]:
         robustness = Section("robustness", f"Robustness ({report.robustness.evaluation_set})")
         robustness.paragraphs.append(
             f"eps is relative to the attacked input's spread ({report.robustness.input_spread:.4g}); "
-            f"robustness score {_score(report.robustness.score)}."
+            f"robustness score {_robustness_score(report.robustness.score, report.robustness.gradient_fallback)}."
         )
         robustness.tables.append(_robustness_table(report.robustness))
         if report.hardened_robustness:
@@ -156,8 +163,11 @@ def sections(report: Report) -> list[Section]:
 def _summary(report: Report) -> Section:
     scores = report.scores
     section = Section("summary", "Summary")
+    fallback = report.robustness.gradient_fallback if report.robustness else None
+    grade = scores.grade or ("none (the robustness score is only an upper bound)" if scores.robustness_upper_bound else "n/a")
     section.bullets.append(
-        f"grade {scores.grade or 'n/a'}: privacy score {_score(scores.privacy)}, robustness score {_score(scores.robustness)}"
+        f"grade {grade}: privacy score {_score(scores.privacy)}, "
+        f"robustness score {_robustness_score(scores.robustness, fallback)}"
     )
     if report.leakage and report.leakage.results:
         worst = max(report.leakage.results, key=lambda r: r.normalised_leakage)

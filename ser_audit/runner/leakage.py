@@ -1,0 +1,256 @@
+"""P0's leakage study on one model, from an :class:`AuditConfig` to a scored report.
+
+The phases, each a function below: load the corpora (before the model, so that a wrong
+``--corpus-root`` does not wait for a reference model to train) and the model; choose the
+layers; extract every selected layer once into the embedding store; the linear probe and the
+input references; the scenario attackers; the strongest-attacker rows; multiplicity
+adjustment; breakdowns, findings and the recommendation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from ser_audit.config import AuditConfig
+from ser_audit.corpus.folds import speaker_disjoint_folds
+from ser_audit.corpus.interface import Corpus
+from ser_audit.errors import ConfigError
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+from ser_audit.report.model import LeakageResult, Report
+from ser_audit.report.scoring import score
+from ser_audit.runner import sources
+from ser_audit.runner.provenance import new_report, now
+
+if TYPE_CHECKING:
+    from ser_audit.corpus.folds import Fold
+    from ser_audit.leakage.inference import SpeakerPermutations
+    from ser_audit.models.interface import LayerInfo, TargetModel
+
+
+def scenario_layers(selected: Sequence[Any], *, quick: bool = False) -> list[Any]:
+    """Where the scenario attackers go by default: the first, middle and last selected layer that keeps
+    a time axis (the shape of the depth curve), and the last vector-shaped one (what a split
+    deployment would send last).
+
+    ``quick`` leaves out the first map layer when there are more than two: its same-architecture
+    attacker fine-tunes nearly the whole target, which is half the time of a quick run.
+    """
+    from ser_audit.leakage.scenario_runner import has_time_axis
+
+    maps = [layer for layer in selected if has_time_axis(layer)]
+    vectors = [layer for layer in selected if not has_time_axis(layer)]
+    chosen = maps if len(maps) <= 3 else [maps[0], maps[len(maps) // 2], maps[-1]]
+    if quick and len(maps) > 2:
+        chosen = chosen[1:]
+    if vectors:
+        chosen.append(vectors[-1])
+    return sorted(chosen, key=lambda layer: layer.index)
+
+
+@dataclass
+class Inputs:
+    """What the study runs on, loaded and checked."""
+
+    model: "TargetModel"
+    corpus: Corpus
+    aux: Corpus | None
+    selected: list["LayerInfo"]
+    attacked: list["LayerInfo"]
+    folds: list["Fold"]
+    run_scenarios: bool
+    seen_speakers: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def load_inputs(config: AuditConfig, observer: ProgressObserver) -> Inputs:
+    cache, seed = sources.cache_of(config), config.seed
+    corpus = sources.load_corpus(config.corpus, cache_dir=cache, seed=seed, observer=observer)
+    run_scenarios = config.attribute == "gender" and bool(config.scenarios)
+    needs_aux = run_scenarios and any(s in ("s1", "s3", "s4") for s in config.scenarios)
+    aux = None
+    if needs_aux and config.aux_corpus is not None:
+        aux = sources.load_corpus(config.aux_corpus, cache_dir=cache, seed=seed, observer=observer)
+        sources.check_aux_is_other_data(corpus, aux)
+    model = sources.load_model(config.model, cache_dir=cache, seed=seed, observer=observer)
+    selected = model.select_layers(config.layers)
+    # The probe runs on every selected layer; the costlier scenario attackers on all of them when
+    # --layers names them, else on a spread of the default layers.
+    attacked = selected if config.layers is not None else scenario_layers(selected, quick=config.quick)
+    seen = sources.seen_speakers(model.training, corpus)
+    inputs = Inputs(model, corpus, aux, selected, attacked, [], run_scenarios, seen)
+    if seen:
+        inputs.notes.append(
+            f"the target was trained on {len(seen)} of the {corpus.summary()['n_speakers']} audit speakers "
+            f"({', '.join(seen)}): its layers have heard them, so leakage on them may exceed what new speakers would "
+            "show; audit another corpus (or --corpus-option seed=N) to test unseen speakers")
+    if config.attribute == "speaker":
+        from ser_audit.leakage.speaker import closed_set_folds
+
+        inputs.folds = closed_set_folds(corpus, n_folds=config.folds or 5, seed=seed)
+        inputs.notes.append("attribute speaker: closed-set identification (every speaker on both sides of a fold) and "
+                            "open-set verification EER; P0's scenarios need an attacker trained on other speakers, so "
+                            "they do not apply")
+    else:
+        inputs.folds = speaker_disjoint_folds(corpus, n_folds=config.folds, seed=seed,
+                                              sentence_disjoint=config.sentence_disjoint)
+    return inputs
+
+
+def run_leakage(config: AuditConfig, *, command: Sequence[str] = (),
+                observer: ProgressObserver = NULL_OBSERVER) -> Report:
+    """P0's leakage study on ``config.model``: every selected layer, scenario and attacker kind.
+
+    Gates are not decided here (see ``runner.verdict``), so that ``audit`` decides once on the
+    whole report.
+    """
+    from ser_audit.embeddings.extract import extract
+    from ser_audit.leakage.inference import SpeakerPermutations
+    from ser_audit.leakage.runner import attack_units, probe_layers
+
+    created = now()
+    sources.check_device(config.device)
+    inputs = load_inputs(config, observer)
+    cache, seed, corpus = sources.cache_of(config), config.seed, inputs.corpus
+    maps = [layer.name for layer in inputs.attacked] if inputs.run_scenarios else []
+    embeddings = extract(inputs.model, corpus, inputs.selected, maps=maps, cache_dir=cache, observer=observer)
+    notes = [*inputs.notes, *_cache_notes(embeddings, corpus.name, observer)]
+    # One draw of speaker relabellings for every row, so the family-wise adjustment sees their dependence.
+    labels, units = np.array(corpus.labels(config.attribute)), attack_units(corpus, config.attribute)
+    relabellings = SpeakerPermutations.draw(labels, units, n=config.permutations, seed=seed)
+    probes = probe_layers(embeddings, corpus, inputs.selected, inputs.folds, relabellings, attribute=config.attribute,
+                          seed=seed, observer=observer)
+    references = _input_references(config, inputs, relabellings, notes, observer)
+    rows, predictions = list(probes.rows), list(probes.predictions)
+    evidence, validation = list(probes.evidence), list(probes.validation)
+    scenario = None
+    if inputs.run_scenarios:
+        scenario = _scenarios(config, inputs, embeddings, relabellings, probes.inflation, notes, observer)
+        rows += scenario.rows
+        predictions += scenario.predictions
+        evidence += scenario.evidence
+        validation += scenario.validation
+    if scenario is not None and scenario.rows:
+        _add_strongest(rows, predictions, evidence, validation, inputs, labels, units, relabellings, probes.inflation,
+                       seed)
+    verification = _verification(config, inputs, embeddings) if config.attribute == "speaker" else []
+    report = new_report(config, inputs.model, corpus, created=created, command=command)
+    if inputs.aux is not None:
+        from ser_audit.runner.provenance import corpus_info
+
+        report.aux_corpus = corpus_info(inputs.aux, seed=seed)
+    report.leakage = _leakage_section(config, inputs, rows, predictions, evidence, probes.rows, scenario, references,
+                                      verification)
+    report.notes = [*notes, *(f"{name}: {text}" for name, text in embeddings.reductions.items())]
+    score(report)
+    report.finished = now()
+    return report
+
+
+def _input_references(config: AuditConfig, inputs: Inputs, relabellings: "SpeakerPermutations", notes: list[str],
+                      observer: ProgressObserver) -> tuple[Any, Any]:
+    """The probe on the raw audio's LLDs, and on eGeMAPS where the optional extra is installed."""
+    from ser_audit.leakage.runner import input_reference
+
+    common = dict(attribute=config.attribute, seed=config.seed, observer=observer)
+    lld = input_reference(inputs.corpus, inputs.folds, relabellings, **common)
+    if config.quick:
+        notes.append("--quick leaves out the eGeMAPS input reference")
+        return lld, None
+    try:
+        egemaps = input_reference(inputs.corpus, inputs.folds, relabellings, source="egemaps",
+                                  cache_dir=sources.cache_of(config), **common)
+    except ConfigError as missing:  # the optional openSMILE extra: the audit goes on without it
+        notes.append(f"no eGeMAPS input reference: {missing}")
+        egemaps = None
+    return lld, egemaps
+
+
+def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabellings: "SpeakerPermutations",
+               inflation: dict[str, float], notes: list[str], observer: ProgressObserver) -> Any:
+    from ser_audit.embeddings.extract import extract
+    from ser_audit.execution import executor
+    from ser_audit.leakage.scenario_runner import AttackData, AttackSettings, run_scenarios
+
+    aux_data = None
+    maps = [layer.name for layer in inputs.attacked]
+    if inputs.aux is not None:
+        aux_embeddings = extract(inputs.model, inputs.aux, inputs.selected, maps=maps, cache_dir=sources.cache_of(config),
+                                 observer=observer)
+        notes += _cache_notes(aux_embeddings, inputs.aux.name, observer)
+        aux_data = AttackData.of(inputs.aux, aux_embeddings, config.attribute)
+    if len(inputs.attacked) < len(inputs.selected):
+        first_left_out = config.quick and inputs.attacked != scenario_layers(inputs.selected)
+        spread = "middle and last" if first_left_out else "first, middle and last"
+        notes.append(f"scenario attackers ran on {', '.join(l.name for l in inputs.attacked)} ({spread} layer with a "
+                     "time axis, last vector layer); the linear probe on every selected layer; --layers chooses the "
+                     "layers for both")
+    settings = AttackSettings(seed=config.seed, device=config.device, quick=config.quick, epochs=config.attacker_epochs)
+    return run_scenarios(inputs.model, inputs.attacked, AttackData.of(inputs.corpus, embeddings, config.attribute),
+                         aux_data, inputs.folds, relabellings, inflation, attribute=config.attribute,
+                         scenarios=config.scenarios, kinds=config.attackers, settings=settings,
+                         executor=executor(config.executor), observer=observer)
+
+
+def _add_strongest(rows: list[LeakageResult], predictions: list[Any], evidence: list[Any], validation: list[Any],
+                   inputs: Inputs, labels: np.ndarray, units: Any, relabellings: "SpeakerPermutations",
+                   inflation: dict[str, float], seed: int) -> None:
+    """One strongest-attacker row per audited layer, chosen by nested validation (appended in place)."""
+    from ser_audit.leakage.strongest import Candidate, strongest_rows
+
+    candidates = [Candidate(row, predicted, checked) for row, predicted, checked in zip(rows, predictions, validation)]
+    strongest, chosen_predictions, chosen_evidence = strongest_rows(candidates, inputs.folds, labels, units,
+                                                                     relabellings, inflation, seed=seed)
+    rows += strongest
+    predictions += chosen_predictions
+    evidence += chosen_evidence
+
+
+def _verification(config: AuditConfig, inputs: Inputs, embeddings: Any) -> list[Any]:
+    from ser_audit.leakage.speaker import verification, verification_folds
+
+    halves = verification_folds(inputs.corpus, seed=config.seed)
+    return [verification(embeddings.layers[layer.name], inputs.corpus, halves, layer=layer.name,
+                         layer_index=layer.index, seed=config.seed) for layer in inputs.selected]
+
+
+def _leakage_section(config: AuditConfig, inputs: Inputs, rows: list[LeakageResult], predictions: list[Any],
+                     evidence: list[Any], probe_rows: list[LeakageResult], scenario: Any, references: tuple[Any, Any],
+                     verification: list[Any]) -> Any:
+    """Adjusted evidence, breakdowns, P0's findings and the split-point recommendation."""
+    from ser_audit.leakage.breakdowns import breakdowns
+    from ser_audit.leakage.findings import p0_findings
+    from ser_audit.leakage.multiplicity import adjust
+    from ser_audit.leakage.runner import recommend
+    from ser_audit.report.model import Leakage
+
+    adjust(rows, evidence)
+    splits = breakdowns(rows, predictions, inputs.corpus, config.attribute)
+    chance = probe_rows[0].chance
+    threshold = config.max_leakage if config.max_leakage is not None else min(1.0, chance + 0.1)
+    # A split point must hold in every scenario, so only layers the scenario attackers audited qualify.
+    audited = {layer.name for layer in (inputs.attacked if scenario is not None and scenario.rows else inputs.selected)}
+    return Leakage(
+        attribute=config.attribute,
+        folds=[fold.name for fold in inputs.folds],
+        target_family=scenario.family if scenario is not None else None,
+        seen_speakers=inputs.seen_speakers,
+        results=rows,
+        skipped=scenario.skipped if scenario is not None else [],
+        breakdowns=splits,
+        findings=p0_findings(probe_rows, scenario.rows, splits) if scenario is not None else [],
+        verification=verification,
+        input_reference=references[0],
+        egemaps_reference=references[1],
+        recommendation=recommend([row for row in rows if row.layer in audited], threshold),
+    )
+
+
+def _cache_notes(embeddings: Any, corpus_name: str, observer: ProgressObserver) -> list[str]:
+    if not embeddings.reused:
+        return []
+    note = f"embeddings of {len(embeddings.reused)} layer(s) on {corpus_name} taken from the cache ({embeddings.location})"
+    observer.note(note)
+    return [note]

@@ -1,0 +1,97 @@
+"""The reference-model zoo and hardening: commands that write a model rather than a report."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ser_audit.config import CorpusSource, ModelSource
+from ser_audit.errors import ConfigError
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+from ser_audit.report.model import LayerRow
+from ser_audit.runner import sources
+from ser_audit.runner.provenance import layer_rows
+
+if TYPE_CHECKING:
+    from ser_audit.robustness.hardening import HardeningRecipe
+
+MODEL_SUFFIXES = (".onnx", ".pt", ".pt2", ".ckpt")
+
+
+def _check_out(out: Path) -> None:
+    if out.suffix.lower() not in MODEL_SUFFIXES:
+        raise ConfigError(f"--out {out}: use a .onnx, .pt (TorchScript), .pt2 (torch.export) or .ckpt file name")
+
+
+def list_layers(source: ModelSource, *, cache_dir: Path | None = None, seed: int = 0,
+                observer: ProgressObserver = NULL_OBSERVER) -> list[LayerRow]:
+    model = sources.load_model(source, cache_dir=cache_dir or sources.default_cache_dir(), seed=seed, observer=observer)
+    return layer_rows(model)
+
+
+def reference_model_table() -> list[dict[str, str]]:
+    from ser_audit.models.zoo import reference_models
+
+    return [{"name": m.name, "paper": m.paper, "description": m.description, "version": str(m.version)}
+            for m in sorted(reference_models().values(), key=lambda m: m.name)]
+
+
+def train_reference_model(name: str, out: Path, *, seed: int = 0, cache_dir: Path | None = None,
+                          observer: ProgressObserver = NULL_OBSERVER) -> dict[str, Any]:
+    """Train (or take from the cache) ``zoo:NAME`` and write it to ``out`` in the format its suffix names.
+
+    Returns:
+        The held-out metrics recorded at training time.
+    """
+    import shutil
+
+    from ser_audit.models.export import export_model
+    from ser_audit.models.loading import load_checkpoint
+    from ser_audit.models.zoo import load_or_train
+
+    _check_out(out)
+    checkpoint = load_or_train(name, cache_dir=cache_dir or sources.default_cache_dir(), seed=seed, observer=observer)
+    if out.suffix.lower() == ".ckpt":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(checkpoint, out)
+    model = load_checkpoint(checkpoint)
+    if out.suffix.lower() != ".ckpt":
+        export_model(model.module, model.frontend, out)
+    return dict(model.training or {})
+
+
+def harden_model(source: ModelSource, out: Path, *, recipe: "HardeningRecipe", corpus: CorpusSource,
+                 cache_dir: Path | None = None, observer: ProgressObserver = NULL_OBSERVER) -> dict[str, Any]:
+    """Adversarially fine-tune a model (P2's vanilla or similarity-based training) and write it to ``out``.
+
+    Returns held-out UAR on real and on FGSM data at the recipe's eps, before and after.
+    """
+    from ser_audit.frontend.features import FrontEnd
+    from ser_audit.models.differentiable import torch_module
+    from ser_audit.models.export import export_model
+    from ser_audit.models.training import write_checkpoint_payload
+    from ser_audit.robustness.evaluate import ProbeSettings, evaluation_set, probe_model
+    from ser_audit.robustness.hardening import harden
+
+    recipe.check()
+    _check_out(out)
+    cache = cache_dir or sources.default_cache_dir()
+    training_corpus = sources.load_corpus(corpus, cache_dir=cache, seed=recipe.seed, observer=observer)
+    model = sources.load_model(source, cache_dir=cache, seed=recipe.seed, observer=observer)
+    if out.suffix.lower() == ".ckpt" and not (model.path and model.path.suffix == ".ckpt"):
+        raise ConfigError(f"--out {out}: .ckpt is for reference-model checkpoints; use .onnx, .pt or .pt2")
+    original = torch_module(model)
+    hardened = harden(copy.deepcopy(original), model, training_corpus, recipe, observer=observer)
+    settings = ProbeSettings(grid=(0.0, recipe.eps), pgd_eps=None, seed=recipe.seed)
+    data = evaluation_set(model, training_corpus, observer)
+    frontend = FrontEnd(model.frontend)
+    before, _ = probe_model(original, data, settings, frontend)
+    after, _ = probe_model(hardened, data, settings, frontend)
+    if out.suffix.lower() == ".ckpt":
+        assert model.path is not None
+        write_checkpoint_payload(model.path, hardened, out, extra_metrics={"hardening": recipe.method})
+    else:
+        export_model(hardened, model.frontend, out)
+    return {"real_before": before[0].uar, "adversarial_before": before[1].uar, "real_after": after[0].uar,
+            "adversarial_after": after[1].uar, "eps": recipe.eps, "n": after[0].n, "evaluation_set": data.description}

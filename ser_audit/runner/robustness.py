@@ -1,0 +1,73 @@
+"""P2's probes on one model: FGSM over an eps grid (one gradient per batch) and PGD at one eps."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ser_audit.config import AuditConfig, ModelSource
+from ser_audit.errors import ModelError
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+from ser_audit.report.model import Report, Robustness
+from ser_audit.report.scoring import score
+from ser_audit.runner import sources
+from ser_audit.runner.provenance import new_report, now
+
+if TYPE_CHECKING:
+    from ser_audit.models.interface import TargetModel
+    from ser_audit.robustness.evaluate import ProbeSettings
+
+
+def probe_settings(config: AuditConfig) -> "ProbeSettings":
+    """The probes' settings, checked (a bad grid fails here, before any work)."""
+    from ser_audit.robustness.evaluate import ProbeSettings
+
+    return ProbeSettings(**config.probes.model_dump(exclude={"gradient"}), seed=config.seed)
+
+
+def run_robustness(config: AuditConfig, *, model_source: ModelSource | None = None, command: Sequence[str] = (),
+                   observer: ProgressObserver = NULL_OBSERVER) -> Report:
+    """The probes on ``model_source`` (default ``config.model``), on the emotion predictions.
+
+    Without a differentiable torch path, ``gradient="auto"`` falls back to an SPSA estimate: the
+    rows say black-box, PGD is skipped, and the score is marked an upper bound.
+    """
+    from ser_audit.frontend.features import FrontEnd
+    from ser_audit.robustness.evaluate import evaluation_set, probe_model, robustness_score
+
+    created = now()
+    settings = probe_settings(config)
+    cache = sources.cache_of(config)
+    corpus = sources.load_corpus(config.corpus, cache_dir=cache, seed=config.seed, observer=observer)
+    source = model_source or config.model
+    model = sources.load_model(source, cache_dir=cache, seed=config.seed, observer=observer)
+    module, fallback = attackable(model, config.probes.gradient)
+    data = evaluation_set(model, corpus, observer)
+    rows, spread = probe_model(module, data, settings, FrontEnd(model.frontend), black_box=fallback is not None,
+                               observer=observer)
+    report = new_report(config, model, corpus, created=created, command=command, source=source)
+    report.robustness = Robustness(evaluation_set=data.description, input_spread=spread, results=rows,
+                                   score=robustness_score(rows), gradient_fallback=fallback)
+    if fallback is not None:
+        report.notes.append(f"{fallback}; FGSM used an SPSA gradient estimate (black-box), PGD was skipped, and the "
+                            "robustness score is an upper bound: a white-box attack may do better")
+    score(report)
+    report.finished = now()
+    return report
+
+
+def attackable(model: "TargetModel", gradient: str) -> tuple[Any, str | None]:
+    """The module the probes differentiate, or a forward-only wrapper and why no gradient exists."""
+    from ser_audit.models.differentiable import torch_module
+    from ser_audit.robustness.spsa import ForwardOnly
+
+    try:
+        return torch_module(model), None
+    except ModelError as error:
+        if gradient == "white-box":
+            raise
+        names = model.input_names
+
+        def logits(primary: Any, *extra: Any) -> Any:
+            return model.forward({names[0]: primary, **dict(zip(names[1:], extra))}).logits
+
+        return ForwardOnly(logits), str(error)

@@ -1,0 +1,76 @@
+"""Where an audit's inputs come from: the cache folder, the model and the corpora, and the guards on them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ser_audit.config import AuditConfig, CorpusSource, ModelSource
+from ser_audit.corpus.interface import Corpus
+from ser_audit.corpus.registry import resolve_corpus
+from ser_audit.errors import ConfigError
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+
+if TYPE_CHECKING:
+    from ser_audit.models.interface import TargetModel
+
+
+def default_cache_dir() -> Path:
+    """``$SER_AUDIT_CACHE``, else ``$XDG_CACHE_HOME/ser-audit``, else ``~/.cache/ser-audit``."""
+    if os.environ.get("SER_AUDIT_CACHE"):
+        return Path(os.environ["SER_AUDIT_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ser-audit"
+
+
+def cache_of(config: AuditConfig) -> Path:
+    return config.cache_dir or default_cache_dir()
+
+
+def load_model(source: ModelSource, *, cache_dir: Path, seed: int,
+               observer: ProgressObserver = NULL_OBSERVER) -> "TargetModel":
+    from ser_audit.models.loading import load_model as load
+
+    return load(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
+                cache_dir=cache_dir, seed=seed, observer=observer)
+
+
+def load_corpus(source: CorpusSource | str, *, cache_dir: Path, seed: int,
+                observer: ProgressObserver = NULL_OBSERVER) -> Corpus:
+    source = CorpusSource(source) if isinstance(source, str) else source
+    return resolve_corpus(source.spec, cache_dir=cache_dir, seed=seed, corpus_root=source.root, options=source.options,
+                          observer=observer)
+
+
+def check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: torch sees no CUDA device on this machine; use --device cpu")
+
+
+def check_aux_is_other_data(audit: Corpus, aux: Corpus) -> None:
+    """s1, s3 and s4 promise an attacker trained on other data: never on the audit corpus or its speakers."""
+    if audit.manifest_sha256() == aux.manifest_sha256():
+        raise ConfigError(f"--aux-corpus {aux.name}: it is the audit corpus itself; the aux corpus must be other data "
+                          "(another corpus, or other speakers)")
+    shared = sorted(set(audit.labels("speaker")) & set(aux.labels("speaker")))
+    if shared:
+        raise ConfigError(f"--aux-corpus {aux.name}: shares {len(shared)} speaker id(s) with the audit corpus "
+                          f"({', '.join(shared[:5])}{', ...' if len(shared) > 5 else ''}); attackers trained on it would "
+                          "have heard test speakers; give a corpus with other speakers")
+
+
+def seen_speakers(training: dict[str, Any] | None, corpus: Corpus) -> list[str]:
+    """Audit speakers the target was trained on, where its training record names the corpus (zoo models).
+
+    Synthetic speakers are known by corpus hash, not by id: another seed reuses the ids for new voices.
+    """
+    if not training or training.get("training_corpus_sha256") != corpus.manifest_sha256():
+        return []
+    if "training_speakers" in training:
+        return sorted(training["training_speakers"])
+    held_out = training.get("held_out_session")
+    return sorted({u.speaker for u in corpus if u.session != held_out})
