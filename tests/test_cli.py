@@ -7,6 +7,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from ser_audit.config import AuditConfig
+
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json").read_text())
 
 
@@ -97,8 +99,12 @@ def test_leakage_end_to_end_on_a_manifest(run_cli, onnx_model, manifest, tmp_pat
     assert {p.name for p in out.iterdir()} == {"report.json", "report.md", "report.html", "report.junit.xml"}
     assert report["model"]["format"] == "onnx" and len(report["model"]["sha256"]) == 64
     assert report["corpus"]["n_utterances"] == 40 and report["corpus"]["n_speakers"] == 10
-    assert report["gates"][0]["passed"] is True
+    assert report["gates"][0]["passed"] is True and report["gates"][0]["name"] == "max-leakage"
     assert report["leakage"]["input_reference"]["layer"] == "input:lld"
+    # The report says exactly how it was made: every setting, --quick resolved.
+    config = AuditConfig.model_validate(report["config"])
+    assert config.model.spec == str(onnx_model) and config.layers == "pool1,fc_relu" and config.max_leakage == 1.0
+    assert config.quick and config.permutations == 199 and config.attacker_epochs == 3
 
 
 def test_failed_gate_gives_exit_1_and_keeps_the_report(run_cli, onnx_model, manifest, tmp_path) -> None:

@@ -39,7 +39,12 @@ def test_unconvertible_onnx_falls_back_to_black_box(run_cli, onnx_model, manifes
     report = json.loads(out.read_text())
     assert {r["gradient"] for r in report["robustness"]["results"]} == {"black-box"}
     assert all(r["method"] == "fgsm" for r in report["robustness"]["results"])
-    assert "SPSA" in report["notes"][0]
+    assert "SPSA" in report["notes"][0] and "upper bound" in report["notes"][0]
+    # An estimated gradient can only understate vulnerability: the score is an upper bound and earns no grade.
+    assert "Foo" in report["robustness"]["gradient_fallback"]
+    assert report["scores"]["robustness_upper_bound"] is True and report["scores"]["grade"] is None
+    rendered = run_cli("report", str(out), "--format", "md")
+    assert rendered.code == 0 and "upper bound" in rendered.stdout and "<= " in rendered.stdout
     strict = run_cli("robustness", str(onnx_model), "--corpus", str(manifest), "--gradient", "white-box", "--quiet")
     assert strict.code == 2 and "no differentiable path" in strict.stderr and strict.stderr.count("\n") == 1
 

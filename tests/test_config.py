@@ -1,0 +1,58 @@
+"""The audit config: one frozen object, --quick resolved once, bad values named by their flag."""
+
+from __future__ import annotations
+
+import pytest
+
+from ser_audit.config import AuditConfig, CorpusSource, ModelSource
+from ser_audit.errors import ConfigError
+from ser_audit.report.policy import Policy, evaluate, flag_policy
+
+
+def test_quick_is_resolved_in_one_place_and_explicit_values_win() -> None:
+    quick, full = AuditConfig.create("zoo:cnn4", quick=True), AuditConfig.create("zoo:cnn4")
+    assert (quick.permutations, quick.attacker_epochs, quick.probes.pgd_steps) == (199, 3, 3)
+    assert (full.permutations, full.attacker_epochs, full.probes.pgd_steps) == (999, 8, 10)
+    chosen = AuditConfig.create("zoo:cnn4", quick=True, permutations=499, probes={"pgd_steps": 7})
+    assert chosen.permutations == 499 and chosen.probes.pgd_steps == 7 and chosen.attacker_epochs == 3
+
+
+def test_choices_keep_their_canonical_order_and_the_clean_eps_is_always_probed() -> None:
+    config = AuditConfig.create(ModelSource("model.onnx"), scenarios="s2, worst", attackers=["aware"],
+                                probes={"grid": (0.1, 0.02)}, corpus="iemocap-like")
+    assert config.scenarios == ("worst", "s2") and config.attackers == ("aware",)
+    assert config.probes.grid == (0.0, 0.02, 0.1) and config.corpus == CorpusSource("iemocap-like")
+    assert AuditConfig.create("m.onnx", scenarios=()).scenarios == ()  # API only: the probe alone
+
+
+@pytest.mark.parametrize("options, flag", [
+    ({"scenarios": "worst,s9"}, "--scenarios"),
+    ({"scenarios": ""}, "--scenarios"),
+    ({"attackers": "greedy"}, "--attackers"),
+    ({"attribute": "age"}, "--attribute"),
+    ({"device": "tpu"}, "--device"),
+    ({"folds": 1}, "--folds"),
+    ({"max_gap": 1.5}, "--max-gap"),
+    ({"probes": {"domain": "spectrum"}}, "--domain"),
+])
+def test_a_bad_value_names_its_flag(options: dict, flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        AuditConfig.create("m.onnx", **options)
+
+
+def test_the_config_is_frozen_and_round_trips_through_json() -> None:
+    config = AuditConfig.create(ModelSource("python:pkg.mod:factory", weights="w.pt"), quick=True, max_gap=0.1)
+    with pytest.raises(Exception):
+        config.quick = False  # type: ignore[misc]
+    assert AuditConfig.model_validate_json(config.model_dump_json()) == config
+
+
+def test_gate_flags_are_policy_rules_named_after_their_flags() -> None:
+    policy = flag_policy(max_leakage=0.9, max_gap=0.2, min_robust_uar=0.3, at_eps=0.04)
+    assert [rule.name for rule in policy.leakage] == ["max-leakage", "max-gap"]
+    assert policy.robustness[0].name == "min-robust-uar" and policy.robustness[0].at_eps == 0.04
+    assert flag_policy() == Policy()
+    from ser_audit.report.model import Report
+
+    empty = Report.model_construct(leakage=None, robustness=None, scores=None)
+    assert evaluate(Policy(), empty) == []
