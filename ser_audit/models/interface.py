@@ -205,13 +205,17 @@ class TargetModel(ABC):
 
     def select_layers(self, spec: str | None) -> list[LayerInfo]:
         """Layers matching a comma-separated list of names, globs, indices, ranges (``2-5``) or ``all``;
-        ``None`` selects ``default_taps()``."""
+        ``None`` selects ``default_taps()``. A token that is a layer's name is that layer, even when
+        it reads as an index or range too (an ``nn.Sequential``'s children are named ``0``, ``1``...)."""
         layers = self.layers()
         if spec is None:
             return self.default_taps()
+        by_name = {layer.name: layer for layer in layers}
         chosen: dict[int, LayerInfo] = {}
         for token in (t.strip() for t in spec.split(",") if t.strip()):
-            if token == "all":
+            if token in by_name:
+                matched = [by_name[token]]
+            elif token == "all":
                 matched = list(layers)
             elif token.lstrip("-").isdigit():
                 index = int(token)
