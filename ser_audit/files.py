@@ -35,4 +35,7 @@ def atomic_write(out: Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_write_text(out: Path, text: str) -> None:
-    atomic_write(out, lambda path: path.write_text(text, encoding="utf-8"))
+    def publish(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    atomic_write(out, publish)

@@ -27,7 +27,8 @@ def report(
     if baseline is not None:
         current.baseline = compare(read_report(baseline), current)
     # Markdown with a baseline is the change table a reviewer wants; other formats carry it in `baseline`.
-    text = render_markdown(current.baseline) if baseline is not None and format == "md" else renderer.render(current)
+    text = (render_markdown(current.baseline) if current.baseline is not None and format == "md"
+            else renderer.render(current))
     if out is None:
         sys.stdout.write(text)
     else:

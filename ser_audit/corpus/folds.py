@@ -131,7 +131,7 @@ def inner_split(groups: np.ndarray, labels: np.ndarray, fraction: float, seed: i
             return None
         count = max(1, int(round(fraction * len(speakers))))
         held_out.extend(rng.choice(speakers, size=count, replace=False).tolist())
-    validation = np.isin(groups, held_out)
+    validation = np.isin(groups, np.asarray(held_out))
     return np.flatnonzero(~validation), np.flatnonzero(validation)
 
 

@@ -7,6 +7,8 @@ audit leaves the eGeMAPS input reference out with that as a note.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ser_audit.corpus.audio import read_audio
@@ -18,7 +20,7 @@ SAMPLE_RATE = 16_000
 INSTALL_HINT = "pip install 'ser-audit[opensmile]' (openSMILE's licence is non-commercial)"
 
 
-def opensmile_module():
+def opensmile_module() -> Any:
     """The opensmile package, or a ConfigError that says how to install it."""
     try:
         import opensmile

@@ -9,6 +9,7 @@ zero gradient).
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -37,6 +38,10 @@ class LowLevelDescriptors(nn.Module):
     VOICING_THRESHOLD = 0.5
     OCTAVE_COST = 0.03
     PITCH_WINDOW_S = 0.04
+
+    window: torch.Tensor
+    window_autocorr: torch.Tensor
+    octave_penalty: torch.Tensor
 
     def __init__(self, sample_rate: int, win_length: int, hop_length: int) -> None:
         super().__init__()
@@ -144,7 +149,7 @@ class FrontEnd(nn.Module):
         return _to_layout(values, spec.layout)
 
 
-def _to_layout(values: torch.Tensor, layout: list[str]) -> torch.Tensor:
+def _to_layout(values: torch.Tensor, layout: Sequence[str]) -> torch.Tensor:
     """[batch, freq, time] to the spec's axis order, inserting a channel axis when asked for."""
     source = ["batch", "freq", "time"]
     if "freq" not in layout:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ser_audit.errors import FrontEndError
 
-FRONTEND_SCHEMA_VERSION = 1
+FRONTEND_SCHEMA_VERSION: Literal[1] = 1
 METADATA_KEY = "ser_audit.frontend"
 EXTRA_FILE = "ser_audit.frontend.json"
 

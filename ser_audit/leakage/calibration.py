@@ -16,7 +16,7 @@ version.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from scipy import stats
@@ -31,7 +31,13 @@ from ser_audit.leakage.inference import SpeakerPermutations, permutation_p_value
 from ser_audit.leakage.multiplicity import adjust
 from ser_audit.leakage.resampling import AUX_EXACT, REFITTED_APPROXIMATE, fixed_null
 from ser_audit.leakage.runner import attack, cross_validate
-from ser_audit.leakage.stats import Evidence, fixed_prediction_statistics, leakage_statistics, row_fields
+from ser_audit.leakage.stats import (
+    Evidence,
+    LeakageStatistics,
+    fixed_prediction_statistics,
+    leakage_statistics,
+    row_fields,
+)
 from ser_audit.report.gates import leakage_bound
 from ser_audit.report.model import LeakageResult
 from ser_audit.report.scoring import privacy_score, severity
@@ -122,18 +128,18 @@ def clustered_layers(
     if sessions:
         if women != men:
             raise ValueError("sessions pair one woman with one man: give as many of each")
-        session_of = [f"S{(s % women) + 1:02d}" for s in speaker_of.tolist()]
+        session_of: list[str | None] = [f"S{(s % women) + 1:02d}" for s in speaker_of.tolist()]
     else:
         session_of = [None] * len(speaker_of)
     return PlantedLayers(layers, gender[speaker_of], np.array([f"{prefix}{s:03d}" for s in speaker_of]),
-                         session_of)  # type: ignore[arg-type]
+                         session_of)
 
 
 def _knn() -> object:
     return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=15))
 
 
-def _row(layer: str, scenario: str, statistics) -> LeakageResult:
+def _row(layer: str, scenario: str, statistics: LeakageStatistics) -> LeakageResult:
     return LeakageResult(layer=layer, scenario=scenario, attacker_kind="generic", attacker_architecture=scenario,
                          attacker_design=scenario, attacker_parameters=0, training_data="same", attribute="gender",
                          n_features=0, **row_fields(statistics))
@@ -153,7 +159,7 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
     rows: list[LeakageResult] = []
     evidence: list[Evidence] = []
 
-    def add(layer: int, name: str, statistics) -> None:
+    def add(layer: int, name: str, statistics: LeakageStatistics) -> None:
         rows.append(_row(f"layer{layer}", name, statistics))
         evidence.append(statistics.evidence)
 
@@ -228,7 +234,7 @@ def rates(outcomes: list[Outcome], *, alpha: float = 0.05) -> list[Rate]:
     return found
 
 
-def run(design: Design, *, leak: float, repetitions: int, first_seed: int = 0, **options) -> list[Outcome]:
+def run(design: Design, *, leak: float, repetitions: int, first_seed: int = 0, **options: Any) -> list[Outcome]:
     # Many small matrices: BLAS threads only fight over them.
     with threadpool_limits(1):
         return [repetition(design, leak=leak, seed=first_seed + r, **options) for r in range(repetitions)]

@@ -60,7 +60,7 @@ class LeakageStatistics:
     evidence: Evidence
 
 
-def training_gaps(labels: np.ndarray, folds) -> list[str]:
+def training_gaps(labels: np.ndarray, folds: Sequence[Fold]) -> list[str]:
     """Notes for folds whose training side lacks a class that their test side has.
 
     The attacker of such a fold can never predict that class, so the fold's accuracy says

@@ -13,7 +13,8 @@ from ser_audit.config import AuditConfig
 
 # 1.3: the run's config and robustness upper bounds; 1.2: balanced accuracy with speaker-level intervals and
 # adjusted p-values; 1.1: egemaps_reference
-REPORT_SCHEMA_VERSION = "1.3"
+Severity = Literal["none", "low", "medium", "high", "critical"]
+REPORT_SCHEMA_VERSION: Literal["1.3"] = "1.3"
 
 Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe", "strongest"]
 
@@ -123,7 +124,7 @@ class LeakageResult(_Strict):
     n_train: int | None = Field(None, description="Training utterances of the attacker (mean over folds).")
     n_features: int = Field(description="Attacker input dimension.")
     reduction: str | None = Field(None, description="How the layer was reduced before the attacker, if at all.")
-    severity: Literal["none", "low", "medium", "high", "critical"] | None = Field(
+    severity: Severity | None = Field(
         None, description="From the gap over chance and its interval (README, Scores)."
     )
     notes: list[str] = Field(
@@ -323,7 +324,7 @@ class Report(_Strict):
     hardened_robustness: Robustness | None = Field(
         None, description="The same robustness probes on the hardened model (audit --hardened)."
     )
-    scores: Scores = Field(default_factory=Scores)
+    scores: Scores = Field(default_factory=lambda: Scores())
     gates: list[Gate] = Field(default_factory=list)
     baseline: ReportDiff | None = Field(None, description="Changes against a baseline report, when one was given.")
     notes: list[str] = Field(default_factory=list, description="Things the reader should know (cache use, reductions).")

@@ -102,8 +102,11 @@ class Policy(_Strict):
 def flag_policy(*, max_leakage: float | None = None, max_gap: float | None = None, min_robust_uar: float | None = None,
                 at_eps: float | None = None) -> Policy:
     """The CLI's gate flags as policy rules over every row, so that one engine decides every gate."""
-    leakage = [LeakageRule(name=name, **{key: value}) for name, key, value in
-               (("max-leakage", "max_leakage", max_leakage), ("max-gap", "max_gap", max_gap)) if value is not None]
+    leakage = []
+    if max_leakage is not None:
+        leakage.append(LeakageRule(name="max-leakage", max_leakage=max_leakage))
+    if max_gap is not None:
+        leakage.append(LeakageRule(name="max-gap", max_gap=max_gap))
     robustness = ([RobustnessRule(name="min-robust-uar", at_eps=at_eps, min_uar=min_robust_uar)]
                   if min_robust_uar is not None and at_eps is not None else [])
     return Policy(leakage=leakage, robustness=robustness)
@@ -162,15 +165,15 @@ def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> 
                               detail=f"{describe(worst)}: {gate_severity(worst)}"))
     results = report.robustness.results if report.robustness else []
     for number, robust in enumerate(policy.robustness, start=1):
-        found = [r for r in results if r.method == robust.method and abs(r.eps - robust.at_eps) < 1e-9]
+        probed = [r for r in results if r.method == robust.method and abs(r.eps - robust.at_eps) < 1e-9]
         name = robust.name or f"policy robustness[{number}] {robust.method} min-uar at eps {robust.at_eps}"
-        if not found:
+        if not probed:
             gates.append(Gate(name=name, threshold=robust.min_uar, value=0, passed=False,
                               detail=f"the report has no {robust.method} row at eps {robust.at_eps}"))
         else:
-            gates.append(Gate(name=name, threshold=robust.min_uar, value=found[0].uar,
-                              passed=found[0].uar >= robust.min_uar,
-                              detail=f"{robust.method} eps {robust.at_eps} ({found[0].domain})"))
+            gates.append(Gate(name=name, threshold=robust.min_uar, value=probed[0].uar,
+                              passed=probed[0].uar >= robust.min_uar,
+                              detail=f"{robust.method} eps {robust.at_eps} ({probed[0].domain})"))
     if policy.scores is not None:
         for key, minimum in (("privacy", policy.scores.min_privacy), ("robustness", policy.scores.min_robustness)):
             if minimum is None:
@@ -184,15 +187,15 @@ def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> 
             raise ConfigError("the policy has a [regression] table; give the earlier report with --baseline OLD.json")
         diff = compare(baseline, report)
         if policy.regression.max_leakage_increase is not None:
-            worst = max(diff.leakage, key=lambda c: c.change, default=None)
-            value = worst.change if worst else 0.0
+            increase = max(diff.leakage, key=lambda c: c.change, default=None)
+            value = increase.change if increase else 0.0
             gates.append(Gate(name="policy regression max-leakage-increase", threshold=policy.regression.max_leakage_increase,
                               value=value, passed=value <= policy.regression.max_leakage_increase,
-                              detail=worst.key if worst else "no matching rows"))
+                              detail=increase.key if increase else "no matching rows"))
         if policy.regression.max_uar_decrease is not None:
-            worst = min(diff.robustness, key=lambda c: c.change, default=None)
-            value = -worst.change if worst else 0.0
+            decrease = min(diff.robustness, key=lambda c: c.change, default=None)
+            value = -decrease.change if decrease else 0.0
             gates.append(Gate(name="policy regression max-uar-decrease", threshold=policy.regression.max_uar_decrease,
                               value=value, passed=value <= policy.regression.max_uar_decrease,
-                              detail=worst.key if worst else "no matching rows"))
+                              detail=decrease.key if decrease else "no matching rows"))
     return gates

@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Sequence
 
-from ser_audit.report.model import LeakageResult, Report
+from ser_audit.report.model import LeakageResult, Report, Severity
 
-SEVERITY_STEPS = ((0.2, "low"), (0.5, "medium"), (0.8, "high"))
+SEVERITY_STEPS: tuple[tuple[float, Severity], ...] = ((0.2, "low"), (0.5, "medium"), (0.8, "high"))
 GRADES = ((85.0, "A"), (70.0, "B"), (55.0, "C"), (40.0, "D"))
 
 
@@ -32,14 +32,14 @@ def normalised(row: LeakageResult, value: float) -> float:
     return (value - row.chance) / (1 - row.chance) if row.chance < 1 else 0.0
 
 
-def level(normalised_leakage: float) -> str:
+def level(normalised_leakage: float) -> Severity:
     for limit, name in SEVERITY_STEPS:
         if normalised_leakage < limit:
             return name
     return "critical"
 
 
-def severity(row: LeakageResult) -> str:
+def severity(row: LeakageResult) -> Severity:
     discovery = row.q_value if row.q_value is not None else row.p_value
     low = row.ci_low if row.ci_low is not None else row.accuracy.ci_low
     if discovery >= 0.05 or low <= row.chance:

@@ -65,4 +65,6 @@ def _hardening_effect(config: AuditConfig, report: Report, observer: ProgressObs
 
 def _disjoint(before: LeakageResult, after: LeakageResult) -> bool:
     """Whether two rows' 95% intervals of L do not overlap."""
-    return bool(after.ci_low > before.ci_high or after.ci_high < before.ci_low)
+    if None in (before.ci_low, before.ci_high, after.ci_low, after.ci_high):
+        return False
+    return bool(after.ci_low > before.ci_high or after.ci_high < before.ci_low)  # type: ignore[operator]

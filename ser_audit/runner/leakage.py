@@ -154,14 +154,14 @@ def _input_references(config: AuditConfig, inputs: Inputs, relabellings: "Speake
     """The probe on the raw audio's LLDs, and on eGeMAPS where the optional extra is installed."""
     from ser_audit.leakage.runner import input_reference
 
-    common = dict(attribute=config.attribute, seed=config.seed, observer=observer)
-    lld = input_reference(inputs.corpus, inputs.folds, relabellings, **common)
+    lld = input_reference(inputs.corpus, inputs.folds, relabellings, attribute=config.attribute, seed=config.seed,
+                          observer=observer)
     if config.quick:
         notes.append("--quick leaves out the eGeMAPS input reference")
         return lld, None
     try:
-        egemaps = input_reference(inputs.corpus, inputs.folds, relabellings, source="egemaps",
-                                  cache_dir=sources.cache_of(config), **common)
+        egemaps = input_reference(inputs.corpus, inputs.folds, relabellings, source="egemaps", attribute=config.attribute,
+                                  seed=config.seed, cache_dir=sources.cache_of(config), observer=observer)
     except ConfigError as missing:  # the optional openSMILE extra: the audit goes on without it
         notes.append(f"no eGeMAPS input reference: {missing}")
         egemaps = None

@@ -22,7 +22,7 @@ MAX_FREQ, MAX_TIME = 16, 32
 def _ops(shape: tuple[int, ...]) -> tuple[type, type, type, type, nn.Module, tuple[int, ...]]:
     """Conv, batch norm, max pool, global pool classes and the input pooling for a map shape."""
     if len(shape) == 3:
-        size = (min(shape[1], MAX_FREQ), min(shape[2], MAX_TIME))
+        size: tuple[int, ...] = (min(shape[1], MAX_FREQ), min(shape[2], MAX_TIME))
         return nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d(size), size
     if len(shape) == 2:
         size = (min(shape[1], MAX_TIME),)
@@ -104,7 +104,7 @@ def densenet(shape: tuple[int, ...], width: float) -> nn.Module:
     first = _DenseBlock(conv, norm, c, c // 2, 3)
     avgpool = nn.AvgPool2d if len(size) == 2 else nn.AvgPool1d
     transition = nn.Sequential(norm(first.channels), nn.ReLU(), conv(first.channels, c, 1, bias=False),
-                               avgpool(_pool_kernel(size)))
+                               avgpool(_pool_kernel(size)))  # type: ignore[arg-type]  # a 2- or 1-tuple, as the pool
     second = _DenseBlock(conv, norm, c, c // 2, 3)
     return nn.Sequential(
         reduce, conv(shape[0], c, 3, padding=1, bias=False), first, transition, second,

@@ -39,9 +39,9 @@ class _Sequence(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:
-            x = nn.functional.adaptive_avg_pool3d(x.unsqueeze(1), self.size).squeeze(1)
+            x = nn.functional.adaptive_avg_pool3d(x.unsqueeze(1), self.size).squeeze(1)  # type: ignore[arg-type]
             return x.flatten(1, 2).transpose(1, 2)
-        x = nn.functional.adaptive_avg_pool2d(x.unsqueeze(1), self.size).squeeze(1)
+        x = nn.functional.adaptive_avg_pool2d(x.unsqueeze(1), self.size).squeeze(1)  # type: ignore[arg-type]
         return x.transpose(1, 2)
 
 

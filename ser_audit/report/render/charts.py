@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from html import escape
-from typing import Sequence
+from typing import Mapping, Sequence
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 _HEIGHT, _LEFT, _RIGHT, _TOP, _BOTTOM = 280, 48, 150, 16, 56
@@ -48,8 +48,8 @@ def _x_label(x: float, label: str) -> str:
             f'transform="rotate(-30 {x:.1f} {_HEIGHT - _BOTTOM + 12})">{escape(label)}</text>')
 
 
-def line_chart(title: str, labels: Sequence[str], series: dict[str, Values], *,
-               bands: dict[str, tuple[Values, Values]] | None = None, y_label: str = "",
+def line_chart(title: str, labels: Sequence[str], series: Mapping[str, Values], *,
+               bands: Mapping[str, tuple[Values, Values]] | None = None, y_label: str = "",
                reference: float | None = None, y_range: tuple[float, float] = (0.0, 1.0)) -> str:
     """Series over categorical x positions; ``None`` leaves a gap; optional interval bands."""
     width = max(560, _LEFT + _RIGHT + 48 * len(labels))
@@ -81,8 +81,8 @@ def line_chart(title: str, labels: Sequence[str], series: dict[str, Values], *,
     return _frame(title, int(width), y_label, body, list(series), reference, y_range)
 
 
-def bar_chart(title: str, groups: Sequence[str], series: dict[str, Values], *,
-              errors: dict[str, tuple[Values, Values]] | None = None, y_label: str = "",
+def bar_chart(title: str, groups: Sequence[str], series: Mapping[str, Values], *,
+              errors: Mapping[str, tuple[Values, Values]] | None = None, y_label: str = "",
               reference: float | None = None, y_range: tuple[float, float] = (0.0, 1.0)) -> str:
     """Grouped bars (one group per label, one bar per series) with optional interval whiskers."""
     n = max(1, len(series))

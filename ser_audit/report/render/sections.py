@@ -37,6 +37,10 @@ def _interval(low: float, high: float) -> str:
     return f"[{low:.3f}, {high:.3f}]"
 
 
+def _optional_interval(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else _interval(low, high)
+
+
 def _score(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
@@ -246,7 +250,7 @@ def _leakage(report: Report) -> list[Section]:
             "gender. Lower means more speaker information."
         ], tables=[Table(
             ["layer", "EER", "95% interval", "EER, same gender", "EER per fold", "target trials", "non-target trials"],
-            [[v.layer, f"{v.eer:.3f}", _interval(v.eer_ci_low, v.eer_ci_high) if v.eer_ci_low is not None else "",
+            [[v.layer, f"{v.eer:.3f}", _optional_interval(v.eer_ci_low, v.eer_ci_high),
               _optional(v.eer_same_gender), ", ".join(f"{e:.3f}" for e in v.eer_folds), str(v.n_target),
               str(v.n_nontarget)]
              for v in leakage.verification],
