@@ -1,19 +1,26 @@
-"""Where independent jobs run: ``local`` (this process) or ``ray``."""
+"""Where independent jobs run: ``local`` (this process), ``ray``, or an executor plugin.
+
+Executors register through the ``ser_audit.executors`` entry-point group (a class taking no
+arguments), like the bundled two.
+"""
 
 from __future__ import annotations
 
 from ser_audit.execution.interface import Executor
 
+EXECUTOR_GROUP = "ser_audit.executors"
+
+
+def executors() -> dict[str, type[Executor]]:
+    from ser_audit.plugins import load_plugins
+
+    return load_plugins(EXECUTOR_GROUP, kind="executor")
+
 
 def executor(name: str) -> Executor:
     from ser_audit.errors import ConfigError
 
-    if name == "local":
-        from ser_audit.execution.local import LocalExecutor
-
-        return LocalExecutor()
-    if name == "ray":
-        from ser_audit.execution.ray import RayExecutor
-
-        return RayExecutor()
-    raise ConfigError(f"--executor {name!r}: use local or ray")
+    available = executors()
+    if name not in available:
+        raise ConfigError(f"--executor {name!r}: use one of {', '.join(sorted(available))}")
+    return available[name]()

@@ -30,13 +30,14 @@ def write_json(report: Report, out: Path | str) -> Path | None:
 def parse_formats(text: str) -> tuple[str, ...]:
     """``json,md,html,junit``: json always comes first, whatever is asked (it is the source of truth)."""
     from ser_audit.errors import ConfigError
+    from ser_audit.report.render.interface import renderers
 
-    allowed = ("json", "md", "html", "junit")
+    allowed = sorted(renderers())
     asked = [f.strip() for f in text.split(",") if f.strip()]
     wrong = [f for f in asked if f not in allowed]
     if wrong:
         raise ConfigError(f"--format {','.join(wrong)}: choose from {','.join(allowed)}")
-    return tuple(f for f in allowed if f == "json" or f in asked)
+    return ("json", *dict.fromkeys(f for f in asked if f != "json"))
 
 
 def write_report(report: Report, out: Path | str, formats: Sequence[str] = ("json",)) -> list[Path]:
@@ -57,10 +58,10 @@ def write_report(report: Report, out: Path | str, formats: Sequence[str] = ("jso
     written = [write_json(report, out)]
     base = written[0]
     assert base is not None
-    names = {"md": ".md", "html": ".html", "junit": ".junit.xml"}
     for name in extra:
-        path = base.with_name(base.stem + names[name])
-        write_text_atomic(path, renderer_for(name).render(report))
+        renderer = renderer_for(name)
+        path = base.with_name(base.stem + renderer.suffix)
+        write_text_atomic(path, renderer.render(report))
         written.append(path)
     return [p for p in written if p is not None]
 

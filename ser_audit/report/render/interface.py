@@ -14,15 +14,19 @@ class Renderer(Protocol):
     def render(self, report: Report) -> str: ...
 
 
-def renderer_for(name: str) -> Renderer:
-    from ser_audit.report.render.html import HtmlRenderer
-    from ser_audit.report.render.json import JsonRenderer
-    from ser_audit.report.render.junit import JunitRenderer
-    from ser_audit.report.render.markdown import MarkdownRenderer
+RENDERER_GROUP = "ser_audit.renderers"
 
-    renderers: dict[str, Renderer] = {
-        "json": JsonRenderer(), "md": MarkdownRenderer(), "html": HtmlRenderer(), "junit": JunitRenderer(),
-    }
-    if name not in renderers:
-        raise ConfigError(f"--format {name!r}: choose one of {', '.join(renderers)}")
-    return renderers[name]
+
+def renderers() -> dict[str, type[Renderer]]:
+    """Every report format, by ``--format`` name: the bundled ones and any plugin's (entry points
+    in ``ser_audit.renderers``, each a class with ``suffix`` and ``render(report)``)."""
+    from ser_audit.plugins import load_plugins
+
+    return load_plugins(RENDERER_GROUP, kind="renderer")
+
+
+def renderer_for(name: str) -> Renderer:
+    available = renderers()
+    if name not in available:
+        raise ConfigError(f"--format {name!r}: choose one of {', '.join(sorted(available))}")
+    return available[name]()

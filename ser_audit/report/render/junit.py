@@ -8,7 +8,7 @@ from ser_audit.report.model import Report
 
 
 class JunitRenderer:
-    suffix = ".xml"
+    suffix = ".junit.xml"
 
     def render(self, report: Report) -> str:
         failures = sum(not gate.passed for gate in report.gates)
