@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from ser_audit.frontend.spec import Features, FrontEndSpec
-from ser_audit.models.zoo import ReferenceModel, Training
+from ser_audit.models.zoo import ReferenceModel, Stage
 
 
 class CNN4(nn.Module):
@@ -57,6 +57,6 @@ CNN4_ENTRY = ReferenceModel(
     build=build,
     config={"width": 0.25},
     frontend=LOG_MEL_P2,
-    training=Training(epochs=25, learning_rate=1e-3, batch_size=32),
+    training=Stage(corpus="iemocap-like", target="emotion", epochs=25, optimiser="adam", learning_rate=1e-3, batch_size=32),
     version=1,
 )

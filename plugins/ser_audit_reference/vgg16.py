@@ -13,7 +13,7 @@ from collections import OrderedDict
 from torch import nn
 
 from ser_audit.frontend.spec import Features, FrontEndSpec
-from ser_audit.models.zoo import ReferenceModel, Training
+from ser_audit.models.zoo import ReferenceModel, Stage
 
 _BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
@@ -74,6 +74,6 @@ VGG16_ENTRY = ReferenceModel(
     build=build,
     config={"width": 0.125},
     frontend=MEL_P0,
-    training=Training(epochs=30, learning_rate=1e-3, batch_size=32),
+    training=Stage(corpus="iemocap-like", target="emotion", epochs=30, optimiser="adam", learning_rate=1e-3, batch_size=32),
     version=2,
 )

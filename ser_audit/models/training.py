@@ -5,23 +5,29 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from ser_audit.corpus.audio import read_audio
-from ser_audit.corpus.interface import Utterance
+from ser_audit.corpus.interface import Corpus, Utterance
 from ser_audit.corpus.registry import resolve_corpus
-from ser_audit.errors import ConfigError
+from ser_audit.errors import ConfigError, CorpusError
 from ser_audit.files import atomic_write
 from ser_audit.frontend.features import FrontEnd, fit_length
-from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec
-from ser_audit.models.reference import ReferenceModel
+from ser_audit.frontend.spec import METADATA_KEY, ExtraInput, FrontEndSpec
+from ser_audit.models.loop import (
+    balanced_class_weights,
+    classification_loss,
+    run_epochs,
+    stage_optimiser,
+    torch_shuffle,
+    unfreeze,
+)
+from ser_audit.models.reference import ReferenceModel, Stage
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
-
-TRAINING_CORPUS = "iemocap-like"
 
 
 @dataclass
@@ -61,56 +67,72 @@ def extract_features(frontend: FrontEnd, signals: list[np.ndarray], batch_size: 
     return torch.cat(parts)
 
 
+def extra_input_rows(corpus: Corpus, extra: ExtraInput) -> np.ndarray:
+    """For each utterance, the index of the utterance that feeds ``extra`` (P4's conditioning input:
+    a neutral utterance of the same speaker other than itself)."""
+    neutral: dict[str, list[int]] = {}
+    for index, utterance in enumerate(corpus):
+        if utterance.emotion == "neutral":
+            neutral.setdefault(utterance.speaker, []).append(index)
+    rows = []
+    for index, utterance in enumerate(corpus):
+        candidates = [k for k in neutral.get(utterance.speaker, []) if k != index]
+        if not candidates:
+            raise CorpusError(
+                f"input {extra.name!r} needs a neutral utterance of speaker {utterance.speaker!r} other than "
+                f"{utterance.id!r}, but corpus {corpus.name!r} has none"
+            )
+        rows.append(candidates[0])
+    return np.array(rows, dtype=np.int64)
+
+
+def corpus_inputs(corpus: Corpus, spec: FrontEndSpec, observer: ProgressObserver = NULL_OBSERVER) -> list[torch.Tensor]:
+    """The model's input tensors for every utterance: the primary features, then one per extra input."""
+    features = extract_features(FrontEnd(spec), waveforms(corpus, spec, observer, label=f"{corpus.name} audio"))
+    return [features, *(features[torch.from_numpy(extra_input_rows(corpus, extra))] for extra in spec.extra_inputs)]
+
+
 def train_reference(
     reference: ReferenceModel,
     *,
     cache_dir: Path,
     seed: int = 0,
     observer: ProgressObserver = NULL_OBSERVER,
+    corpora: Mapping[str, Corpus] | None = None,
 ) -> TrainedModel:
-    """Train on the embedded corpus, holding out one session (one male, one female speaker) as test.
+    """Train through the recipe's stages, holding out the last session (one male, one female
+    speaker) of the training corpus (the last stage's) from every stage on that corpus.
 
     The held-out UAR is measured on speakers the model never saw; the returned model is the
-    one trained without them.
+    one trained without them. ``corpora`` supplies loaded corpora by stage corpus name (tests
+    pass tiny ones); the others are resolved like ``--corpus``.
     """
-    corpus = resolve_corpus(TRAINING_CORPUS, cache_dir=cache_dir, seed=seed, observer=observer)
+    stages = reference.stages
+    loaded = dict(corpora or {})
+    for name in dict.fromkeys(stage.corpus for stage in stages):
+        if name not in loaded:
+            loaded[name] = resolve_corpus(name, cache_dir=cache_dir, seed=seed, observer=observer)
+    corpus = loaded[stages[-1].corpus]
     if reference.frontend.features.kind == "waveform" or reference.frontend.duration_s is None:
         raise ConfigError(f"zoo:{reference.name}: training needs a fixed-length spectral front-end")
     emotions = list(corpus.emotions)
     base_spec = reference.frontend.model_copy(update={"emotions": emotions, "normalisation": "none"})
-    features = extract_features(FrontEnd(base_spec), waveforms(corpus, base_spec, observer, label=f"{corpus.name} audio"))
-    labels = torch.tensor([emotions.index(u.emotion) for u in corpus])
+    inputs = {name: corpus_inputs(loaded[name], base_spec, observer) for name in dict.fromkeys(s.corpus for s in stages)}
     sessions = np.array([u.session for u in corpus])
     held_out = sorted(set(sessions))[-1]
     train_index = np.flatnonzero(sessions != held_out)
     test_index = np.flatnonzero(sessions == held_out)
+    features = inputs[stages[-1].corpus][0]
     mean, std = float(features[train_index].mean()), float(features[train_index].std())
     spec = reference.frontend.model_copy(update={"emotions": emotions, "normalisation": "global", "mean": mean, "std": std})
-    features = (features - mean) / std
+    inputs = {name: [(tensor - mean) / std for tensor in tensors] for name, tensors in inputs.items()}
 
     torch.manual_seed(seed)
-    module = reference.build(n_classes=len(emotions), **reference.config)
-    recipe = reference.training
-    optimiser = torch.optim.Adam(module.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
-    counts = torch.bincount(labels[train_index], minlength=len(emotions)).float()
-    # Class-weighted loss: the corpus is imbalanced like IEMOCAP (happy is rare).
-    loss_function = nn.CrossEntropyLoss(weight=counts.sum() / (len(emotions) * counts.clamp_min(1)))
-    generator = torch.Generator().manual_seed(seed)
-    with observer.task(f"training zoo:{reference.name}", total=recipe.epochs) as task:
-        for _epoch in range(recipe.epochs):
-            module.train()
-            order = torch.from_numpy(train_index)[torch.randperm(len(train_index), generator=generator)]
-            for start in range(0, len(order), recipe.batch_size):
-                batch = order[start : start + recipe.batch_size]
-                optimiser.zero_grad()
-                loss = loss_function(module(features[batch]), labels[batch])
-                loss.backward()
-                optimiser.step()
-            task.advance()
+    module, records = _run_stages(reference, loaded, inputs, corpus, train_index, emotions, seed, observer)
     module.eval()
     with torch.no_grad():
-        predicted = module(features[test_index]).argmax(1).numpy()
-    truth = labels[test_index].numpy()
+        predicted = module(*(tensor[test_index] for tensor in inputs[stages[-1].corpus])).argmax(1).numpy()
+    truth = np.array([emotions.index(corpus.utterances[i].emotion) for i in test_index])
     metrics = {
         "held_out_uar": unweighted_average_recall(truth, predicted, len(emotions)),
         "held_out_accuracy": float(np.mean(truth == predicted)),
@@ -118,10 +140,92 @@ def train_reference(
         "n_train": int(len(train_index)),
         "n_test": int(len(test_index)),
         "training_corpus": corpus.name,
-        "training_corpus_sha256": corpus.manifest_sha256(),
-        "training_speakers": sorted({corpus.utterances[i].speaker for i in train_index}),
+        "training_corpus_sha256": records[-1]["corpus_sha256"],
+        "training_speakers": records[-1]["speakers"],
+        "stages": records,
     }
     return TrainedModel(reference, module, spec, metrics, seed)
+
+
+def _run_stages(
+    reference: ReferenceModel, corpora: dict[str, Corpus], inputs: dict[str, list[torch.Tensor]], corpus: Corpus,
+    train_index: np.ndarray, emotions: list[str], seed: int, observer: ProgressObserver,
+) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Every stage in order on one module (rebuilt when the classes change); a record of each stage's data.
+
+    One shuffle serves all stages; stages on the training ``corpus`` see its ``train_index`` only.
+    """
+    shuffle = torch_shuffle(seed)
+    module: nn.Module | None = None
+    classes: list[str] = []
+    records = []
+    stages = reference.stages
+    for number, stage in enumerate(stages, start=1):
+        stage_corpus = corpora[stage.corpus]
+        rows = train_index if stage_corpus is corpus else np.arange(len(stage_corpus))
+        names, targets = _targets(stage_corpus, stage, rows, emotions if stage_corpus is corpus else None)
+        rows = rows[targets[rows].numpy() >= 0]
+        module = _stage_module(reference, len(names), module, rebuild=names != classes)
+        classes = names
+        label = f"training zoo:{reference.name}" + (
+            f" (stage {number}/{len(stages)}: {stage.target} on {stage_corpus.name})" if len(stages) > 1 else "")
+        _train_stage(module, stage, inputs[stage.corpus], targets, len(names), rows, shuffle, observer, label)
+        records.append({
+            "target": stage.target, "corpus": stage_corpus.name, "corpus_sha256": stage_corpus.manifest_sha256(),
+            "n_train": int(len(rows)), "speakers": sorted({stage_corpus.utterances[i].speaker for i in rows}),
+        })
+    assert module is not None  # a recipe has at least one stage
+    return module, records
+
+
+def _targets(corpus: Corpus, stage: Stage, rows: np.ndarray, emotions: list[str] | None) -> tuple[list[str], torch.Tensor]:
+    """The stage's class names and every utterance's class index (-1 outside the classes, never trained on)."""
+    if stage.target == "speaker":
+        names = sorted({corpus.utterances[i].speaker for i in rows})
+        values = [u.speaker for u in corpus]
+    else:
+        names = emotions if emotions is not None else list(corpus.emotions) or sorted({u.emotion for u in corpus})
+        values = [u.emotion for u in corpus]
+    index = {name: k for k, name in enumerate(names)}
+    return names, torch.tensor([index.get(value, -1) for value in values])
+
+
+def _stage_module(reference: ReferenceModel, n_classes: int, previous: nn.Module | None, *, rebuild: bool) -> nn.Module:
+    """A module for the stage's classes: ``previous`` when they are unchanged, else a fresh build
+    carrying over every parameter and buffer of ``previous`` whose shape does not depend on the
+    number of classes (found by building once more, for one class more, outside the random stream)."""
+    if previous is not None and not rebuild:
+        return previous
+    module = reference.build(n_classes=n_classes, **reference.config)
+    if previous is None:
+        return module
+    with torch.random.fork_rng(devices=[]):
+        wider = reference.build(n_classes=n_classes + 1, **reference.config).state_dict()
+    state = module.state_dict()
+    carried = {
+        name: value for name, value in previous.state_dict().items()
+        if name in state and name in wider and value.shape == state[name].shape == wider[name].shape
+    }
+    module.load_state_dict({**state, **carried})
+    return module
+
+
+def _train_stage(
+    module: nn.Module, stage: Stage, inputs: list[torch.Tensor], targets: torch.Tensor, n_classes: int,
+    rows: np.ndarray, shuffle: Callable[[int], torch.Tensor], observer: ProgressObserver, label: str,
+) -> None:
+    optimiser = stage_optimiser(module, stage)
+    # Class-weighted loss: the corpus is imbalanced like IEMOCAP (happy is rare).
+    weights = balanced_class_weights(targets[rows], n_classes) if stage.class_weighted else None
+    loss = classification_loss(module, inputs, targets, class_weights=weights)
+    try:
+        with observer.task(label, total=stage.epochs) as task:
+            run_epochs(module, optimiser, loss, torch.from_numpy(rows), epochs=stage.epochs, batch_size=stage.batch_size,
+                       shuffle=shuffle, clip_grad_norm=stage.clip_grad_norm,
+                       rate_factor=stage.rate_factor if stage.lr_milestones else None,
+                       on_epoch=lambda _epoch: task.advance())
+    finally:
+        unfreeze(module)
 
 
 def write_checkpoint(trained: TrainedModel, out: Path) -> None:

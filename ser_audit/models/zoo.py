@@ -1,7 +1,9 @@
 """Reference models: plugins registered under the ``ser_audit.models`` entry-point group.
 
-A plugin exposes a ``ReferenceModel``; ``zoo:NAME`` trains it on the embedded corpus on
-first use and caches the checkpoint, keyed by name, seed and the plugin's version.
+A plugin exposes a ``ReferenceModel`` (its module builder, front-end spec with any further
+inputs, and a recipe of training ``Stage``s with frozen or re-rated ``ParameterGroup``s);
+``zoo:NAME`` trains it on the embedded corpora on first use and caches the checkpoint, keyed
+by name, seed and the plugin's version.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ser_audit.errors import ConfigError
-from ser_audit.models.reference import ReferenceModel, Training  # noqa: F401  (plugins import both from here)
+from ser_audit.models.reference import ParameterGroup, ReferenceModel, Stage, Training  # noqa: F401  (for plugins)
 from ser_audit.plugins import load_plugins
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
