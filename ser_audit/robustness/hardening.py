@@ -20,7 +20,8 @@ from ser_audit.corpus.interface import Corpus
 from ser_audit.errors import ConfigError
 from ser_audit.frontend.features import FrontEnd
 from ser_audit.models.interface import TargetModel
-from ser_audit.models.training import extract_features, waveforms
+from ser_audit.models.loop import balanced_class_weights, run_epochs, torch_shuffle
+from ser_audit.models.training import extra_input_rows, extract_features, waveforms
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.robustness.fgsm import FGSM
 
@@ -74,6 +75,17 @@ def _final_features_module(module: nn.Module, name: str | None) -> nn.Module:
     return linears[-1]
 
 
+class _WithExtraInputs(nn.Module):
+    """The model with its further inputs fixed for one mini-batch, so FGSM perturbs the utterance only."""
+
+    def __init__(self, module: nn.Module, extra: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.module, self.extra = module, extra
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.module(features, *self.extra)
+
+
 def harden(
     module: nn.Module,
     model: TargetModel,
@@ -82,18 +94,23 @@ def harden(
     *,
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> nn.Module:
-    """Fine-tune ``module`` (the model's differentiable path) with the recipe's adversarial loss, in place."""
+    """Fine-tune ``module`` (the model's differentiable path) with the recipe's adversarial loss, in place.
+
+    Further inputs (P4's neutral reference) are fed from ``corpus`` and never perturbed.
+    """
     recipe.check()
     spec = model.frontend
-    if spec.extra_inputs:
-        raise ConfigError("hardening models with extra inputs is not supported yet")
     indices = training_indices(model, corpus)
     subset = corpus.subset(indices)
-    features = extract_features(FrontEnd(spec), waveforms(subset, spec, observer, label="training audio"))
+    frontend = FrontEnd(spec)
+    features = extract_features(frontend, waveforms(subset, spec, observer, label="training audio"))
+    extra = [
+        extract_features(frontend, waveforms([corpus.utterances[k] for k in extra_input_rows(corpus, entry)[indices]], spec))
+        for entry in spec.extra_inputs
+    ]
     labels = torch.tensor([spec.emotions.index(u.emotion) for u in subset])
     eps = recipe.eps * float(features.std())
-    counts = torch.bincount(labels, minlength=len(spec.emotions)).float()
-    loss_function = nn.CrossEntropyLoss(weight=counts.sum() / (len(spec.emotions) * counts.clamp_min(1)))
+    loss_function = nn.CrossEntropyLoss(weight=balanced_class_weights(labels, len(spec.emotions)))
     captured: list[torch.Tensor] = []
     hook = None
     if recipe.method == "similarity":
@@ -102,38 +119,32 @@ def harden(
             hook = target.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
         else:
             hook = target.register_forward_hook(lambda _m, _i, output: captured.append(output))
-    torch.manual_seed(recipe.seed)
-    generator = torch.Generator().manual_seed(recipe.seed)
-    optimiser = torch.optim.Adam(module.parameters(), lr=recipe.learning_rate)
     fgsm = FGSM(eps)
+
+    def loss(rows: torch.Tensor, epoch: int) -> torch.Tensor:
+        x, y = features[rows], labels[rows]
+        bound = _WithExtraInputs(module, [tensor[rows] for tensor in extra]) if extra else module
+        captured.clear()
+        # Kept ahead of FGSM after the warm-up too: dropping it would change batch-norm statistics.
+        clean_loss = loss_function(bound(x), y)
+        if epoch < recipe.warmup_epochs:
+            return clean_loss
+        adversarial = fgsm(bound, x, y)
+        captured.clear()
+        clean_loss = loss_function(bound(x), y)
+        adversarial_loss = loss_function(bound(adversarial), y)
+        if recipe.method == "vanilla":
+            return recipe.alpha * clean_loss + (1 - recipe.alpha) * adversarial_loss
+        distance = (captured[0] - captured[1]).flatten(1).norm(dim=1).mean()
+        return recipe.beta * clean_loss + recipe.gamma * adversarial_loss + (1 - recipe.beta - recipe.gamma) * distance
+
+    torch.manual_seed(recipe.seed)
+    optimiser = torch.optim.Adam(module.parameters(), lr=recipe.learning_rate)
     try:
         with observer.task(f"adversarial training ({recipe.method})", total=recipe.epochs) as task:
-            for epoch in range(recipe.epochs):
-                module.train()
-                order = torch.randperm(len(labels), generator=generator)
-                for start in range(0, len(order), recipe.batch_size):
-                    batch = order[start : start + recipe.batch_size]
-                    x, y = features[batch], labels[batch]
-                    optimiser.zero_grad()
-                    captured.clear()
-                    clean_loss = loss_function(module(x), y)
-                    if epoch < recipe.warmup_epochs:
-                        loss = clean_loss
-                    else:
-                        adversarial = fgsm(module, x, y)
-                        captured.clear()
-                        clean_loss = loss_function(module(x), y)
-                        adversarial_loss = loss_function(module(adversarial), y)
-                        if recipe.method == "vanilla":
-                            loss = recipe.alpha * clean_loss + (1 - recipe.alpha) * adversarial_loss
-                        else:
-                            v, v_adversarial = captured[0], captured[1]
-                            distance = (v - v_adversarial).flatten(1).norm(dim=1).mean()
-                            loss = (recipe.beta * clean_loss + recipe.gamma * adversarial_loss
-                                    + (1 - recipe.beta - recipe.gamma) * distance)
-                    loss.backward()
-                    optimiser.step()
-                task.advance()
+            run_epochs(module, optimiser, loss, torch.arange(len(labels)), epochs=recipe.epochs,
+                       batch_size=recipe.batch_size, shuffle=torch_shuffle(recipe.seed),
+                       on_epoch=lambda _epoch: task.advance())
     finally:
         if hook is not None:
             hook.remove()
