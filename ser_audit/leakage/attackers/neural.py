@@ -25,6 +25,7 @@ from ser_audit.corpus.folds import inner_split
 from ser_audit.leakage.attackers.design import Design
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.inference import balanced_accuracy
+from ser_audit.models.loop import balanced_class_weights, run_epochs
 
 # Training rows up to this size (as float32) are held in memory for the whole fit.
 IN_MEMORY_BYTES = 1 << 30
@@ -277,8 +278,7 @@ class _Loop:
         self.targets, self.emotion_targets = targets, emotion_targets
         self.train_rows, self.validation_rows = train_rows, validation_rows
         self.rng = np.random.default_rng(attacker.seed)
-        counts = np.bincount(targets[train_rows], minlength=len(attacker.classes_)).astype(np.float32)
-        weights = torch.from_numpy(len(train_rows) / (len(counts) * np.maximum(counts, 1))).to(attacker.device)
+        weights = balanced_class_weights(torch.from_numpy(targets[train_rows]), len(attacker.classes_)).to(attacker.device)
         self.attribute_loss, self.emotion_loss = nn.CrossEntropyLoss(weight=weights), nn.CrossEntropyLoss()
         self.best_score: float | None = None
         self.best_epoch = 0
@@ -287,26 +287,24 @@ class _Loop:
 
     def run(self, epochs: int, *, body_rate: float) -> None:
         """``epochs`` passes; the body trains at ``body_rate``, the heads at the attacker's rate."""
-        device = self.attacker.device
         optimiser = torch.optim.Adam([{"params": list(self.heads.parameters()), "lr": self.attacker.learning_rate},
                                       {"params": list(self.body.parameters()), "lr": body_rate}], weight_decay=1e-4)
-        for _ in range(epochs):
-            self.body.train()
-            order = self.train_rows[self.rng.permutation(len(self.train_rows))]
-            for start in range(0, len(order), self.attacker.batch_size):
-                rows = np.sort(order[start : start + self.attacker.batch_size])
-                if len(rows) < 2:
-                    continue  # batch norm needs two rows
-                features = self.body(self.batch(rows))
-                loss = self.attribute_loss(self.heads["attribute"](features), torch.from_numpy(self.targets[rows]).to(device))
-                if self.emotion_targets is not None:
-                    emotion = torch.from_numpy(self.emotion_targets[rows]).to(device)
-                    loss = loss + self.emotion_loss(self.heads["emotion"](features), emotion)
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-            self.epoch += 1
-            self._validate()
+        run_epochs(self.body, optimiser, self._loss, self.train_rows, epochs=epochs, batch_size=self.attacker.batch_size,
+                   shuffle=self.rng.permutation, min_batch_size=2, on_epoch=self._end_epoch)  # batch norm needs two rows
+
+    def _loss(self, rows: np.ndarray, _epoch: int) -> torch.Tensor:
+        rows = np.sort(rows)  # the order the batch reader returns them in
+        device = self.attacker.device
+        features = self.body(self.batch(rows))
+        loss = self.attribute_loss(self.heads["attribute"](features), torch.from_numpy(self.targets[rows]).to(device))
+        if self.emotion_targets is not None:
+            emotion = torch.from_numpy(self.emotion_targets[rows]).to(device)
+            loss = loss + self.emotion_loss(self.heads["emotion"](features), emotion)
+        return loss
+
+    def _end_epoch(self, _epoch: int) -> None:
+        self.epoch += 1
+        self._validate()
 
     def solve_heads(self, ridge: float = 1.0) -> None:
         """Each head set to the ridge solution on the frozen body's (batch-normalised) training features.
