@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ser_audit.config import AuditConfig, CorpusSource, ModelSource
@@ -56,3 +58,17 @@ def test_gate_flags_are_policy_rules_named_after_their_flags() -> None:
 
     empty = Report.model_construct(leakage=None, robustness=None, scores=None)
     assert evaluate(Policy(), empty) == []
+
+
+def test_seen_speakers_count_every_training_stage_on_the_audit_corpus(tmp_path: Path) -> None:
+    from ser_audit.runner.sources import seen_speakers
+    from ser_audit.testing import tiny_corpus
+
+    corpus = tiny_corpus(tmp_path, per_speaker=2, seed=0)
+    digest, speakers = corpus.manifest_sha256(), sorted(set(corpus.labels("speaker")))
+    pretrained_here = {"training_corpus_sha256": "other", "training_speakers": ["x"],
+                       "stages": [{"corpus_sha256": digest, "speakers": speakers[:3]}, {"corpus_sha256": "other"}]}
+    assert seen_speakers(pretrained_here, corpus) == speakers[:3]
+    trained_here = {"training_corpus_sha256": digest, "training_speakers": speakers[3:5]}
+    assert seen_speakers(trained_here, corpus) == speakers[3:5]
+    assert seen_speakers({"training_corpus_sha256": "other"}, corpus) == [] and seen_speakers(None, corpus) == []

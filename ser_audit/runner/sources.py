@@ -64,13 +64,20 @@ def check_aux_is_other_data(audit: Corpus, aux: Corpus) -> None:
 
 
 def seen_speakers(training: dict[str, Any] | None, corpus: Corpus) -> list[str]:
-    """Audit speakers the target was trained on, where its training record names the corpus (zoo models).
+    """Audit speakers the target was trained on, in any training stage whose record names this corpus
+    (zoo models: a backbone pretrained on the audit corpus has heard its speakers too).
 
     Synthetic speakers are known by corpus hash, not by id: another seed reuses the ids for new voices.
     """
-    if not training or training.get("training_corpus_sha256") != corpus.manifest_sha256():
+    if not training:
         return []
-    if "training_speakers" in training:
-        return sorted(training["training_speakers"])
-    held_out = training.get("held_out_session")
-    return sorted({u.speaker for u in corpus if u.session != held_out})
+    digest = corpus.manifest_sha256()
+    seen = {speaker for stage in training.get("stages", []) if stage.get("corpus_sha256") == digest
+            for speaker in stage.get("speakers", [])}
+    if training.get("training_corpus_sha256") == digest:
+        if "training_speakers" in training:
+            seen.update(training["training_speakers"])
+        else:
+            held_out = training.get("held_out_session")
+            seen.update(u.speaker for u in corpus if u.session != held_out)
+    return sorted(seen)
