@@ -10,6 +10,7 @@ from ser_audit.corpus.synthetic.presets import (
     IEMOCAP_LIKE,
     MANIFEST_NAME,
     RAVDESS_LIKE,
+    VOXCELEB_LIKE,
     plan_corpus,
     synthetic_corpus,
     write_corpus,
@@ -57,6 +58,22 @@ def test_ravdess_like_has_24_actors_odd_male() -> None:
     assert all((gender == "male") == (int(sid[-2:]) % 2 == 1) for sid, gender in speakers.items())
     assert len({row["emotion"] for row in rows}) == 8
     assert len({row["sentence"] for row in rows}) == 2
+
+
+def test_voxceleb_like_is_a_speaker_id_corpus_with_shared_channels_and_a_wide_trait_spread() -> None:
+    rows = plan_corpus(VOXCELEB_LIKE, seed=0)
+    speakers = {row["speaker"].id: row["speaker"] for row in rows}
+    assert len(speakers) >= 50 and Counter(s.gender for s in speakers.values()) == {"female": 25, "male": 25}
+    assert {row["emotion"] for row in rows} == {"neutral"} and {row["session"] for row in rows} == {None}
+    # Every speaker is heard on several channels, and every channel carries several speakers.
+    channels_of = {sid: {row["channel"] for row in rows if row["speaker"].id == sid} for sid in speakers}
+    assert min(len(c) for c in channels_of.values()) >= 5 and len({row["channel"] for row in rows}) == 6
+    iemocap = {row["speaker"].id: row["speaker"] for row in plan_corpus(IEMOCAP_LIKE, seed=0)}.values()
+
+    def spread(traits, gender):
+        return np.std(np.log([s.f0_hz for s in traits if s.gender == gender]))
+
+    assert all(spread(speakers.values(), g) > 1.3 * spread(iemocap, g) for g in ("female", "male"))
 
 
 def test_speaker_traits_overlap_between_genders_but_differ_on_average() -> None:

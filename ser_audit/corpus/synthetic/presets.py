@@ -41,6 +41,9 @@ class Preset:
         expressiveness: Mean speaker expressiveness (acted corpora exaggerate).
         channel_seed: Seeds the session channels; a different value is a different channel.
         bright_channel: Wider band and less noise (studio recording).
+        trait_spread: Scales the within-gender spread of F0 and vocal-tract length (1 = typical).
+        n_channels: When set, each utterance is recorded on one of this many channels shared
+            across speakers (in-the-wild video), rather than one channel per session or speaker.
     """
 
     name: str
@@ -53,6 +56,8 @@ class Preset:
     expressiveness: float
     channel_seed: int
     bright_channel: bool
+    trait_spread: float = 1.0
+    n_channels: int | None = None
 
 
 # P0's IEMOCAP four-class counts: neutral 1708, angry 1103, sad 1084, happy 595.
@@ -89,7 +94,23 @@ RAVDESS_LIKE = Preset(
     bright_channel=True,
 )
 
-PRESETS: dict[str, Preset] = {preset.name: preset for preset in (IEMOCAP_LIKE, RAVDESS_LIKE)}
+# P1 pretrains its ResNet-20 on speaker identification over 50 VoxCeleb speakers.
+VOXCELEB_LIKE = Preset(
+    name="voxceleb-like",
+    description="speaker-ID corpus: 50 speakers (25 female, 25 male), wide trait spread, 6 shared channels, neutral speech",
+    speakers=tuple((f"id{k:05d}", "female" if k % 2 else "male", None) for k in range(1, 51)),
+    emotions={"neutral": 1.0},
+    per_speaker=10,
+    n_sentences=40,
+    spontaneity=False,
+    expressiveness=0.7,
+    channel_seed=47,
+    bright_channel=False,
+    trait_spread=1.5,
+    n_channels=6,
+)
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in (IEMOCAP_LIKE, RAVDESS_LIKE, VOXCELEB_LIKE)}
 
 
 def get_preset(name: str) -> Preset:
@@ -121,8 +142,8 @@ def draw_speakers(preset: Preset, seed: int) -> list[Speaker]:
         z_f0 = _stratified_z(rng, n)
         z_tract = -0.5 * z_f0 + np.sqrt(0.75) * rng.standard_normal(n)
         traits[gender] = {
-            "f0": f0_mean * np.exp(0.12 * z_f0),
-            "tract": tract_mean + 0.7 * z_tract,
+            "f0": f0_mean * np.exp(0.12 * preset.trait_spread * z_f0),
+            "tract": tract_mean + 0.7 * preset.trait_spread * z_tract,
             "breathiness": np.clip(rng.normal(breathiness, 0.05, n), 0.0, 0.5),
         }
     speakers = []
@@ -147,8 +168,8 @@ def draw_speakers(preset: Preset, seed: int) -> list[Speaker]:
     return speakers
 
 
-def _session_channel(preset: Preset, session: str | None, speaker_index: int) -> Channel:
-    key = session if session is not None else f"speaker{speaker_index}"
+def _session_channel(preset: Preset, session: str | None, speaker_index: int, channel: int | None = None) -> Channel:
+    key = f"channel{channel}" if channel is not None else session if session is not None else f"speaker{speaker_index}"
     rng = np.random.default_rng([preset.channel_seed, *key.encode()])
     return Channel(
         shelf_db=float(rng.uniform(-4.0, 4.0)),
@@ -200,6 +221,7 @@ def plan_corpus(preset: Preset, *, seed: int, per_speaker: int | None = None) ->
                     "emotion": emotion,
                     "spontaneity": spontaneity,
                     "sentence": sentence,
+                    "channel": None if preset.n_channels is None else (s_index + u_index) % preset.n_channels,
                     "seed": [seed, 3, s_index, u_index],
                 }
             )
@@ -212,7 +234,7 @@ def _render(preset: Preset, row: dict) -> np.ndarray:
     sentence_seed = int(hashlib.sha256(row["sentence"].encode()).hexdigest()[:12], 16)
     n_syllables = 6 + np.random.default_rng(sentence_seed).integers(0, 7)
     emotion = with_expressiveness(EMOTIONS[row["emotion"]], speaker, rng)
-    channel = _session_channel(preset, row["session"], row["speaker_index"])
+    channel = _session_channel(preset, row["session"], row["speaker_index"], row["channel"])
     return synthesise(speaker, emotion, channel, sentence_seed=sentence_seed, n_syllables=int(n_syllables), rng=rng)
 
 
