@@ -42,6 +42,46 @@ def test_scenario_table_picks_designs_by_family() -> None:
     assert vector.designs == () and "no time axis" in (vector.reason or "")
 
 
+def test_a_design_plugin_joins_its_family_after_the_bundled_designs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Designs are chosen by family from the registry: a plugin's convolutional design plays s2 and s3
+    beside the bundled ones (after them, so --quick still runs the first bundled design)."""
+    import ser_audit.plugins as plugins
+    from ser_audit.leakage.attackers.convolutional import DESIGNS
+    from ser_audit.leakage.attackers.design import Design, designs
+
+    inception = Design("inception", "convolutional", "map", DESIGNS[0].build, lambda shape, width: "Inception-style")
+
+    class Entry:
+        name, value = "aaa-plugin", "pkg.inception:DESIGN"
+
+        def load(self) -> Design:
+            return inception
+
+    original = plugins.entry_points
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [Entry(), *original(group=group)]
+                        if group == "ser_audit.attacker_designs" else original(group=group))
+    assert designs()["inception"] is inception
+    assert choose_designs("s2", "convolutional", True).designs == ("vgg", "resnet", "densenet", "inception")
+    assert choose_designs("s3", "convolutional", True, quick=True).designs == ("vgg",)
+
+
+def test_scenario_layers_keep_every_recurrent_layer_and_spread_over_the_others() -> None:
+    from ser_audit.api import scenario_layers
+
+    def layer(index: int, name: str, kind: str, time: bool = True) -> LayerInfo:
+        return LayerInfo(index, name, kind, (1, 8, 10) if time else (1, 8), 2 if time else None)
+
+    convolutions = [layer(i, f"conv{i}", "Conv2d") for i in range(4)]
+    recurrent = [layer(4, "gru1", "GRU"), layer(5, "gru2", "GRU"), layer(6, "gru3", "GRU")]
+    vectors = [layer(7, "pool", "AdaptiveAvgPool1d", time=False), layer(8, "fc", "Linear", time=False)]
+    crnn = [*convolutions, *recurrent, *vectors]
+    assert [l.name for l in scenario_layers(crnn)] == ["conv0", "conv2", "conv3", "gru1", "gru2", "gru3", "fc"]
+    assert [l.name for l in scenario_layers(crnn, quick=True)] == ["conv2", "conv3", "gru1", "gru2", "gru3", "fc"]
+    lstm = [layer(0, "rnn1", "LSTM"), layer(1, "rnn2", "LSTM"), layer(2, "projection", "Linear"),
+            layer(3, "out", "Linear", time=False)]
+    assert [l.name for l in scenario_layers(lstm, quick=True)] == ["rnn1", "rnn2", "projection", "out"]
+
+
 def test_fixed_prediction_test_is_small_for_perfect_predictions_and_large_for_constant_ones() -> None:
     from ser_audit.corpus.folds import Fold
 

@@ -47,6 +47,8 @@ TABLE = {
     "s4": Scenario("s4", False, False, "aux"),
 }
 
+OTHER_FAMILY = {"convolutional": "recurrent", "recurrent": "convolutional", "dense": "recurrent"}
+
 _RECURRENT = re.compile(r"lstm|gru|rnn", re.IGNORECASE)
 _CONVOLUTIONAL = re.compile(r"conv", re.IGNORECASE)
 
@@ -90,19 +92,21 @@ def choose_designs(
         cell: The target's recurrent cell, so "other recurrent design" means the other one.
         quick: One design per scenario instead of every design of the family.
     """
+    from ser_audit.leakage.attackers.design import family_designs
+
     spec = TABLE[scenario]
     if spec.same_architecture:
         return Choice(SAME_ARCHITECTURE_DESIGNS)
     if not has_time_axis:
         if spec.same_family:
-            return Choice(("mlp",) if quick else ("mlp", "wide"))
+            dense = family_designs("dense")
+            return Choice(dense[:1] if quick else dense)
         return Choice((), "the tap has no time axis, so no convolutional or recurrent attacker can read it; "
                           "dense attackers already stand for the same family (s2, s3)")
-    same = {
-        "convolutional": ("vgg", "resnet", "densenet"),
-        "recurrent": tuple(d for d in ("gru", "lstm") if d != cell) or ("gru",),
-        "dense": ("mlp", "wide"),
-    }[family]
-    other = {"convolutional": ("lstm",), "recurrent": ("vgg",), "dense": ("lstm",)}[family]
-    designs = same if spec.same_family else other
-    return Choice(designs[:1] if quick else designs)
+    if spec.same_family:
+        same = family_designs(family)
+        if family == "recurrent":  # other recurrent designs: not the target's own cell
+            same = tuple(name for name in same if name != cell) or same[:1]
+        return Choice(same[:1] if quick else same)
+    # The other family: P0's LSTM for a convolutional or dense target, a CNN for a recurrent one.
+    return Choice(family_designs(OTHER_FAMILY[family])[:1])

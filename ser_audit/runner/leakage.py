@@ -31,20 +31,25 @@ if TYPE_CHECKING:
 
 
 def scenario_layers(selected: Sequence[Any], *, quick: bool = False) -> list[Any]:
-    """Where the scenario attackers go by default: the first, middle and last selected layer that keeps
-    a time axis (the shape of the depth curve), and the last vector-shaped one (what a split
-    deployment would send last).
+    """Where the scenario attackers go by default: every recurrent layer (each is a stage of a
+    recurrent model's depth), the first, middle and last other layer that keeps a time axis (the
+    shape of the depth curve), and the last vector-shaped one (what a split deployment would send
+    last).
 
-    ``quick`` leaves out the first map layer when there are more than two: its same-architecture
-    attacker fine-tunes nearly the whole target, which is half the time of a quick run.
+    ``quick`` leaves out the first other map layer when there are more than two: its
+    same-architecture attacker fine-tunes nearly the whole target, which is half the time of a
+    quick run.
     """
     from ser_audit.leakage.scenario_runner import has_time_axis
+    from ser_audit.models.interface import is_recurrent
 
-    maps = [layer for layer in selected if has_time_axis(layer)]
+    recurrent = [layer for layer in selected if is_recurrent(layer.kind) and has_time_axis(layer)]
+    maps = [layer for layer in selected if has_time_axis(layer) and layer not in recurrent]
     vectors = [layer for layer in selected if not has_time_axis(layer)]
     chosen = maps if len(maps) <= 3 else [maps[0], maps[len(maps) // 2], maps[-1]]
     if quick and len(maps) > 2:
         chosen = chosen[1:]
+    chosen += recurrent
     if vectors:
         chosen.append(vectors[-1])
     return sorted(chosen, key=lambda layer: layer.index)

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ser_audit.corpus.folds import inner_split
-from ser_audit.leakage.attackers.design import Design
+from ser_audit.leakage.attackers.design import designs
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.inference import balanced_accuracy
 from ser_audit.models.loop import balanced_class_weights, run_epochs
@@ -49,12 +49,6 @@ class Rows:
 
     def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
         return np.asarray(self.array[self.index[key]])
-
-
-def designs() -> dict[str, Design]:
-    from ser_audit.leakage.attackers import convolutional, dense, recurrent
-
-    return {d.name: d for d in (*convolutional.DESIGNS, *recurrent.DESIGNS, *dense.DESIGNS)}
 
 
 class NeuralAttacker(Attacker):
