@@ -38,3 +38,11 @@ def test_ruff_finds_nothing() -> None:
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "ser_audit", "tests", "benchmarks", "scripts", "plugins"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_mypy_finds_nothing() -> None:
+    """Type checks with the settings in pyproject.toml (every function annotated, the pydantic plugin)."""
+    if subprocess.run([sys.executable, "-m", "mypy", "--version"], capture_output=True).returncode != 0:
+        pytest.fail("mypy is not installed; it comes with the dev extra: pip install -e '.[dev]'")
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]

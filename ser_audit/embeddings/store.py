@@ -92,7 +92,7 @@ class EmbeddingStore:
 
     def has_logits(self) -> bool:
         name = self.index().get("logits")
-        return bool(name) and (self.folder / name).is_file()
+        return name is not None and (self.folder / name).is_file()
 
     def commit(self, layers: dict[str, StoredLayer], logits: str | None) -> None:
         """Merge finished layers into the index (atomic rename)."""

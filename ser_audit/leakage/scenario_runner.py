@@ -310,7 +310,7 @@ def _row(
     )
     family = "same-architecture" if job.design in SAME_ARCHITECTURE_DESIGNS else designs()[job.design].family
     row = LeakageResult(
-        layer=job.layer.name, layer_index=job.layer.index, scenario=job.scenario, attacker_kind=job.kind,  # type: ignore[arg-type]
+        layer=job.layer.name, layer_index=job.layer.index, scenario=job.scenario, attacker_kind=job.kind,
         attacker_architecture=outcome.architecture, attacker_design=job.design, attacker_family=family,
         attacker_parameters=outcome.parameters, training_data="aux" if on_aux else "same", attribute=attribute,
         n_features=int(np.prod(job.audit_inputs.shape[1:])), n_train=outcome.n_train, reduction=job.reduction,

@@ -80,10 +80,12 @@ def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: 
     dynamo_error: Exception | None = None
     if exporter in ("auto", "dynamo"):
         try:
-            proto = torch.onnx.export(
+            program = torch.onnx.export(
                 module, inputs, dynamo=True, input_names=names, output_names=["logits"],
                 dynamic_shapes=_dynamic_shapes(frontend, len(inputs)), verbose=False,
-            ).model_proto
+            )
+            assert program is not None  # dynamo=True always returns the program
+            proto = program.model_proto
         except Exception as error:  # the exporter raises many types
             if exporter == "dynamo":
                 raise ModelError(f"ONNX export failed (dynamo exporter: {str(error).splitlines()[0]})") from error
@@ -96,7 +98,8 @@ def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: 
         }
         buffer = io.BytesIO()
         try:
-            torch.onnx.export(module, inputs, buffer, dynamo=False, input_names=names, output_names=["logits"],
+            torch.onnx.export(module, inputs, buffer,  # type: ignore[arg-type]  # a file-like works
+                              dynamo=False, input_names=names, output_names=["logits"],
                               dynamic_axes=axes)
         except Exception as error:  # the exporter raises many types
             before = f"torch.export: {str(dynamo_error).splitlines()[0]}; " if dynamo_error else ""

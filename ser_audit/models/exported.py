@@ -29,6 +29,7 @@ class ExportedProgramModel(GraphBackedModel):
                 onnx_program = torch.onnx.export(program, dynamo=True, verbose=False)
         except Exception as error:  # the exporter raises many types
             raise ModelError(f"model {path}: cannot convert the exported program for tapping ({error})") from None
+        assert onnx_program is not None  # dynamo=True always returns the program
         proto = onnx_program.model_proto
         names = [value.name for value in proto.graph.input]
         # The program's own input names replace ours positionally.

@@ -184,10 +184,11 @@ class TargetModel(ABC):
         found: dict[str, int | None] = {}
         lengths = {frames}  # time-axis lengths seen so far, in execution order
         for name in names:
-            found[name] = _late_axis(base[name], np.moveaxis(perturbed[name], axes.get(name, 0), 0), lengths,
-                                     self.frontend.layout)
-            if found[name] is not None:
-                lengths.add(base[name].shape[found[name]])
+            late_axis = _late_axis(base[name], np.moveaxis(perturbed[name], axes.get(name, 0), 0), lengths,
+                                   self.frontend.layout)
+            found[name] = late_axis
+            if late_axis is not None:
+                lengths.add(base[name].shape[late_axis])
         return found
 
     def default_taps(self) -> list[LayerInfo]:

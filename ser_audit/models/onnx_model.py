@@ -22,6 +22,7 @@ from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec, parse_spec
 from ser_audit.models.interface import ForwardResult, LayerEntry, TargetModel
 
 if TYPE_CHECKING:
+    import onnxruntime
     from torch import nn
 
     from ser_audit.models.subnetwork import Downstream
@@ -172,7 +173,7 @@ class OnnxModel(TargetModel):
         self._sessions = {(): self._session(proto)}
         self._converted: nn.Module | None = None
 
-    def _session(self, proto: onnx.ModelProto):
+    def _session(self, proto: onnx.ModelProto) -> "onnxruntime.InferenceSession":
         import onnxruntime
 
         options = onnxruntime.SessionOptions()

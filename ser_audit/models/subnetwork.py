@@ -79,8 +79,9 @@ def split_eager(module: nn.Module, layer: str) -> Downstream:
         raise Unavailable("the model returns more than one tensor")
     head: nn.Linear | None = None
     end = logits
-    if logits.op == "call_module" and isinstance(traced.get_submodule(str(logits.target)), nn.Linear):
-        head = copy.deepcopy(traced.get_submodule(str(logits.target)))
+    last = traced.get_submodule(str(logits.target)) if logits.op == "call_module" else None
+    if isinstance(last, nn.Linear):
+        head = copy.deepcopy(last)
         end = logits.args[0]  # type: ignore[assignment]
     if tap is logits:
         raise Unavailable(f"layer {layer} is the model's output; there is no sub-network after it")

@@ -33,7 +33,8 @@ class TorchScriptModel(GraphBackedModel):
         try:
             with quiet_torch():
                 torch.onnx.export(
-                    self.script_module, tensors, buffer, dynamo=False, input_names=self.input_names,
+                    self.script_module, tensors, buffer,  # type: ignore[arg-type]  # a file-like works
+                    dynamo=False, input_names=self.input_names,
                     output_names=["logits"], dynamic_axes={name: {0: "batch"} for name in self.input_names},
                 )
         except Exception as error:  # the exporter raises many types

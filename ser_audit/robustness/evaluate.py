@@ -210,8 +210,9 @@ def probe_model(
                 pgd_batches.append(pgd(bound, inputs[batch], labels[batch]))
             task.advance(len(inputs[batch]))
     rows = []
-    runs = [("fgsm", eps, raw, torch.cat(parts), fgsm) for eps, raw, parts in zip(settings.grid, grid, adversarial)]
-    if pgd is not None:
+    runs: list[tuple[str, float, float, torch.Tensor, Probe]] = [
+        ("fgsm", eps, raw, torch.cat(parts), fgsm) for eps, raw, parts in zip(settings.grid, grid, adversarial)]
+    if pgd is not None and settings.pgd_eps is not None:
         runs.append(("pgd", settings.pgd_eps, pgd.eps, torch.cat(pgd_batches), pgd))
     for method, eps, raw, perturbed, probe in runs:
         features = _features(frontend, perturbed) if waveform_domain else perturbed
