@@ -5,6 +5,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import torch
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json").read_text())
 
@@ -88,3 +89,59 @@ def test_harden_keeps_format_and_spec(run_cli, onnx_model, manifest, tmp_path) -
     assert hardened.format == "onnx" and hardened.frontend == original.frontend
     bad = run_cli("harden", str(onnx_model), "--method", "magic", "--out", str(out), "--corpus", str(manifest), "--quiet")
     assert bad.code == 2 and "vanilla or similarity" in bad.stderr
+
+
+def test_a_probe_plugin_runs_beside_fgsm_and_pgd(run_cli, onnx_model, manifest, tmp_path, monkeypatch) -> None:
+    """Probes register through entry points like the bundled two; --probe runs a plugin's at PGD's eps."""
+    import ser_audit.plugins as plugins
+    from ser_audit.robustness.interface import Probe
+
+    class SignNoise(Probe):
+        """Random signs of size eps: a weak baseline any real attack must beat."""
+
+        name = "sign-noise"
+
+        def __init__(self, eps: float, *, targeted: bool = False) -> None:
+            super().__init__(targeted=targeted)
+            self.eps = eps
+
+        def perturb(self, model, inputs, labels):
+            generator = torch.Generator().manual_seed(0)
+            return inputs + self.eps * torch.randint(0, 2, inputs.shape, generator=generator).mul(2).sub(1)
+
+    class Entry:
+        name, value = "sign-noise", "pkg.noise:SignNoise"
+
+        def load(self):
+            return SignNoise
+
+    original = plugins.entry_points
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [*original(group=group), Entry()]
+                        if group == "ser_audit.probes" else original(group=group))
+    out = tmp_path / "plugin.json"
+    result = run_cli("robustness", str(onnx_model), "--corpus", str(manifest), "--eps", "0,0.05", "--pgd-eps", "0.05",
+                     "--pgd-steps", "3", "--probe", "sign-noise", "--out", str(out), "--quiet")
+    assert result.code == 0, result.stderr
+    rows = {row["method"]: row for row in json.loads(out.read_text())["robustness"]["results"] if row["eps"] == 0.05}
+    assert set(rows) == {"fgsm", "pgd", "sign-noise"}
+    assert rows["sign-noise"]["mean_linf"] == pytest.approx(rows["pgd"]["eps_raw"], rel=1e-4)
+    # A white-box attack of the same size does at least as much damage as random signs.
+    assert rows["pgd"]["uar"] <= rows["sign-noise"]["uar"] + 1e-9
+    unknown = run_cli("robustness", str(onnx_model), "--corpus", str(manifest), "--probe", "deepfool", "--quiet")
+    assert unknown.code == 2 and "--probe 'deepfool': choose one of fgsm, pgd, sign-noise" in unknown.stderr
+
+
+def test_audit_loads_the_model_and_corpus_once(onnx_model, manifest, tmp_path, monkeypatch) -> None:
+    from ser_audit import api
+    from ser_audit.runner import sources
+
+    loads: list[str] = []
+    real_model, real_corpus = sources.load_model, sources.load_corpus
+    monkeypatch.setattr(sources, "load_model", lambda source, **kw: loads.append("model") or real_model(source, **kw))
+    monkeypatch.setattr(sources, "load_corpus", lambda source, **kw: loads.append("corpus") or real_corpus(source, **kw))
+    report = api.full_audit(str(onnx_model), corpus=str(manifest), scenarios=(), layers="fc_relu", quick=True,
+                            probes={"grid": (0.05,), "pgd_eps": None}, cache_dir=tmp_path, min_robust_uar=0.0,
+                            at_eps=0.05)
+    assert sorted(loads) == ["corpus", "model"]
+    assert report.leakage is not None and report.robustness is not None
+    assert [gate.name for gate in report.gates] == ["min-robust-uar"] and report.config is not None

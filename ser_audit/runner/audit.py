@@ -12,6 +12,7 @@ from ser_audit.report.scoring import score
 from ser_audit.runner.leakage import run_leakage
 from ser_audit.runner.provenance import now
 from ser_audit.runner.robustness import probe_settings, run_robustness
+from ser_audit.runner.sources import Loader
 from ser_audit.runner.verdict import policy_of
 
 
@@ -35,25 +36,27 @@ def audit(config: AuditConfig, *, command: Sequence[str] = (), observer: Progres
     layer's leakage (the linear probe's, layer by layer) and its robustness."""
     policy = policy_of(config, leakage=True, robustness=True)
     probe_settings(config)  # a bad eps grid fails before the leakage study runs
-    report = run_leakage(config, command=command, observer=observer)
-    robust = run_robustness(config, observer=observer)
+    loader = Loader(config, observer)
+    report = run_leakage(config, command=command, observer=observer, loader=loader)
+    robust = run_robustness(config, observer=observer, loader=loader)
     report.robustness = robust.robustness
     report.notes = [*report.notes, *robust.notes]
     if config.hardened is not None:
-        report.hardened_robustness = run_robustness(config, model_source=config.hardened, observer=observer).robustness
-        _hardening_effect(config, report, observer)
+        report.hardened_robustness = run_robustness(config, model_source=config.hardened, observer=observer,
+                                                    loader=loader).robustness
+        _hardening_effect(config, report, observer, loader)
     score(report)
     report.gates = evaluate(policy, report)
     report.finished = now()
     return report
 
 
-def _hardening_effect(config: AuditConfig, report: Report, observer: ProgressObserver) -> None:
+def _hardening_effect(config: AuditConfig, report: Report, observer: ProgressObserver, loader: Loader) -> None:
     assert config.hardened is not None and report.leakage is not None
     probe_rows = [row for row in report.leakage.results if row.scenario == "probe"]
     after = run_leakage(config.model_copy(update={"model": config.hardened, "scenarios": (),
                                                   "layers": ",".join(row.layer for row in probe_rows)}),
-                        observer=observer)
+                        observer=observer, loader=loader)
     report.hardened_model = after.model
     after_rows = {row.layer: row for row in after.leakage.results} if after.leakage else {}
     for row in probe_rows:

@@ -70,16 +70,16 @@ class Inputs:
     notes: list[str] = field(default_factory=list)
 
 
-def load_inputs(config: AuditConfig, observer: ProgressObserver) -> Inputs:
-    cache, seed = sources.cache_of(config), config.seed
-    corpus = sources.load_corpus(config.corpus, cache_dir=cache, seed=seed, observer=observer)
+def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
+    seed = config.seed
+    corpus = loader.corpus(config.corpus)
     run_scenarios = config.attribute == "gender" and bool(config.scenarios)
     needs_aux = run_scenarios and any(s in ("s1", "s3", "s4") for s in config.scenarios)
     aux = None
     if needs_aux and config.aux_corpus is not None:
-        aux = sources.load_corpus(config.aux_corpus, cache_dir=cache, seed=seed, observer=observer)
+        aux = loader.corpus(config.aux_corpus)
         sources.check_aux_is_other_data(corpus, aux)
-    model = sources.load_model(config.model, cache_dir=cache, seed=seed, observer=observer)
+    model = loader.model(config.model)
     selected = model.select_layers(config.layers)
     # The probe runs on every selected layer; the costlier scenario attackers on all of them when
     # --layers names them, else on a spread of the default layers.
@@ -104,8 +104,8 @@ def load_inputs(config: AuditConfig, observer: ProgressObserver) -> Inputs:
     return inputs
 
 
-def run_leakage(config: AuditConfig, *, command: Sequence[str] = (),
-                observer: ProgressObserver = NULL_OBSERVER) -> Report:
+def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: ProgressObserver = NULL_OBSERVER,
+                loader: sources.Loader | None = None) -> Report:
     """P0's leakage study on ``config.model``: every selected layer, scenario and attacker kind.
 
     Gates are not decided here (see ``runner.verdict``), so that ``audit`` decides once on the
@@ -117,7 +117,7 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (),
 
     created = now()
     sources.check_device(config.device)
-    inputs = load_inputs(config, observer)
+    inputs = load_inputs(config, loader or sources.Loader(config, observer))
     cache, seed, corpus = sources.cache_of(config), config.seed, inputs.corpus
     maps = [layer.name for layer in inputs.attacked] if inputs.run_scenarios else []
     embeddings = extract(inputs.model, corpus, inputs.selected, maps=maps, cache_dir=cache, observer=observer)

@@ -25,7 +25,7 @@ def probe_settings(config: AuditConfig) -> "ProbeSettings":
 
 
 def run_robustness(config: AuditConfig, *, model_source: ModelSource | None = None, command: Sequence[str] = (),
-                   observer: ProgressObserver = NULL_OBSERVER) -> Report:
+                   observer: ProgressObserver = NULL_OBSERVER, loader: sources.Loader | None = None) -> Report:
     """The probes on ``model_source`` (default ``config.model``), on the emotion predictions.
 
     Without a differentiable torch path, ``gradient="auto"`` falls back to an SPSA estimate: the
@@ -36,10 +36,10 @@ def run_robustness(config: AuditConfig, *, model_source: ModelSource | None = No
 
     created = now()
     settings = probe_settings(config)
-    cache = sources.cache_of(config)
-    corpus = sources.load_corpus(config.corpus, cache_dir=cache, seed=config.seed, observer=observer)
+    loader = loader or sources.Loader(config, observer)
+    corpus = loader.corpus(config.corpus)
     source = model_source or config.model
-    model = sources.load_model(source, cache_dir=cache, seed=config.seed, observer=observer)
+    model = loader.model(source)
     module, fallback = attackable(model, config.probes.gradient)
     data = evaluation_set(model, corpus, observer)
     rows, spread = probe_model(module, data, settings, FrontEnd(model.frontend), black_box=fallback is not None,

@@ -43,6 +43,26 @@ def load_corpus(source: CorpusSource | str, *, cache_dir: Path, seed: int,
                           observer=observer)
 
 
+class Loader:
+    """Loads each model and corpus of one run once: ``audit`` hands the same loader to the leakage
+    study and the robustness probes, so neither reads, synthesises or trains anything twice."""
+
+    def __init__(self, config: AuditConfig, observer: ProgressObserver = NULL_OBSERVER) -> None:
+        self.cache_dir, self.seed, self.observer = cache_of(config), config.seed, observer
+        self._models: dict[ModelSource, "TargetModel"] = {}
+        self._corpora: dict[CorpusSource, Corpus] = {}
+
+    def model(self, source: ModelSource) -> "TargetModel":
+        if source not in self._models:
+            self._models[source] = load_model(source, cache_dir=self.cache_dir, seed=self.seed, observer=self.observer)
+        return self._models[source]
+
+    def corpus(self, source: CorpusSource) -> Corpus:
+        if source not in self._corpora:
+            self._corpora[source] = load_corpus(source, cache_dir=self.cache_dir, seed=self.seed, observer=self.observer)
+        return self._corpora[source]
+
+
 def check_device(device: str) -> None:
     if device == "cuda":
         import torch
