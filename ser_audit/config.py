@@ -71,6 +71,7 @@ class ProbeOptions(_Frozen):
     domain: Literal["features", "waveform"] = "features"
     attack_target: Literal["labels", "predictions"] = "labels"
     targeted_class: str | None = Field(None, description="Push every prediction towards this emotion.")
+    extra_probes: tuple[str, ...] = Field((), description="--probe: registered plugin probes, run at PGD's eps.")
     gradient: Literal["auto", "white-box"] = Field(
         "auto", description="auto falls back to an SPSA estimate (an upper bound on robustness) where no gradient exists.")
 

@@ -29,6 +29,8 @@ def robustness(
     attack_target: Annotated[str, typer.Option("--attack-target", help="labels or predictions.")] = "labels",
     targeted: Annotated[Optional[str], typer.Option("--targeted", help="Push every prediction towards this emotion.")] = None,
     gradient: Annotated[str, typer.Option("--gradient", help="auto (SPSA fallback) or white-box.")] = "auto",
+    probe: Annotated[Optional[list[str]], typer.Option(
+        "--probe", help="A registered plugin probe to run too, at --pgd-eps (repeatable).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="PGD with 3 steps unless --pgd-steps is given.")] = False,
     seed: options.SeedOption = 0,
     out: options.OutOption = "ser-audit-report",
@@ -46,7 +48,7 @@ def robustness(
     check_outputs(format, policy)
     probes = dict(grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=pgd_steps,
                   pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted,
-                  gradient=gradient)
+                  gradient=gradient, extra_probes=tuple(probe or ()))
     config = api.AuditConfig.create(
         options.model_source(model, frontend, weights, trust_pickle),
         corpus=options.corpus_source(corpus, corpus_root, corpus_option), probes=probes, quick=quick, seed=seed,

@@ -222,7 +222,7 @@ class Leakage(_Strict):
 
 
 class RobustnessResult(_Strict):
-    method: Literal["fgsm", "pgd"] = Field(description="Probe.")
+    method: str = Field(description="Probe: fgsm, pgd, or a plugin probe's registered name.")
     eps: float = Field(description="Perturbation size relative to the spread (std) of the attacked input.")
     eps_raw: float = Field(description="The same in the input's own units.")
     eta: float | None = Field(None, description="FGSM's L-infinity clip around x, relative like eps (P2 eq. 2).")

@@ -17,8 +17,7 @@ from ser_audit.models.interface import TargetModel
 from ser_audit.models.training import unweighted_average_recall, waveforms
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import RobustnessResult
-from ser_audit.robustness.fgsm import FGSM
-from ser_audit.robustness.interface import Probe, check_eps
+from ser_audit.robustness.interface import Probe, check_eps, probe_class
 from ser_audit.robustness.spsa import SpsaFGSM
 
 BATCH = 32
@@ -53,6 +52,7 @@ class ProbeSettings:
     domain: str = "features"
     attack_target: str = "labels"  # or "predictions"
     targeted_class: str | None = None
+    extra_probes: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -178,8 +178,6 @@ def probe_model(
     With ``black_box`` the FGSM gradient is an SPSA estimate from forward passes and PGD is skipped.
     Returns the rows and the attacked input's spread (the unit of the relative eps).
     """
-    from ser_audit.robustness.pgd import PGD
-
     clean = _predict(module, data.features, data.extra)
     reference = data.labels if settings.attack_target == "labels" else clean
     targeted = settings.targeted_class is not None
@@ -191,14 +189,22 @@ def probe_model(
     inputs = data.audio if waveform_domain else data.features
     spread = float(inputs.std())
     eta = None if settings.eta is None else settings.eta * spread
-    fgsm = SpsaFGSM(eta=eta, targeted=targeted, seed=settings.seed) if black_box else FGSM(eta=eta, targeted=targeted)
+    fgsm = (SpsaFGSM(eta=eta, targeted=targeted, seed=settings.seed) if black_box
+            else probe_class("fgsm")(eta=eta, targeted=targeted))
     grid = [eps * spread for eps in settings.grid]
     adversarial: list[list[torch.Tensor]] = [[] for _ in grid]
     pgd_batches: list[torch.Tensor] = []
     pgd = None
     if settings.pgd_eps is not None and not black_box:
-        pgd = PGD(settings.pgd_eps * spread, steps=settings.pgd_steps, targeted=targeted, seed=settings.seed,
-                  step_size=None if settings.pgd_step_size is None else settings.pgd_step_size * spread)
+        pgd = probe_class("pgd")(settings.pgd_eps * spread, steps=settings.pgd_steps,
+                                 targeted=targeted, seed=settings.seed,
+                                 step_size=None if settings.pgd_step_size is None else settings.pgd_step_size * spread)
+    # Plugin probes run at PGD's radius (white-box only: they differentiate the model).
+    extra_eps = settings.pgd_eps if settings.pgd_eps is not None else max(settings.grid)
+    extra = [] if black_box else [
+        (name, probe_class(name)(eps=extra_eps * spread, targeted=targeted))
+        for name in settings.extra_probes]
+    extra_batches: list[list[torch.Tensor]] = [[] for _ in extra]
     labels = torch.from_numpy(reference).long()
     with observer.task(f"probing {len(inputs)} utterances ({settings.domain})", total=len(inputs)) as task:
         for start in range(0, len(inputs), BATCH):
@@ -208,12 +214,16 @@ def probe_model(
                 adversarial[k].append(result)
             if pgd is not None:
                 pgd_batches.append(pgd(bound, inputs[batch], labels[batch]))
+            for (_name, probe), parts in zip(extra, extra_batches):
+                parts.append(probe(bound, inputs[batch], labels[batch]))
             task.advance(len(inputs[batch]))
     rows = []
     runs: list[tuple[str, float, float, torch.Tensor, Probe]] = [
         ("fgsm", eps, raw, torch.cat(parts), fgsm) for eps, raw, parts in zip(settings.grid, grid, adversarial)]
     if pgd is not None and settings.pgd_eps is not None:
         runs.append(("pgd", settings.pgd_eps, pgd.eps, torch.cat(pgd_batches), pgd))
+    runs += [(name, extra_eps, extra_eps * spread, torch.cat(parts), probe)
+             for (name, probe), parts in zip(extra, extra_batches)]
     for method, eps, raw, perturbed, probe in runs:
         features = _features(frontend, perturbed) if waveform_domain else perturbed
         predicted = _predict(module, features, data.extra)

@@ -7,7 +7,7 @@ in eval mode, runs ``perturb`` and restores the model's mode in ``finally``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -65,3 +65,23 @@ class Probe(ABC):
 def check_eps(name: str, values: list[float]) -> None:
     if not values or any(not (0.0 <= v < float("inf")) for v in values):
         raise ConfigError(f"{name} must be non-negative finite numbers (got {values})")
+
+
+PROBE_GROUP = "ser_audit.probes"
+
+
+def probes() -> dict[str, Any]:
+    """Every registered probe class by name (entry points ``ser_audit.probes``: the bundled ``fgsm``
+    and ``pgd``, and any plugin's). A plugin probe takes the radius as ``eps`` and ``targeted``."""
+    from ser_audit.plugins import load_plugins
+
+    return load_plugins(PROBE_GROUP, kind="probe")
+
+
+def probe_class(name: str) -> Any:
+    """The class registered as ``name`` (its constructor is the plugin's own, so it is typed Any)."""
+    available = probes()
+    if name not in available:
+        raise ConfigError(f"--probe {name!r}: choose one of {', '.join(sorted(available))} "
+                          "(probes register through the ser_audit.probes entry points)")
+    return available[name]
