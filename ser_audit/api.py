@@ -40,9 +40,19 @@ __all__ = [
 
 
 def _config(source: AuditConfig | ModelSource | str, options: dict[str, Any]) -> AuditConfig:
-    if isinstance(source, AuditConfig):
-        return AuditConfig.create(**{**dict(source), **options}) if options else source
-    return AuditConfig.create(source, **options)
+    """A new config from the model and options, or ``source`` with ``options`` applied: probe options
+    merge into its own, and a ``quick`` given again re-derives what follows from it."""
+    if not isinstance(source, AuditConfig):
+        return AuditConfig.create(source, **options)
+    if not options:
+        return source
+    base = dict(source)
+    probes = source.probes.model_dump()
+    if "quick" in options:
+        base = {key: value for key, value in base.items() if key not in ("permutations", "attacker_epochs")}
+        probes.pop("pgd_steps")
+    base["probes"] = {**probes, **dict(options.pop("probes", None) or {})}
+    return AuditConfig.create(**{**base, **options})
 
 
 def leakage_audit(source: AuditConfig | ModelSource | str, *, command: Sequence[str] = (),

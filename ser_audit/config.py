@@ -121,7 +121,10 @@ class AuditConfig(_Frozen):
         if probes.get("pgd_steps") is None:
             probes["pgd_steps"] = 3 if quick else 10
         if probes.get("grid") is not None:
-            probes["grid"] = tuple(sorted(set(probes["grid"]) | {0.0}))
+            try:
+                probes["grid"] = tuple(sorted({float(eps) for eps in probes["grid"]} | {0.0}))
+            except (TypeError, ValueError):
+                raise ConfigError(f"--eps {probes['grid']!r}: give numbers, e.g. 0,0.02,0.04") from None
         values["probes"] = {key: value for key, value in probes.items() if value is not None or key in _NULLABLE}
         values["scenarios"] = choices(values.get("scenarios", SCENARIOS), SCENARIOS, "--scenarios", allow_empty=True)
         values["attackers"] = choices(values.get("attackers", ATTACKER_KINDS), ATTACKER_KINDS, "--attackers")
@@ -148,10 +151,10 @@ class AuditConfig(_Frozen):
             return cls(model=model, **options)
         except ValidationError as error:
             first = error.errors()[0]
-            where = [str(part) for part in first["loc"] if str(part) != "probes"]
-            flag = "--" + (where[-1] if where else "config").replace("_", "-")
-            value = first.get("input")
-            raise ConfigError(f"{flag} {value!r}: {first['msg'].lower()}") from None
+            where = [str(part) for part in first["loc"]]
+            field = where[1] if where[:1] == ["probes"] and len(where) > 1 else where[0] if where else "config"
+            flag = _FLAGS.get(field, "--" + field.replace("_", "-"))
+            raise ConfigError(f"{flag} {first.get('input')!r}: {first['msg'].lower()}") from None
 
     @property
     def at_eps_resolved(self) -> float:
@@ -159,6 +162,9 @@ class AuditConfig(_Frozen):
 
 
 _NULLABLE = {"eta", "pgd_eps", "pgd_step_size", "targeted_class"}
+# Config fields whose CLI flag is not their own name.
+_FLAGS = {"model": "MODEL", "hardened": "--hardened", "corpus": "--corpus", "aux_corpus": "--aux-corpus",
+          "targeted_class": "--targeted", "grid": "--eps", "extra_probes": "--probe"}
 
 
 def choices(text: str | Sequence[str], allowed: Sequence[str], flag: str, *, allow_empty: bool = False) -> tuple[str, ...]:
@@ -167,6 +173,8 @@ def choices(text: str | Sequence[str], allowed: Sequence[str], flag: str, *, all
     From the CLI (a string) an empty choice is refused; an empty sequence (API only) may mean
     "none of them" where ``allow_empty``.
     """
+    if not isinstance(text, (str, list, tuple)) or not all(isinstance(v, str) for v in text):
+        raise ConfigError(f"{flag} {text!r}: use a comma-separated subset of {','.join(allowed)}")
     values = [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
     wrong = [v for v in values if v not in allowed]
     if wrong or not (values or (allow_empty and not isinstance(text, str))):

@@ -72,3 +72,51 @@ def test_seen_speakers_count_every_training_stage_on_the_audit_corpus(tmp_path: 
     trained_here = {"training_corpus_sha256": digest, "training_speakers": speakers[3:5]}
     assert seen_speakers(trained_here, corpus) == speakers[3:5]
     assert seen_speakers({"training_corpus_sha256": "other"}, corpus) == [] and seen_speakers(None, corpus) == []
+
+
+def test_overrides_on_a_config_merge_probe_options_and_rederive_quick() -> None:
+    from ser_audit.api import _config, _probe_options
+
+    config = AuditConfig.create("m.onnx", probes={"grid": (0.05,), "pgd_eps": None})
+    quick = _config(config, {"quick": True})
+    assert (quick.permutations, quick.attacker_epochs, quick.probes.pgd_steps) == (199, 3, 3)
+    white_box = _config(config, _probe_options(None, "white-box", {}))
+    assert white_box.probes.gradient == "white-box" and white_box.probes.grid == (0.0, 0.05)
+    assert white_box.probes.pgd_eps is None
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"corpus": 1}, "--corpus 1"),
+    ({"aux_corpus": 1}, "--aux-corpus 1"),
+    ({"probes": {"targeted_class": 3}}, "--targeted 3"),
+    ({"probes": {"grid": ("a",)}}, "--eps"),
+    ({"scenarios": None}, "--scenarios None"),
+])
+def test_api_values_of_the_wrong_type_name_the_cli_flag(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        AuditConfig.create("m.onnx", **options)
+
+
+def test_flag_gates_come_first_and_the_policy_file_numbers_its_own_rules(tmp_path: Path) -> None:
+    from ser_audit.runner.verdict import decide, policies_of
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[leakage]]\nlayer = "fc*"\nmax_gap = 0.2\n')
+    config = AuditConfig.create("m.onnx", max_leakage=0.9, min_robust_uar=0.1, at_eps=0.02, policy=policy)
+    policies = policies_of(config, leakage=True, robustness=True)
+    assert [rule.name for rule in policies[0].leakage] == ["max-leakage"] and policies[0].robustness[0].at_eps == 0.02
+    assert policies[1].leakage[0].name is None
+    from ser_audit.report.model import Report
+
+    empty = Report.model_construct(leakage=None, robustness=None, scores=None)
+    names = [gate.name for gate in decide(policies, empty)]
+    assert names[-1] == "policy leakage[1] layer=fc* scenario=* matches a row"
+    with pytest.raises(ConfigError, match="--at-eps 0.03 is not on the FGSM grid"):
+        policies_of(AuditConfig.create("m.onnx", min_robust_uar=0.1, at_eps=0.03), leakage=False, robustness=True)
+
+
+def test_a_wrong_executor_fails_before_any_work(tmp_path: Path) -> None:
+    from ser_audit.api import leakage_audit
+
+    with pytest.raises(ConfigError, match="--executor 'dask'"):
+        leakage_audit(str(tmp_path / "missing.onnx"), executor="dask", cache_dir=tmp_path)

@@ -162,8 +162,10 @@ def _run_stages(
     stages = reference.stages
     for number, stage in enumerate(stages, start=1):
         stage_corpus = corpora[stage.corpus]
-        rows = train_index if stage_corpus is corpus else np.arange(len(stage_corpus))
-        names, targets = _targets(stage_corpus, stage, rows, emotions if stage_corpus is corpus else None)
+        # By content: another name for the same data (synthetic = iemocap-like) must not see the held-out session.
+        final_corpus = stage_corpus is corpus or stage_corpus.manifest_sha256() == corpus.manifest_sha256()
+        rows = train_index if final_corpus else np.arange(len(stage_corpus))
+        names, targets = _targets(stage_corpus, stage, rows, emotions if final_corpus else None)
         rows = rows[targets[rows].numpy() >= 0]
         module = _stage_module(reference, len(names), module, rebuild=names != classes)
         classes = names

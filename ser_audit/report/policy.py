@@ -93,11 +93,6 @@ class Policy(_Strict):
     scores: ScoreRule | None = None
     regression: RegressionRule | None = None
 
-    def plus(self, other: Policy) -> Policy:
-        """Both policies' rules (scores and regression from ``other`` where it has them)."""
-        return Policy(leakage=[*self.leakage, *other.leakage], robustness=[*self.robustness, *other.robustness],
-                      scores=other.scores or self.scores, regression=other.regression or self.regression)
-
 
 def flag_policy(*, max_leakage: float | None = None, max_gap: float | None = None, min_robust_uar: float | None = None,
                 at_eps: float | None = None) -> Policy:

@@ -7,34 +7,33 @@ from typing import Sequence
 from ser_audit.config import AuditConfig
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import HardeningEffect, LeakageResult, Report
-from ser_audit.report.policy import evaluate
 from ser_audit.report.scoring import score
 from ser_audit.runner.leakage import run_leakage
 from ser_audit.runner.provenance import now
 from ser_audit.runner.robustness import probe_settings, run_robustness
 from ser_audit.runner.sources import Loader
-from ser_audit.runner.verdict import policy_of
+from ser_audit.runner.verdict import decide, policies_of
 
 
 def leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: ProgressObserver = NULL_OBSERVER) -> Report:
-    policy = policy_of(config, leakage=True, robustness=False)
+    policies = policies_of(config, leakage=True, robustness=False)
     report = run_leakage(config, command=command, observer=observer)
-    report.gates = evaluate(policy, report)
+    report.gates = decide(policies, report)
     return report
 
 
 def robustness(config: AuditConfig, *, command: Sequence[str] = (),
                observer: ProgressObserver = NULL_OBSERVER) -> Report:
-    policy = policy_of(config, leakage=False, robustness=True)
+    policies = policies_of(config, leakage=False, robustness=True)
     report = run_robustness(config, command=command, observer=observer)
-    report.gates = evaluate(policy, report)
+    report.gates = decide(policies, report)
     return report
 
 
 def audit(config: AuditConfig, *, command: Sequence[str] = (), observer: ProgressObserver = NULL_OBSERVER) -> Report:
     """Leakage and robustness in one report; with ``config.hardened``, also how hardening moved each
     layer's leakage (the linear probe's, layer by layer) and its robustness."""
-    policy = policy_of(config, leakage=True, robustness=True)
+    policies = policies_of(config, leakage=True, robustness=True)
     probe_settings(config)  # a bad eps grid fails before the leakage study runs
     loader = Loader(config, observer)
     report = run_leakage(config, command=command, observer=observer, loader=loader)
@@ -46,7 +45,7 @@ def audit(config: AuditConfig, *, command: Sequence[str] = (), observer: Progres
                                                     loader=loader).robustness
         _hardening_effect(config, report, observer, loader)
     score(report)
-    report.gates = evaluate(policy, report)
+    report.gates = decide(policies, report)
     report.finished = now()
     return report
 

@@ -112,11 +112,13 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
     whole report.
     """
     from ser_audit.embeddings.extract import extract
+    from ser_audit.execution import executor
     from ser_audit.leakage.inference import SpeakerPermutations
     from ser_audit.leakage.runner import attack_units, probe_layers
 
     created = now()
     sources.check_device(config.device)
+    executor(config.executor)  # a wrong --executor fails before any work
     inputs = load_inputs(config, loader or sources.Loader(config, observer))
     cache, seed, corpus = sources.cache_of(config), config.seed, inputs.corpus
     maps = [layer.name for layer in inputs.attacked] if inputs.run_scenarios else []

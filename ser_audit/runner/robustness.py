@@ -18,9 +18,12 @@ if TYPE_CHECKING:
 
 
 def probe_settings(config: AuditConfig) -> "ProbeSettings":
-    """The probes' settings, checked (a bad grid fails here, before any work)."""
+    """The probes' settings, checked (a bad grid or --probe fails here, before any work)."""
     from ser_audit.robustness.evaluate import ProbeSettings
+    from ser_audit.robustness.interface import probe_class
 
+    for name in config.probes.extra_probes:
+        probe_class(name)
     return ProbeSettings(**config.probes.model_dump(exclude={"gradient"}), seed=config.seed)
 
 

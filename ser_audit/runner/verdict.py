@@ -1,14 +1,16 @@
-"""The one place gates are decided: the CLI's gate flags and the policy file, as one policy."""
+"""The one place gates are decided: the CLI's gate flags and the policy file, as policies of one engine."""
 
 from __future__ import annotations
 
 from ser_audit.config import AuditConfig
 from ser_audit.errors import ConfigError
-from ser_audit.report.policy import Policy, flag_policy, load_policy
+from ser_audit.report.model import Gate, Report
+from ser_audit.report.policy import Policy, evaluate, flag_policy, load_policy
 
 
-def policy_of(config: AuditConfig, *, leakage: bool, robustness: bool) -> Policy:
-    """The gate flags of the parts that run, then the policy file's rules.
+def policies_of(config: AuditConfig, *, leakage: bool, robustness: bool) -> list[Policy]:
+    """The gate flags of the parts that run, then the policy file (numbered on its own, so its gate
+    names do not depend on the flags).
 
     Read at the start of a run, so that a bad policy file or ``--at-eps`` fails before any work.
     """
@@ -19,4 +21,8 @@ def policy_of(config: AuditConfig, *, leakage: bool, robustness: bool) -> Policy
     flags = flag_policy(max_leakage=config.max_leakage if leakage else None,
                         max_gap=config.max_gap if leakage else None,
                         min_robust_uar=config.min_robust_uar if robustness else None, at_eps=config.at_eps_resolved)
-    return flags.plus(load_policy(config.policy)) if config.policy is not None else flags
+    return [flags, *([load_policy(config.policy)] if config.policy is not None else [])]
+
+
+def decide(policies: list[Policy], report: Report) -> list[Gate]:
+    return [gate for policy in policies for gate in evaluate(policy, report)]
