@@ -24,3 +24,12 @@ def load_plugins(group: str, *, kind: str, strict: bool = False) -> dict[str, An
                 raise ConfigError(f"{kind} plugin {entry.name!r} ({entry.value}) failed to load: {error}") from error
             warnings.warn(f"skipping {kind} plugin {entry.name!r} ({entry.value}): {error}", stacklevel=3)
     return found
+
+
+def registered(group: str, name: str, *, kind: str, flag: str) -> Any:
+    """The object registered as ``name`` under ``group``, or a ConfigError naming ``flag`` and the choices."""
+    available = load_plugins(group, kind=kind)
+    if name not in available:
+        raise ConfigError(f"{flag} {name!r}: choose one of {', '.join(sorted(available))} "
+                          f"(or register a {kind} under the {group} entry points)")
+    return available[name]

@@ -61,5 +61,5 @@ def test_executors_are_registered_plugins() -> None:
 
     assert {"local", "ray"} <= set(executors())
     assert list(executor("local").map(lambda job: job * 2, [1, 2, 3])) == [2, 4, 6]
-    with pytest.raises(ConfigError, match="--executor 'dask': use one of local, ray"):
+    with pytest.raises(ConfigError, match="--executor 'dask': choose one of local, ray"):
         executor("dask")

@@ -18,9 +18,6 @@ def executors() -> dict[str, type[Executor]]:
 
 
 def executor(name: str) -> Executor:
-    from ser_audit.errors import ConfigError
+    from ser_audit.plugins import registered
 
-    available = executors()
-    if name not in available:
-        raise ConfigError(f"--executor {name!r}: use one of {', '.join(sorted(available))}")
-    return available[name]()
+    return registered(EXECUTOR_GROUP, name, kind="executor", flag="--executor")()

@@ -70,18 +70,10 @@ def check_eps(name: str, values: list[float]) -> None:
 PROBE_GROUP = "ser_audit.probes"
 
 
-def probes() -> dict[str, Any]:
-    """Every registered probe class by name (entry points ``ser_audit.probes``: the bundled ``fgsm``
-    and ``pgd``, and any plugin's). A plugin probe takes the radius as ``eps`` and ``targeted``."""
-    from ser_audit.plugins import load_plugins
-
-    return load_plugins(PROBE_GROUP, kind="probe")
-
-
 def probe_class(name: str) -> Any:
-    """The class registered as ``name`` (its constructor is the plugin's own, so it is typed Any)."""
-    available = probes()
-    if name not in available:
-        raise ConfigError(f"--probe {name!r}: choose one of {', '.join(sorted(available))} "
-                          "(probes register through the ser_audit.probes entry points)")
-    return available[name]
+    """The probe class registered as ``name`` under ``ser_audit.probes`` (the bundled ``fgsm`` and ``pgd``,
+    and any plugin's, which takes the radius as ``eps`` and ``targeted``); its constructor is the
+    plugin's own, so it is typed Any."""
+    from ser_audit.plugins import registered
+
+    return registered(PROBE_GROUP, name, kind="probe", flag="--probe")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ser_audit.errors import ConfigError
 from ser_audit.report.model import Report
 
 
@@ -26,7 +25,7 @@ def renderers() -> dict[str, type[Renderer]]:
 
 
 def renderer_for(name: str) -> Renderer:
-    available = renderers()
-    if name not in available:
-        raise ConfigError(f"--format {name!r}: choose one of {', '.join(sorted(available))}")
-    return available[name]()
+    from ser_audit.plugins import registered
+
+    renderer: Renderer = registered(RENDERER_GROUP, name, kind="renderer", flag="--format")()
+    return renderer
