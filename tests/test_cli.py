@@ -123,11 +123,15 @@ def test_report_on_stdout(run_cli, onnx_model, manifest) -> None:
     assert json.loads(result.stdout)["leakage"]["results"][0]["layer"] == "pool4"
 
 
-def test_listing_commands_print_json(run_cli, onnx_model, manifest) -> None:
+def test_listing_commands_print_json(run_cli, onnx_model, manifest, tmp_path) -> None:
     layers = json.loads(run_cli("layers", str(onnx_model), "--json").stdout)
     assert [layer["name"] for layer in layers][:3] == ["conv1", "relu1", "pool1"]
-    zoo = json.loads(run_cli("zoo", "list", "--json").stdout)
-    assert {"cnn4", "vgg16"} <= {row["name"] for row in zoo}
+    zoo = {row["name"]: row for row in json.loads(run_cli("zoo", "list", "--json", "--cache-dir", str(tmp_path)).stdout)}
+    assert {"cnn4", "vgg16", "resnet20", "resnet20-finetune", "resnet20-adapter"} <= set(zoo)
+    # Built to count its parameters; nothing trained in an empty cache, so no held-out figures yet.
+    assert all(row["parameters"] > 10_000 and row["stages"][-1]["target"] == "emotion" for row in zoo.values())
+    assert [stage["corpus"] for stage in zoo["resnet20-adapter"]["stages"]] == ["voxceleb-like", "iemocap-like"]
+    assert not zoo["cnn4"]["trained"] and zoo["cnn4"]["held_out_uar"] is None and "log_mel" in zoo["cnn4"]["input"]
     corpora = json.loads(run_cli("corpus", "list", "--json").stdout)
     assert {"synthetic", "iemocap-like", "ravdess-like"} <= {row["name"] for row in corpora}
     info = json.loads(run_cli("corpus", "info", str(manifest), "--json").stdout)

@@ -16,13 +16,17 @@ app = typer.Typer(help="Bundled reference models.", no_args_is_help=True)
 
 
 @app.command("list")
-def list_command(json_output: options.JsonOption = False) -> None:
-    """Reference models installed through the ser_audit.models entry point."""
-    rows = api.reference_model_table()
+def list_command(json_output: options.JsonOption = False, cache_dir: options.CacheDirOption = None,
+                 seed: options.SeedOption = 0) -> None:
+    """Reference models installed through the ser_audit.models entry point (held-out UAR once trained)."""
+    rows = api.reference_model_table(cache_dir=cache_dir, seed=seed)
     if json_output:
         print_json(rows)
         return
-    print_table("reference models", ["name", "paper", "description"], [(r["name"], r["paper"], r["description"]) for r in rows])
+    print_table("reference models", ["name", "paper", "parameters", "held-out UAR", "description"],
+                [(r["name"], r["paper"], f"{r['parameters']:,}",
+                  "not trained yet" if r["held_out_uar"] is None else f"{r['held_out_uar']:.3f}", r["description"])
+                 for r in rows])
 
 
 @app.command("train")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -107,6 +108,7 @@ def train_reference(
     one trained without them. ``corpora`` supplies loaded corpora by stage corpus name (tests
     pass tiny ones); the others are resolved like ``--corpus``.
     """
+    started = time.perf_counter()
     stages = reference.stages
     loaded = dict(corpora or {})
     for name in dict.fromkeys(stage.corpus for stage in stages):
@@ -143,6 +145,8 @@ def train_reference(
         "training_corpus_sha256": records[-1]["corpus_sha256"],
         "training_speakers": records[-1]["speakers"],
         "stages": records,
+        # Wall time including corpus synthesis and feature extraction (what a first `zoo:` use costs).
+        "training_seconds": round(time.perf_counter() - started, 1),
     }
     return TrainedModel(reference, module, spec, metrics, seed)
 

@@ -30,11 +30,39 @@ def list_layers(source: ModelSource, *, cache_dir: Path | None = None, seed: int
     return layer_rows(model)
 
 
-def reference_model_table() -> list[dict[str, str]]:
-    from ser_audit.models.zoo import reference_models
+def reference_model_table(*, cache_dir: Path | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """Every reference model: what it is, its input and size, its training data, and, where it is
+    already trained in the cache, its held-out UAR, training speakers and training time."""
+    import json
 
-    return [{"name": m.name, "paper": m.paper, "description": m.description, "version": str(m.version)}
-            for m in sorted(reference_models().values(), key=lambda m: m.name)]
+    import torch
+
+    from ser_audit.corpus.synthetic.presets import PRESETS
+    from ser_audit.models.zoo import checkpoint_path, reference_models
+
+    cache = cache_dir or sources.default_cache_dir()
+    rows = []
+    for model in sorted(reference_models().values(), key=lambda m: m.name):
+        features = model.frontend.features
+        final = model.stages[-1].corpus
+        classes = len(PRESETS[final].emotions) if final in PRESETS else len(model.frontend.emotions) or 4
+        path = checkpoint_path(cache, model, seed)
+        metrics: dict[str, Any] = {}
+        if path.is_file():
+            metrics = json.loads(torch.load(str(path), map_location="cpu", weights_only=True)["metrics"])
+        rows.append({
+            "name": model.name, "paper": model.paper, "description": model.description, "version": str(model.version),
+            "input": f"{features.kind}, {model.frontend.sample_rate} Hz, {model.frontend.duration_s} s, "
+                     f"layout {model.frontend.layout}",
+            "inputs": [model.frontend.input_name, *(extra.name for extra in model.frontend.extra_inputs)],
+            "parameters": sum(p.numel() for p in model.build(n_classes=classes, **model.config).parameters()),
+            "stages": [{"target": stage.target, "corpus": stage.corpus, "epochs": stage.epochs} for stage in model.stages],
+            "trained": path.is_file(),
+            "held_out_uar": metrics.get("held_out_uar"),
+            "training_speakers": metrics.get("training_speakers"),
+            "training_seconds": metrics.get("training_seconds"),
+        })
+    return rows
 
 
 def train_reference_model(name: str, out: Path, *, seed: int = 0, cache_dir: Path | None = None,
