@@ -191,28 +191,23 @@ RESNET20_ENTRY = ReferenceModel(
     version=1,
 )
 
-RESNET20_FINETUNE_ENTRY = ReferenceModel(
+# The two pretrained variants differ from the plain model only in name, recipe and (adapters) config.
+RESNET20_FINETUNE_ENTRY = replace(
+    RESNET20_ENTRY,
     name="resnet20-finetune",
-    paper=PAPER,
-    description=f"ResNet-20 pretrained on speaker ID (voxceleb-like), every parameter fine-tuned on emotion; {SCALING}",
-    build=build,
     config=dict(CONFIG),
-    frontend=SPECTROGRAM_P1,
+    description=f"ResNet-20 pretrained on speaker ID (voxceleb-like), every parameter fine-tuned on emotion; {SCALING}",
     training=(SPEAKER_ID, EMOTION),
-    version=1,
 )
 
-RESNET20_ADAPTER_ENTRY = ReferenceModel(
+RESNET20_ADAPTER_ENTRY = replace(
+    RESNET20_ENTRY,
     name="resnet20-adapter",
-    paper=PAPER,
     description=f"ResNet-20 pretrained on speaker ID (voxceleb-like), residual adapters + batch norms trained on emotion "
     f"with the shared filters frozen; {SCALING}",
-    build=build,
     config={**CONFIG, "adapters": True},
-    frontend=SPECTROGRAM_P1,
     training=(
         replace(SPEAKER_ID, groups=(ParameterGroup(ADAPTERS, frozen=True),)),
         replace(EMOTION, groups=(ParameterGroup(SHARED_FILTERS, frozen=True),)),
     ),
-    version=1,
 )
