@@ -164,7 +164,11 @@ def test_adapter_stage_keeps_the_pretrained_filters_bit_for_bit(corpora: dict[st
         assert not pretrained[name].any() and adapted[name].any()  # zero (frozen) in stage 1, trained in stage 2
     for name in ("bn1.weight", "stage3.2.bn2.weight", "fc.weight"):
         assert not torch.equal(pretrained[name], adapted[name])
-    assert [s["target"] for s in trained.metrics["stages"]] == ["speaker", "emotion"]
+    speaker_stage, emotion_stage = trained.metrics["stages"]
+    assert [speaker_stage["target"], emotion_stage["target"]] == ["speaker", "emotion"]
+    # One utterance of each of the 12 speakers held out of speaker ID, and measured on.
+    assert speaker_stage["n_held_out"] == 12 and speaker_stage["n_train"] == 12 and speaker_stage["chance"] == 1 / 12
+    assert 0.0 <= speaker_stage["held_out_accuracy"] <= 1.0 and "held_out_accuracy" not in emotion_stage
 
     # The same seed pretrains resnet20-finetune's backbone to the same values: one backbone recipe.
     finetune_built: list[tuple[nn.Module, dict[str, torch.Tensor]]] = []

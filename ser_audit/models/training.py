@@ -169,6 +169,8 @@ def _run_stages(
         # By content: another name for the same data (synthetic = iemocap-like) must not see the held-out session.
         final_corpus = stage_corpus is corpus or stage_corpus.manifest_sha256() == corpus.manifest_sha256()
         rows = train_index if final_corpus else np.arange(len(stage_corpus))
+        held_out = _speaker_held_out(stage_corpus, rows) if stage.target == "speaker" else np.array([], dtype=np.int64)
+        rows = np.setdiff1d(rows, held_out)
         names, targets = _targets(stage_corpus, stage, rows, emotions if final_corpus else None)
         rows = rows[targets[rows].numpy() >= 0]
         module = _stage_module(reference, len(names), module, rebuild=names != classes)
@@ -176,12 +178,36 @@ def _run_stages(
         label = f"training zoo:{reference.name}" + (
             f" (stage {number}/{len(stages)}: {stage.target} on {stage_corpus.name})" if len(stages) > 1 else "")
         _train_stage(module, stage, inputs[stage.corpus], targets, len(names), rows, shuffle, observer, label)
-        records.append({
+        record: dict[str, Any] = {
             "target": stage.target, "corpus": stage_corpus.name, "corpus_sha256": stage_corpus.manifest_sha256(),
             "n_train": int(len(rows)), "speakers": sorted({stage_corpus.utterances[i].speaker for i in rows}),
-        })
+        }
+        if len(held_out):
+            accuracy = _accuracy(module, inputs[stage.corpus], targets, held_out)
+            record.update(held_out_accuracy=accuracy, n_held_out=int(len(held_out)), chance=1 / len(names))
+            observer.note(f"zoo:{reference.name} stage {number}: speaker identification accuracy {accuracy:.3f} on "
+                          f"{len(held_out)} held-out utterances of {len(names)} speakers (chance {1 / len(names):.3f})")
+        records.append(record)
     assert module is not None  # a recipe has at least one stage
     return module, records
+
+
+def _speaker_held_out(corpus: Corpus, rows: np.ndarray) -> np.ndarray:
+    """Utterances kept out of a speaker-identification stage to measure it: the last fifth
+    (at least one) of each speaker's utterances, in corpus order, for speakers with two or more."""
+    by_speaker: dict[str, list[int]] = {}
+    for row in rows:
+        by_speaker.setdefault(corpus.utterances[row].speaker, []).append(int(row))
+    held_out = [row for own in by_speaker.values() if len(own) > 1 for row in own[-max(1, len(own) // 5):]]
+    return np.array(sorted(held_out), dtype=np.int64)
+
+
+def _accuracy(module: nn.Module, inputs: list[torch.Tensor], targets: torch.Tensor, rows: np.ndarray) -> float:
+    module.eval()
+    index = torch.from_numpy(rows)
+    with torch.no_grad():
+        predicted = torch.cat([module(*(t[index[k : k + 64]] for t in inputs)).argmax(1) for k in range(0, len(index), 64)])
+    return float((predicted == targets[index]).float().mean())
 
 
 def _targets(corpus: Corpus, stage: Stage, rows: np.ndarray, emotions: list[str] | None) -> tuple[list[str], torch.Tensor]:
