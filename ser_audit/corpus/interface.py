@@ -28,6 +28,7 @@ class Utterance:
         session: Recording session, used for leave-one-session-out folds.
         spontaneity: ``"improvised"`` / ``"scripted"`` where the corpus has it.
         sentence: Sentence (text) id where the corpus has it.
+        text: The transcript where the corpus has one (a ``text`` manifest column).
         extra: Any further metadata, kept as given.
     """
 
@@ -39,6 +40,7 @@ class Utterance:
     session: str | None = None
     spontaneity: str | None = None
     sentence: str | None = None
+    text: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def manifest_row(self, root: Path | None = None) -> dict[str, Any]:
@@ -53,6 +55,8 @@ class Utterance:
             "spontaneity": self.spontaneity,
             "sentence": self.sentence,
         }
+        if self.text is not None:  # only then, so untranscribed corpora keep their manifest hash
+            row["text"] = self.text
         row.update(self.extra)
         return row
 

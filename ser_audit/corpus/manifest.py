@@ -11,7 +11,8 @@ from ser_audit.corpus.interface import Corpus, Utterance
 from ser_audit.errors import CorpusError
 
 REQUIRED_COLUMNS = ("path", "speaker", "gender", "emotion")
-_KNOWN_COLUMNS = {"id", "path", "speaker", "gender", "emotion", "session", "fold", "split", "spontaneity", "sentence"}
+_KNOWN_COLUMNS = {"id", "path", "speaker", "gender", "emotion", "session", "fold", "split", "spontaneity", "sentence",
+                  "text"}
 _GENDER_SPELLINGS = {"f": "female", "female": "female", "w": "female", "woman": "female",
                      "m": "male", "male": "male", "man": "male"}
 
@@ -93,6 +94,7 @@ def load_manifest(path: Path, *, name: str | None = None) -> Corpus:
                 session=str(session) if session else None,
                 spontaneity=(row.get("spontaneity") or None),
                 sentence=(str(row["sentence"]) if row.get("sentence") else None),
+                text=(str(row["text"]) if row.get("text") not in (None, "") else None),
                 extra={k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and v not in (None, "")},
             )
         )

@@ -15,7 +15,15 @@ from scipy import stats
 
 from ser_audit.corpus.audio import write_wav
 from ser_audit.corpus.interface import Corpus
-from ser_audit.corpus.synthetic.voice import EMOTIONS, SAMPLE_RATE, Channel, Speaker, synthesise, with_expressiveness
+from ser_audit.corpus.synthetic.voice import (
+    EMOTIONS,
+    SAMPLE_RATE,
+    Channel,
+    Speaker,
+    synthesise,
+    transcript,
+    with_expressiveness,
+)
 from ser_audit.errors import ConfigError
 from ser_audit.files import publish
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
@@ -24,6 +32,8 @@ from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 SYNTH_VERSION = 4
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("id", "path", "speaker", "gender", "emotion", "session", "spontaneity", "sentence")
+# Transcribed presets add the text of each utterance (the other presets' manifests stay as they were).
+TEXT_COLUMN = "text"
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,9 @@ class Preset:
         trait_spread: Scales the within-gender spread of F0 and vocal-tract length (1 = typical).
         n_channels: When set, each utterance is recorded on one of this many channels shared
             across speakers (in-the-wild video), rather than one channel per session or speaker.
+        syllables: Fewest and most syllables of a sentence (drawn per sentence, evenly).
+        transcribed: Each utterance has its own sentence (read speech, no scripted pool and no
+            improvisation), and the manifest gets its transcript in a ``text`` column.
     """
 
     name: str
@@ -58,6 +71,8 @@ class Preset:
     bright_channel: bool
     trait_spread: float = 1.0
     n_channels: int | None = None
+    syllables: tuple[int, int] = (6, 12)
+    transcribed: bool = False
 
 
 # P0's IEMOCAP four-class counts: neutral 1708, angry 1103, sad 1084, happy 595.
@@ -110,7 +125,33 @@ VOXCELEB_LIKE = Preset(
     n_channels=6,
 )
 
-PRESETS: dict[str, Preset] = {preset.name: preset for preset in (IEMOCAP_LIKE, RAVDESS_LIKE, VOXCELEB_LIKE)}
+# P3 trains its recogniser on LibriSpeech (read audiobooks): many speakers, each sentence read once,
+# transcribed. Speakers 1-40 are ``train`` and 41-48 ``test`` (LibriSpeech's split into
+# speaker-disjoint parts); sentences are shorter than the emotional presets' so that every one
+# fits a 3 s input whole. Speech is neutral (the corpus carries no emotion).
+LIBRISPEECH_LIKE = Preset(
+    name="librispeech-like",
+    description="transcribed read speech: 48 speakers (24 female, 24 male; 40 train, 8 test), a new sentence per "
+    "utterance of 3-7 syllables, 8 shared channels, neutral",
+    speakers=tuple(
+        (f"reader{k:03d}", "female" if k % 2 else "male", "train" if k <= 40 else "test") for k in range(1, 49)
+    ),
+    emotions={"neutral": 1.0},
+    per_speaker=24,
+    n_sentences=0,
+    spontaneity=False,
+    expressiveness=0.7,
+    channel_seed=53,
+    bright_channel=True,
+    trait_spread=1.3,
+    n_channels=8,
+    syllables=(3, 7),
+    transcribed=True,
+)
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset for preset in (IEMOCAP_LIKE, RAVDESS_LIKE, VOXCELEB_LIKE, LIBRISPEECH_LIKE)
+}
 
 
 def get_preset(name: str) -> Preset:
@@ -208,8 +249,8 @@ def plan_corpus(preset: Preset, *, seed: int, per_speaker: int | None = None) ->
                 spontaneity = "improvised" if u_index % 2 == 0 else "scripted"
             else:
                 spontaneity = None
-            if spontaneity == "improvised":
-                sentence = f"impro_{speaker.id}_{u_index:03d}"
+            if spontaneity == "improvised" or preset.transcribed:
+                sentence = f"{'read' if preset.transcribed else 'impro'}_{speaker.id}_{u_index:03d}"
             else:
                 sentence = f"sentence{u_index % preset.n_sentences:02d}"
             rows.append(
@@ -228,14 +269,20 @@ def plan_corpus(preset: Preset, *, seed: int, per_speaker: int | None = None) ->
     return rows
 
 
+def _sentence(preset: Preset, sentence: str) -> tuple[int, int]:
+    """The sentence's seed (its phonetic content) and its number of syllables."""
+    sentence_seed = int(hashlib.sha256(sentence.encode()).hexdigest()[:12], 16)
+    fewest, most = preset.syllables
+    return sentence_seed, int(fewest + np.random.default_rng(sentence_seed).integers(0, most - fewest + 1))
+
+
 def _render(preset: Preset, row: dict) -> np.ndarray:
     rng = np.random.default_rng(row["seed"])
     speaker: Speaker = row["speaker"]
-    sentence_seed = int(hashlib.sha256(row["sentence"].encode()).hexdigest()[:12], 16)
-    n_syllables = 6 + np.random.default_rng(sentence_seed).integers(0, 7)
+    sentence_seed, n_syllables = _sentence(preset, row["sentence"])
     emotion = with_expressiveness(EMOTIONS[row["emotion"]], speaker, rng)
     channel = _session_channel(preset, row["session"], row["speaker_index"], row["channel"])
-    return synthesise(speaker, emotion, channel, sentence_seed=sentence_seed, n_syllables=int(n_syllables), rng=rng)
+    return synthesise(speaker, emotion, channel, sentence_seed=sentence_seed, n_syllables=n_syllables, rng=rng)
 
 
 def write_corpus(
@@ -263,11 +310,12 @@ def write_corpus(
                 task.advance()
         with open(staging / MANIFEST_NAME, "w", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(MANIFEST_COLUMNS)
+            writer.writerow(MANIFEST_COLUMNS + ((TEXT_COLUMN,) if preset.transcribed else ()))
             for row in rows:
+                text = [transcript(*_sentence(preset, row["sentence"]))] if preset.transcribed else []
                 writer.writerow(
                     [row["id"], row["path"], row["speaker"].id, row["speaker"].gender, row["emotion"],
-                     row["session"] or "", row["spontaneity"] or "", row["sentence"]]
+                     row["session"] or "", row["spontaneity"] or "", row["sentence"], *text]
                 )
         publish(staging, directory=True)
         if out.exists():

@@ -41,6 +41,12 @@ _BANDWIDTHS = np.array([70.0, 100.0, 140.0, 200.0])
 _CONSONANT_BANDS = ((3800.0, 7500.0), (1900.0, 5000.0), (900.0, 7500.0), (500.0, 4500.0))
 _CONSONANT_FILTERS = [signal.butter(4, band, btype="bandpass", fs=SAMPLE_RATE, output="sos") for band in _CONSONANT_BANDS]
 _REFERENCE_TRACT_CM = 17.5
+# Transcript symbols, one code point each: the IPA vowel of each row of ``VOWELS`` (heed, hid,
+# head, had, hod, hawed, hood, who'd, hud, heard) and a consonant per noise class of
+# ``_CONSONANT_BANDS``. A space separates words.
+VOWEL_SYMBOLS = ("i", "\u026a", "\u025b", "\u00e6", "\u0251", "\u0254", "\u028a", "u", "\u028c", "\u025d")
+CONSONANT_SYMBOLS = ("s", "\u0283", "f", "t")
+WORD_BOUNDARY = " "
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,24 @@ def _syllable_plan(sentence_rng: np.random.Generator, n_syllables: int) -> tuple
     word_end = sentence_rng.random(n_syllables) < 0.3
     word_end[-1] = True
     return vowels, consonants, word_end
+
+
+def transcript(sentence_seed: int, n_syllables: int) -> str:
+    """The symbols ``synthesise`` speaks for this sentence: per syllable its consonant (if any), then
+    its vowel; words separated by a space. Fixed by the sentence, like the audio's phonetic content.
+
+    Example:
+        >>> transcript(7, 6)
+        'sɝ ʃʊʊʃʌɔu'
+    """
+    vowels, consonants, word_end = _syllable_plan(np.random.default_rng(sentence_seed), n_syllables)
+    words, word = [], ""
+    for vowel, consonant, last in zip(vowels, consonants, word_end):
+        word += (CONSONANT_SYMBOLS[consonant] if consonant >= 0 else "") + VOWEL_SYMBOLS[vowel]
+        if last:
+            words.append(word)
+            word = ""
+    return WORD_BOUNDARY.join(words)
 
 
 def _f0_track(n: int, syllable_centres: np.ndarray, rng: np.random.Generator, f0: float, range_semitones: float) -> np.ndarray:
@@ -271,4 +295,4 @@ def with_expressiveness(emotion: Emotion, speaker: Speaker, rng: np.random.Gener
     return emotion.scaled(speaker.expressiveness * rng.uniform(0.7, 1.3))
 
 
-__all__ = ["Channel", "EMOTIONS", "Emotion", "SAMPLE_RATE", "Speaker", "synthesise", "with_expressiveness"]
+__all__ = ["Channel", "EMOTIONS", "Emotion", "SAMPLE_RATE", "Speaker", "synthesise", "transcript", "with_expressiveness"]
