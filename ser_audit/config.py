@@ -27,6 +27,8 @@ DEFAULT_CORPUS = "synthetic"
 DEFAULT_AUX_CORPUS = "ravdess-like"
 # P2's FGSM grid, relative to the input's spread.
 DEFAULT_EPS_GRID = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1)
+# Seeds reach numpy, scikit-learn and torch; scikit-learn's random_state takes 32 bits.
+MAX_SEED = 2**32 - 1
 
 
 class _Frozen(BaseModel):
@@ -90,7 +92,7 @@ class AuditConfig(_Frozen):
     attackers: tuple[str, ...] = Field(ATTACKER_KINDS, description="generic and/or application-aware attackers.")
     folds: int | None = Field(None, ge=2, description="Speaker-disjoint folds; None: leave-one-session-out, else 5.")
     sentence_disjoint: bool = False
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for synthesis, training and attackers (0 to 2**32 - 1).")
     quick: bool = False
     device: Literal["cpu", "cuda"] = "cpu"
     executor: str = "local"
@@ -125,6 +127,17 @@ class AuditConfig(_Frozen):
                 probes["grid"] = tuple(sorted({float(eps) for eps in probes["grid"]} | {0.0}))
             except (TypeError, ValueError):
                 raise ConfigError(f"--eps {probes['grid']!r}: give numbers, e.g. 0,0.02,0.04") from None
+            check_relative_eps("--eps", probes["grid"], allow_zero=True)
+            if max(probes["grid"]) == 0:
+                raise ConfigError("--eps: the grid holds no eps above 0 (only the clean input); give e.g. 0,0.02,0.04")
+        if isinstance(probes.get("pgd_eps"), (int, float)):
+            check_relative_eps("--pgd-eps", (probes["pgd_eps"],), allow_zero=False)
+        if isinstance(values.get("at_eps"), (int, float)):
+            check_relative_eps("--at-eps", (values["at_eps"],), allow_zero=True)
+        layers = values.get("layers")
+        if isinstance(layers, str) and not any(token.strip() for token in layers.split(",")):
+            raise ConfigError(f"--layers {layers!r} names no layer; give names, globs, indices, ranges (2-5) or all "
+                              "(`ser-audit layers MODEL` lists them), or leave --layers out for the default taps")
         values["probes"] = {key: value for key, value in probes.items() if value is not None or key in _NULLABLE}
         values["scenarios"] = choices(values.get("scenarios", SCENARIOS), SCENARIOS, "--scenarios", allow_empty=True)
         values["attackers"] = choices(values.get("attackers", ATTACKER_KINDS), ATTACKER_KINDS, "--attackers")
@@ -165,6 +178,17 @@ _NULLABLE = {"eta", "pgd_eps", "pgd_step_size", "targeted_class"}
 # Config fields whose CLI flag is not their own name.
 _FLAGS = {"model": "MODEL", "hardened": "--hardened", "corpus": "--corpus", "aux_corpus": "--aux-corpus",
           "targeted_class": "--targeted", "grid": "--eps", "extra_probes": "--probe"}
+
+
+def check_relative_eps(flag: str, values: Sequence[float], *, allow_zero: bool) -> None:
+    """Eps and radii are fractions of the input's spread: finite, at most 1, and above 0 (or 0 for the clean
+    point of a grid). Beyond 1 a perturbation swamps the signal and measures nothing about robustness."""
+    for value in values:
+        low_ok = value >= 0 if allow_zero else value > 0
+        if not (low_ok and value <= 1):  # also refuses nan
+            bound = "non-negative" if allow_zero else "above 0"
+            raise ConfigError(f"{flag} {value:g}: each value must be {bound} and at most 1 (a fraction of the "
+                              "input's spread), e.g. 0.02")
 
 
 def choices(text: str | Sequence[str], allowed: Sequence[str], flag: str, *, allow_empty: bool = False) -> tuple[str, ...]:

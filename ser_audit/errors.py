@@ -30,5 +30,9 @@ class LayerSelectionError(ModelError):
     """A layer pattern matches no tappable layer."""
 
 
+class OutputError(SerAuditError):
+    """An output path (--out, --junit) cannot be written: a file where a folder must go, or no permission."""
+
+
 class DependencyError(SerAuditError):
     """A required library is missing or cannot be imported (a mismatched compiled pair, say)."""

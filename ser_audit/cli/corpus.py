@@ -13,6 +13,7 @@ from ser_audit.cli.progress import STDERR, observer_for
 from ser_audit.cli.render import print_json, print_table
 from ser_audit.corpus.registry import corpus_options, list_corpora
 from ser_audit.corpus.synthetic.presets import get_preset, write_corpus
+from ser_audit.files import check_writable
 
 app = typer.Typer(help="List, inspect and synthesise corpora.", no_args_is_help=True)
 
@@ -69,5 +70,7 @@ def synth_command(
     quiet: options.QuietOption = False,
 ) -> None:
     """Synthesise a preset to WAV files plus a manifest (deterministic by seed)."""
-    manifest = write_corpus(get_preset(preset), out, seed=seed, per_speaker=size, observer=observer_for(quiet))
+    preset_spec = get_preset(preset)
+    check_writable(out, flag="--out", folder=True)
+    manifest = write_corpus(preset_spec, out, seed=seed, per_speaker=size, observer=observer_for(quiet))
     STDERR.print(f"wrote {manifest}")

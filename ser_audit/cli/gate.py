@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ser_audit.cli.render import STDOUT
+from ser_audit.files import check_writable
 from ser_audit.report.policy import evaluate, load_policy
 from ser_audit.report.render import renderer_for
 from ser_audit.report.writer import read_report, write_text_atomic
@@ -21,6 +22,8 @@ def gate(
 ) -> None:
     """Check a saved report against a policy: exit 0 when every gate passes, 1 when one fails."""
     rules = load_policy(policy)
+    if junit is not None:
+        check_writable(junit, flag="--junit")
     report = read_report(path)
     earlier = read_report(baseline) if baseline else None
     report.gates = evaluate(rules, report, earlier)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ser_audit.config import CorpusSource, ModelSource
+from ser_audit.config import MAX_SEED, CorpusSource, ModelSource
 from ser_audit.errors import ConfigError
 
 ModelArgument = Annotated[
@@ -59,7 +59,9 @@ FoldsOption = Annotated[
     Optional[int],
     typer.Option("--folds", min=2, help="Speaker-disjoint folds (default: leave-one-session-out, else 5)."),
 ]
-SeedOption = Annotated[int, typer.Option("--seed", help="Seed for synthesis, training and attackers.")]
+SeedOption = Annotated[
+    int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed for synthesis, training and attackers (0 to 2**32 - 1).")
+]
 OutOption = Annotated[str, typer.Option("--out", help="Report folder, a .json path, or - for stdout.")]
 CacheDirOption = Annotated[
     Optional[Path],
@@ -85,11 +87,13 @@ AtEpsOption = Annotated[Optional[float], typer.Option("--at-eps", help="Eps of t
 
 
 def parse_eps_grid(text: str) -> tuple[float, ...]:
-    """``0,0.02,0.04`` to a sorted grid that always starts at 0 (clean); range checks are the probes' own."""
+    """``0,0.02,0.04`` to a sorted grid that always starts at 0 (clean); the range is checked by the config."""
     try:
         values = {float(v) for v in text.split(",") if v.strip()}
     except ValueError:
         raise ConfigError(f"--eps {text!r}: give comma-separated numbers, e.g. 0,0.02,0.04") from None
+    if not values:
+        raise ConfigError(f"--eps {text!r}: the grid is empty; give comma-separated numbers, e.g. 0,0.02,0.04")
     return tuple(sorted(values | {0.0}))
 AuxCorpusOption = Annotated[
     str,

@@ -9,12 +9,14 @@ import typer
 
 from ser_audit.cli.progress import STDERR
 from ser_audit.report.model import Report
-from ser_audit.report.writer import parse_formats, write_report
+from ser_audit.report.writer import check_report_out, parse_formats, write_report
 
 
-def check_outputs(formats: str, policy: Path | None = None) -> None:
-    """Fail on a bad --format or --policy before any work starts."""
-    parse_formats(formats)
+def check_outputs(formats: str, policy: Path | None = None, out: str | None = None) -> None:
+    """Fail on a bad --format, --policy or an --out that cannot be written before any work starts."""
+    parsed = parse_formats(formats)
+    if out is not None:
+        check_report_out(out, parsed)
     if policy is not None:
         from ser_audit.report.policy import load_policy
 

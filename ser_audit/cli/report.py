@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ser_audit.files import check_writable
 from ser_audit.report.diff import compare, render_markdown
 from ser_audit.report.render import renderer_for
 from ser_audit.report.writer import read_report, write_text_atomic
@@ -23,6 +24,8 @@ def report(
 ) -> None:
     """Re-render a saved report; with --baseline, what changed since an earlier one."""
     renderer = renderer_for(format)
+    if out is not None:
+        check_writable(out, flag="--out")
     current = read_report(path)
     if baseline is not None:
         current.baseline = compare(read_report(baseline), current)

@@ -13,6 +13,8 @@ from ser_audit.cli import options
 from ser_audit.cli.output import check_outputs, finish
 from ser_audit.cli.progress import STDERR, observer_for
 from ser_audit.cli.render import robustness_summary
+from ser_audit.config import check_relative_eps
+from ser_audit.files import check_writable
 
 
 def robustness(
@@ -45,7 +47,7 @@ def robustness(
     quiet: options.QuietOption = False,
 ) -> None:
     """FGSM over an eps grid and PGD at one eps (P2), on the emotion predictions."""
-    check_outputs(format, policy)
+    check_outputs(format, policy, out)
     probes = dict(grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=pgd_steps,
                   pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted,
                   gradient=gradient, extra_probes=tuple(probe or ()))
@@ -79,6 +81,8 @@ def harden(
     """Adversarial training (P2's vanilla or similarity-based) of a loaded model; keeps its front-end spec."""
     from ser_audit.robustness.hardening import HardeningRecipe
 
+    check_relative_eps("--eps", (eps,), allow_zero=False)
+    check_writable(out, flag="--out")
     recipe = HardeningRecipe(method=method, eps=eps, epochs=epochs, warmup_epochs=warmup_epochs,
                              feature_layer=feature_layer, seed=seed)
     figures = api.harden_model(

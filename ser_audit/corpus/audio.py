@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import soundfile
@@ -26,10 +27,31 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
         raise CorpusError(f"audio file {path} cannot be decoded ({error}); re-export it as WAV/FLAC") from None
     if data.shape[0] == 0:
         raise CorpusError(f"audio file {path} holds no samples; remove it from the manifest")
+    finite = np.isfinite(data)
+    if not finite.all():
+        sample, channel = (int(i) for i in np.argwhere(~finite)[0])
+        count = int((~finite).sum())
+        raise CorpusError(
+            f"audio file {path} holds {count} NaN or infinite value(s), the first at sample {sample} "
+            f"(channel {channel}, {sample / rate:.3f} s: {data[sample, channel]}); re-export it or remove it from the manifest"
+        )
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if rate != sample_rate:
         mono = resample(mono, rate, sample_rate)
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def shorter_than(paths: Iterable[tuple[str, Path]], seconds: float) -> list[str]:
+    """The ids (of ``(id, path)`` pairs) whose audio lasts less than ``seconds``, read from the headers."""
+    short = []
+    for identifier, path in paths:
+        try:
+            info = soundfile.info(str(path))
+        except (soundfile.LibsndfileError, RuntimeError):
+            continue  # read_audio names unreadable files when they are read
+        if info.frames < seconds * info.samplerate:
+            short.append(identifier)
+    return short
 
 
 def resample(signal: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:

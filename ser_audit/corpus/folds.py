@@ -38,8 +38,42 @@ def speaker_disjoint_folds(
         sentence_disjoint: Also drop from each training side the utterances whose sentence
             occurs on the test side, so an attacker cannot lean on shared content.
     """
+    require_speakers_of_each_gender(corpus, flag="--corpus")
     folds = _speaker_folds(corpus, n_folds=n_folds, seed=seed)
+    _check_training_sides(corpus, folds)
     return _sentence_disjoint(corpus, folds, seed) if sentence_disjoint else folds
+
+
+MIN_SPEAKERS_PER_GENDER = 2
+
+
+def require_speakers_of_each_gender(corpus: Corpus, *, flag: str, minimum: int = MIN_SPEAKERS_PER_GENDER) -> None:
+    """Gender attackers learn from some speakers and are tested on others, so both genders need at
+    least ``minimum`` speakers: one of each and the test fold's speaker leaves the other side one class.
+
+    Raises:
+        CorpusError: naming ``flag``, the corpus and the speakers found per gender.
+    """
+    speakers: dict[str, set[str]] = {"female": set(), "male": set()}
+    for utterance in corpus:
+        speakers.setdefault(utterance.gender, set()).add(utterance.speaker)
+    counts = {gender: len(found) for gender, found in sorted(speakers.items())}
+    if any(count < minimum for count in counts.values()):
+        found = ", ".join(f"{count} {gender}" for gender, count in counts.items())
+        raise CorpusError(
+            f"{flag} {corpus.name}: too few speakers for speaker-disjoint gender folds: need at least {minimum} "
+            f"speakers of each gender, found {found}; add speakers or choose another corpus"
+        )
+
+
+def _check_training_sides(corpus: Corpus, folds: list[Fold]) -> None:
+    genders = np.array([u.gender for u in corpus])
+    for fold in folds:
+        if len(set(genders[fold.train].tolist())) < 2:
+            raise CorpusError(
+                f"--corpus {corpus.name}: fold {fold.name} leaves one gender only on the training side; "
+                "give more speakers of each gender or set --folds"
+            )
 
 
 def _sentence_disjoint(corpus: Corpus, folds: list[Fold], seed: int) -> list[Fold]:

@@ -120,6 +120,8 @@ class FrontEnd(nn.Module):
         self.spec = spec
         features = spec.features
         self.core = None if features.kind == "waveform" else _spectral_core(features, spec.sample_rate)
+        # Audio shorter than one analysis window is zero-padded to one frame (a 1-sample file has no frame).
+        self.min_samples = 0 if features.kind == "waveform" else max(features.n_fft, features.win_length or 0)
         self.keep_bins: int | None = None
         if features.kind == "spectrogram" and features.f_max is not None:
             self.keep_bins = int(math.floor(features.f_max / (spec.sample_rate / 2) * (features.n_fft // 2))) + 1
@@ -129,6 +131,8 @@ class FrontEnd(nn.Module):
         if self.core is None:
             values = waveform.unsqueeze(1)  # [batch, 1, time] with the single "freq" row
         else:
+            if waveform.shape[-1] < self.min_samples:
+                waveform = torch.nn.functional.pad(waveform, (0, self.min_samples - waveform.shape[-1]))
             values = self.core(waveform)  # [batch, freq, time]
             if self.keep_bins is not None:
                 values = values[:, : self.keep_bins]

@@ -74,6 +74,9 @@ def load_model(
 def _load_pickle(path: Path, frontend: FrontEndSpec | None, trust_pickle: bool) -> TargetModel:
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except RuntimeError as error:  # a zip file that is no torch archive
+        raise ModelError(f"model {path} is a zip file but not a torch archive ({str(error).splitlines()[0][:120]}); "
+                         "check the file") from None
     except pickle.UnpicklingError:
         if not trust_pickle:
             raise ModelError(
@@ -129,7 +132,17 @@ def _load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | No
     build_kwargs = payload.get("config", {}) if "state_dict" in payload else {}
     if "n_classes" in payload:
         build_kwargs = {"n_classes": payload["n_classes"], **build_kwargs}
-    module = factory(**build_kwargs)
+    if not callable(factory):
+        raise ModelError(f"model python:{target}: {attribute} is a {type(factory).__name__}, not a callable; name a "
+                         "class or function that returns a torch.nn.Module")
+    try:
+        module = factory(**build_kwargs)
+    except TypeError as error:  # the factory does not take the checkpoint's config
+        raise ModelError(f"model python:{target}: calling {attribute}(**{sorted(build_kwargs)}) failed ({error}); "
+                         "the factory must take the keyword arguments saved under 'config' in --weights") from None
+    if not isinstance(module, torch.nn.Module):
+        raise ModelError(f"model python:{target}: {attribute}() returned a {type(module).__name__}, not a "
+                         "torch.nn.Module; name the factory that builds the model")
     try:
         module.load_state_dict(state)
     except RuntimeError as error:

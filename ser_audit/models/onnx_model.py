@@ -167,6 +167,7 @@ class OnnxModel(TargetModel):
                 f"model {path}: the front-end spec names input(s) {missing} but the graph has {graph_inputs}; "
                 "fix input_name/extra_inputs in the front-end spec"
             )
+        check_input_shapes(proto, self, path)
         self._logits_name = proto.graph.output[0].name
         # One session per set of taps: every extra graph output keeps onnxruntime from fusing
         # the layers it splits, so the graph as shipped runs untapped and each tap set alone.
@@ -259,6 +260,41 @@ def _with_outputs(proto: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelP
         value = known.get(tensor) or onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None)
         tapped.graph.output.append(value)
     return tapped
+
+
+def _declared_shape(value: onnx.ValueInfoProto) -> list[int | str] | None:
+    """An input's declared dims: numbers where fixed, names (or ``?``) where symbolic; None without a shape."""
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "?") for dim in tensor.shape.dim]
+
+
+def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | None) -> None:
+    """The front-end spec must make inputs of the rank and fixed sizes the graph declares (every axis but
+    the batch): a spec with the wrong n_mels, layout or length otherwise fails deep inside onnxruntime.
+
+    Raises:
+        ModelError: naming the input, both shapes and the spec fields that set them.
+    """
+    declared = {value.name: _declared_shape(value) for value in proto.graph.input}
+    examples = model.example_inputs(batch=1)
+    layout = ", ".join(model.frontend.layout)
+    for name in model.input_names:
+        graph_shape, made = declared.get(name), list(examples[name].shape)
+        if graph_shape is None:
+            continue
+        fits = len(graph_shape) == len(made) and all(
+            not isinstance(want, int) or want in (0, have) for want, have in zip(graph_shape[1:], made[1:]))
+        if not fits:
+            shown = ["batch", *made[1:]]
+            length = ("" if model.frontend.num_samples is not None else
+                      " (the spec is variable-length; 1 s of audio shown)")
+            raise ModelError(
+                f"model {path}: the front-end spec makes input {name!r} of shape {shown} ({layout}){length}, but the "
+                f"graph declares {graph_shape}; fix the spec (layout, n_mels, n_mfcc, n_fft, hop_length, deltas, "
+                "duration_s) in --frontend FILE or MODEL.frontend.json"
+            )
 
 
 def load_onnx(path: Path, frontend: FrontEndSpec | None) -> OnnxModel:

@@ -41,16 +41,18 @@ def compare(before: Report, after: Report) -> ReportDiff:
 
 
 def render_markdown(diff: ReportDiff) -> str:
-    lines = [f"# Changes against the baseline of {diff.baseline_created}", ""]
+    from ser_audit.report.render.escaping import markdown
+
+    lines = [f"# Changes against the baseline of {markdown(diff.baseline_created)}", ""]
     for title, changes in (("Scores", diff.scores), ("Leakage, balanced accuracy (lower is better)", diff.leakage),
                            ("Robustness, UAR (higher is better)", diff.robustness)):
         if not changes:
             continue
         lines += [f"## {title}", "", "| row | before | after | change | |", "|---|---|---|---|---|"]
-        lines += [f"| {c.key} | {c.before:.3f} | {c.after:.3f} | {c.change:+.3f} | {c.verdict} |" for c in changes]
+        lines += [f"| {markdown(c.key)} | {c.before:.3f} | {c.after:.3f} | {c.change:+.3f} | {c.verdict} |" for c in changes]
         lines.append("")
     if diff.only_before or diff.only_after:
         lines += ["## Rows in one report only", ""]
-        lines += [f"- only in the baseline: {key}" for key in diff.only_before]
-        lines += [f"- only in the new report: {key}" for key in diff.only_after]
+        lines += [f"- only in the baseline: {markdown(key)}" for key in diff.only_before]
+        lines += [f"- only in the new report: {markdown(key)}" for key in diff.only_after]
     return "\n".join(lines) + "\n"

@@ -40,11 +40,12 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return ("json", *dict.fromkeys(f for f in asked if f != "json"))
 
 
-def write_report(report: Report, out: Path | str, formats: Sequence[str] = ("json",)) -> list[Path]:
-    """report.json plus each other format (report.md, report.html, report.junit.xml), every file atomic.
+def report_paths(out: Path | str, formats: Sequence[str] = ("json",)) -> list[Path]:
+    """Where ``write_report`` puts each format: report.json in a folder ``out`` (or ``out`` itself when it
+    is a .json path), the other formats beside it with the same stem; nothing for ``-`` (stdout).
 
-    ``out`` is a folder, a .json file (the other formats go beside it, same stem) or ``-``
-    (JSON on stdout; other formats then need a folder).
+    Raises:
+        ConfigError: other formats than json asked for with ``--out -``.
     """
     from ser_audit.errors import ConfigError
     from ser_audit.report.render import renderer_for
@@ -53,15 +54,42 @@ def write_report(report: Report, out: Path | str, formats: Sequence[str] = ("jso
     if str(out) == "-":
         if extra:
             raise ConfigError(f"--format {','.join(extra)} needs --out DIR (stdout takes the JSON report only)")
-        write_json(report, out)
         return []
-    written = [write_json(report, out)]
-    base = written[0]
-    assert base is not None
-    for name in extra:
-        renderer = renderer_for(name)
-        path = base.with_name(base.stem + renderer.suffix)
-        write_text_atomic(path, renderer.render(report))
+    path = Path(out)
+    base = path if path.suffix.lower() == ".json" else path / "report.json"
+    return [base, *(base.with_name(base.stem + renderer_for(name).suffix) for name in extra)]
+
+
+def check_report_out(out: Path | str, formats: Sequence[str] = ("json",)) -> None:
+    """Before any work: ``--out`` can take every report file (see ``report_paths``).
+
+    Raises:
+        ConfigError, OutputError: naming --out and the path that cannot be written.
+    """
+    from ser_audit.files import check_writable
+
+    paths = report_paths(out, formats)
+    if paths and Path(out).suffix.lower() != ".json":
+        check_writable(Path(out), flag="--out", folder=True)
+    for path in paths:
+        check_writable(path, flag="--out")
+
+
+def write_report(report: Report, out: Path | str, formats: Sequence[str] = ("json",)) -> list[Path]:
+    """report.json plus each other format (report.md, report.html, report.junit.xml), every file atomic.
+
+    ``out`` is a folder, a .json file (the other formats go beside it, same stem) or ``-``
+    (JSON on stdout; other formats then need a folder).
+    """
+    from ser_audit.report.render import renderer_for
+
+    paths = report_paths(out, formats)
+    if not paths:
+        write_json(report, "-")
+        return []
+    written = [write_json(report, paths[0])]
+    for name, path in zip([f for f in formats if f != "json"], paths[1:]):
+        write_text_atomic(path, renderer_for(name).render(report))
         written.append(path)
     return [p for p in written if p is not None]
 
@@ -72,9 +100,13 @@ def read_report(path: Path) -> Report:
     from ser_audit.errors import ConfigError
 
     if not path.is_file():
-        raise ConfigError(f"report {path} does not exist")
+        raise ConfigError(f"report {path} does not exist" if not path.exists() else f"report {path} is not a file")
     try:
-        return Report.model_validate_json(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"report {path} is not a ser-audit report (not UTF-8 text)") from None
+    try:
+        return Report.model_validate_json(text)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ser_audit.config import AuditConfig
-from ser_audit.corpus.folds import speaker_disjoint_folds
+from ser_audit.corpus.folds import require_speakers_of_each_gender, speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
 from ser_audit.errors import ConfigError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
@@ -79,6 +79,8 @@ def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
     if needs_aux and config.aux_corpus is not None:
         aux = loader.corpus(config.aux_corpus)
         sources.check_aux_is_other_data(corpus, aux)
+        if config.attribute == "gender":
+            require_speakers_of_each_gender(aux, flag="--aux-corpus", minimum=1)
     model = loader.model(config.model)
     selected = model.select_layers(config.layers)
     # The probe runs on every selected layer; the costlier scenario attackers on all of them when
@@ -86,6 +88,7 @@ def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
     attacked = selected if config.layers is not None else scenario_layers(selected, quick=config.quick)
     seen = sources.seen_speakers(model.training, corpus)
     inputs = Inputs(model, corpus, aux, selected, attacked, [], run_scenarios, seen)
+    inputs.notes += _short_audio_notes(model, corpus)
     if seen:
         inputs.notes.append(
             f"the target was trained on {len(seen)} of the {corpus.summary()['n_speakers']} audit speakers "
@@ -102,6 +105,25 @@ def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
         inputs.folds = speaker_disjoint_folds(corpus, n_folds=config.folds, seed=seed,
                                               sentence_disjoint=config.sentence_disjoint)
     return inputs
+
+
+def _short_audio_notes(model: "TargetModel", corpus: Corpus) -> list[str]:
+    """Utterances shorter than one analysis window of the model's front-end or the LLD reference's are
+    zero-padded to one frame by the front-end; say which."""
+    from ser_audit.corpus.audio import shorter_than
+    from ser_audit.leakage.runner import LLD_SPEC
+
+    def window_s(spec: Any) -> float:
+        features = spec.features
+        return 0.0 if features.kind == "waveform" else max(features.n_fft, features.win_length or 0) / spec.sample_rate
+
+    seconds = max(window_s(model.frontend), window_s(LLD_SPEC))
+    short = shorter_than(((u.id, u.path) for u in corpus), seconds)
+    if not short:
+        return []
+    shown = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
+    return [f"{len(short)} utterance(s) of {corpus.name} are shorter than one analysis window ({seconds * 1000:.0f} ms) "
+            f"and were zero-padded to it: {shown}"]
 
 
 def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: ProgressObserver = NULL_OBSERVER,

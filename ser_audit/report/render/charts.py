@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from html import escape
 from typing import Mapping, Sequence
+
+from ser_audit.report.render.escaping import html as escape
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 _HEIGHT, _LEFT, _RIGHT, _TOP, _BOTTOM = 280, 48, 150, 16, 56

@@ -6,11 +6,11 @@ page opens offline and can be kept as a CI artifact.
 
 from __future__ import annotations
 
-from html import escape
 from typing import Sequence
 
 from ser_audit.report.model import BreakdownRow, LeakageResult, Report, Robustness
 from ser_audit.report.render.charts import bar_chart, line_chart
+from ser_audit.report.render.escaping import html as escape
 from ser_audit.report.render.sections import Section, Table, leakage_interval, sections
 
 SCENARIO_ORDER = ("probe", "worst", "s1", "s2", "s3", "s4", "strongest")

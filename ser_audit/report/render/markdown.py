@@ -1,19 +1,20 @@
-"""Markdown: the report's sections as headings, bullets and pipe tables."""
+"""Markdown: the report's sections as headings, bullets and pipe tables.
+
+Every piece of text goes through :func:`escaping.markdown`: labels from the user's files are shown
+as text, never as HTML, links or table syntax.
+"""
 
 from __future__ import annotations
 
 from ser_audit.report.model import Report
+from ser_audit.report.render.escaping import markdown
 from ser_audit.report.render.sections import Table, sections
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _table(table: Table) -> list[str]:
-    lines = [f"*{table.caption}*", ""] if table.caption else []
-    lines += ["| " + " | ".join(table.headers) + " |", "|" + "---|" * len(table.headers)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table.rows]
+    lines = [f"*{markdown(table.caption)}*", ""] if table.caption else []
+    lines += ["| " + " | ".join(markdown(h) for h in table.headers) + " |", "|" + "---|" * len(table.headers)]
+    lines += ["| " + " | ".join(markdown(c) for c in row) + " |" for row in table.rows]
     return [*lines, ""]
 
 
@@ -21,12 +22,12 @@ class MarkdownRenderer:
     suffix = ".md"
 
     def render(self, report: Report) -> str:
-        lines = [f"# ser-audit report: {report.model.path}", ""]
+        lines = [f"# ser-audit report: {markdown(report.model.path)}", ""]
         for section in sections(report):
-            lines += [f"## {section.title}", ""]
-            lines += [*(f"{p}\n" for p in section.paragraphs)]
+            lines += [f"## {markdown(section.title)}", ""]
+            lines += [*(f"{markdown(p)}\n" for p in section.paragraphs)]
             if section.bullets:
-                lines += [*(f"- {_cell(b)}" for b in section.bullets), ""]
+                lines += [*(f"- {markdown(b)}" for b in section.bullets), ""]
             for table in section.tables:
                 lines += _table(table)
         return "\n".join(lines).rstrip() + "\n"
