@@ -127,7 +127,7 @@ def test_listing_commands_print_json(run_cli, onnx_model, manifest, tmp_path) ->
     layers = json.loads(run_cli("layers", str(onnx_model), "--json").stdout)
     assert [layer["name"] for layer in layers][:3] == ["conv1", "relu1", "pool1"]
     zoo = {row["name"]: row for row in json.loads(run_cli("zoo", "list", "--json", "--cache-dir", str(tmp_path)).stdout)}
-    assert {"cnn4", "vgg16", "resnet20", "resnet20-finetune", "resnet20-adapter"} <= set(zoo)
+    assert {"cnn4", "vgg16", "vgg16-lld", "resnet20", "resnet20-finetune", "resnet20-adapter", "resnet50"} <= set(zoo)
     # Built to count its parameters; nothing trained in an empty cache, so no held-out figures yet.
     assert all(row["parameters"] > 10_000 and row["stages"][-1]["target"] == "emotion" for row in zoo.values())
     assert [stage["corpus"] for stage in zoo["resnet20-adapter"]["stages"]] == ["voxceleb-like", "iemocap-like"]

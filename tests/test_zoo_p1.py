@@ -19,8 +19,9 @@ from ser_audit.models.eager import EagerTorchModel
 from ser_audit.models.loading import load_checkpoint
 from ser_audit.models.loop import stage_optimiser
 from ser_audit.models.reference import ReferenceModel
-from ser_audit.models.training import train_reference
-from ser_audit.models.zoo import load_or_train, reference_models
+from ser_audit.models.training import train_reference, write_checkpoint
+from ser_audit.models.zoo import checkpoint_path, load_or_train, reference_models
+from ser_audit.runner.models import reference_model_table
 from ser_audit.testing import tiny_corpus
 from ser_audit_reference.resnet20 import (
     CONFIG,
@@ -169,6 +170,13 @@ def test_adapter_stage_keeps_the_pretrained_filters_bit_for_bit(corpora: dict[st
     # One utterance of each of the 12 speakers held out of speaker ID, and measured on.
     assert speaker_stage["n_held_out"] == 12 and speaker_stage["n_train"] == 12 and speaker_stage["chance"] == 1 / 12
     assert 0.0 <= speaker_stage["held_out_accuracy"] <= 1.0 and "held_out_accuracy" not in emotion_stage
+    # zoo list shows what each stage recorded, once the model is in the cache.
+    write_checkpoint(trained, checkpoint_path(tmp_path, RESNET20_ADAPTER_ENTRY, 0))
+    row = {row["name"]: row for row in reference_model_table(cache_dir=tmp_path)}["resnet20-adapter"]
+    assert row["trained"] and row["training_corpus"] == trained.metrics["training_corpus"]
+    listed_speaker, listed_emotion = row["stages"]
+    assert listed_speaker["held_out_accuracy"] == speaker_stage["held_out_accuracy"] and listed_speaker["n_speakers"] == 12
+    assert listed_emotion["corpus"] == "iemocap-like" and listed_emotion["n_train"] == emotion_stage["n_train"]
 
     # The same seed pretrains resnet20-finetune's backbone to the same values: one backbone recipe.
     finetune_built: list[tuple[nn.Module, dict[str, torch.Tensor]]] = []

@@ -56,13 +56,25 @@ def reference_model_table(*, cache_dir: Path | None = None, seed: int = 0) -> li
                      f"layout {model.frontend.layout}",
             "inputs": [model.frontend.input_name, *(extra.name for extra in model.frontend.extra_inputs)],
             "parameters": sum(p.numel() for p in model.build(n_classes=classes, **model.config).parameters()),
-            "stages": [{"target": stage.target, "corpus": stage.corpus, "epochs": stage.epochs} for stage in model.stages],
+            "stages": [{"target": stage.target, "corpus": stage.corpus, "epochs": stage.epochs, **_stage_record(record)}
+                       for stage, record in zip(model.stages, metrics.get("stages") or [{}] * len(model.stages))],
             "trained": path.is_file(),
+            "training_corpus": metrics.get("training_corpus"),
             "held_out_uar": metrics.get("held_out_uar"),
             "training_speakers": metrics.get("training_speakers"),
             "training_seconds": metrics.get("training_seconds"),
         })
     return rows
+
+
+def _stage_record(record: dict[str, Any]) -> dict[str, Any]:
+    """What training recorded of a stage, for the table: its numbers (utterances, a speaker-ID
+    stage's held-out accuracy and chance, ...) and how many speakers it trained on."""
+    row = {key: value for key, value in record.items()
+           if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "target"}
+    if "speakers" in record:
+        row["n_speakers"] = len(record["speakers"])
+    return row
 
 
 def train_reference_model(name: str, out: Path, *, seed: int = 0, cache_dir: Path | None = None,
