@@ -11,13 +11,13 @@ import traceback
 
 import typer
 
-from ser_audit.cli import audit, corpus, gate, layers, leakage, report, robustness, zoo
+from ser_audit.cli import audit, cache, corpus, gate, layers, leakage, report, robustness, zoo
 from ser_audit.dependencies import require_torch
 from ser_audit.errors import SerAuditError
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 # Commands that only read and render saved reports: they run where torch cannot be imported.
-WITHOUT_TORCH = {"report", "gate"}
+WITHOUT_TORCH = {"report", "gate", "cache"}
 
 app = typer.Typer(
     name="ser-audit",
@@ -35,6 +35,7 @@ app.command("report")(report.report)
 app.command("gate")(gate.gate)
 app.add_typer(corpus.app, name="corpus")
 app.add_typer(zoo.app, name="zoo")
+app.add_typer(cache.app, name="cache")
 
 
 def _fail(message: str) -> None:

@@ -42,6 +42,7 @@ class Embeddings:
         map_reductions: Maps shrunk to fit the memory cap, and how.
         reused: Layers taken from an earlier run's cache rather than computed now.
         location: The store folder (``None`` when the store was temporary).
+        repairs: Cached files that failed their checksum and were computed again.
     """
 
     layers: dict[str, np.ndarray]
@@ -51,6 +52,7 @@ class Embeddings:
     map_reductions: dict[str, str] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
     location: Path | None = None
+    repairs: list[str] = field(default_factory=list)
 
 
 def mean_and_std(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,7 +173,9 @@ def extract(
     """
     spec = model.frontend
     key = store_key(model.sha256, spec.model_dump_json(), corpus.manifest_sha256()) if model.path else None
-    store = EmbeddingStore.for_run(cache_dir, key)
+    store = EmbeddingStore.for_run(cache_dir, key, description={
+        "model": str(model.path), "model_sha256": model.sha256 if model.path else None, "corpus": corpus.name,
+        "manifest_sha256": corpus.manifest_sha256(), "utterances": len(corpus)})
     wanted_maps = set(maps)
 
     def missing(layer: LayerInfo) -> bool:
@@ -199,7 +203,7 @@ def extract(
     return Embeddings(
         layers=pooled, logits=logits, reductions=reductions, maps=arrays, map_reductions=map_reductions,
         reused=[layer.name for layer in layers if layer.name not in todo_names],
-        location=None if store.temporary else store.folder,
+        location=None if store.temporary else store.folder, repairs=list(store.repairs),
     )
 
 

@@ -3,9 +3,29 @@
 Each entry is a folder named by a hash of the model's sha256, the front-end spec and the
 corpus manifest hash. Per layer it holds the pooled statistics (float32, small) and,
 where an attacker needs the whole activation map, the map as a float16 memory map, so
-a corpus larger than RAM streams from disk. ``index.json`` lists what is complete;
-files are written under temporary names and renamed when their last row is in, so an
-interrupted run leaves nothing that a later run would trust.
+a corpus larger than RAM streams from disk. ``index.json`` lists what is complete.
+
+Integrity: the index records every array file's length and sha256 when it is written, and a
+process checks both the first time it reads the file (a truncated, bit-flipped or vanished
+file fails). A file that fails is treated as absent, so its layer is computed again, and the
+store keeps a line about it (``repairs``) for the report's notes. A file is hashed through the
+same open descriptor its memory map is made from, so the bytes checked are the bytes read.
+
+Concurrent runs: write-then-rename for every file, and a short lock around index updates only.
+
+- Every writer writes under a temporary name of its own (``mkstemp``) and renames the finished
+  file into place, so two runs never write into the same file and a reader sees a whole file
+  or none; an interrupted run leaves only a temporary file that no index names.
+- ``index.json`` is read, merged and replaced under an ``flock`` on ``index.lock``, held for the
+  milliseconds of that merge, so two runs committing layers at once keep each other's. The
+  kernel releases the lock when its holder dies, so a SIGKILL leaves no stale lock to clean up.
+  Readers take no lock: the index is replaced atomically and names only finished files.
+- Why not per-key lock files around the extraction: the second of two concurrent runs would
+  wait (for an hour, on a large corpus) instead of working, and a lock file left by a killed run
+  needs staleness rules. The price of not locking is that two concurrent runs may both compute
+  an entry. Extraction is deterministic, so they write the same bytes; if a run ever replaced a
+  file with other bytes, the checksum check makes the reader compute it again, never use a
+  file that does not match its index.
 
 Runs read their embeddings back from these files whether they computed them or not:
 the first run and a cached rerun see the same bytes and give the same numbers.
@@ -14,22 +34,26 @@ the first run and a cached rerun see the same bytes and give the same numbers.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
+from ser_audit.errors import SerAuditError
 from ser_audit.files import publish
 
-STORE_VERSION = 3  # 2: pooled in torch; variable-length inputs never padded within a batch; 3: time axis read from the model
+STORE_VERSION = 4  # 2: pooled in torch; variable-length inputs never padded within a batch; 3: time axis read from
+# the model; 4: length and sha256 of every file in the index
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+_BLOCK = 1 << 20
 
 
 def store_key(model_sha256: str, frontend_json: str, manifest_sha256: str) -> str:
@@ -39,6 +63,10 @@ def store_key(model_sha256: str, frontend_json: str, manifest_sha256: str) -> st
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name) + "-" + hashlib.sha1(name.encode()).hexdigest()[:6]
+
+
+class CacheError(SerAuditError):
+    """A cache entry changed while it was being read."""
 
 
 @dataclass(frozen=True)
@@ -53,21 +81,43 @@ class StoredLayer:
     map_budget: int | None = None
 
 
-class EmbeddingStore:
-    """One entry of the store (a folder); ``temporary=True`` for models that have no file to hash."""
+def _digest(handle: IO[bytes]) -> tuple[int, str]:
+    """Length and sha256 of an open file, read from its start."""
+    handle.seek(0)
+    digest, length = hashlib.sha256(), 0
+    for block in iter(lambda: handle.read(_BLOCK), b""):
+        digest.update(block)
+        length += len(block)
+    handle.seek(0)
+    return length, digest.hexdigest()
 
-    def __init__(self, folder: Path, *, temporary: bool = False) -> None:
-        self.folder = folder
-        self.temporary = temporary
-        folder.mkdir(parents=True, exist_ok=True)
+
+@dataclass
+class EmbeddingStore:
+    """One entry of the store (a folder); ``temporary=True`` for models that have no file to hash.
+
+    ``description`` (model, corpus) is kept in the index for ``ser-audit cache info``; ``repairs``
+    says which files failed their check in this process.
+    """
+
+    folder: Path
+    temporary: bool = False
+    description: dict[str, Any] | None = None
+    repairs: list[str] = field(default_factory=list)
+    _checked: dict[tuple[int, int, int, int], bool] = field(default_factory=dict, repr=False)
+    _written: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
 
     @classmethod
-    def for_run(cls, cache_dir: Path | None, key: str | None) -> "EmbeddingStore":
+    def for_run(cls, cache_dir: Path | None, key: str | None, *,
+                description: dict[str, Any] | None = None) -> "EmbeddingStore":
         if cache_dir is None or key is None:
             folder = Path(tempfile.mkdtemp(prefix="ser-audit-embeddings-"))
             atexit.register(shutil.rmtree, folder, True)  # the memory maps stay readable until then
             return cls(folder, temporary=True)
-        return cls(cache_dir / "embeddings" / key)
+        return cls(cache_dir / "embeddings" / key, description=description)
 
     # -- index ---------------------------------------------------------------------------------
     def _index_path(self) -> Path:
@@ -75,12 +125,20 @@ class EmbeddingStore:
 
     def index(self) -> dict[str, Any]:
         try:
-            return json.loads(self._index_path().read_text())
+            index = json.loads(self._index_path().read_text())
         except (OSError, ValueError):
-            return {"layers": {}, "logits": None}
+            index = {}
+        if not isinstance(index, dict):
+            index = {}
+        index.setdefault("layers", {})
+        index.setdefault("logits", None)
+        index.setdefault("files", {})
+        return index
 
     def layer(self, name: str) -> StoredLayer | None:
-        entry = self.index()["layers"].get(name)
+        """The layer's entry when every file of it passes its check, else None (compute it again)."""
+        index = self.index()
+        entry = index["layers"].get(name)
         if entry is None:
             return None
         entry = dict(entry)
@@ -88,24 +146,44 @@ class EmbeddingStore:
             entry["map_shape"] = tuple(entry["map_shape"])
         stored = StoredLayer(**entry)
         files = [stored.pooled] + ([stored.map] if stored.map else [])
-        return stored if all((self.folder / f).is_file() for f in files) else None
+        return stored if all(self.check(f, index) for f in files) else None
 
     def has_logits(self) -> bool:
-        name = self.index().get("logits")
-        return name is not None and (self.folder / name).is_file()
+        index = self.index()
+        name = index.get("logits")
+        return name is not None and self.check(name, index)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An exclusive ``flock`` on ``index.lock`` (released by the kernel if the holder dies)."""
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): commits are still atomic, a concurrent one may be lost
+            yield
+            return
+        with open(self.folder / "index.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def commit(self, layers: dict[str, StoredLayer], logits: str | None) -> None:
-        """Merge finished layers into the index (atomic rename)."""
-        index = self.index()
-        for name, stored in layers.items():
-            index["layers"][name] = {k: v for k, v in stored.__dict__.items()}
-        if logits:
-            index["logits"] = logits
-        descriptor, temporary = tempfile.mkstemp(prefix=".index.", dir=self.folder)
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(index, handle, indent=1)
-        publish(Path(temporary))
-        os.replace(temporary, self._index_path())
+        """Merge finished layers (and the checksums of the files written for them) into the index."""
+        with self._locked():
+            index = self.index()
+            for name, stored in layers.items():
+                index["layers"][name] = {k: v for k, v in stored.__dict__.items()}
+            if logits:
+                index["logits"] = logits
+            index["files"].update(self._written)
+            if self.description:
+                index["description"] = self.description
+            descriptor, temporary = tempfile.mkstemp(prefix=".index.", dir=self.folder)
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(index, handle, indent=1)
+            publish(Path(temporary))
+            os.replace(temporary, self._index_path())
 
     # -- files ---------------------------------------------------------------------------------
     def file_names(self, layer: str) -> tuple[str, str]:
@@ -113,18 +191,80 @@ class EmbeddingStore:
         return f"{safe}.pooled.npy", f"{safe}.map.f16.npy"
 
     def writer(self, name: str, shape: tuple[int, ...], dtype: type) -> "ArrayWriter":
-        return ArrayWriter(self.folder / name, shape, dtype)
+        return ArrayWriter(self.folder / name, shape, dtype, on_finish=self._finished)
+
+    def _finished(self, name: str, handle: IO[bytes]) -> None:
+        length, sha256 = _digest(handle)
+        self._written[name] = {"bytes": length, "sha256": sha256}
+        self._checked[self._identity(handle)] = True
+
+    @staticmethod
+    def _identity(handle: IO[bytes]) -> tuple[int, int, int, int]:
+        stat = os.fstat(handle.fileno())
+        return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+    def _verify(self, name: str, handle: IO[bytes], index: dict[str, Any]) -> str | None:
+        """None when the open file matches its recorded length and hash, else what is wrong."""
+        identity = self._identity(handle)
+        if self._checked.get(identity):
+            return None
+        expected = index["files"].get(name)
+        if expected is None:
+            return "no checksum recorded"
+        if identity[2] != expected["bytes"]:
+            return f"{identity[2]} bytes where {expected['bytes']} were written (truncated or overwritten)"
+        if _digest(handle)[1] != expected["sha256"]:
+            return "its sha256 differs from the one recorded (the bytes changed on disk)"
+        self._checked[identity] = True
+        return None
+
+    def check(self, name: str, index: dict[str, Any] | None = None) -> bool:
+        """Whether ``name`` exists and matches its checksum; a failure is noted in ``repairs``."""
+        try:
+            with open(self.folder / name, "rb") as handle:
+                problem = self._verify(name, handle, index or self.index())
+        except FileNotFoundError:
+            problem = "the file is missing"
+        if problem is None:
+            return True
+        note = f"embedding cache {self.folder.name}/{name}: {problem}; not used, computed again"
+        if note not in self.repairs:
+            self.repairs.append(note)
+        return False
 
     def read(self, name: str) -> np.ndarray:
-        return np.load(self.folder / name, mmap_mode="r")
+        """The array as a read-only memory map, made from the very descriptor whose bytes were checked."""
+        with open(self.folder / name, "rb") as handle:
+            problem = self._verify(name, handle, self.index())
+            if problem is not None:
+                raise CacheError(f"embedding cache {self.folder}/{name} changed while being read ({problem}); "
+                                 "rerun, or check it with `ser-audit cache verify`")
+            return _memmap(handle)
+
+
+def _memmap(handle: IO[bytes]) -> np.ndarray:
+    """A read-only memory map of an open ``.npy`` file (``np.load`` maps only by path)."""
+    handle.seek(0)
+    version = np.lib.format.read_magic(handle)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(handle)
+    offset = handle.tell()
+    if not shape or 0 in shape:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(handle, dtype=dtype, mode="r", shape=shape, order="F" if fortran_order else "C", offset=offset)
 
 
 class ArrayWriter:
-    """Rows appended to a preallocated ``.npy`` memory map under a temporary name; ``finish`` renames it."""
+    """Rows appended to a preallocated ``.npy`` memory map under a temporary name of its own; ``finish``
+    records the file's checksum and renames it into place."""
 
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: type) -> None:
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: type, *,
+                 on_finish: Callable[[str, IO[bytes]], None] | None = None) -> None:
         self.path = path
-        self.partial = path.with_name(f".{path.name}.partial")
+        descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        os.close(descriptor)
+        self.partial = Path(partial)
+        self.on_finish = on_finish
         self.array = np.lib.format.open_memmap(self.partial, mode="w+", dtype=dtype, shape=shape)
         self.row = 0
         self.clipped = 0
@@ -144,7 +284,10 @@ class ArrayWriter:
         self.array.flush()
         del self.array
         publish(self.partial)
-        os.replace(self.partial, self.path)
+        with open(self.partial, "rb") as handle:
+            if self.on_finish is not None:
+                self.on_finish(self.path.name, handle)
+            os.replace(self.partial, self.path)
 
     def abandon(self) -> None:
         if hasattr(self, "array"):

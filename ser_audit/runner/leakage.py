@@ -278,8 +278,10 @@ def _leakage_section(config: AuditConfig, inputs: Inputs, rows: list[LeakageResu
 
 
 def _cache_notes(embeddings: Any, corpus_name: str, observer: ProgressObserver) -> list[str]:
-    if not embeddings.reused:
-        return []
-    note = f"embeddings of {len(embeddings.reused)} layer(s) on {corpus_name} taken from the cache ({embeddings.location})"
-    observer.note(note)
-    return [note]
+    notes = list(embeddings.repairs)
+    if embeddings.reused:
+        notes.append(f"embeddings of {len(embeddings.reused)} layer(s) on {corpus_name} taken from the cache "
+                     f"({embeddings.location})")
+    for note in notes:
+        observer.note(note)
+    return notes

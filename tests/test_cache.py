@@ -1,0 +1,117 @@
+"""The embedding cache survives faults and concurrent runs (issue #18).
+
+A truncated and a bit-flipped cached array are each detected by their recorded length and
+sha256, computed again with a note in the report, and the numbers equal a clean run's; two
+audits started at once on one cache both finish with identical leakage sections; ``cache
+info | verify | clear`` show and manage what is there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser_audit.embeddings.store import EmbeddingStore, StoredLayer
+
+BIN = Path(sys.executable).with_name("ser-audit")
+FAST = ["--layers", "pool4", "--scenarios", "s2", "--attackers", "generic", "--quick", "--quiet"]
+
+
+def _leakage(run_cli, model: Path, manifest: Path, cache: Path, out: Path) -> dict:
+    result = run_cli("leakage", str(model), "--corpus", str(manifest), *FAST, "--cache-dir", str(cache),
+                     "--out", str(out))
+    assert result.code == 0, result.stderr
+    return json.loads(out.read_text())
+
+
+def _entry(cache: Path) -> Path:
+    (folder,) = (cache / "embeddings").iterdir()
+    return folder
+
+
+def test_a_store_entry_checks_length_and_hash(tmp_path: Path) -> None:
+    store = EmbeddingStore(tmp_path)
+    writer = store.writer("a.npy", (4, 3), np.float32)
+    writer.append(np.arange(12, dtype=np.float32).reshape(4, 3))
+    writer.finish()
+    store.commit({"a": StoredLayer(pooled="a.npy")}, None)
+    assert EmbeddingStore(tmp_path).layer("a") is not None
+    assert np.array_equal(EmbeddingStore(tmp_path).read("a.npy"), np.arange(12).reshape(4, 3))
+    data = bytearray((tmp_path / "a.npy").read_bytes())
+    data[-5] ^= 0x01
+    (tmp_path / "a.npy").write_bytes(bytes(data))
+    flipped = EmbeddingStore(tmp_path)
+    assert flipped.layer("a") is None and "sha256 differs" in flipped.repairs[0]
+    (tmp_path / "a.npy").write_bytes(bytes(data[:100]))
+    truncated = EmbeddingStore(tmp_path)
+    assert truncated.layer("a") is None and "100 bytes where" in truncated.repairs[0]
+    (tmp_path / "a.npy").unlink()
+    assert EmbeddingStore(tmp_path).layer("a") is None
+    assert not list(tmp_path.glob("*.partial")), "a writer left its temporary file"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_entry_is_recomputed_with_the_same_numbers(damage: str, run_cli, onnx_model: Path, manifest: Path,
+                                                              tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    clean = _leakage(run_cli, onnx_model, manifest, cache, tmp_path / "clean.json")
+    folder = _entry(cache)
+    victim = next(folder.glob("*.map.f16.npy"))
+    data = victim.read_bytes()
+    if damage == "truncate":
+        victim.write_bytes(data[: len(data) // 2])
+    else:
+        flipped = bytearray(data)
+        flipped[len(data) * 3 // 4] ^= 0x40
+        victim.write_bytes(bytes(flipped))
+    verify = run_cli("cache", "verify", "--cache-dir", str(cache), "--json")
+    assert verify.code == 1 and victim.name in verify.stdout
+    again = _leakage(run_cli, onnx_model, manifest, cache, tmp_path / "again.json")
+    assert again["leakage"] == clean["leakage"]
+    expected = "truncated" if damage == "truncate" else "sha256 differs"
+    assert any(victim.name in note and expected in note and "computed again" in note for note in again["notes"])
+    assert run_cli("cache", "verify", "--cache-dir", str(cache)).code == 0
+    third = _leakage(run_cli, onnx_model, manifest, cache, tmp_path / "third.json")
+    assert not any("computed again" in note for note in third["notes"])  # repaired for good
+
+
+def test_two_concurrent_audits_share_a_cache(onnx_model: Path, manifest: Path, tmp_path: Path) -> None:
+    """Both runs start on an empty cache at once, both extract and commit, both exit 0 with the same leakage."""
+    cache = tmp_path / "shared"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    runs = [subprocess.Popen([str(BIN), "leakage", str(onnx_model), "--corpus", str(manifest), *FAST,
+                              "--layers", "pool1,pool4,fc_relu", "--cache-dir", str(cache),
+                              "--out", str(tmp_path / f"run{i}.json")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr
+    first, second = (json.loads((tmp_path / f"run{i}.json").read_text()) for i in range(2))
+    assert first["leakage"] == second["leakage"]
+    assert len(first["leakage"]["results"]) > 0
+    result = subprocess.run([str(BIN), "cache", "verify", "--cache-dir", str(cache)], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not list(cache.rglob("*.partial"))
+
+
+def test_cache_info_and_clear(run_cli, onnx_model: Path, manifest: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    _leakage(run_cli, onnx_model, manifest, cache, tmp_path / "r.json")
+    (cache / "zoo").mkdir()
+    (cache / "zoo" / "model.ckpt").write_bytes(b"x" * 1000)
+    info = json.loads(run_cli("cache", "info", "--cache-dir", str(cache), "--json").stdout)
+    (entry,) = info["embeddings"]
+    assert entry["model"] == str(onnx_model) and entry["corpus"] == "manifest" and entry["layers"] == 1
+    assert entry["bytes"] > 0 and info["other"] == {"zoo": 1000}
+    assert run_cli("cache", "info", "--cache-dir", str(cache)).code == 0
+    cleared = run_cli("cache", "clear", "--cache-dir", str(cache))
+    assert cleared.code == 0 and not (cache / "embeddings").exists() and (cache / "zoo").exists()
+    assert run_cli("cache", "clear", "--all", "--cache-dir", str(cache)).code == 0 and not list(cache.iterdir())
+    assert json.loads(run_cli("cache", "info", "--cache-dir", str(cache), "--json").stdout)["embeddings"] == []
