@@ -17,7 +17,7 @@ import torchaudio.functional as audio_functional
 import torchaudio.transforms as transforms
 from torch import nn
 
-from ser_audit.frontend.spec import Features, FrontEndSpec
+from ser_audit.frontend.spec import Axis, Features, FrontEndSpec
 
 _WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window}
 MU = 255.0
@@ -89,6 +89,42 @@ class LowLevelDescriptors(nn.Module):
         return voicing, torch.where(voicing > self.VOICING_THRESHOLD, f0, torch.zeros_like(f0))
 
 
+class SmoothedPitch(nn.Module):
+    """F0 per frame of a centred STFT (frame ``k`` centred on sample ``k * hop_length``), in 100 Hz
+    units, 0 where unvoiced, smoothed by a running median of five frames (P3's "smoothed pitch").
+    The pitch tracker is :class:`LowLevelDescriptors`'s. Returns ``[batch, 1, frames]``."""
+
+    MEDIAN_FRAMES = 5
+
+    def __init__(self, sample_rate: int, win_length: int, hop_length: int) -> None:
+        super().__init__()
+        self.descriptors = LowLevelDescriptors(sample_rate, win_length, hop_length)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        half = self.descriptors.win_length // 2
+        n_frames = waveform.shape[-1] // self.descriptors.hop_length + 1
+        padded = torch.nn.functional.pad(waveform, (half, self.descriptors.win_length - half))
+        _, f0 = self.descriptors._pitch(padded, n_frames)
+        side = self.MEDIAN_FRAMES // 2
+        windows = torch.nn.functional.pad(f0.unsqueeze(1), (side, side), mode="replicate").unfold(-1, self.MEDIAN_FRAMES, 1)
+        return windows.median(-1).values / 100.0
+
+
+class MfccWithPitch(nn.Module):
+    """MFCC rows, then the smoothed F0 row: ``[batch, n_mfcc + 1, frames]``."""
+
+    def __init__(self, mfcc: nn.Module, pitch: SmoothedPitch) -> None:
+        super().__init__()
+        self.mfcc = mfcc
+        self.pitch = pitch
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        cepstra = self.mfcc(waveform)
+        pitch = self.pitch(waveform)
+        frames = min(cepstra.shape[-1], pitch.shape[-1])
+        return torch.cat([cepstra[..., :frames], pitch[..., :frames]], dim=1)
+
+
 def _spectral_core(features: Features, sample_rate: int) -> nn.Module:
     win_length = features.win_length or features.n_fft
     window_fn = _WINDOWS[features.window]
@@ -102,11 +138,16 @@ def _spectral_core(features: Features, sample_rate: int) -> nn.Module:
             window_fn=window_fn, power=features.power, n_mels=features.n_mels, f_min=features.f_min, f_max=features.f_max,
         )
     if features.kind == "mfcc":
-        return transforms.MFCC(
+        mfcc = transforms.MFCC(
             sample_rate=sample_rate, n_mfcc=features.n_mfcc,
             melkwargs={"n_fft": features.n_fft, "win_length": win_length, "hop_length": features.hop_length,
                        "n_mels": features.n_mels, "f_min": features.f_min, "f_max": features.f_max, "window_fn": window_fn},
         )
+        if features.pitch:
+            return MfccWithPitch(mfcc, SmoothedPitch(sample_rate, win_length, features.hop_length))
+        return mfcc
+    if features.kind == "stack":
+        return FeatureStack(features.parts, sample_rate)
     if features.kind == "lld":
         return LowLevelDescriptors(sample_rate, win_length, features.hop_length)
     raise AssertionError(features.kind)
@@ -151,6 +192,22 @@ class FrontEnd(nn.Module):
         elif spec.normalisation == "global":
             values = (values - spec.mean) / spec.std
         return _to_layout(values, spec.layout)
+
+
+class FeatureStack(nn.Module):
+    """Each part's rows in turn (``[batch, rows, frames]``), frames cut to the shortest part's."""
+
+    def __init__(self, parts: Sequence[Features], sample_rate: int) -> None:
+        super().__init__()
+        layout: list[Axis] = ["batch", "freq", "time"]
+        self.parts = nn.ModuleList(
+            FrontEnd(FrontEndSpec(sample_rate=sample_rate, features=part, layout=layout, emotions=[])) for part in parts
+        )
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        rows = [part(waveform) for part in self.parts]
+        frames = min(values.shape[-1] for values in rows)
+        return torch.cat([values[..., :frames] for values in rows], dim=1)
 
 
 def _to_layout(values: torch.Tensor, layout: Sequence[str]) -> torch.Tensor:

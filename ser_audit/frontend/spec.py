@@ -27,9 +27,10 @@ class Features(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["waveform", "spectrogram", "log_mel", "mfcc", "lld"] = Field(
+    kind: Literal["waveform", "spectrogram", "log_mel", "mfcc", "lld", "stack"] = Field(
         description="waveform (raw samples), spectrogram (magnitude or power STFT), log_mel, mfcc, "
-        "or lld (P0's low-level descriptors: energy, 12 MFCC, zero-crossing rate, voicing probability, F0, plus deltas)."
+        "lld (P0's low-level descriptors: energy, 12 MFCC, zero-crossing rate, voicing probability, F0, plus deltas), "
+        "or stack (the rows of each of ``parts`` in turn, frame by frame, e.g. P3's spectrogram beside its MFCC and pitch)."
     )
     n_fft: int = Field(512, ge=16, description="FFT size in samples.")
     win_length: int | None = Field(None, ge=16, description="Window length in samples; defaults to n_fft.")
@@ -40,9 +41,27 @@ class Features(BaseModel):
     f_min: float = Field(0.0, ge=0.0, description="Lowest frequency kept, Hz.")
     f_max: float | None = Field(None, description="Highest frequency kept, Hz; Nyquist when null.")
     n_mfcc: int = Field(13, ge=1, description="Cepstral coefficients (mfcc).")
+    pitch: bool = Field(
+        False, description="mfcc: append the smoothed F0 (median of 5 frames, in 100 Hz units, 0 where unvoiced) as one "
+        "more row, before any deltas."
+    )
+    parts: list["Features"] = Field(
+        default_factory=list, description="stack: the feature sets stacked, each with its own parameters and the same "
+        "hop; frames are aligned and cut to the shortest."
+    )
     deltas: int = Field(0, ge=0, le=2, description="Append first (1) or first and second (2) time derivatives.")
     mu_law: bool = Field(False, description="Apply mu-law expansion log(1 + mu x)/log(1 + mu) to the spectrogram.")
     log_offset: float = Field(1e-6, gt=0.0, description="Added before taking the log.")
+
+    @model_validator(mode="after")
+    def _check_parts(self) -> "Features":
+        if (self.kind == "stack") != bool(self.parts):
+            raise ValueError("kind 'stack' needs parts, and only a stack has parts")
+        if any(part.kind in ("waveform", "stack") for part in self.parts):
+            raise ValueError("a stack's parts are spectral features (spectrogram, log_mel, mfcc, lld), not waveform or stack")
+        if len({part.hop_length for part in self.parts}) > 1:
+            raise ValueError("a stack's parts must share one hop_length, so that their frames align")
+        return self
 
 
 class ExtraInput(BaseModel):

@@ -58,8 +58,9 @@ class Stage:
 
     Attributes:
         corpus: Corpus the stage trains on: a name ``--corpus`` accepts (a synthetic preset).
-        target: ``emotion`` (the corpus's emotion labels) or ``speaker`` (speaker identification
-            over the stage's training speakers).
+        target: ``emotion`` (the corpus's emotion labels), ``speaker`` (speaker identification
+            over the stage's training speakers) or ``transcript`` (the corpus's transcripts, with
+            CTC on the module's ``transcribe``; see ``models.transcription``).
         epochs: Passes over the stage's training utterances.
         batch_size: Mini-batch size.
         optimiser: ``adam`` or ``sgd``.
@@ -75,10 +76,15 @@ class Stage:
         class_weighted: Cross-entropy weighted by inverse class frequency over the stage's
             training utterances (P4; the embedded corpus is imbalanced like IEMOCAP).
         groups: Frozen parameters and per-group rates, by parameter-name patterns.
+        alphabet: Transcript stages: the symbols ``transcribe`` scores, in output order after
+            the CTC blank (one character each; a space is a symbol too, the word boundary).
+        shares: Transcript stages: patterns of the parameters the stage trains for others too;
+            they are cached and loaded by any recipe that runs the same stage on the same data
+            from the same initial values, instead of training again.
     """
 
     corpus: str = DEFAULT_CORPUS
-    target: Literal["emotion", "speaker"] = "emotion"
+    target: Literal["emotion", "speaker", "transcript"] = "emotion"
     epochs: int = 30
     batch_size: int = 32
     optimiser: Literal["adam", "sgd"] = "adam"
@@ -91,10 +97,16 @@ class Stage:
     clip_grad_norm: float | None = None
     class_weighted: bool = True
     groups: tuple[ParameterGroup, ...] = ()
+    alphabet: str = ""
+    shares: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.target not in ("emotion", "speaker"):
-            raise ConfigError(f"Stage.target {self.target!r}: use emotion or speaker")
+        if self.target not in ("emotion", "speaker", "transcript"):
+            raise ConfigError(f"Stage.target {self.target!r}: use emotion, speaker or transcript")
+        if (self.target == "transcript") != bool(self.alphabet) or len(set(self.alphabet)) != len(self.alphabet):
+            raise ConfigError("Stage.alphabet: a transcript stage needs one, of distinct symbols, and only it has one")
+        if self.shares and (self.target != "transcript" or isinstance(self.shares, str)):
+            raise ConfigError("Stage.shares: a tuple of parameter patterns, on transcript stages only")
         if self.optimiser not in ("adam", "sgd"):
             raise ConfigError(f"Stage.optimiser {self.optimiser!r}: use adam or sgd")
         if self.epochs < 1 or self.batch_size < 1:

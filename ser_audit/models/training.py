@@ -28,6 +28,7 @@ from ser_audit.models.loop import (
     unfreeze,
 )
 from ser_audit.models.reference import ReferenceModel, Stage
+from ser_audit.models.transcription import train_transcript_stage
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
 
@@ -130,7 +131,8 @@ def train_reference(
     inputs = {name: [(tensor - mean) / std for tensor in tensors] for name, tensors in inputs.items()}
 
     torch.manual_seed(seed)
-    module, records = _run_stages(reference, loaded, inputs, corpus, train_index, emotions, seed, observer)
+    module, records = _run_stages(reference, loaded, inputs, corpus, train_index, emotions, seed, observer,
+                                  cache_dir=cache_dir)
     module.eval()
     with torch.no_grad():
         predicted = module(*(tensor[test_index] for tensor in inputs[stages[-1].corpus])).argmax(1).numpy()
@@ -153,7 +155,7 @@ def train_reference(
 
 def _run_stages(
     reference: ReferenceModel, corpora: dict[str, Corpus], inputs: dict[str, list[torch.Tensor]], corpus: Corpus,
-    train_index: np.ndarray, emotions: list[str], seed: int, observer: ProgressObserver,
+    train_index: np.ndarray, emotions: list[str], seed: int, observer: ProgressObserver, *, cache_dir: Path | None = None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Every stage in order on one module (rebuilt when the classes change); a record of each stage's data.
 
@@ -166,6 +168,17 @@ def _run_stages(
     stages = reference.stages
     for number, stage in enumerate(stages, start=1):
         stage_corpus = corpora[stage.corpus]
+        if stage.target == "transcript":  # CTC on module.transcribe, built for the final classes from the start
+            module = module if module is not None else _stage_module(reference, len(emotions), None, rebuild=True)
+            classes = classes or list(emotions)
+            stage_inputs = inputs[stage.corpus]
+            if not isinstance(stage_inputs, list):
+                raise ConfigError(f"zoo:{reference.name}: a transcript stage trains on fixed-length inputs, not random crops")
+            records.append(train_transcript_stage(
+                module, stage, stage_corpus, stage_inputs, max_seconds=reference.frontend.duration_s, shuffle=shuffle,
+                seed=seed, cache_dir=cache_dir, observer=observer,
+                label=f"training zoo:{reference.name} (stage {number}/{len(stages)}: transcript on {stage_corpus.name})"))
+            continue
         # By content: another name for the same data (synthetic = iemocap-like) must not see the held-out session.
         final_corpus = stage_corpus is corpus or stage_corpus.manifest_sha256() == corpus.manifest_sha256()
         rows = train_index if final_corpus else np.arange(len(stage_corpus))
