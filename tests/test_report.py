@@ -187,3 +187,30 @@ def test_example_policy_validates() -> None:
 
     policy = load_policy(Path(__file__).resolve().parent.parent / "examples" / "policy.toml")
     assert policy.leakage and policy.robustness and policy.regression is not None
+
+
+def test_baseline_changes_carry_both_intervals_and_the_change_interval(gated_report: Path) -> None:
+    """Leakage rows compared across two reports (e.g. two models) show each row's interval and an
+    interval for the change from the two speaker-level standard errors."""
+    import math
+
+    from ser_audit.report.diff import compare, render_markdown
+    from ser_audit.report.model import Report
+
+    before = Report.model_validate_json(gated_report.read_text())
+    assert before.leakage is not None
+    rows = before.leakage.results
+    first = rows[0]
+    assert first.standard_error is not None and first.ci_low is not None and first.ci_high is not None
+    moved = first.model_copy(update={"balanced_accuracy": first.balanced_accuracy + 0.2, "ci_low": first.ci_low + 0.2,
+                                     "ci_high": first.ci_high + 0.2, "standard_error": 2 * first.standard_error})
+    after = before.model_copy(update={"leakage": before.leakage.model_copy(update={"results": [moved, *rows[1:]]})})
+    diff = compare(before, after)
+    change = next(c for c in diff.leakage if c.key == f"{first.attribute}: {first.key}")
+    assert change.change == pytest.approx(0.2) and change.verdict == "worse"
+    assert change.before_interval == [first.ci_low, first.ci_high] and change.after_interval == [moved.ci_low, moved.ci_high]
+    half = 1.959964 * math.hypot(first.standard_error, 2 * first.standard_error)
+    assert change.change_interval == pytest.approx([0.2 - half, 0.2 + half])
+    unchanged = [c for c in diff.leakage if c is not change]
+    assert all(c.change == 0 and c.change_interval and c.change_interval[0] < 0 < c.change_interval[1] for c in unchanged)
+    assert f"+0.200 [{0.2 - half:+.3f}, {0.2 + half:+.3f}]" in render_markdown(diff)

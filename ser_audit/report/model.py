@@ -290,6 +290,12 @@ class Change(_Strict):
     after: float
     change: float = Field(description="after - before.")
     verdict: str = Field(description="better, worse or same (within 0.005).")
+    before_interval: list[float] | None = Field(None, description="The baseline row's 95% interval (leakage rows).")
+    after_interval: list[float] | None = Field(None, description="This report's row's 95% interval (leakage rows).")
+    change_interval: list[float] | None = Field(
+        None, description="95% interval of the change from the two rows' speaker-level standard errors, treating the "
+        "reports as independent (wider than needed when both tested the same speakers, which correlates them)."
+    )
 
 
 class ReportDiff(_Strict):

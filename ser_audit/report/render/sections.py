@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ser_audit.report.diff import with_interval
 from ser_audit.report.model import BreakdownRow, LeakageResult, Report, Robustness
 
 VERDICTS = {True: "reproduced", False: "not reproduced", None: "cannot tell"}
@@ -147,7 +148,8 @@ def sections(report: Report) -> list[Section]:
             if changes:
                 section.tables.append(Table(
                     ["row", "before", "after", "change", "verdict"],
-                    [[c.key, f"{c.before:.3f}", f"{c.after:.3f}", f"{c.change:+.3f}", c.verdict] for c in changes],
+                    [[c.key, with_interval(c.before, c.before_interval), with_interval(c.after, c.after_interval),
+                      with_interval(c.change, c.change_interval, signed=True), c.verdict] for c in changes],
                     caption,
                 ))
         section.bullets += [f"only in the baseline: {key}" for key in diff.only_before]
