@@ -1,5 +1,6 @@
-"""SIGKILL a leakage audit while it extracts embeddings and again while it trains attackers, rerun it
-on the same cache, and compare the final report with an uninterrupted run's (issue #18).
+"""SIGKILL a leakage audit while it extracts embeddings and again while it trains attackers (and
+SIGINT it while it extracts), rerun it on the same cache, and compare the final report with an
+uninterrupted run's (issue #18).
 
     python scripts/kill_and_resume.py [--work DIR] [--per-speaker N]
 
@@ -84,8 +85,8 @@ class TrainingAttackers:
 
 
 def killed_run(model: Path, manifest: Path, cache: Path, out: Path, at: Callable[[Path, list[str]], bool],
-               timeout: float = 600) -> str:
-    """Start the audit, SIGKILL it when ``at`` holds; returns what happened."""
+               sent: signal.Signals = signal.SIGKILL, timeout: float = 600) -> str:
+    """Start the audit, send it ``sent`` when ``at`` holds; returns what happened."""
     process = subprocess.Popen(command(model, manifest, cache, out), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                text=True, env=ENV)
     lines: list[str] = []
@@ -94,8 +95,14 @@ def killed_run(model: Path, manifest: Path, cache: Path, out: Path, at: Callable
     start = time.monotonic()
     while process.poll() is None and time.monotonic() - start < timeout:
         if at(cache, lines):
-            process.send_signal(signal.SIGKILL)
+            process.send_signal(sent)
             process.wait()
+            reader.join(timeout=10)
+            if sent == signal.SIGINT and extracting(cache, lines):
+                return "interrupted but left temporary files behind"
+            if sent == signal.SIGINT:  # Ctrl-C: exit 130 and one line, the CLI's own handling
+                return "interrupted" if process.returncode == 130 and lines[-1:] == ["ser-audit: error: interrupted\n"] else \
+                    f"interrupted but exited {process.returncode} saying {lines[-1:]}"
             return "killed"
         time.sleep(0.005)
     process.kill()
@@ -118,17 +125,21 @@ def main() -> int:
     print(f"uninterrupted run: {time.monotonic() - started:.1f} s")
     reference = comparable(json.loads(reference_out.read_text()))
     failures = 0
-    for name, at in (("extraction", extracting), ("attacker training", TrainingAttackers())):
-        cache, out = work / f"cache-{name.split()[0]}", work / f"{name.split()[0]}.json"
-        outcome = killed_run(model, manifest, cache, out, at)
+    points: list[tuple[str, Callable[[Path, list[str]], bool], signal.Signals]] = [
+        ("extraction", extracting, signal.SIGKILL), ("attacker training", TrainingAttackers(), signal.SIGKILL),
+        ("extraction", extracting, signal.SIGINT)]
+    for name, at, sent in points:
+        label = f"{name.split()[0]}-{sent.name}"
+        cache, out = work / f"cache-{label}", work / f"{label}.json"
+        outcome = killed_run(model, manifest, cache, out, at, sent)
         written = out.exists()
         started = time.monotonic()
         rerun = subprocess.run(command(model, manifest, cache, out), env=ENV, capture_output=True, text=True)
         resumed = json.loads(out.read_text()) if rerun.returncode == 0 else {}
         same = rerun.returncode == 0 and comparable(resumed) == reference
         reused = any("taken from the cache" in note for note in resumed.get("notes", []))
-        failures += not (outcome == "killed" and not written and same)
-        print(f"SIGKILL during {name}: {outcome}, report written before the kill: {written}; rerun exit "
+        failures += not (outcome in ("killed", "interrupted") and not written and same)
+        print(f"{sent.name} during {name}: {outcome}, report written before the kill: {written}; rerun exit "
               f"{rerun.returncode} in {time.monotonic() - started:.1f} s (embeddings from the killed run's cache: "
               f"{reused}), report equals the uninterrupted run's: {same}")
     return 1 if failures else 0

@@ -284,6 +284,9 @@ CASES = [
     Case("model-frontend-file-not-json", lambda c: ["layers", str(c.model), "--frontend", str(c.file("f.json", "{x"))],
          message="f.json"),
     Case("model-unknown-zoo-name", lambda c: ["layers", "zoo:no-such-model"], message="no-such-model"),
+    Case("model-path-with-a-newline", lambda c: ["layers", "tiny.onnx\nsecond line\x1b[2J"], message="\\n"),
+    Case("model-weights-a-folder", lambda c: ["layers", "python:ser_audit.testing:PlantedCNN", "--weights",
+                                              str(c.precious)], message="is a folder"),
     # Corpora.
     Case("corpus-unknown-name", lambda c: leakage(c, corpus="no-such-corpus"), message="neither a known corpus"),
     Case("corpus-missing-audio", lambda c: leakage(c, corpus=c.manifest_copy("m1", missing_audio)), message="missing"),

@@ -16,6 +16,7 @@ from ser_audit.dependencies import require_torch
 from ser_audit.errors import SerAuditError
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 # Commands that only read and render saved reports: they run where torch cannot be imported.
 WITHOUT_TORCH = {"report", "gate", "cache"}
 
@@ -38,8 +39,13 @@ app.add_typer(zoo.app, name="zoo")
 app.add_typer(cache.app, name="cache")
 
 
+def _one_line(message: str) -> str:
+    """Control characters (a path's newline, say) spelled as escapes: the message stays on one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in message)
+
+
 def _fail(message: str) -> None:
-    sys.stderr.write(f"ser-audit: error: {message}\n")
+    sys.stderr.write(f"ser-audit: error: {_one_line(message)}\n")
 
 
 def _needs_torch(args: list[str]) -> bool:
@@ -73,12 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _fail("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as error:  # the one place that turns unexpected failures into exit 3
         if debug:
             traceback.print_exc()
         _fail(f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)")
         return EXIT_INTERNAL
+    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into this code, silently
+        _fail("interrupted")
     return code if isinstance(code, int) else EXIT_OK
 
 

@@ -254,6 +254,17 @@ def _memmap(handle: IO[bytes]) -> np.ndarray:
     return np.memmap(handle, dtype=dtype, mode="r", shape=shape, order="F" if fortran_order else "C", offset=offset)
 
 
+# Temporary files of this process's writers not yet finished or abandoned: removed at exit (Ctrl-C
+# included), so only a killed process leaves any (``cache info`` shows them, ``cache clear`` removes them).
+_UNFINISHED: set[Path] = set()
+
+
+@atexit.register
+def _remove_unfinished() -> None:
+    for path in list(_UNFINISHED):
+        path.unlink(missing_ok=True)
+
+
 class ArrayWriter:
     """Rows appended to a preallocated ``.npy`` memory map under a temporary name of its own; ``finish``
     records the file's checksum and renames it into place."""
@@ -264,6 +275,7 @@ class ArrayWriter:
         descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
         os.close(descriptor)
         self.partial = Path(partial)
+        _UNFINISHED.add(self.partial)
         self.on_finish = on_finish
         self.array = np.lib.format.open_memmap(self.partial, mode="w+", dtype=dtype, shape=shape)
         self.row = 0
@@ -288,11 +300,13 @@ class ArrayWriter:
             if self.on_finish is not None:
                 self.on_finish(self.path.name, handle)
             os.replace(self.partial, self.path)
+        _UNFINISHED.discard(self.partial)
 
     def abandon(self) -> None:
         if hasattr(self, "array"):
             del self.array
         self.partial.unlink(missing_ok=True)
+        _UNFINISHED.discard(self.partial)
 
 
 def cached_array(cache_dir: Path | None, key: str, name: str, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:

@@ -121,7 +121,8 @@ def _load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | No
     if weights is None:
         raise ModelError(f"model python:{target} needs --weights FILE (a state dict, loaded with weights_only=True)")
     if not weights.is_file():
-        raise ModelError(f"--weights {weights} does not exist")
+        raise ModelError(f"--weights {weights} is a folder; pass the state dict file" if weights.is_dir()
+                         else f"--weights {weights} does not exist")
     try:
         payload = torch.load(str(weights), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError) as error:
