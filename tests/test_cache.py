@@ -20,6 +20,14 @@ import pytest
 from ser_audit.embeddings.store import EmbeddingStore, StoredLayer
 
 BIN = Path(sys.executable).with_name("ser-audit")
+BLOCK_TORCH = (
+    "import sys, importlib.abc\n"
+    "class Block(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('torch', 'torchaudio', 'onnxruntime'):\n"
+    "            raise ImportError('blocked: ' + name)\n"
+    "sys.meta_path.insert(0, Block())\n"
+)
 FAST = ["--layers", "pool4", "--scenarios", "s2", "--attackers", "generic", "--quick", "--quiet"]
 
 
@@ -110,6 +118,12 @@ def test_cache_info_and_clear(run_cli, onnx_model: Path, manifest: Path, tmp_pat
     (entry,) = info["embeddings"]
     assert entry["model"] == str(onnx_model) and entry["corpus"] == "manifest" and entry["layers"] == 1
     assert entry["bytes"] > 0 and info["other"] == {"zoo": 1000}
+    assert info["by_model"] == {str(onnx_model): entry["bytes"]} and info["by_corpus"] == {"manifest": entry["bytes"]}
+    # Like report and gate, the cache commands run where torch cannot be imported.
+    blocked = subprocess.run([sys.executable, "-c", BLOCK_TORCH + "from ser_audit.cli.main import main; "
+                              f"sys.exit(main(['cache', 'verify', '--cache-dir', {str(cache)!r}]))"],
+                             capture_output=True, text=True, timeout=120)
+    assert blocked.returncode == 0, blocked.stderr
     assert run_cli("cache", "info", "--cache-dir", str(cache)).code == 0
     cleared = run_cli("cache", "clear", "--cache-dir", str(cache))
     assert cleared.code == 0 and not (cache / "embeddings").exists() and (cache / "zoo").exists()

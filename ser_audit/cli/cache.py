@@ -26,12 +26,16 @@ def info_command(cache_dir: options.CacheDirOption = None, json_output: options.
     """Size of the cache per model and corpus (embeddings), and of its corpora and reference models."""
     folder = cache_dir or api.default_cache_dir()
     entries, others = maintenance.inventory(folder), maintenance.other_contents(folder)
+    by_model, by_corpus = maintenance.totals(entries, "model"), maintenance.totals(entries, "corpus")
     if json_output:
-        print_json({"cache_dir": str(folder), "embeddings": [asdict(e) for e in entries], "other": others})
+        print_json({"cache_dir": str(folder), "embeddings": [asdict(e) for e in entries], "by_model": by_model,
+                    "by_corpus": by_corpus, "other": others})
         return
-    print_table(f"embeddings in {folder}", ["entry", "model", "corpus", "layers", "size", "left by interrupted runs"],
+    print_table(f"embeddings in {folder}", ["entry", "model", "corpus", "layers", "size", "left by killed runs"],
                 [(e.key, e.model, e.corpus, e.layers, _mib(e.bytes), _mib(e.leftover_bytes) if e.leftover_bytes else "")
                  for e in entries])
+    print_table("embeddings per model", ["model", "size"], [(name, _mib(size)) for name, size in by_model.items()])
+    print_table("embeddings per corpus", ["corpus", "size"], [(name, _mib(size)) for name, size in by_corpus.items()])
     print_table("other cache contents", ["folder", "size"], [(name, _mib(size)) for name, size in others.items()])
 
 

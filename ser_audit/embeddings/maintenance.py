@@ -48,7 +48,7 @@ def _entry(folder: Path, *, check: bool) -> Entry:
     description = index.get("description") or {}
     leftovers = [p for p in folder.iterdir() if p.name.endswith(".partial") or p.name.startswith(".index.")]
     entry = Entry(
-        key=folder.name, model=str(description.get("model", "unknown (written before ser-audit recorded it)")),
+        key=folder.name, model=str(description.get("model", "unknown (an entry older than its description)")),
         corpus=str(description.get("corpus", "unknown")), layers=len(index["layers"]), bytes=_size(folder),
         leftover_bytes=sum(p.stat().st_size for p in leftovers),
     )
@@ -78,6 +78,14 @@ def inventory(cache_dir: Path) -> list[Entry]:
 def verify(cache_dir: Path) -> list[Entry]:
     """Every embedding entry, each file checked against the length and sha256 in its index."""
     return _entries(cache_dir, check=True)
+
+
+def totals(entries: list[Entry], by: str) -> dict[str, int]:
+    """Bytes of the entries per ``model`` or per ``corpus``."""
+    sums: dict[str, int] = {}
+    for entry in entries:
+        sums[getattr(entry, by)] = sums.get(getattr(entry, by), 0) + entry.bytes
+    return dict(sorted(sums.items()))
 
 
 def other_contents(cache_dir: Path) -> dict[str, int]:

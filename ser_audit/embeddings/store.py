@@ -309,10 +309,11 @@ class ArrayWriter:
         _UNFINISHED.discard(self.partial)
 
 
-def cached_array(cache_dir: Path | None, key: str, name: str, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+def cached_array(cache_dir: Path | None, key: str, name: str, compute: Callable[[], np.ndarray], *,
+                 corpus: str | None = None) -> tuple[np.ndarray, bool]:
     """Features that depend on no model (input-level references), computed once per ``key`` and kept
     in the store as float32; returns them as read back from the store, and whether they were cached."""
-    store = EmbeddingStore.for_run(cache_dir, key)
+    store = EmbeddingStore.for_run(cache_dir, key, description={"model": name, "corpus": corpus or "unknown"})
     stored = store.layer(name)
     if stored is None:
         values = np.asarray(compute(), dtype=np.float32)

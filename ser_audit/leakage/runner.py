@@ -230,7 +230,8 @@ def input_reference(
         from ser_audit.frontend.egemaps import egemaps_functionals, feature_version
 
         key = store_key("input", feature_version(), corpus.manifest_sha256())
-        features, _ = cached_array(cache_dir, key, "input:egemaps", lambda: egemaps_functionals(corpus, observer))
+        features, _ = cached_array(cache_dir, key, "input:egemaps", lambda: egemaps_functionals(corpus, observer),
+                                   corpus=corpus.name)
     else:
         features = lld_features(corpus, observer)
     labels = np.array(corpus.labels(attribute))
