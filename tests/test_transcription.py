@@ -129,7 +129,17 @@ def test_the_stage_scores_held_out_readers_and_shares_through_the_cache(readers:
     assert not torch.equal(loaded.classifier.weight, torch.zeros_like(loaded.classifier.weight))
     assert torch.equal(after, after_loaded)  # the shuffle moved on as if the stage had trained
 
-    # Other data, another entry: the stage trains again.
+    # Another forward with the same parameters is another recogniser: the stage trains again.
+    class OtherRecogniser(TinyRecogniser):
+        def transcribe(self, features: torch.Tensor) -> torch.Tensor:
+            return self.asr(features.transpose(1, 2).tanh())
+
+    torch.manual_seed(0)
+    other_code = train_transcript_stage(OtherRecogniser(13, len(ALPHABET) + 1), stage, readers, inputs, max_seconds=3.0,
+                                        shuffle=torch_shuffle(0), seed=0, cache_dir=tmp_path, observer=NULL_OBSERVER,
+                                        label="test")
+    assert not other_code["cached"]
+    # No cache folder, or another stage: the stage trains again.
     _, other, _ = run(None)
     assert not other["cached"]
     changed = replace(stage, epochs=3)
@@ -137,7 +147,7 @@ def test_the_stage_scores_held_out_readers_and_shares_through_the_cache(readers:
     record3 = train_transcript_stage(TinyRecogniser(13, len(ALPHABET) + 1), changed, readers, inputs, max_seconds=3.0,
                                      shuffle=torch_shuffle(0), seed=0, cache_dir=tmp_path, observer=NULL_OBSERVER,
                                      label="test")
-    assert not record3["cached"] and len(list((tmp_path / "stages").glob("transcript-*.pt"))) == 2
+    assert not record3["cached"] and len(list((tmp_path / "stages").glob("transcript-*.pt"))) == 3
 
 
 def test_the_stage_refuses_transcripts_or_outputs_that_do_not_fit_the_alphabet(readers: Corpus) -> None:

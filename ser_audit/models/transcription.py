@@ -13,9 +13,10 @@ Utterances longer than the model's fixed input would be cut, and with them their
 they are left out of the stage and counted.
 
 A stage with ``shares`` caches what it trained: the parameters matching those patterns, keyed by
-the stage, its corpus, the seed, the initial values of those parameters and the stage's input
-tensors. A later model whose recipe runs the same stage on the same data from the same start
-loads them instead of training (P3's four SER variants share one recogniser this way).
+the stage, its corpus, the seed, the initial values of those parameters, the stage's input
+tensors and the source of the module's classes. A later model whose recipe runs the same stage
+on the same data from the same start loads them instead of training (P3's three SER variants
+on the recogniser share it this way).
 
 Example:
     >>> logits = torch.tensor([[[0.0, 5.0, 0.0], [0.0, 5.0, 0.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0]]])
@@ -28,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 from collections import Counter
 from fnmatch import fnmatchcase
@@ -233,7 +235,19 @@ def _cache_file(
         digest.update(_tensor_bytes(state[name]))
     for tensor in inputs:
         digest.update(_tensor_bytes(tensor))
+    digest.update(_code_digest(module).encode())
     return cache_dir / "stages" / f"transcript-{digest.hexdigest()[:24]}.pt"
+
+
+def _code_digest(module: nn.Module) -> str:
+    """The source of every class in the module, so that a changed ``forward`` trains the stage again."""
+    sources = []
+    for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+        try:
+            sources.append(inspect.getsource(cls))
+        except (OSError, TypeError):
+            sources.append(f"{cls.__module__}.{cls.__qualname__}")
+    return hashlib.sha256("\n".join(sources).encode()).hexdigest()
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:
