@@ -169,6 +169,8 @@ class FrontEnd(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         spec, features = self.spec, self.spec.features
+        if features.peak_normalise:
+            waveform = waveform / waveform.abs().amax(-1, keepdim=True).clamp_min(1e-8)
         if self.core is None:
             values = waveform.unsqueeze(1)  # [batch, 1, time] with the single "freq" row
         else:

@@ -52,6 +52,10 @@ class Features(BaseModel):
     deltas: int = Field(0, ge=0, le=2, description="Append first (1) or first and second (2) time derivatives.")
     mu_law: bool = Field(False, description="Apply mu-law expansion log(1 + mu x)/log(1 + mu) to the spectrogram.")
     log_offset: float = Field(1e-6, gt=0.0, description="Added before taking the log.")
+    peak_normalise: bool = Field(
+        False, description="Divide each segment's waveform by its absolute peak before analysis (P4's per-segment "
+        "peak normalisation; the segment is the crop the model is fed)."
+    )
 
     @model_validator(mode="after")
     def _check_parts(self) -> "Features":

@@ -81,6 +81,12 @@ class Stage:
         shares: Transcript stages: patterns of the parameters the stage trains for others too;
             they are cached and loaded by any recipe that runs the same stage on the same data
             from the same initial values, instead of training again.
+        random_crop_s: Train on a random piece of this many seconds of each utterance, drawn anew
+            each time it is used (P4: 4.5 s on IEMOCAP); the model then needs a variable-length
+            front-end (``duration_s`` None) and is tested on whole utterances.
+        random_reference: Feed each further input (P4's neutral reference) a random neutral
+            utterance of the same speaker, never the utterance itself, drawn anew each time;
+            without it, and always outside training, the fixed choice of ``models.sampling``.
     """
 
     corpus: str = DEFAULT_CORPUS
@@ -99,6 +105,8 @@ class Stage:
     groups: tuple[ParameterGroup, ...] = ()
     alphabet: str = ""
     shares: tuple[str, ...] = ()
+    random_crop_s: float | None = None
+    random_reference: bool = False
 
     def __post_init__(self) -> None:
         if self.target not in ("emotion", "speaker", "transcript"):
@@ -117,6 +125,8 @@ class Stage:
             raise ConfigError("Stage.nesterov needs optimiser='sgd' and momentum > 0")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise ConfigError(f"Stage.clip_grad_norm must be positive or None (got {self.clip_grad_norm})")
+        if self.random_crop_s is not None and not self.random_crop_s > 0:
+            raise ConfigError(f"Stage.random_crop_s must be positive or None (got {self.random_crop_s})")
 
     def rate_factor(self, epoch: int) -> float:
         """Multiplier of every rate in ``epoch`` under the step schedule."""

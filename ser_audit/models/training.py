@@ -15,7 +15,7 @@ from torch import nn
 from ser_audit.corpus.audio import read_audio
 from ser_audit.corpus.interface import Corpus, Utterance
 from ser_audit.corpus.registry import resolve_corpus
-from ser_audit.errors import ConfigError, CorpusError
+from ser_audit.errors import ConfigError
 from ser_audit.files import atomic_write
 from ser_audit.frontend.features import FrontEnd, fit_length
 from ser_audit.frontend.spec import METADATA_KEY, ExtraInput, FrontEndSpec
@@ -28,6 +28,14 @@ from ser_audit.models.loop import (
     unfreeze,
 )
 from ser_audit.models.reference import ReferenceModel, Stage
+from ser_audit.models.sampling import (
+    CorpusAudio,
+    describe_choice,
+    predict_whole,
+    reference_candidates,
+    reference_rows,
+    sampled_loss,
+)
 from ser_audit.models.transcription import train_transcript_stage
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
@@ -69,23 +77,12 @@ def extract_features(frontend: FrontEnd, signals: list[np.ndarray], batch_size: 
     return torch.cat(parts)
 
 
-def extra_input_rows(corpus: Corpus, extra: ExtraInput) -> np.ndarray:
+def extra_input_rows(corpus: Corpus, extra: ExtraInput, *, choice: int = 0) -> np.ndarray:
     """For each utterance, the index of the utterance that feeds ``extra`` (P4's conditioning input:
-    a neutral utterance of the same speaker other than itself)."""
-    neutral: dict[str, list[int]] = {}
-    for index, utterance in enumerate(corpus):
-        if utterance.emotion == "neutral":
-            neutral.setdefault(utterance.speaker, []).append(index)
-    rows = []
-    for index, utterance in enumerate(corpus):
-        candidates = [k for k in neutral.get(utterance.speaker, []) if k != index]
-        if not candidates:
-            raise CorpusError(
-                f"input {extra.name!r} needs a neutral utterance of speaker {utterance.speaker!r} other than "
-                f"{utterance.id!r}, but corpus {corpus.name!r} has none"
-            )
-        rows.append(candidates[0])
-    return np.array(rows, dtype=np.int64)
+    a neutral utterance of the same speaker other than itself, chosen as ``models.sampling`` documents)."""
+    if extra.source != "neutral_same_speaker":
+        raise ConfigError(f"input {extra.name!r}: unknown source {extra.source!r}")
+    return reference_rows(corpus, choice=choice)
 
 
 def corpus_inputs(corpus: Corpus, spec: FrontEndSpec, observer: ProgressObserver = NULL_OBSERVER) -> list[torch.Tensor]:
@@ -116,26 +113,41 @@ def train_reference(
         if name not in loaded:
             loaded[name] = resolve_corpus(name, cache_dir=cache_dir, seed=seed, observer=observer)
     corpus = loaded[stages[-1].corpus]
-    if reference.frontend.features.kind == "waveform" or reference.frontend.duration_s is None:
-        raise ConfigError(f"zoo:{reference.name}: training needs a fixed-length spectral front-end")
+    # Stages that crop or draw references at random train from whole waveforms (CorpusAudio).
+    sampled = {stage.corpus for stage in stages if stage.random_crop_s is not None or stage.random_reference}
+    variable = reference.frontend.duration_s is None
+    if reference.frontend.features.kind == "waveform" or (variable and not all(s.random_crop_s for s in stages)):
+        raise ConfigError(f"zoo:{reference.name}: training needs a spectral front-end of fixed length, "
+                          "or of variable length with random crops (Stage.random_crop_s) in every stage")
     emotions = list(corpus.emotions)
     base_spec = reference.frontend.model_copy(update={"emotions": emotions, "normalisation": "none"})
-    inputs = {name: corpus_inputs(loaded[name], base_spec, observer) for name in dict.fromkeys(s.corpus for s in stages)}
+    inputs: dict[str, StageInputs] = {
+        name: _corpus_audio(loaded[name], base_spec, observer, seed) if name in sampled
+        else corpus_inputs(loaded[name], base_spec, observer)
+        for name in dict.fromkeys(s.corpus for s in stages)
+    }
     sessions = np.array([u.session for u in corpus])
     held_out = sorted(set(sessions))[-1]
     train_index = np.flatnonzero(sessions != held_out)
     test_index = np.flatnonzero(sessions == held_out)
-    features = inputs[stages[-1].corpus][0]
-    mean, std = float(features[train_index].mean()), float(features[train_index].std())
+    mean, std = _feature_moments(inputs[stages[-1].corpus], train_index)
     spec = reference.frontend.model_copy(update={"emotions": emotions, "normalisation": "global", "mean": mean, "std": std})
-    inputs = {name: [(tensor - mean) / std for tensor in tensors] for name, tensors in inputs.items()}
+    for name, value in inputs.items():
+        if isinstance(value, CorpusAudio):
+            value.frontend = FrontEnd(spec)
+        else:
+            inputs[name] = [(tensor - mean) / std for tensor in value]
 
     torch.manual_seed(seed)
     module, records = _run_stages(reference, loaded, inputs, corpus, train_index, emotions, seed, observer,
                                   cache_dir=cache_dir)
     module.eval()
-    with torch.no_grad():
-        predicted = module(*(tensor[test_index] for tensor in inputs[stages[-1].corpus])).argmax(1).numpy()
+    final_inputs = inputs[stages[-1].corpus]
+    if isinstance(final_inputs, CorpusAudio):  # whole utterances, each with its fixed reference
+        predicted = predict_whole(module, final_inputs, test_index.tolist())
+    else:
+        with torch.no_grad():
+            predicted = module(*(tensor[test_index] for tensor in final_inputs)).argmax(1).numpy()
     truth = np.array([emotions.index(corpus.utterances[i].emotion) for i in test_index])
     metrics = {
         "held_out_uar": unweighted_average_recall(truth, predicted, len(emotions)),
@@ -147,14 +159,50 @@ def train_reference(
         "training_corpus_sha256": records[-1]["corpus_sha256"],
         "training_speakers": records[-1]["speakers"],
         "stages": records,
+        **_input_records(reference),
         # Wall time including corpus synthesis and feature extraction (what a first `zoo:` use costs).
         "training_seconds": round(time.perf_counter() - started, 1),
     }
     return TrainedModel(reference, module, spec, metrics, seed)
 
 
+StageInputs = list[torch.Tensor] | CorpusAudio
+
+
+def _corpus_audio(corpus: Corpus, spec: FrontEndSpec, observer: ProgressObserver, seed: int) -> CorpusAudio:
+    """Whole waveforms (the spec's length when fixed) for stages that cut and reference at random."""
+    candidates = reference_candidates(corpus) if spec.extra_inputs else []
+    return CorpusAudio(waveforms(corpus, spec, observer, label=f"{corpus.name} audio"), candidates,
+                       len(spec.extra_inputs), FrontEnd(spec), spec.sample_rate, seed)
+
+
+def _feature_moments(inputs: StageInputs, rows: np.ndarray) -> tuple[float, float]:
+    """Mean and std of the primary input's features over ``rows`` (whole utterances), for global normalisation."""
+    if not isinstance(inputs, CorpusAudio):
+        features = inputs[0][rows]
+        return float(features.mean()), float(features.std())
+    with torch.no_grad():
+        values = torch.cat([inputs.frontend(torch.from_numpy(inputs.waveforms[row][None])).flatten() for row in rows])
+    return float(values.mean()), float(values.std())
+
+
+def _input_records(reference: ReferenceModel) -> dict[str, Any]:
+    """How the training and test inputs were drawn, for the model's metadata and the report."""
+    spec, stage = reference.frontend, reference.stages[-1]
+    records: dict[str, Any] = {}
+    if stage.random_crop_s is not None:
+        records["training_crops"] = f"random {stage.random_crop_s:g} s crops, drawn anew each epoch (shorter utterances repeated)"
+        records["test_input"] = "whole utterances" if spec.duration_s is None else f"{spec.duration_s:g} s ({spec.crop})"
+    if spec.extra_inputs:
+        records["training_reference"] = (
+            "a random neutral utterance of the same speaker per example and epoch, never the utterance itself"
+            if stage.random_reference else describe_choice(0))
+        records["test_reference"] = describe_choice(0)
+    return records
+
+
 def _run_stages(
-    reference: ReferenceModel, corpora: dict[str, Corpus], inputs: dict[str, list[torch.Tensor]], corpus: Corpus,
+    reference: ReferenceModel, corpora: dict[str, Corpus], inputs: dict[str, StageInputs], corpus: Corpus,
     train_index: np.ndarray, emotions: list[str], seed: int, observer: ProgressObserver, *, cache_dir: Path | None = None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Every stage in order on one module (rebuilt when the classes change); a record of each stage's data.
@@ -215,9 +263,11 @@ def _speaker_held_out(corpus: Corpus, rows: np.ndarray) -> np.ndarray:
     return np.array(sorted(held_out), dtype=np.int64)
 
 
-def _accuracy(module: nn.Module, inputs: list[torch.Tensor], targets: torch.Tensor, rows: np.ndarray) -> float:
+def _accuracy(module: nn.Module, inputs: StageInputs, targets: torch.Tensor, rows: np.ndarray) -> float:
     module.eval()
     index = torch.from_numpy(rows)
+    if isinstance(inputs, CorpusAudio):  # whole utterances, one at a time
+        return float((torch.from_numpy(predict_whole(module, inputs, rows.tolist())) == targets[index]).float().mean())
     with torch.no_grad():
         predicted = torch.cat([module(*(t[index[k : k + 64]] for t in inputs)).argmax(1) for k in range(0, len(index), 64)])
     return float((predicted == targets[index]).float().mean())
@@ -256,13 +306,18 @@ def _stage_module(reference: ReferenceModel, n_classes: int, previous: nn.Module
 
 
 def _train_stage(
-    module: nn.Module, stage: Stage, inputs: list[torch.Tensor], targets: torch.Tensor, n_classes: int,
+    module: nn.Module, stage: Stage, inputs: StageInputs, targets: torch.Tensor, n_classes: int,
     rows: np.ndarray, shuffle: Callable[[int], torch.Tensor], observer: ProgressObserver, label: str,
 ) -> None:
     optimiser = stage_optimiser(module, stage)
     # Class-weighted loss: the corpus is imbalanced like IEMOCAP (happy is rare).
     weights = balanced_class_weights(targets[rows], n_classes) if stage.class_weighted else None
-    loss = classification_loss(module, inputs, targets, class_weights=weights)
+    if isinstance(inputs, CorpusAudio):
+        crop = None if stage.random_crop_s is None else int(round(stage.random_crop_s * inputs.sample_rate))
+        loss = sampled_loss(module, inputs, targets, crop_samples=crop, random_reference=stage.random_reference,
+                            seed=inputs.seed, class_weights=weights)
+    else:
+        loss = classification_loss(module, inputs, targets, class_weights=weights)
     try:
         with observer.task(label, total=stage.epochs) as task:
             run_epochs(module, optimiser, loss, torch.from_numpy(rows), epochs=stage.epochs, batch_size=stage.batch_size,
