@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -54,24 +55,31 @@ class EagerTorchModel(TargetModel):
         modules = {name: module for name, module in self.module.named_modules() if name}
         entries: dict[str, LayerEntry] = {}
         produced: list[torch.Tensor] = []  # outputs seen so far (kept alive, so ids stay unique)
+        owners: list[tuple[torch.Tensor, str]] = []  # each entry's output
+        readers: dict[str, set[str]] = {}  # entry -> the leaf modules that read its output
         called: set[str] = set()
 
-        def record(name: str, module: nn.Module, output: Any) -> None:
+        def record(name: str, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             called.add(name)
             tensor, note = first_tensor(output)
-            if tensor is None or name in entries:
-                return
             # Leaf: no submodule ran inside it (MultiheadAttention's out_proj is a child it never calls).
             leaf = not any(other.startswith(name + ".") for other in called)
+            if leaf:
+                for source, owner in owners:
+                    if any(value is source for value in inputs):
+                        readers.setdefault(owner, set()).add(name)
+            if tensor is None or name in entries:
+                return
             if leaf and isinstance(module, _INFERENCE_IDENTITY):
                 return
             reused = any(tensor is earlier for earlier in produced)
             produced.append(tensor)
             if leaf or not reused:
                 entries[name] = LayerEntry(name, type(module).__name__, block=not leaf, note=note)
+                owners.append((tensor, name))
 
         handles = [
-            module.register_forward_hook(lambda m, _i, output, name=name: record(name, m, output))
+            module.register_forward_hook(lambda m, inputs, output, name=name: record(name, m, inputs, output))
             for name, module in modules.items()
         ]
         try:
@@ -80,7 +88,7 @@ class EagerTorchModel(TargetModel):
         finally:
             for handle in handles:
                 handle.remove()
-        return list(entries.values())
+        return [replace(entry, readers=len(readers.get(entry.name, ()))) for entry in entries.values()]
 
     def _tensors(self, inputs: Mapping[str, np.ndarray]) -> list[torch.Tensor]:
         return [torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in self.input_names]

@@ -34,6 +34,8 @@ class LayerInfo:
         block: A module whose output is its own operation on its children's (a residual block),
             not one of its children's outputs.
         note: How the tapped tensor was taken where that is not obvious (an RNN's ``(output, state)``).
+        readers: How many later layers read the output (0 where the format does not say). A vector
+            read by several is a conditioning input, e.g. P4's speaker embedding projected into every block.
     """
 
     index: int
@@ -43,6 +45,7 @@ class LayerInfo:
     time_axis: int | None = None
     block: bool = False
     note: str | None = None
+    readers: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class LayerEntry:
     kind: str
     block: bool = False
     note: str | None = None
+    readers: int = 0
 
 
 @dataclass
@@ -150,7 +154,7 @@ class TargetModel(ABC):
             time_axes = self._time_axes(names, batch_first)
             self._layers = [
                 LayerInfo(index=i, name=entry.name, kind=entry.kind, shape=(1, *batch_first[entry.name].shape[1:]),
-                          time_axis=time_axes[entry.name], block=entry.block, note=entry.note)
+                          time_axis=time_axes[entry.name], block=entry.block, note=entry.note, readers=entry.readers)
                 for i, entry in enumerate(entries)
             ]
         return self._layers
@@ -194,7 +198,8 @@ class TargetModel(ABC):
     def default_taps(self) -> list[LayerInfo]:
         """What a split-computing deployment would transmit, and where the depth curve needs points:
         pooling outputs that keep a map (P0 taps the first pooling layer), block outputs
-        (ResNets), every recurrent layer, and the last hidden layer before the logits."""
+        (ResNets), every recurrent layer, a vector that several layers read (a conditioning
+        embedding such as P4's speaker embedding), and the last hidden layer before the logits."""
         layers = self.layers()
         chosen = {layer.index: layer for layer in layers if _default_tap(layer)}
         hidden = [layer for layer in layers[:-1] if len(layer.shape) == 2] or layers[-2:-1]
@@ -244,6 +249,8 @@ class TargetModel(ABC):
 
 def _default_tap(layer: LayerInfo) -> bool:
     if is_recurrent(layer.kind) or layer.block:
+        return True
+    if len(layer.shape) == 2 and layer.readers > 1:
         return True
     return "pool" in layer.kind.lower() and len(layer.shape) > 2
 
