@@ -74,6 +74,9 @@ class ProbeOptions(_Frozen):
     attack_target: Literal["labels", "predictions"] = "labels"
     targeted_class: str | None = Field(None, description="Push every prediction towards this emotion.")
     extra_probes: tuple[str, ...] = Field((), description="--probe: registered plugin probes, run at PGD's eps.")
+    perturb: Literal["primary", "reference"] = Field(
+        "primary", description="--perturb: the input attacked; primary (the utterance) or reference (a two-input "
+        "model's neutral reference: a poisoned enrolment, the utterance left clean).")
     gradient: Literal["auto", "white-box"] = Field(
         "auto", description="auto falls back to an SPSA estimate (an upper bound on robustness) where no gradient exists.")
 

@@ -33,6 +33,9 @@ def robustness(
     gradient: Annotated[str, typer.Option("--gradient", help="auto (SPSA fallback) or white-box.")] = "auto",
     probe: Annotated[Optional[list[str]], typer.Option(
         "--probe", help="A registered plugin probe to run too, at --pgd-eps (repeatable).")] = None,
+    perturb: Annotated[str, typer.Option(
+        "--perturb", help="Input to attack: primary (the utterance) or reference (a two-input model's neutral "
+        "reference, a poisoned enrolment).")] = "primary",
     quick: Annotated[bool, typer.Option("--quick", help="PGD with 3 steps unless --pgd-steps is given.")] = False,
     seed: options.SeedOption = 0,
     out: options.OutOption = "ser-audit-report",
@@ -50,7 +53,7 @@ def robustness(
     check_outputs(format, policy, out)
     probes = dict(grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=pgd_steps,
                   pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted,
-                  gradient=gradient, extra_probes=tuple(probe or ()))
+                  gradient=gradient, extra_probes=tuple(probe or ()), perturb=perturb)
     config = api.AuditConfig.create(
         options.model_source(model, frontend, weights, trust_pickle),
         corpus=options.corpus_source(corpus, corpus_root, corpus_option), probes=probes, quick=quick, seed=seed,

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from ser_audit.corpus.audio import read_audio
 from ser_audit.corpus.interface import Corpus, Utterance
 from ser_audit.embeddings.store import ArrayWriter, EmbeddingStore, StoredLayer, store_key
-from ser_audit.errors import CorpusError
 from ser_audit.frontend.features import FrontEnd, fit_length
 from ser_audit.models.interface import LayerInfo, TargetModel
+from ser_audit.models.sampling import reference_rows
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
 MAX_FEATURES = 4096
@@ -89,22 +89,10 @@ def pool(activation: np.ndarray, axis: int | None, max_features: int = MAX_FEATU
     return torch.cat([mean, std], dim=1).numpy(), reduction
 
 
-def reference_utterances(corpus: Corpus) -> list[Utterance]:
-    """For each utterance, a neutral utterance of the same speaker other than itself (P4's conditioning input)."""
-    neutral: dict[str, list[Utterance]] = {}
-    for utterance in corpus:
-        if utterance.emotion == "neutral":
-            neutral.setdefault(utterance.speaker, []).append(utterance)
-    chosen = []
-    for utterance in corpus:
-        candidates = [u for u in neutral.get(utterance.speaker, []) if u.id != utterance.id]
-        if not candidates:
-            raise CorpusError(
-                f"the model needs a neutral reference utterance of speaker {utterance.speaker!r}, "
-                f"but corpus {corpus.name!r} has no other neutral utterance of that speaker"
-            )
-        chosen.append(candidates[0])
-    return chosen
+def reference_utterances(corpus: Corpus, *, choice: int = 0) -> list[Utterance]:
+    """For each utterance, the neutral utterance of the same speaker, never itself, that feeds P4's
+    conditioning input: ``models.sampling``'s fixed choice number ``choice``."""
+    return [corpus.utterances[row] for row in reference_rows(corpus, choice=choice)]
 
 
 def map_shape_within(shape: tuple[int, ...], n_utterances: int, budget_bytes: int) -> tuple[int, ...]:
@@ -163,16 +151,19 @@ def extract(
     cache_dir: Path | None = None,
     map_budget: int = DEFAULT_MAP_BUDGET,
     batch_size: int = 32,
+    reference_choice: int = 0,
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> Embeddings:
     """Pooled statistics for ``layers`` and whole maps for the names in ``maps``, through the store.
 
     One forward pass per batch computes every missing layer at once; layers already in the
     store under the same (model, front-end, corpus) key are read from it. With ``cache_dir``
-    ``None``, or a model that has no file to hash, the store is a temporary folder.
+    ``None``, or a model that has no file to hash, the store is a temporary folder. A model with
+    further inputs is fed reference number ``reference_choice`` (``models.sampling``), part of the key.
     """
     spec = model.frontend
-    key = store_key(model.sha256, spec.model_dump_json(), corpus.manifest_sha256()) if model.path else None
+    fed = spec.model_dump_json() + (f"|reference choice {reference_choice}" if spec.extra_inputs and reference_choice else "")
+    key = store_key(model.sha256, fed, corpus.manifest_sha256()) if model.path else None
     store = EmbeddingStore.for_run(cache_dir, key, description={
         "model": str(model.path), "model_sha256": model.sha256 if model.path else None, "corpus": corpus.name,
         "manifest_sha256": corpus.manifest_sha256(), "utterances": len(corpus)})
@@ -186,7 +177,7 @@ def extract(
 
     todo = [layer for layer in layers if missing(layer)]
     if todo or not store.has_logits():
-        _compute(model, corpus, todo, wanted_maps, store, map_budget, batch_size, observer)
+        _compute(model, corpus, todo, wanted_maps, store, map_budget, batch_size, observer, reference_choice)
     pooled, reductions, arrays, map_reductions = {}, {}, {}, {}
     for layer in layers:
         stored = store.layer(layer.name)
@@ -216,10 +207,11 @@ def _compute(
     map_budget: int,
     batch_size: int,
     observer: ProgressObserver,
+    reference_choice: int = 0,
 ) -> None:
     spec = model.frontend
     frontend = FrontEnd(spec)
-    references = reference_utterances(corpus) if spec.extra_inputs else None
+    references = reference_utterances(corpus, choice=reference_choice) if spec.extra_inputs else None
     names = [layer.name for layer in layers]
     n = len(corpus)
     pooled: dict[str, ArrayWriter] = {}

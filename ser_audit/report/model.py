@@ -49,6 +49,9 @@ class ModelInfo(_Strict):
     frontend: dict[str, Any] = Field(description="The front-end spec used to feed the model.")
     layers: list[LayerRow] = Field(description="Every tappable layer.")
     training: dict[str, Any] | None = Field(None, description="For reference models: how they were trained and held-out scores.")
+    extra_inputs: dict[str, str] = Field(
+        default_factory=dict, description="Each further input of the model and what fed it in this run (P4's neutral "
+                                          "reference: which utterance of the speaker, never the utterance itself).")
 
 
 class CorpusInfo(_Strict):
@@ -253,6 +256,11 @@ class Robustness(_Strict):
     gradient_fallback: str | None = Field(
         None, description="Why the white-box gradient was unavailable (the op or layer); set when FGSM used an SPSA "
                           "estimate, which can only understate vulnerability: the score is then an upper bound.")
+    perturbed_input: str = Field(
+        "primary", description="The input the probes attacked: primary (the utterance) or reference (a two-input "
+                               "model's neutral reference, the utterance left clean).")
+    reference: str | None = Field(
+        None, description="Which neutral utterance fed a two-input model's reference input (P4), clean or attacked.")
 
 
 class HardeningEffect(_Strict):

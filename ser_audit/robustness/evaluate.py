@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from ser_audit.corpus.interface import Corpus
-from ser_audit.embeddings.extract import reference_utterances
+from ser_audit.embeddings.extract import equal_length_runs
 from ser_audit.errors import ConfigError, CorpusError
 from ser_audit.frontend.features import FrontEnd
 from ser_audit.models.interface import TargetModel
+from ser_audit.models.sampling import describe_choice, reference_rows
 from ser_audit.models.training import unweighted_average_recall, waveforms
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import RobustnessResult
@@ -25,24 +26,33 @@ BATCH = 32
 
 @dataclass
 class EvaluationSet:
-    """Inputs of the utterances probed, their emotion labels and genders.
+    """Inputs of the utterances probed, their emotion labels and genders, in batches of equal length.
 
-    ``features`` are the primary input; ``extra`` the further inputs (fed clean);
-    ``audio`` the waveforms, for the waveform domain.
+    Each list holds one tensor per batch (``batches``: the rows of each, in order), so a
+    variable-length model sees every utterance whole and unpadded. ``features`` are the primary
+    input; ``extra`` the further inputs (the fixed neutral reference, ``reference`` says which);
+    ``audio`` and ``reference_audio`` the waveforms, for the waveform domain.
     """
 
     description: str
-    features: torch.Tensor
-    extra: list[torch.Tensor]
-    audio: torch.Tensor
+    batches: list[np.ndarray]
+    features: list[torch.Tensor]
+    extra: list[list[torch.Tensor]]
+    audio: list[torch.Tensor]
+    reference_audio: list[torch.Tensor]
     labels: np.ndarray
     genders: np.ndarray
     emotions: list[str]
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """What to probe: the FGSM eps grid (relative to the input's spread), PGD at one eps, and how."""
+    """What to probe: the FGSM eps grid (relative to the input's spread), PGD at one eps, and how.
+
+    ``perturb`` is the input attacked: ``primary`` (the utterance; the default) or ``reference``
+    (P4's neutral reference of a two-input model: a poisoned enrolment, the utterance left clean).
+    """
 
     grid: tuple[float, ...]
     eta: float | None = None
@@ -53,6 +63,7 @@ class ProbeSettings:
     attack_target: str = "labels"  # or "predictions"
     targeted_class: str | None = None
     extra_probes: tuple[str, ...] = ()
+    perturb: str = "primary"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,6 +80,11 @@ class ProbeSettings:
             raise ConfigError(f"--domain {self.domain!r}: use features or waveform")
         if self.attack_target not in ("labels", "predictions"):
             raise ConfigError(f"--attack-target {self.attack_target!r}: use labels or predictions")
+        if self.perturb not in PERTURBED_INPUTS:
+            raise ConfigError(f"--perturb {self.perturb!r}: use {' or '.join(PERTURBED_INPUTS)}")
+
+
+PERTURBED_INPUTS = ("primary", "reference")
 
 
 def evaluation_set(model: TargetModel, corpus: Corpus, observer: ProgressObserver = NULL_OBSERVER) -> EvaluationSet:
@@ -84,57 +100,66 @@ def evaluation_set(model: TargetModel, corpus: Corpus, observer: ProgressObserve
         raise CorpusError(f"no utterance of {corpus.name!r} carries one of the model's emotions {spec.emotions}")
     subset = corpus.subset(indices)
     description = f"held-out session {held_out} of {corpus.name}" if held_out and same_corpus else f"all of {corpus.name}"
-    audio = torch.from_numpy(np.stack(_same_length(waveforms(subset, spec, observer, label=description))))
+    signals = waveforms(subset, spec, observer, label=description)
+    references: list[np.ndarray] | None = None
+    if spec.extra_inputs:
+        rows = reference_rows(corpus)
+        references = waveforms([corpus.utterances[rows[i]] for i in indices], spec)
+    batches = [np.array(run) for whole in equal_length_runs(signals, references)
+               for run in (whole[k : k + BATCH] for k in range(0, len(whole), BATCH))]
     frontend = FrontEnd(spec)
+
+    def stack(values: list[np.ndarray], rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.stack([values[i] for i in rows]))
+
+    audio = [stack(signals, rows) for rows in batches]
+    reference_audio = [stack(references, rows) for rows in batches] if references is not None else []
     with torch.no_grad():
-        features = torch.cat([frontend(audio[i : i + BATCH]) for i in range(0, len(audio), BATCH)])
-        extra = []
-        if spec.extra_inputs:
-            references = reference_utterances(corpus)
-            reference_audio = np.stack(_same_length(waveforms([references[i] for i in indices], spec)))
-            reference_features = frontend(torch.from_numpy(reference_audio))
-            extra = [reference_features for _ in spec.extra_inputs]
+        features = [frontend(batch) for batch in audio]
+        extra = [[frontend(batch)] * len(spec.extra_inputs) for batch in reference_audio] or [[] for _ in batches]
     return EvaluationSet(
         description=description,
+        batches=batches,
         features=features,
         extra=extra,
         audio=audio,
+        reference_audio=reference_audio,
         labels=np.array([spec.emotions.index(u.emotion) for u in subset]),
         genders=np.array([u.gender for u in subset]),
         emotions=list(spec.emotions),
+        reference=describe_choice(0) if spec.extra_inputs else None,
     )
 
 
-def _same_length(signals: list[np.ndarray]) -> list[np.ndarray]:
-    length = max(len(s) for s in signals)
-    return [np.pad(s, (0, length - len(s))) for s in signals]
-
-
-def _predict(module: nn.Module, features: torch.Tensor, extra: list[torch.Tensor]) -> np.ndarray:
+def _predict(module: nn.Module, features: list[torch.Tensor], extra: list[list[torch.Tensor]]) -> np.ndarray:
     with torch.no_grad():
-        return torch.cat([
-            module(features[i : i + BATCH], *(e[i : i + BATCH] for e in extra)).argmax(1)
-            for i in range(0, len(features), BATCH)
-        ]).numpy()
+        return torch.cat([module(batch, *others).argmax(1) for batch, others in zip(features, extra)]).numpy()
 
 
 class _Bound(nn.Module):
-    """The model with its further inputs fixed, so probes see ``f(x) -> logits``."""
+    """The model with all inputs but the attacked one fixed, so probes see ``f(x) -> logits``.
 
-    def __init__(self, module: nn.Module, extra: list[torch.Tensor], frontend: nn.Module | None = None) -> None:
+    ``position`` 0 attacks the primary input; 1 attacks the reference, which feeds every further input.
+    """
+
+    def __init__(self, module: nn.Module, inputs: list[torch.Tensor], position: int,
+                 frontend: nn.Module | None = None) -> None:
         super().__init__()
-        self.module, self.extra, self.frontend = module, extra, frontend
+        self.module, self.inputs, self.position, self.frontend = module, inputs, position, frontend
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        features = self.frontend(inputs) if self.frontend is not None else inputs
-        return self.module(features, *self.extra)
+    def forward(self, attacked: torch.Tensor) -> torch.Tensor:
+        features = self.frontend(attacked) if self.frontend is not None else attacked
+        if self.position == 0:
+            return self.module(features, *self.inputs[1:])
+        return self.module(self.inputs[0], *([features] * (len(self.inputs) - 1)))
 
 
 def _row(method: str, eps: float, eps_raw: float, data: EvaluationSet, predicted: np.ndarray, clean: np.ndarray,
-         perturbation: np.ndarray, settings: ProbeSettings, probe: Probe | None, snr_db: float | None) -> RobustnessResult:
+         norms: tuple[np.ndarray, np.ndarray], settings: ProbeSettings, probe: Probe | None,
+         snr_db: float | None) -> RobustnessResult:
     n_classes = len(data.emotions)
     correct_before = clean == data.labels
-    flat = perturbation.reshape(len(perturbation), -1)
+    linf, l2 = norms
     return RobustnessResult(
         method=method,
         eps=eps,
@@ -157,8 +182,8 @@ def _row(method: str, eps: float, eps_raw: float, data: EvaluationSet, predicted
             gender: unweighted_average_recall(data.labels[data.genders == gender], predicted[data.genders == gender], n_classes)
             for gender in sorted(set(data.genders))
         },
-        mean_linf=float(np.abs(flat).max(1).mean()),
-        mean_l2=float(np.sqrt((flat**2).sum(1)).mean()),
+        mean_linf=float(linf.mean()),
+        mean_l2=float(l2.mean()),
         snr_db=snr_db,
         n=len(predicted),
     )
@@ -176,6 +201,7 @@ def probe_model(
     """Clean scores, the FGSM grid from one gradient per batch, and PGD at one eps.
 
     With ``black_box`` the FGSM gradient is an SPSA estimate from forward passes and PGD is skipped.
+    ``settings.perturb`` chooses the input attacked (the primary utterance, or the neutral reference).
     Returns the rows and the attacked input's spread (the unit of the relative eps).
     """
     clean = _predict(module, data.features, data.extra)
@@ -185,9 +211,14 @@ def probe_model(
         if settings.targeted_class not in data.emotions:
             raise ConfigError(f"--targeted {settings.targeted_class!r}: choose one of {', '.join(data.emotions)}")
         reference = np.full_like(reference, data.emotions.index(settings.targeted_class))
+    position = 1 if settings.perturb == "reference" else 0
+    if position and not data.reference_audio:
+        raise ConfigError("--perturb reference: the model has no reference input (no extra_inputs in its front-end "
+                          "spec); use --perturb primary")
     waveform_domain = settings.domain == "waveform"
-    inputs = data.audio if waveform_domain else data.features
-    spread = float(inputs.std())
+    inputs = (data.reference_audio if position else data.audio) if waveform_domain else (
+        [others[0] for others in data.extra] if position else data.features)
+    spread = float(torch.cat([batch.flatten() for batch in inputs]).std())
     eta = None if settings.eta is None else settings.eta * spread
     fgsm = (SpsaFGSM(eta=eta, targeted=targeted, seed=settings.seed) if black_box
             else probe_class("fgsm")(eta=eta, targeted=targeted))
@@ -206,41 +237,47 @@ def probe_model(
         for name in settings.extra_probes]
     extra_batches: list[list[torch.Tensor]] = [[] for _ in extra]
     labels = torch.from_numpy(reference).long()
-    with observer.task(f"probing {len(inputs)} utterances ({settings.domain})", total=len(inputs)) as task:
-        for start in range(0, len(inputs), BATCH):
-            batch = slice(start, start + BATCH)
-            bound = _Bound(module, [e[batch] for e in data.extra], frontend if waveform_domain else None).eval()
-            for k, result in enumerate(fgsm.sweep(bound, inputs[batch], labels[batch], grid)):
+    attacked = "the neutral reference" if position else settings.domain
+    with observer.task(f"probing {len(data.labels)} utterances ({attacked})", total=len(data.labels)) as task:
+        for rows, batch, features, others in zip(data.batches, inputs, data.features, data.extra):
+            bound = _Bound(module, [features, *others], position, frontend if waveform_domain else None).eval()
+            targets = labels[torch.from_numpy(rows)]
+            for k, result in enumerate(fgsm.sweep(bound, batch, targets, grid)):
                 adversarial[k].append(result)
             if pgd is not None:
-                pgd_batches.append(pgd(bound, inputs[batch], labels[batch]))
+                pgd_batches.append(pgd(bound, batch, targets))
             for (_name, probe), parts in zip(extra, extra_batches):
-                parts.append(probe(bound, inputs[batch], labels[batch]))
-            task.advance(len(inputs[batch]))
-    rows = []
-    runs: list[tuple[str, float, float, torch.Tensor, Probe]] = [
-        ("fgsm", eps, raw, torch.cat(parts), fgsm) for eps, raw, parts in zip(settings.grid, grid, adversarial)]
+                parts.append(probe(bound, batch, targets))
+            task.advance(len(rows))
+    rows_out = []
+    runs: list[tuple[str, float, float, list[torch.Tensor], Probe]] = [
+        ("fgsm", eps, raw, parts, fgsm) for eps, raw, parts in zip(settings.grid, grid, adversarial)]
     if pgd is not None and settings.pgd_eps is not None:
-        runs.append(("pgd", settings.pgd_eps, pgd.eps, torch.cat(pgd_batches), pgd))
-    runs += [(name, extra_eps, extra_eps * spread, torch.cat(parts), probe)
+        runs.append(("pgd", settings.pgd_eps, pgd.eps, pgd_batches, pgd))
+    runs += [(name, extra_eps, extra_eps * spread, parts, probe)
              for (name, probe), parts in zip(extra, extra_batches)]
     for method, eps, raw, perturbed, probe in runs:
-        features = _features(frontend, perturbed) if waveform_domain else perturbed
-        predicted = _predict(module, features, data.extra)
-        delta = (perturbed - inputs).numpy()
-        snr = _snr_db(inputs.numpy(), delta) if waveform_domain else None
-        rows.append(_row(method, eps, raw, data, predicted, clean, delta, settings, probe, snr))
-    return rows, spread
+        fed = [_features(frontend, batch) for batch in perturbed] if waveform_domain else perturbed
+        if position:
+            predicted = _predict(module, data.features, [[batch] * len(others) for batch, others in zip(fed, data.extra)])
+        else:
+            predicted = _predict(module, fed, data.extra)
+        deltas = [(after - before).flatten(1) for after, before in zip(perturbed, inputs)]
+        norms = (torch.cat([d.abs().amax(1) for d in deltas]).numpy(), torch.cat([d.norm(dim=1) for d in deltas]).numpy())
+        snr = _snr_db(inputs, deltas) if waveform_domain else None
+        rows_out.append(_row(method, eps, raw, data, predicted, clean, norms, settings, probe, snr))
+    return rows_out, spread
 
 
 def _features(frontend: FrontEnd, audio: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([frontend(audio[i : i + BATCH]) for i in range(0, len(audio), BATCH)])
+        return frontend(audio)
 
 
-def _snr_db(signal: np.ndarray, noise: np.ndarray) -> float | None:
-    noise_power = float(np.mean(noise**2))
-    return None if noise_power == 0 else float(10 * np.log10(np.mean(signal**2) / noise_power))
+def _snr_db(signals: list[torch.Tensor], noises: list[torch.Tensor]) -> float | None:
+    signal_power = float(sum(float(s.pow(2).sum()) for s in signals))
+    noise_power = float(sum(float(n.pow(2).sum()) for n in noises))
+    return None if noise_power == 0 else float(10 * np.log10(signal_power / noise_power))
 
 
 def robustness_score(rows: Sequence[RobustnessResult]) -> float | None:

@@ -11,6 +11,7 @@ warm-up, as P2 lets it in from iteration 1000 of 10 000.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from ser_audit.errors import ConfigError
 from ser_audit.frontend.features import FrontEnd
 from ser_audit.models.interface import TargetModel
 from ser_audit.models.loop import balanced_class_weights, run_epochs, torch_shuffle
+from ser_audit.models.sampling import CorpusAudio, reference_candidates
 from ser_audit.models.training import extra_input_rows, extract_features, waveforms
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.robustness.fgsm import FGSM
@@ -40,6 +42,7 @@ class HardeningRecipe:
     beta: float = 0.4
     gamma: float = 0.4
     feature_layer: str | None = None
+    crop_s: float = 2.0  # variable-length models train on random crops this long (P4's training crops)
     seed: int = 0
 
     def check(self) -> None:
@@ -49,6 +52,8 @@ class HardeningRecipe:
             raise ConfigError(f"--eps must be positive (got {self.eps})")
         if self.epochs < 1 or not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(f"--epochs must be at least 1 and above --warmup-epochs (got {self.epochs}, {self.warmup_epochs})")
+        if not self.crop_s > 0:
+            raise ConfigError(f"crop_s must be positive (got {self.crop_s})")
         if not (0 <= self.alpha <= 1 and 0 <= self.beta and 0 <= self.gamma and self.beta + self.gamma <= 1):
             raise ConfigError("weights must satisfy 0 <= alpha <= 1 and beta, gamma >= 0 with beta + gamma <= 1")
 
@@ -86,6 +91,28 @@ class _WithExtraInputs(nn.Module):
         return self.module(features, *self.extra)
 
 
+def _batch_inputs(
+    model: TargetModel, corpus: Corpus, indices: np.ndarray, recipe: HardeningRecipe, observer: ProgressObserver
+) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+    """``inputs(rows)``: the model's inputs for rows of the training subset ``indices`` of ``corpus``."""
+    spec = model.frontend
+    frontend = FrontEnd(spec)
+    if spec.duration_s is not None:
+        subset = corpus.subset(indices)
+        features = extract_features(frontend, waveforms(subset, spec, observer, label="training audio"))
+        extra = [
+            extract_features(frontend, waveforms([corpus.utterances[k] for k in extra_input_rows(corpus, entry)[indices]], spec))
+            for entry in spec.extra_inputs
+        ]
+        return lambda rows: [features[rows], *(tensor[rows] for tensor in extra)]
+    audio = CorpusAudio(waveforms(corpus, spec, observer, label="training audio"),
+                        reference_candidates(corpus) if spec.extra_inputs else [], len(spec.extra_inputs), frontend,
+                        spec.sample_rate, recipe.seed)
+    crop, rng = int(round(recipe.crop_s * spec.sample_rate)), np.random.default_rng(recipe.seed)
+    return lambda rows: audio.batch(indices[rows.numpy()].tolist(), crop_samples=crop,
+                                    random_reference=bool(spec.extra_inputs), rng=rng)
+
+
 def harden(
     module: nn.Module,
     model: TargetModel,
@@ -96,20 +123,19 @@ def harden(
 ) -> nn.Module:
     """Fine-tune ``module`` (the model's differentiable path) with the recipe's adversarial loss, in place.
 
-    Further inputs (P4's neutral reference) are fed from ``corpus`` and never perturbed.
+    Further inputs (P4's neutral reference) are fed from ``corpus`` and never perturbed: the fixed
+    reference for a fixed-length model; for a variable-length one, which trains on random crops of
+    ``recipe.crop_s`` seconds as P4 does, a random neutral utterance of the speaker per example.
     """
     recipe.check()
     spec = model.frontend
     indices = training_indices(model, corpus)
     subset = corpus.subset(indices)
-    frontend = FrontEnd(spec)
-    features = extract_features(frontend, waveforms(subset, spec, observer, label="training audio"))
-    extra = [
-        extract_features(frontend, waveforms([corpus.utterances[k] for k in extra_input_rows(corpus, entry)[indices]], spec))
-        for entry in spec.extra_inputs
-    ]
     labels = torch.tensor([spec.emotions.index(u.emotion) for u in subset])
-    eps = recipe.eps * float(features.std())
+    batch_inputs = _batch_inputs(model, corpus, indices, recipe, observer)
+    with torch.no_grad():
+        spread = float(torch.cat([batch_inputs(rows)[0].flatten() for rows in torch.arange(len(labels)).split(64)]).std())
+    eps = recipe.eps * spread
     loss_function = nn.CrossEntropyLoss(weight=balanced_class_weights(labels, len(spec.emotions)))
     captured: list[torch.Tensor] = []
     hook = None
@@ -122,8 +148,8 @@ def harden(
     fgsm = FGSM(eps)
 
     def loss(rows: torch.Tensor, epoch: int) -> torch.Tensor:
-        x, y = features[rows], labels[rows]
-        bound = _WithExtraInputs(module, [tensor[rows] for tensor in extra]) if extra else module
+        (x, *extra), y = batch_inputs(rows), labels[rows]
+        bound = _WithExtraInputs(module, extra) if extra else module
         captured.clear()
         # Kept ahead of FGSM after the warm-up too: dropping it would change batch-norm statistics.
         clean_loss = loss_function(bound(x), y)

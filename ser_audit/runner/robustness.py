@@ -49,7 +49,14 @@ def run_robustness(config: AuditConfig, *, model_source: ModelSource | None = No
                                observer=observer)
     report = new_report(config, model, corpus, created=created, command=command, source=source)
     report.robustness = Robustness(evaluation_set=data.description, input_spread=spread, results=rows,
-                                   score=robustness_score(rows), gradient_fallback=fallback)
+                                   score=robustness_score(rows), gradient_fallback=fallback,
+                                   perturbed_input=settings.perturb, reference=data.reference)
+    if data.reference is not None:
+        report.notes.append(
+            "robustness attacked the reference input (a poisoned enrolment: the neutral utterance perturbed, the "
+            "utterance itself clean)" if settings.perturb == "reference" else
+            "robustness attacked the primary input (the utterance); the neutral reference was fed clean; "
+            "--perturb reference attacks the reference instead")
     if fallback is not None:
         report.notes.append(f"{fallback}; FGSM used an SPSA gradient estimate (black-box), PGD was skipped, and the "
                             "robustness score is an upper bound: a white-box attack may do better")
