@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from ser_audit.corpus.audio import read_audio
 from ser_audit.corpus.interface import Corpus, Utterance
 from ser_audit.embeddings.store import ArrayWriter, EmbeddingStore, StoredLayer, store_key
+from ser_audit.errors import ModelError
 from ser_audit.frontend.features import FrontEnd, fit_length
-from ser_audit.models.interface import LayerInfo, TargetModel
+from ser_audit.models.interface import ForwardResult, LayerInfo, TargetModel
 from ser_audit.models.sampling import reference_rows
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
@@ -136,6 +137,25 @@ def equal_length_runs(
             runs.append(range(start, i))
             start = i
     return runs
+
+
+def _forward_or_name_the_short(model: TargetModel, inputs: dict[str, np.ndarray], names: Sequence[str],
+                               utterances: Sequence[Utterance], samples: int) -> ForwardResult:
+    """``model.forward``; where it fails on audio shorter than the 1 s example it ran on when listing its
+    layers, the audio is too short for the model (a variable-length model with a minimum input), so
+    the failure is the input's: a ModelError naming the utterance, not an internal error."""
+    try:
+        return model.forward(inputs, names)
+    except (RuntimeError, ValueError) as error:
+        example = model.frontend.num_samples or model.frontend.sample_rate
+        if samples >= example:
+            raise
+        rate = model.frontend.sample_rate
+        raise ModelError(
+            f"model {model.path or 'in memory'} cannot run on utterance {utterances[0].id!r} ({utterances[0].path}): "
+            f"{samples} samples ({samples / rate:.3f} s) are too short for it ({str(error).splitlines()[0][:160]}); "
+            "remove such utterances from the manifest or give the model a fixed duration_s in its front-end spec"
+        ) from None
 
 
 VARIABLE_LENGTH_NOTE = "map resampled to the layer's listed shape (variable-length input)"
@@ -252,7 +272,8 @@ def _compute(
                     if reference_signals is not None:
                         reference_features = features([reference_signals[i] for i in run])
                         inputs.update({extra.name: reference_features for extra in spec.extra_inputs})
-                    result = model.forward(inputs, names)
+                    result = _forward_or_name_the_short(model, inputs, names, [chunk[i] for i in run],
+                                                        len(signals[run[0]]))
                     if logits_writer is None:
                         logits_writer = store.writer("logits.npy", (n, *result.logits.shape[1:]), np.float32)
                     logits_writer.append(result.logits)
