@@ -64,6 +64,37 @@ def test_a_store_entry_checks_length_and_hash(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.partial")), "a writer left its temporary file"
 
 
+def _commit_layers(folder: str, worker: int, count: int) -> None:
+    store = EmbeddingStore(Path(folder))
+    for i in range(count):
+        name = f"w{worker}-layer{i}"
+        file_name = store.file_names(name)[0]
+        writer = store.writer(file_name, (8, 4), np.float32)
+        writer.append(np.full((8, 4), worker * 1000 + i, dtype=np.float32))
+        writer.finish()
+        store.commit({name: StoredLayer(pooled=file_name)}, None)
+
+
+def test_concurrent_commits_keep_every_layer(tmp_path: Path) -> None:
+    """Four processes commit 25 layers each into one entry at once: the index ends with all 100, each checked."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_commit_layers, args=(str(tmp_path), w, 25)) for w in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    store = EmbeddingStore(tmp_path)
+    assert len(store.index()["layers"]) == 100
+    for w in range(4):
+        for i in range(25):
+            stored = store.layer(f"w{w}-layer{i}")
+            assert stored is not None and store.read(stored.pooled)[0, 0] == w * 1000 + i
+    assert not store.repairs and not list(tmp_path.glob("*.partial"))
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_a_damaged_entry_is_recomputed_with_the_same_numbers(damage: str, run_cli, onnx_model: Path, manifest: Path,
                                                               tmp_path: Path) -> None:
