@@ -48,7 +48,7 @@ def audit(
     quiet: options.QuietOption = False,
 ) -> None:
     """Privacy leakage and adversarial robustness of one model, in one report."""
-    check_outputs(format, policy, out)
+    check_outputs(format, policy, out, cache_dir)
     config = api.AuditConfig.create(
         options.model_source(model, frontend, weights, trust_pickle),
         hardened=api.ModelSource(str(hardened), frontend=frontend) if hardened else None,

@@ -8,19 +8,28 @@ from typing import Callable
 import typer
 
 from ser_audit.cli.progress import STDERR
+from ser_audit.files import check_writable
 from ser_audit.report.model import Report
 from ser_audit.report.writer import check_report_out, parse_formats, write_report
 
 
-def check_outputs(formats: str, policy: Path | None = None, out: str | None = None) -> None:
-    """Fail on a bad --format, --policy or an --out that cannot be written before any work starts."""
+def check_outputs(formats: str, policy: Path | None = None, out: str | None = None, cache_dir: Path | None = None) -> None:
+    """Fail on a bad --format, --policy, or an --out or --cache-dir that cannot be written, before any work."""
     parsed = parse_formats(formats)
     if out is not None:
         check_report_out(out, parsed)
+    check_cache_dir(cache_dir)
     if policy is not None:
         from ser_audit.report.policy import load_policy
 
         load_policy(policy)
+
+
+def check_cache_dir(cache_dir: Path | None) -> None:
+    """The cache (--cache-dir, $SER_AUDIT_CACHE or the default) must be a folder we can write into."""
+    from ser_audit.runner.sources import default_cache_dir
+
+    check_writable(cache_dir or default_cache_dir(), flag="--cache-dir", folder=True)
 
 
 def finish(report: Report, out: str, formats: str, *, quiet: bool, summary: Callable[[Report], None]) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from ser_audit import api
 from ser_audit.cli import options
-from ser_audit.cli.output import check_outputs, finish
+from ser_audit.cli.output import check_cache_dir, check_outputs, finish
 from ser_audit.cli.progress import STDERR, observer_for
 from ser_audit.cli.render import robustness_summary
 from ser_audit.config import check_relative_eps
@@ -50,7 +50,7 @@ def robustness(
     quiet: options.QuietOption = False,
 ) -> None:
     """FGSM over an eps grid and PGD at one eps (P2), on the emotion predictions."""
-    check_outputs(format, policy, out)
+    check_outputs(format, policy, out, cache_dir)
     probes = dict(grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=pgd_steps,
                   pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted,
                   gradient=gradient, extra_probes=tuple(probe or ()), perturb=perturb)
@@ -86,6 +86,7 @@ def harden(
 
     check_relative_eps("--eps", (eps,), allow_zero=False)
     check_writable(out, flag="--out")
+    check_cache_dir(cache_dir)
     recipe = HardeningRecipe(method=method, eps=eps, epochs=epochs, warmup_epochs=warmup_epochs,
                              feature_layer=feature_layer, seed=seed)
     figures = api.harden_model(

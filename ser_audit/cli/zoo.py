@@ -9,6 +9,7 @@ import typer
 
 from ser_audit import api
 from ser_audit.cli import options
+from ser_audit.cli.output import check_cache_dir
 from ser_audit.cli.progress import STDERR, observer_for
 from ser_audit.cli.render import print_json, print_table
 from ser_audit.files import check_writable
@@ -40,6 +41,7 @@ def train_command(
 ) -> None:
     """Train on the embedded corpus with a speaker-disjoint held-out session; export with the front-end spec."""
     check_writable(out, flag="--out")
+    check_cache_dir(cache_dir)
     metrics = api.train_reference_model(name, out, seed=seed, cache_dir=cache_dir, observer=observer_for(quiet))
     STDERR.print(
         f"zoo:{name}: held-out-speaker UAR {metrics['held_out_uar']:.3f}, accuracy {metrics['held_out_accuracy']:.3f} "

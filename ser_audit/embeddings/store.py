@@ -47,7 +47,7 @@ from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
-from ser_audit.errors import SerAuditError
+from ser_audit.errors import OutputError, SerAuditError
 from ser_audit.files import publish
 
 STORE_VERSION = 4  # 2: pooled in torch; variable-length inputs never padded within a batch; 3: time axis read from
@@ -108,7 +108,11 @@ class EmbeddingStore:
     _written: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"--cache-dir: cannot make {self.folder} ({error.strerror or error}); choose a writable "
+                              "--cache-dir or $SER_AUDIT_CACHE") from None
 
     @classmethod
     def for_run(cls, cache_dir: Path | None, key: str | None, *,
