@@ -50,7 +50,7 @@ def robustness(
     quiet: options.QuietOption = False,
 ) -> None:
     """FGSM over an eps grid and PGD at one eps (P2), on the emotion predictions."""
-    check_outputs(format, policy, out, cache_dir)
+    check_outputs(format, policy, out, cache_dir, uses_cache=False)
     probes = dict(grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=pgd_steps,
                   pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted,
                   gradient=gradient, extra_probes=tuple(probe or ()), perturb=perturb)
