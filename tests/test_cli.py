@@ -157,3 +157,12 @@ def test_speaker_attribute_end_to_end(run_cli, onnx_model, manifest, tmp_path) -
     verification = report["leakage"]["verification"]
     assert [v["layer"] for v in verification] == ["pool1", "fc_relu"]
     assert all(v["eer_same_gender"] is not None and v["eer_ci_low"] <= v["eer"] <= v["eer_ci_high"] for v in verification)
+
+
+def test_audit_checks_the_hardened_copy_before_any_work(run_cli, onnx_model, manifest, tmp_path) -> None:
+    """A wrong --hardened path fails at once, not after the leakage study and the probes."""
+    missing = tmp_path / "missing.onnx"
+    result = run_cli("audit", str(onnx_model), "--corpus", str(manifest), "--hardened", str(missing), "--quick",
+                     "--out", str(tmp_path / "report"), "--quiet")
+    assert result.code == 2 and result.stderr.startswith("ser-audit: error: --hardened:") and str(missing) in result.stderr
+    assert not (tmp_path / "report").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ser_audit.config import AuditConfig
+from ser_audit.errors import SerAuditError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import HardeningEffect, LeakageResult, Report
 from ser_audit.report.scoring import score
@@ -36,6 +37,8 @@ def audit(config: AuditConfig, *, command: Sequence[str] = (), observer: Progres
     policies = policies_of(config, leakage=True, robustness=True)
     probe_settings(config)  # a bad eps grid fails before the leakage study runs
     loader = Loader(config, observer)
+    if config.hardened is not None:
+        _load_hardened(config, loader)
     report = run_leakage(config, command=command, observer=observer, loader=loader)
     robust = run_robustness(config, observer=observer, loader=loader)
     report.robustness = robust.robustness
@@ -48,6 +51,15 @@ def audit(config: AuditConfig, *, command: Sequence[str] = (), observer: Progres
     report.gates = decide(policies, report)
     report.finished = now()
     return report
+
+
+def _load_hardened(config: AuditConfig, loader: Loader) -> None:
+    """Load the hardened copy before any work (the loader keeps it), so a wrong path fails at once."""
+    assert config.hardened is not None
+    try:
+        loader.model(config.hardened)
+    except SerAuditError as error:
+        raise type(error)(f"--hardened: {error}") from None
 
 
 def _hardening_effect(config: AuditConfig, report: Report, observer: ProgressObserver, loader: Loader) -> None:
