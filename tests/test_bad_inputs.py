@@ -206,6 +206,23 @@ def planted(ctx: Context) -> tuple[str, str]:
     return model, str(weights)
 
 
+def planted_leak(ctx: Context) -> str:
+    from ser_audit.testing import PlantedLeak
+
+    path = ctx.root / "planted-leak.pt"
+    torch.save(PlantedLeak().state_dict(), path)
+    return str(path)
+
+
+def wrong_spec(ctx: Context) -> str:
+    """A log-mel spec with 7 bands for a module that reads the 15th LLD row."""
+    from ser_audit.frontend.spec import Features
+    from ser_audit.testing import LLD_FRONTEND
+
+    spec = LLD_FRONTEND.model_copy(update={"features": Features(kind="log_mel", n_fft=400, hop_length=160, n_mels=7)})
+    return str(ctx.file("wrong.frontend.json", spec.model_dump_json()))
+
+
 def contradicting_spec(ctx: Context) -> str:
     """The tiny ONNX model beside a sidecar spec with another n_mels than its graph takes."""
     import onnx
@@ -279,6 +296,9 @@ CASES = [
          code=0, stdout='"pool1"'),
     Case("model-without-frontend-spec", lambda c: ["layers", without_spec(c)], message="front-end"),
     Case("model-spec-contradicts-graph", lambda c: ["layers", contradicting_spec(c)], message="graph declares"),
+    Case("model-python-spec-does-not-fit", lambda c: ["layers", "python:ser_audit.testing:PlantedLeak", "--weights",
+                                                      planted_leak(c), "--frontend", wrong_spec(c)],
+         message="fails on the input its front-end spec makes"),
     Case("model-frontend-file-missing", lambda c: ["layers", str(c.model), "--frontend", str(c.root / "no.json")],
          message="no.json"),
     Case("model-frontend-file-not-json", lambda c: ["layers", str(c.model), "--frontend", str(c.file("f.json", "{x"))],

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ser_audit.errors import ModelError
+from ser_audit.errors import ModelError, SerAuditError
 from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec, load_spec_file, missing_spec_error, parse_spec
 from ser_audit.models.eager import EagerTorchModel
 from ser_audit.models.interface import TargetModel
@@ -42,9 +42,9 @@ def load_model(
         from ser_audit.models.zoo import load_or_train
 
         checkpoint = load_or_train(spec[4:], cache_dir=cache_dir, seed=seed, observer=observer)
-        return load_checkpoint(checkpoint, explicit)
+        return runs_on_its_spec(load_checkpoint(checkpoint, explicit), spec)
     if spec.startswith("python:"):
-        return _load_factory(spec[len("python:") :], weights, explicit)
+        return runs_on_its_spec(_load_factory(spec[len("python:") :], weights, explicit), spec)
     path = Path(spec)
     if not path.exists():
         raise ModelError(f"model {path} does not exist; pass a .onnx/.pt/.pt2 file, zoo:NAME or python:module:factory")
@@ -68,7 +68,32 @@ def load_model(
         from ser_audit.models.torchscript import load_torchscript
 
         return load_torchscript(path, explicit)
-    return _load_pickle(path, explicit, trust_pickle)
+    return runs_on_its_spec(_load_pickle(path, explicit, trust_pickle), spec)
+
+
+def runs_on_its_spec(model: TargetModel, origin: str) -> TargetModel:
+    """Run the front-end spec's example input through an eager module now (listing its layers, which
+    every command does next): a spec that does not fit the module (another feature kind, n_mels or
+    layout) fails here, as the spec's fault, instead of deep inside the first batch.
+
+    Raises:
+        ModelError: naming the model, the example input's shape and the module's complaint.
+    """
+    try:
+        model.layers()
+    except SerAuditError:
+        raise
+    except Exception as error:  # whatever the user's module raises on an input it cannot take
+        try:
+            shapes = ", ".join(f"{name} {list(x.shape)}" for name, x in model.example_inputs(batch=2).items())
+        except Exception:  # the spec cannot even make an input
+            shapes = "none could be made"
+        raise ModelError(
+            f"model {origin} fails on the input its front-end spec makes ({shapes}; {type(error).__name__}: "
+            f"{str(error).splitlines()[0][:160] if str(error) else ''}); check the spec (--frontend, the sidecar "
+            "MODEL.frontend.json or the one in the checkpoint) against what the module takes"
+        ) from None
+    return model
 
 
 def _load_pickle(path: Path, frontend: FrontEndSpec | None, trust_pickle: bool) -> TargetModel:
