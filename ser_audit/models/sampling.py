@@ -32,30 +32,43 @@ from ser_audit.models.loop import BatchLoss
 
 REFERENCE_CHOICE = (
     "neutral reference = candidate {choice} (0-based) of the speaker's neutral utterances other than the "
-    "utterance itself, in corpus order (wrapping round when the speaker has fewer)"
+    "utterance itself, in corpus order (wrapping round when the speaker has fewer; where the speaker has no other "
+    "neutral utterance, its other utterances of any emotion are the candidates)"
 )
 
 
 def reference_candidates(corpus: Corpus) -> list[list[int]]:
-    """For each utterance, the rows of its speaker's neutral utterances other than itself, in corpus order.
+    """For each utterance, the rows of its speaker's neutral utterances other than itself, in corpus order;
+    where there is none (a corpus with one neutral take per speaker, or none), the speaker's other utterances.
 
     Raises:
-        CorpusError: An utterance's speaker has no other neutral utterance.
+        CorpusError: An utterance's speaker has no other utterance at all.
     """
     neutral: dict[str, list[int]] = {}
+    spoken: dict[str, list[int]] = {}
     for index, utterance in enumerate(corpus):
+        spoken.setdefault(utterance.speaker, []).append(index)
         if utterance.emotion == "neutral":
             neutral.setdefault(utterance.speaker, []).append(index)
     candidates = []
     for index, utterance in enumerate(corpus):
         own = [k for k in neutral.get(utterance.speaker, []) if k != index]
+        own = own or [k for k in spoken[utterance.speaker] if k != index]
         if not own:
             raise CorpusError(
-                f"the model needs a neutral reference utterance of speaker {utterance.speaker!r} other than "
-                f"{utterance.id!r}, but corpus {corpus.name!r} has no other neutral utterance of that speaker"
+                f"the model needs a reference utterance of speaker {utterance.speaker!r} other than "
+                f"{utterance.id!r}, but corpus {corpus.name!r} has no other utterance of that speaker"
             )
         candidates.append(own)
     return candidates
+
+
+def fallback_count(corpus: Corpus) -> int:
+    """Utterances whose speaker has no neutral utterance other than them (their reference is not neutral)."""
+    neutral: dict[str, int] = {}
+    for utterance in corpus:
+        neutral[utterance.speaker] = neutral.get(utterance.speaker, 0) + (utterance.emotion == "neutral")
+    return sum(neutral[u.speaker] - (u.emotion == "neutral") == 0 for u in corpus)
 
 
 def reference_rows(corpus: Corpus, *, choice: int = 0) -> np.ndarray:

@@ -200,6 +200,27 @@ class Recommendation(_Strict):
     reason: str = Field(description="Why, in one sentence.")
 
 
+class AblationRow(_Strict):
+    """One layer's leakage under each reference of the neutral-sample ablation."""
+
+    layer: str
+    leakage: list[float] = Field(description="The linear probe's leakage L with each reference choice, in order.")
+    mean: float = Field(description="Mean of `leakage` over the choices.")
+    std: float = Field(description="Sample standard deviation of `leakage` over the choices.")
+
+
+class ReferenceAblation(_Strict):
+    """P4's neutral-sample ablation: a two-input model's leakage and UAR with several fixed references per speaker."""
+
+    choices: list[str] = Field(description="Which neutral utterance fed the reference input in each run.")
+    attribute: str = Field(description="The attribute the linear probe predicts.")
+    uar_set: str = Field(description="Utterances the emotion UAR is read on.")
+    uar: list[float] = Field(description="The model's emotion UAR with each reference choice.")
+    uar_mean: float
+    uar_std: float = Field(description="Sample standard deviation over the choices.")
+    layers: list[AblationRow] = Field(default_factory=list, description="Per selected layer, the linear probe's leakage.")
+
+
 class Leakage(_Strict):
     attribute: str
     folds: list[str] = Field(description="What each fold held out.")
@@ -217,6 +238,8 @@ class Leakage(_Strict):
         None, description="The attribute from eGeMAPS functionals; present where the opensmile extra is installed."
     )
     recommendation: Recommendation | None = None
+    reference_ablation: ReferenceAblation | None = Field(
+        None, description="Two-input models: leakage and UAR with several neutral references per speaker (P4's ablation).")
 
     @property
     def references(self) -> list[LeakageResult]:

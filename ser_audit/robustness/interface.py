@@ -51,7 +51,9 @@ class Probe(ABC):
         """d loss / d inputs, signed so that adding it moves towards the probe's goal."""
         inputs = inputs.clone().requires_grad_(True)
         loss = nn.functional.cross_entropy(model(inputs), labels, reduction="sum")
-        (gradient,) = torch.autograd.grad(loss, inputs)
+        (gradient,) = torch.autograd.grad(loss, inputs, allow_unused=True)
+        if gradient is None:  # an input the model ignores (a two-input model's unused reference): left as it is
+            gradient = torch.zeros_like(inputs)
         return -gradient if self.targeted else gradient
 
     def _bound(self, adversarial: torch.Tensor, inputs: torch.Tensor, eta: float | None) -> torch.Tensor:

@@ -88,6 +88,14 @@ def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
     attacked = selected if config.layers is not None else scenario_layers(selected, quick=config.quick)
     seen = sources.seen_speakers(model.training, corpus)
     inputs = Inputs(model, corpus, aux, selected, attacked, [], run_scenarios, seen)
+    if model.frontend.extra_inputs:
+        from ser_audit.models.sampling import fallback_count
+
+        for fed in (c for c in (corpus, aux) if c is not None):
+            missing = fallback_count(fed)
+            if missing:
+                inputs.notes.append(f"{missing} utterances of {fed.name} have no other neutral utterance of their "
+                                    "speaker: their reference is another utterance of the speaker, of any emotion")
     inputs.notes += _short_audio_notes(model, corpus)
     if seen:
         inputs.notes.append(
@@ -173,9 +181,31 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
     report.leakage = _leakage_section(config, inputs, rows, predictions, evidence, probes.rows, scenario, references,
                                       verification)
     report.notes = [*notes, *(f"{name}: {text}" for name, text in embeddings.reductions.items())]
+    if inputs.model.frontend.extra_inputs:
+        _add_reference_ablation(report, config, inputs, probes.rows, observer)
     score(report)
     report.finished = now()
     return report
+
+
+def _add_reference_ablation(report: Report, config: AuditConfig, inputs: Inputs, probe_rows: Sequence[LeakageResult],
+                            observer: ProgressObserver) -> None:
+    """A two-input model's leakage and UAR with several neutral references (P4's ablation), and which
+    tap leaks most: the speaker embedding, if the model conditions on one as P4's does."""
+    from ser_audit.leakage.ablation import reference_ablation
+
+    assert report.leakage is not None
+    ablation = reference_ablation(inputs.model, inputs.corpus, inputs.selected, inputs.folds,
+                                  attribute=config.attribute, cache_dir=sources.cache_of(config), observer=observer)
+    report.leakage.reference_ablation = ablation
+    report.notes.append(
+        f"neutral-sample ablation ({len(ablation.choices)} references per speaker): UAR {ablation.uar_mean:.3f} "
+        f"± {ablation.uar_std:.3f} on {ablation.uar_set}; "
+        + "; ".join(f"{row.layer} L {row.mean:.3f} ± {row.std:.3f}" for row in ablation.layers))
+    if probe_rows:
+        leakiest = max(probe_rows, key=lambda row: row.balanced_accuracy)
+        report.notes.append(f"leakiest tap (linear probe): {leakiest.layer}, L {leakiest.balanced_accuracy:.3f} "
+                            f"[{leakiest.ci_low or float('nan'):.3f}, {leakiest.ci_high or float('nan'):.3f}]")
 
 
 def _input_references(config: AuditConfig, inputs: Inputs, relabellings: "SpeakerPermutations", notes: list[str],
