@@ -206,6 +206,23 @@ def planted(ctx: Context) -> tuple[str, str]:
     return model, str(weights)
 
 
+def weights_with_config(ctx: Context, config: dict) -> str:
+    path = ctx.root / "with-config.pt"
+    torch.save({"state_dict": {}, "config": config}, path)
+    return str(path)
+
+
+def integer_input_onnx(ctx: Context) -> str:
+    """The tiny model with its input declared int64 (a token model, say)."""
+    import onnx
+
+    proto = onnx.load(str(ctx.model))
+    proto.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
+    path = ctx.root / "tokens.onnx"
+    onnx.save(proto, str(path))
+    return str(path)
+
+
 def planted_leak(ctx: Context) -> str:
     from ser_audit.testing import PlantedLeak
 
@@ -299,6 +316,10 @@ CASES = [
     Case("model-python-spec-does-not-fit", lambda c: ["layers", "python:ser_audit.testing:PlantedLeak", "--weights",
                                                       planted_leak(c), "--frontend", wrong_spec(c)],
          message="fails on the input its front-end spec makes"),
+    Case("model-python-factory-raises", lambda c: ["layers", "python:ser_audit.testing:planted_maps_model",
+                                                   "--weights", weights_with_config(c, {"seed": "not a number"})],
+         message="raised ValueError"),
+    Case("model-onnx-int-input", lambda c: ["layers", integer_input_onnx(c)], message="takes int64"),
     Case("model-frontend-file-missing", lambda c: ["layers", str(c.model), "--frontend", str(c.root / "no.json")],
          message="no.json"),
     Case("model-frontend-file-not-json", lambda c: ["layers", str(c.model), "--frontend", str(c.file("f.json", "{x"))],

@@ -166,6 +166,9 @@ def _load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | No
     except TypeError as error:  # the factory does not take the checkpoint's config
         raise ModelError(f"model python:{target}: calling {attribute}(**{sorted(build_kwargs)}) failed ({error}); "
                          "the factory must take the keyword arguments saved under 'config' in --weights") from None
+    except Exception as error:  # the user's own code failed
+        raise ModelError(f"model python:{target}: {attribute}() raised {type(error).__name__}: "
+                         f"{str(error).splitlines()[0][:160] if str(error) else ''}") from None
     if not isinstance(module, torch.nn.Module):
         raise ModelError(f"model python:{target}: {attribute}() returned a {type(module).__name__}, not a "
                          "torch.nn.Module; name the factory that builds the model")

@@ -278,6 +278,13 @@ def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | 
         ModelError: naming the input, both shapes and the spec fields that set them.
     """
     declared = {value.name: _declared_shape(value) for value in proto.graph.input}
+    for value in proto.graph.input:
+        element = value.type.tensor_type.elem_type
+        if value.name in model.input_names and element not in (onnx.TensorProto.FLOAT, onnx.TensorProto.UNDEFINED):
+            raise ModelError(
+                f"model {path}: input {value.name!r} takes {onnx.TensorProto.DataType.Name(element).lower()}, but "
+                "ser-audit feeds float32 features made by the front-end spec; export the model with a float input"
+            )
     examples = model.example_inputs(batch=1)
     layout = ", ".join(model.frontend.layout)
     for name in model.input_names:
