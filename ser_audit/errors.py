@@ -34,5 +34,9 @@ class OutputError(SerAuditError):
     """An output path (--out, --junit) cannot be written: a file where a folder must go, or no permission."""
 
 
+class CacheError(SerAuditError):
+    """A cache entry changed on disk while it was being read (``ser-audit cache verify`` lists such entries)."""
+
+
 class DependencyError(SerAuditError):
     """A required library is missing or cannot be imported (a mismatched compiled pair, say)."""

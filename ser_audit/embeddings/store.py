@@ -47,7 +47,7 @@ from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
-from ser_audit.errors import OutputError, SerAuditError
+from ser_audit.errors import CacheError, OutputError
 from ser_audit.files import publish
 
 STORE_VERSION = 4  # 2: pooled in torch; variable-length inputs never padded within a batch; 3: time axis read from
@@ -63,10 +63,6 @@ def store_key(model_sha256: str, frontend_json: str, manifest_sha256: str) -> st
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name) + "-" + hashlib.sha1(name.encode()).hexdigest()[:6]
-
-
-class CacheError(SerAuditError):
-    """A cache entry changed while it was being read."""
 
 
 @dataclass(frozen=True)
