@@ -403,6 +403,7 @@ CASES = [
     Case("device-unknown", lambda c: leakage(c, "--device", "tpu"), message="--device"),
     Case("executor-unknown", lambda c: leakage(c, "--executor", "slurm"), message="--executor"),
     Case("max-leakage-above-one", lambda c: leakage(c, "--max-leakage", "2"), message="--max-leakage"),
+    Case("group-without-command", lambda c: ["cache"], message="missing command"),
     Case("unknown-flag", lambda c: leakage(c, "--no-such-flag"), message="No such option"),
     Case("policy-missing", lambda c: leakage(c, "--policy", str(c.root / "no.toml")), message="no.toml"),
     Case("policy-not-toml", lambda c: leakage(c, "--policy", policy(c, "p1.toml", "[[leakage]\nmax = ")),

@@ -25,6 +25,9 @@ def _mib(size: int) -> str:
 def info_command(cache_dir: options.CacheDirOption = None, json_output: options.JsonOption = False) -> None:
     """Size of the cache per model and corpus (embeddings), and of its corpora and reference models."""
     folder = cache_dir or api.default_cache_dir()
+    if not folder.is_dir() and not json_output:
+        STDERR.print(f"nothing cached: {folder} does not exist")
+        return
     entries, others = maintenance.inventory(folder), maintenance.other_contents(folder)
     by_model, by_corpus = maintenance.totals(entries, "model"), maintenance.totals(entries, "corpus")
     if json_output:

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as error:  # usage errors: unknown option, bad value, missing argument
         context = getattr(error, "ctx", None)
         hint = f" (see `{context.command_path} --help`)" if context is not None else ""
-        _fail(f"{error.format_message()}{hint}")
+        _fail(f"{error.format_message() or 'missing command'}{hint}")  # a group without its command says nothing
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _fail("interrupted")
