@@ -41,16 +41,27 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def shorter_than(paths: Iterable[tuple[str, Path]], seconds: float) -> list[str]:
-    """The ids (of ``(id, path)`` pairs) whose audio lasts less than ``seconds``, read from the headers."""
+# Sample formats that can hold NaN or infinity; integer PCM cannot, so only these are decoded up front.
+FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
+
+
+def scan_audio(paths: Iterable[tuple[str, Path]], *, min_seconds: float) -> list[str]:
+    """Before any long work: every file's header is read, floating-point files are decoded and must hold
+    only finite samples; returns the ids (of ``(id, path)`` pairs) whose audio lasts under ``min_seconds``.
+
+    Raises:
+        CorpusError: a floating-point file holds NaN or infinity (named with its first bad sample).
+    """
     short = []
     for identifier, path in paths:
         try:
             info = soundfile.info(str(path))
         except (soundfile.LibsndfileError, RuntimeError):
             continue  # read_audio names unreadable files when they are read
-        if info.frames < seconds * info.samplerate:
+        if info.frames < min_seconds * info.samplerate:
             short.append(identifier)
+        if info.subtype in FLOAT_SUBTYPES:
+            read_audio(path, info.samplerate)
     return short
 
 

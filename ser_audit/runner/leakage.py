@@ -117,8 +117,9 @@ def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
 
 def _short_audio_notes(model: "TargetModel", corpus: Corpus) -> list[str]:
     """Utterances shorter than one analysis window of the model's front-end or the LLD reference's are
-    zero-padded to one frame by the front-end; say which."""
-    from ser_audit.corpus.audio import shorter_than
+    zero-padded to one frame by the front-end; say which. Floating-point files are checked for NaN and
+    infinity on the way (before any long work)."""
+    from ser_audit.corpus.audio import scan_audio
     from ser_audit.leakage.runner import LLD_SPEC
 
     def window_s(spec: Any) -> float:
@@ -126,7 +127,7 @@ def _short_audio_notes(model: "TargetModel", corpus: Corpus) -> list[str]:
         return 0.0 if features.kind == "waveform" else max(features.n_fft, features.win_length or 0) / spec.sample_rate
 
     seconds = max(window_s(model.frontend), window_s(LLD_SPEC))
-    short = shorter_than(((u.id, u.path) for u in corpus), seconds)
+    short = scan_audio(((u.id, u.path) for u in corpus), min_seconds=seconds)
     if not short:
         return []
     shown = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
