@@ -235,14 +235,22 @@ def _cache_file(
         digest.update(_tensor_bytes(state[name]))
     for tensor in inputs:
         digest.update(_tensor_bytes(tensor))
-    digest.update(_code_digest(module).encode())
+    digest.update(_code_digest(module, stage.shares).encode())
     return cache_dir / "stages" / f"transcript-{digest.hexdigest()[:24]}.pt"
 
 
-def _code_digest(module: nn.Module) -> str:
-    """The source of every class in the module, so that a changed ``forward`` trains the stage again."""
+def _code_digest(module: nn.Module, shares: Sequence[str]) -> str:
+    """The source of the classes that compute the shared parameters' outputs: the module's own (its
+    ``transcribe``) and every submodule on the path to a shared parameter. A changed ``forward``
+    trains the stage again; a different head beside the shared part does not."""
+    owners = {""}
+    for name, _ in module.named_parameters():
+        if _shared(name, shares):
+            parts = name.split(".")[:-1]
+            owners.update(".".join(parts[:k]) for k in range(1, len(parts) + 1))
+    classes = {type(sub) for name, sub in module.named_modules() if name in owners}
     sources = []
-    for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+    for cls in sorted(classes, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
         try:
             sources.append(inspect.getsource(cls))
         except (OSError, TypeError):
