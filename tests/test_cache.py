@@ -140,6 +140,22 @@ def test_two_concurrent_audits_share_a_cache(onnx_model: Path, manifest: Path, t
     assert not list(cache.rglob("*.partial"))
 
 
+@pytest.mark.slow
+def test_two_concurrent_audits_synthesise_and_share_a_fresh_cache(onnx_model: Path, tmp_path: Path) -> None:
+    """The default corpora too: both runs synthesise the audit and aux corpora into one empty cache at once."""
+    cache = tmp_path / "fresh"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    runs = [subprocess.Popen([str(BIN), "leakage", str(onnx_model), "--corpus", "synthetic", "--layers", "pool4",
+                              "--scenarios", "s1", "--attackers", "generic", "--quick", "--quiet", "--cache-dir",
+                              str(cache), "--out", str(tmp_path / f"run{i}.json")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    for run in runs:
+        _, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stderr
+    first, second = (json.loads((tmp_path / f"run{i}.json").read_text()) for i in range(2))
+    assert first["leakage"] == second["leakage"] and first["corpus"] == second["corpus"]
+
+
 def test_cache_info_and_clear(run_cli, onnx_model: Path, manifest: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     _leakage(run_cli, onnx_model, manifest, cache, tmp_path / "r.json")
