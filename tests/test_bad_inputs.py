@@ -401,6 +401,8 @@ CASES = [
     Case("format-unknown", lambda c: leakage(c, "--format", "json,pdf"), message="--format pdf"),
     Case("format-md-on-stdout", lambda c: leakage(c, "--format", "md", out="-"), message="needs --out DIR"),
     Case("device-unknown", lambda c: leakage(c, "--device", "tpu"), message="--device"),
+    Case("device-cuda-without-a-gpu", lambda c: leakage(c, "--device", "cuda"), message="no CUDA device",
+         marks=[pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")]),
     Case("executor-unknown", lambda c: leakage(c, "--executor", "slurm"), message="--executor"),
     Case("max-leakage-above-one", lambda c: leakage(c, "--max-leakage", "2"), message="--max-leakage"),
     Case("group-without-command", lambda c: ["cache"], message="missing command"),
