@@ -129,6 +129,14 @@ def test_the_stage_scores_held_out_readers_and_shares_through_the_cache(readers:
     assert not torch.equal(loaded.classifier.weight, torch.zeros_like(loaded.classifier.weight))
     assert torch.equal(after, after_loaded)  # the shuffle moved on as if the stage had trained
 
+    # Another head beside the recogniser (a class the shared parameters do not pass through) shares it.
+    torch.manual_seed(0)
+    with_head = TinyRecogniser(13, len(ALPHABET) + 1)
+    with_head.extra = nn.GRU(2, 2)
+    shared = train_transcript_stage(with_head, stage, readers, inputs, max_seconds=3.0, shuffle=torch_shuffle(0), seed=0,
+                                    cache_dir=tmp_path, observer=NULL_OBSERVER, label="test")
+    assert shared["cached"] and torch.equal(with_head.asr.weight, trained.asr.weight)
+
     # Another forward with the same parameters is another recogniser: the stage trains again.
     class OtherRecogniser(TinyRecogniser):
         def transcribe(self, features: torch.Tensor) -> torch.Tensor:
