@@ -95,15 +95,17 @@ def test_concurrent_commits_keep_every_layer(tmp_path: Path) -> None:
     assert not store.repairs and not list(tmp_path.glob("*.partial"))
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "index"])
 def test_a_damaged_entry_is_recomputed_with_the_same_numbers(damage: str, run_cli, onnx_model: Path, manifest: Path,
                                                               tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     clean = _leakage(run_cli, onnx_model, manifest, cache, tmp_path / "clean.json")
     folder = _entry(cache)
-    victim = next(folder.glob("*.map.f16.npy"))
+    victim = next(folder.glob("*.map.f16.npy")) if damage != "index" else folder / "index.json"
     data = victim.read_bytes()
-    if damage == "truncate":
+    if damage == "index":
+        victim.write_bytes(data[: len(data) // 3])
+    elif damage == "truncate":
         victim.write_bytes(data[: len(data) // 2])
     else:
         flipped = bytearray(data)
@@ -113,7 +115,7 @@ def test_a_damaged_entry_is_recomputed_with_the_same_numbers(damage: str, run_cl
     assert verify.code == 1 and victim.name in verify.stdout
     again = _leakage(run_cli, onnx_model, manifest, cache, tmp_path / "again.json")
     assert again["leakage"] == clean["leakage"]
-    expected = "truncated" if damage == "truncate" else "sha256 differs"
+    expected = {"truncate": "truncated", "flip": "sha256 differs", "index": "unreadable"}[damage]
     assert any(victim.name in note and expected in note and "computed again" in note for note in again["notes"])
     assert run_cli("cache", "verify", "--cache-dir", str(cache)).code == 0
     third = _leakage(run_cli, onnx_model, manifest, cache, tmp_path / "third.json")

@@ -124,11 +124,17 @@ class EmbeddingStore:
         return self.folder / "index.json"
 
     def index(self) -> dict[str, Any]:
+        """The entry's index; an unreadable one counts as empty (everything is computed again, and said so)."""
         try:
             index = json.loads(self._index_path().read_text())
-        except (OSError, ValueError):
+        except FileNotFoundError:
             index = {}
-        if not isinstance(index, dict):
+        except (OSError, ValueError) as error:
+            self._note(f"embedding cache {self.folder.name}/index.json is unreadable ({type(error).__name__}); "
+                       "the entry is computed again")
+            index = {}
+        if not isinstance(index, dict) or not all(isinstance(index.get(k, {}), dict) for k in ("layers", "files")):
+            self._note(f"embedding cache {self.folder.name}/index.json is not an index; the entry is computed again")
             index = {}
         index.setdefault("layers", {})
         index.setdefault("logits", None)
@@ -227,10 +233,12 @@ class EmbeddingStore:
             problem = "the file is missing"
         if problem is None:
             return True
-        note = f"embedding cache {self.folder.name}/{name}: {problem}; not used, computed again"
+        self._note(f"embedding cache {self.folder.name}/{name}: {problem}; not used, computed again")
+        return False
+
+    def _note(self, note: str) -> None:
         if note not in self.repairs:
             self.repairs.append(note)
-        return False
 
     def read(self, name: str) -> np.ndarray:
         """The array as a read-only memory map, made from the very descriptor whose bytes were checked."""
