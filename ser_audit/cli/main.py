@@ -1,7 +1,8 @@
 """The ``ser-audit`` command. Errors become one line on stderr and an exit code here, and only here.
 
 Exit codes: 0 done and every gate passed; 1 a gate failed (the report is still written);
-2 bad input or usage; 3 internal failure. ``--debug`` (anywhere on the line) shows tracebacks.
+2 bad input or usage; 3 internal failure; 130 interrupted (Ctrl-C). ``--debug`` (anywhere on the line) shows
+tracebacks.
 """
 
 from __future__ import annotations
