@@ -45,24 +45,24 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
 FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
 
 
-def scan_audio(paths: Iterable[tuple[str, Path]], *, min_seconds: float) -> list[str]:
-    """Before any long work: every file's header is read, floating-point files are decoded and must hold
-    only finite samples; returns the ids (of ``(id, path)`` pairs) whose audio lasts under ``min_seconds``.
+def scan_audio(paths: Iterable[tuple[str, Path]]) -> dict[str, float]:
+    """Before any long work: every file's header is read and floating-point files are decoded, which
+    must hold only finite samples; returns each readable file's duration in seconds, by id (of the
+    ``(id, path)`` pairs).
 
     Raises:
         CorpusError: a floating-point file holds NaN or infinity (named with its first bad sample).
     """
-    short = []
+    durations = {}
     for identifier, path in paths:
         try:
             info = soundfile.info(str(path))
         except (soundfile.LibsndfileError, RuntimeError):
             continue  # read_audio names unreadable files when they are read
-        if info.frames < min_seconds * info.samplerate:
-            short.append(identifier)
+        durations[identifier] = info.frames / info.samplerate
         if info.subtype in FLOAT_SUBTYPES:
             read_audio(path, info.samplerate)
-    return short
+    return durations
 
 
 def resample(signal: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import LeakageResult, Report
 from ser_audit.report.scoring import score
 from ser_audit.runner import sources
+from ser_audit.runner.preflight import audio_notes
 from ser_audit.runner.provenance import new_report, now
 
 if TYPE_CHECKING:
@@ -96,7 +97,9 @@ def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
             if missing:
                 inputs.notes.append(f"{missing} utterances of {fed.name} have no other neutral utterance of their "
                                     "speaker: their reference is another utterance of the speaker, of any emotion")
-    inputs.notes += _short_audio_notes(model, corpus)
+    from ser_audit.leakage.runner import LLD_SPEC
+
+    inputs.notes += audio_notes(model, corpus, also=[LLD_SPEC])  # the LLD input reference reads the audio too
     if seen:
         inputs.notes.append(
             f"the target was trained on {len(seen)} of the {corpus.summary()['n_speakers']} audit speakers "
@@ -113,26 +116,6 @@ def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
         inputs.folds = speaker_disjoint_folds(corpus, n_folds=config.folds, seed=seed,
                                               sentence_disjoint=config.sentence_disjoint)
     return inputs
-
-
-def _short_audio_notes(model: "TargetModel", corpus: Corpus) -> list[str]:
-    """Utterances shorter than one analysis window of the model's front-end or the LLD reference's are
-    zero-padded to one frame by the front-end; say which. Floating-point files are checked for NaN and
-    infinity on the way (before any long work)."""
-    from ser_audit.corpus.audio import scan_audio
-    from ser_audit.leakage.runner import LLD_SPEC
-
-    def window_s(spec: Any) -> float:
-        features = spec.features
-        return 0.0 if features.kind == "waveform" else max(features.n_fft, features.win_length or 0) / spec.sample_rate
-
-    seconds = max(window_s(model.frontend), window_s(LLD_SPEC))
-    short = scan_audio(((u.id, u.path) for u in corpus), min_seconds=seconds)
-    if not short:
-        return []
-    shown = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
-    return [f"{len(short)} utterance(s) of {corpus.name} are shorter than one analysis window ({seconds * 1000:.0f} ms) "
-            f"and were zero-padded to it: {shown}"]
 
 
 def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: ProgressObserver = NULL_OBSERVER,

@@ -36,6 +36,7 @@ def run_robustness(config: AuditConfig, *, model_source: ModelSource | None = No
     """
     from ser_audit.frontend.features import FrontEnd
     from ser_audit.robustness.evaluate import evaluation_set, probe_model, robustness_score
+    from ser_audit.runner.preflight import audio_notes
 
     created = now()
     settings = probe_settings(config)
@@ -43,6 +44,7 @@ def run_robustness(config: AuditConfig, *, model_source: ModelSource | None = No
     corpus = loader.corpus(config.corpus)
     source = model_source or config.model
     model = loader.model(source)
+    notes = audio_notes(model, corpus)
     module, fallback = attackable(model, config.probes.gradient)
     data = evaluation_set(model, corpus, observer)
     rows, spread = probe_model(module, data, settings, FrontEnd(model.frontend), black_box=fallback is not None,
@@ -51,6 +53,7 @@ def run_robustness(config: AuditConfig, *, model_source: ModelSource | None = No
     report.robustness = Robustness(evaluation_set=data.description, input_spread=spread, results=rows,
                                    score=robustness_score(rows), gradient_fallback=fallback,
                                    perturbed_input=settings.perturb, reference=data.reference)
+    report.notes += notes
     if data.reference is not None:
         report.notes.append(
             "robustness attacked the reference input (a poisoned enrolment: the neutral utterance perturbed, the "
