@@ -185,6 +185,13 @@ def no_gender_column(folder: Path, rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "gender"} for row in rows]
 
 
+def terminal_hostile(folder: Path, rows: list[dict]) -> None:
+    """Labels that a terminal or rich would act on: markup that closes no tag, and an ESC sequence."""
+    for row in rows:
+        row["emotion"] = {"happy": "[/bold]happy"}.get(row["emotion"], row["emotion"])
+        row["speaker"] = "\x1b[2J" + row["speaker"]
+
+
 def policy(ctx: Context, name: str, text: str) -> str:
     return str(ctx.file(name, text))
 
@@ -359,6 +366,13 @@ CASES = [
          lambda c: ["robustness", planted(c)[0], "--weights", planted(c)[1], "--corpus",
                     str(c.manifest_copy("m23", one_sample)), "--quick", "--quiet", "--out", str(c.precious)],
          message="too short for it"),
+    Case("terminal-labels-in-corpus-info", lambda c: ["corpus", "info", str(c.manifest_copy("m24", terminal_hostile))],
+         code=0, stdout="[/bold]happy"),
+    Case("terminal-labels-in-the-summary",
+         lambda c: ["leakage", str(c.model), "--corpus", str(c.manifest_copy("m25", terminal_hostile)), "--layers",
+                    "pool4", "--scenarios", "s2", "--attackers", "generic", "--quick", "--out", str(c.root / "t"),
+                    "--policy", policy(c, "t.toml", '[[leakage]]\nlayer = "[/red]\\u001b[2J*"\nmax_leakage = 1.0\n')],
+         code=1, stdout="[/red]"),  # the rule's layer glob matches no row: that gate fails
     Case("corpus-duplicate-ids", lambda c: leakage(c, corpus=c.manifest_copy("m13", duplicate_id)), message="duplicate"),
     Case("corpus-unknown-gender-spelling", lambda c: leakage(c, corpus=c.manifest_copy("m14", odd_gender)),
          message="not understood"),
@@ -535,6 +549,7 @@ def test_bad_input_matrix(case: Case, context: Context, run_cli) -> None:
     result = run_cli(*args)
     assert result.code == case.code, (args, result.stderr)
     assert "Traceback" not in result.stderr
+    assert "\x1b" not in result.stdout + result.stderr, "a terminal escape from the data reached the terminal"
     if case.code == 2:
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("ser-audit: error: "), result.stderr
         assert "internal error" not in result.stderr

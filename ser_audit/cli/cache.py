@@ -10,7 +10,7 @@ import typer
 from ser_audit import api
 from ser_audit.cli import options
 from ser_audit.cli.progress import STDERR
-from ser_audit.cli.render import print_json, print_table
+from ser_audit.cli.render import plain, print_json, print_table
 from ser_audit.embeddings import maintenance
 
 app = typer.Typer(help="Show, verify and clear the cache (embeddings, corpora, reference models).",
@@ -26,7 +26,7 @@ def info_command(cache_dir: options.CacheDirOption = None, json_output: options.
     """Size of the cache per model and corpus (embeddings), and of its corpora and reference models."""
     folder = cache_dir or api.default_cache_dir()
     if not folder.is_dir() and not json_output:
-        STDERR.print(f"nothing cached: {folder} does not exist")
+        STDERR.print(plain(f"nothing cached: {folder} does not exist"))
         return
     entries, others = maintenance.inventory(folder), maintenance.other_contents(folder)
     by_model, by_corpus = maintenance.totals(entries, "model"), maintenance.totals(entries, "corpus")
@@ -69,4 +69,4 @@ def clear_command(
     """Remove the cached embeddings (with --all, the whole cache)."""
     folder = cache_dir or api.default_cache_dir()
     freed = maintenance.clear(folder, everything=everything)
-    STDERR.print(f"removed {_mib(freed)} from {folder}{'' if everything else '/embeddings'}")
+    STDERR.print(plain(f"removed {_mib(freed)} from {folder}{'' if everything else '/embeddings'}"))

@@ -10,7 +10,7 @@ import typer
 from ser_audit import api
 from ser_audit.cli import options
 from ser_audit.cli.progress import STDERR, observer_for
-from ser_audit.cli.render import print_json, print_table
+from ser_audit.cli.render import plain, print_json, print_table
 from ser_audit.corpus.registry import corpus_options, list_corpora
 from ser_audit.corpus.synthetic.presets import get_preset, write_corpus
 from ser_audit.files import check_writable
@@ -73,4 +73,4 @@ def synth_command(
     preset_spec = get_preset(preset)
     check_writable(out, flag="--out", folder=True)
     manifest = write_corpus(preset_spec, out, seed=seed, per_speaker=size, observer=observer_for(quiet))
-    STDERR.print(f"wrote {manifest}")
+    STDERR.print(plain(f"wrote {manifest}"))

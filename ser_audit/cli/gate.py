@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ser_audit.cli.render import STDOUT
+from ser_audit.cli.render import STDOUT, plain
 from ser_audit.files import check_writable
 from ser_audit.report.policy import evaluate, load_policy
 from ser_audit.report.render import renderer_for
@@ -29,7 +29,7 @@ def gate(
     report.gates = evaluate(rules, report, earlier)
     for item in report.gates:
         verdict = "[green]pass[/green]" if item.passed else "[red]FAIL[/red]"
-        STDOUT.print(f"{verdict} {item.name}: {item.value:.3f} (threshold {item.threshold:g}) {item.detail}")
+        STDOUT.print(f"{verdict} {plain(item.name)}: {item.value:.3f} (threshold {item.threshold:g}) {plain(item.detail)}")
     if junit is not None:
         write_text_atomic(junit, renderer_for("junit").render(report))
     if not all(item.passed for item in report.gates):

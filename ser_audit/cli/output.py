@@ -8,6 +8,7 @@ from typing import Callable
 import typer
 
 from ser_audit.cli.progress import STDERR
+from ser_audit.cli.render import plain
 from ser_audit.files import check_writable
 from ser_audit.report.model import Report
 from ser_audit.report.writer import check_report_out, parse_formats, write_report
@@ -42,6 +43,6 @@ def finish(report: Report, out: str, formats: str, *, quiet: bool, summary: Call
         if not quiet:
             summary(report)
         for path in written:
-            STDERR.print(f"report written to {path}")
+            STDERR.print(plain(f"report written to {path}"))
     if not all(gate.passed for gate in report.gates):
         raise typer.Exit(1)

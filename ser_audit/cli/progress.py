@@ -8,6 +8,7 @@ from typing import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ser_audit.cli.render import plain
 from ser_audit.progress import NullObserver, TaskHandle
 
 STDERR = Console(stderr=True, soft_wrap=True)
@@ -34,12 +35,12 @@ class RichObserver:
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
         ]
         with Progress(*columns, console=self.console, transient=True) as progress:
-            task_id = progress.add_task(description, total=total)
+            task_id = progress.add_task(plain(description), total=total)
             yield _RichHandle(progress, task_id)
-        self.console.print(f"[dim]done:[/dim] {description}")
+        self.console.print(f"[dim]done:[/dim] {plain(description)}")
 
     def note(self, message: str) -> None:
-        self.console.print(f"[dim]{message}[/dim]")
+        self.console.print(f"[dim]{plain(message)}[/dim]")
 
 
 def observer_for(quiet: bool) -> RichObserver | NullObserver:

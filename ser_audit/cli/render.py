@@ -6,9 +6,18 @@ import json
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 STDOUT = Console()
+
+
+def plain(value: Any) -> str:
+    """Data (labels, paths, names from the user's files) shown as text on a terminal: rich markup escaped
+    (``[/bold]`` in a label would otherwise end the program), control characters other than line
+    breaks and tabs spelled out (an ESC in a label would otherwise drive the terminal)."""
+    text = "".join(ch if ch.isprintable() or ch in " \n\t" else ascii(ch)[1:-1] for ch in str(value))
+    return escape(text)
 
 
 def print_json(data: Any) -> None:
@@ -16,11 +25,11 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = Table(title=title)
+    table = Table(title=plain(title))
     for column in columns:
-        table.add_column(column)
+        table.add_column(plain(column))
     for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+        table.add_row(*(plain(cell) for cell in row))
     STDOUT.print(table)
 
 
@@ -36,18 +45,18 @@ def leakage_summary(report: Any) -> None:
         table.headers, table.rows,
     )
     for skipped in leakage.skipped:
-        STDOUT.print(f"not run: {skipped.layer} {skipped.scenario} {skipped.attacker_kind}: {skipped.reason}")
+        STDOUT.print(plain(f"not run: {skipped.layer} {skipped.scenario} {skipped.attacker_kind}: {skipped.reason}"))
     for item in leakage.verification:
         same = f", same gender {item.eer_same_gender:.3f}" if item.eer_same_gender is not None else ""
-        STDOUT.print(f"speaker verification from {item.layer}: EER {item.eer:.3f}{same}")
+        STDOUT.print(plain(f"speaker verification from {item.layer}: EER {item.eer:.3f}{same}"))
     for finding in leakage.findings:
         verdict = {True: "reproduced", False: "not reproduced", None: "cannot tell"}[finding.reproduced]
-        STDOUT.print(f"P0 finding {finding.name}: {verdict} — {finding.evidence}")
+        STDOUT.print(plain(f"P0 finding {finding.name}: {verdict} — {finding.evidence}"))
     if leakage.recommendation:
-        STDOUT.print(f"recommendation: {leakage.recommendation.reason}")
+        STDOUT.print(plain(f"recommendation: {leakage.recommendation.reason}"))
     for gate in report.gates:
         verdict = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
-        STDOUT.print(f"gate {gate.name} <= {gate.threshold}: {gate.value:.3f} {verdict} ({gate.detail})")
+        STDOUT.print(f"gate {plain(gate.name)} <= {gate.threshold}: {gate.value:.3f} {verdict} ({plain(gate.detail)})")
 
 
 def robustness_summary(report: Any) -> None:

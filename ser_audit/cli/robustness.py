@@ -12,7 +12,7 @@ from ser_audit import api
 from ser_audit.cli import options
 from ser_audit.cli.output import check_cache_dir, check_outputs, finish
 from ser_audit.cli.progress import STDERR, observer_for
-from ser_audit.cli.render import robustness_summary
+from ser_audit.cli.render import plain, robustness_summary
 from ser_audit.config import check_relative_eps
 from ser_audit.files import check_writable
 
@@ -93,8 +93,8 @@ def harden(
         options.model_source(model, frontend, weights, trust_pickle), out, recipe=recipe,
         corpus=options.corpus_source(corpus, corpus_root, corpus_option), cache_dir=cache_dir, observer=observer_for(quiet),
     )
-    STDERR.print(
+    STDERR.print(plain(
         f"{method}: held-out UAR real {figures['real_before']:.3f} -> {figures['real_after']:.3f}, "
         f"FGSM eps {eps} {figures['adversarial_before']:.3f} -> {figures['adversarial_after']:.3f} "
         f"({figures['evaluation_set']}); wrote {out}"
-    )
+    ))

@@ -11,7 +11,7 @@ from ser_audit import api
 from ser_audit.cli import options
 from ser_audit.cli.output import check_cache_dir
 from ser_audit.cli.progress import STDERR, observer_for
-from ser_audit.cli.render import print_json, print_table
+from ser_audit.cli.render import plain, print_json, print_table
 from ser_audit.files import check_writable
 
 app = typer.Typer(help="Bundled reference models.", no_args_is_help=True)
@@ -43,7 +43,7 @@ def train_command(
     check_writable(out, flag="--out")
     check_cache_dir(cache_dir)
     metrics = api.train_reference_model(name, out, seed=seed, cache_dir=cache_dir, observer=observer_for(quiet))
-    STDERR.print(
+    STDERR.print(plain(
         f"zoo:{name}: held-out-speaker UAR {metrics['held_out_uar']:.3f}, accuracy {metrics['held_out_accuracy']:.3f} "
         f"(session {metrics['held_out_session']}); wrote {out}"
-    )
+    ))
