@@ -23,6 +23,7 @@ from ser_audit.models.training import train_reference, write_checkpoint
 from ser_audit.models.zoo import checkpoint_path, load_or_train, reference_models
 from ser_audit.runner.models import reference_model_table
 from ser_audit.testing import tiny_corpus
+from ser_audit.testing.shapes import output_shapes
 from ser_audit_reference.resnet20 import (
     CONFIG,
     RESNET20_ADAPTER_ENTRY,
@@ -37,26 +38,9 @@ EMOTIONS = ["neutral", "angry", "sad", "happy"]
 BLOCKS = [f"stage{s}.{b}" for s in (1, 2, 3) for b in range(3)]
 
 
-def _output_shapes(module: nn.Module, features: torch.Tensor, names: list[str]) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-    modules = dict(module.named_modules())
-
-    def record(name: str, output: torch.Tensor) -> None:
-        shapes[name] = tuple(output.shape)
-
-    handles = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: record(name, out)) for name in names]
-    try:
-        with torch.no_grad():
-            module.eval()(features)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return shapes
-
-
 def test_full_size_resnet20_has_p1s_maps_on_p1s_input() -> None:
     """Width 1 and stem stride 1 on P1's 400 x 200 spectrogram give the paper's map sizes."""
-    shapes = _output_shapes(ResNet20(4), torch.zeros(1, 1, 400, 200), ["conv1", "maxpool", "stage1", "stage2", "stage3", "fc"])
+    shapes = output_shapes(ResNet20(4), torch.zeros(1, 1, 400, 200), ["conv1", "maxpool", "stage1", "stage2", "stage3", "fc"])
     assert shapes["conv1"] == (1, 32, 400, 200) and shapes["maxpool"] == (1, 32, 200, 100)
     assert shapes["stage1"][2:] == (100, 50) and shapes["stage2"][2:] == (50, 25) and shapes["stage3"] == (1, 128, 25, 13)
     assert shapes["stage1"][1] == 64 and shapes["stage2"][1] == 128  # the stride-2 conv doubles into the next stage
@@ -68,7 +52,7 @@ def test_zoo_scale_resnet20_on_the_p1_front_end() -> None:
     features = frontend(torch.randn(3, 32_000) * 0.1)
     assert features.shape == (3, 1, 161, 201)  # 0-4 kHz at 25 Hz, 2 s at 10 ms
     assert 0.0 <= float(features.min()) and float(features.max()) == pytest.approx(1.0)  # mu-law of peak-scaled magnitudes
-    shapes = _output_shapes(ResNet20(4, **CONFIG), features, ["maxpool", *BLOCKS, "classifier"])
+    shapes = output_shapes(ResNet20(4, **CONFIG), features, ["maxpool", *BLOCKS, "classifier"])
     assert shapes["maxpool"] == (3, 8, 41, 51) and shapes["stage3.2"] == (3, 32, 6, 7) and shapes["classifier"] == (3, 4)
     assert [shapes[f"stage{s}.2"][1] for s in (1, 2, 3)] == [16, 32, 32]
 

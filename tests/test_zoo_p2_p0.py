@@ -19,25 +19,12 @@ from ser_audit.models.reference import ReferenceModel
 from ser_audit.models.training import train_reference, write_checkpoint
 from ser_audit.models.zoo import load_or_train, reference_models
 from ser_audit.testing import tiny_corpus
+from ser_audit.testing.shapes import output_shapes
 from ser_audit_reference.resnet50 import LOG_MEL_373, RESNET50_ENTRY, ResNet50
 from ser_audit_reference.vgg16 import LLD_P0, VGG16, VGG16_ENTRY, VGG16_LLD_ENTRY
 
 EMOTIONS = ["neutral", "angry", "sad", "happy"]
 RESNET50_BLOCKS = [f"layer{s}.{b}" for s, count in zip((1, 2, 3, 4), (3, 4, 6, 3)) for b in range(count)]
-
-
-def _output_shapes(module: nn.Module, features: torch.Tensor, names: list[str]) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-    modules = dict(module.named_modules())
-    handles = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape)))
-               for name in names]
-    try:
-        with torch.no_grad():
-            module.eval()(features)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return shapes
 
 
 def test_full_width_resnet50_is_the_standard_network_on_p2s_input() -> None:
@@ -47,7 +34,7 @@ def test_full_width_resnet50_is_the_standard_network_on_p2s_input() -> None:
     parameters = sum(p.numel() for p in module.parameters())
     assert 23.45e6 < parameters < 23.56e6  # torchvision's 25.56 M less its 1000-class head and RGB stem
     assert len([m for m in module.modules() if isinstance(m, nn.Conv2d)]) == 49 + 4  # 49 convs + 4 projection shortcuts
-    shapes = _output_shapes(module, torch.zeros(1, 1, 64, 373), ["maxpool", "layer1", "layer2", "layer3", "layer4"])
+    shapes = output_shapes(module, torch.zeros(1, 1, 64, 373), ["maxpool", "layer1", "layer2", "layer3", "layer4"])
     assert shapes["maxpool"] == (1, 64, 16, 94) and shapes["layer1"] == (1, 256, 16, 94)
     assert shapes["layer2"] == (1, 512, 8, 47) and shapes["layer3"] == (1, 1024, 4, 24) and shapes["layer4"] == (1, 2048, 2, 12)
 
@@ -72,7 +59,7 @@ def test_lld_target_is_vgg16_on_p0s_32_descriptors() -> None:
     features = FrontEnd(LLD_P0.model_copy(update={"emotions": EMOTIONS}))(torch.randn(2, 48_000) * 0.1)
     assert features.shape == (2, 1, 32, 298)  # 16 descriptors + deltas; 25 ms windows every 10 ms over 3 s
     module = VGG16(4, **VGG16_LLD_ENTRY.config)
-    shapes = _output_shapes(module, features, ["input_norm", "block1.pool", "block5.pool", "classifier"])
+    shapes = output_shapes(module, features, ["input_norm", "block1.pool", "block5.pool", "classifier"])
     assert shapes["input_norm"] == (2, 32, 298) and shapes["block1.pool"][2:] == (16, 149) and shapes["block5.pool"][2] == 1
     # Each descriptor row comes out standardised over the batch and frames, whatever its scale.
     module.train()
