@@ -263,3 +263,15 @@ def test_p4_models_learn_emotion_on_held_out_speakers(entry: ReferenceModel, cac
     assert 0.40 <= metrics["held_out_uar"] < 0.95, metrics
     assert metrics["n_test"] == 80 and metrics["held_out_session"] == "Ses05"
     assert metrics["test_input"] == "whole utterances"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--perturb", "reference"), "--perturb reference: the model has no reference input"),
+    (("--perturb", "enrolment"), "--perturb"),
+])
+def test_perturb_reference_on_a_one_input_model_is_a_usage_error(run_cli, onnx_model, manifest, tmp_path, flags,
+                                                                  message) -> None:
+    result = run_cli("robustness", str(onnx_model), "--corpus", str(manifest), "--out", str(tmp_path / "r.json"),
+                     "--quiet", *flags)
+    assert result.code == 2, result.stderr
+    assert message in result.stderr and result.stderr.count("\n") == 1
