@@ -24,11 +24,12 @@ All four train on emotion with P3's Adam and gradient clipping at 15, at a rate 
 (``target="transcript"``) and keep it frozen (``ParameterGroup(("asr.*",), frozen=True)``)
 while the emotion head trains; the recogniser has layer norm, no batch norm and no dropout,
 so frozen parameters are all there is to freeze (its outputs do not depend on the mode). The
-pooled recogniser layer passes a batch norm before the softmax (not in P3), which trains. They read one input, the spectrogram rows stacked with the baseline's 28 MFCC and
-pitch rows (:data:`P3_STACK`), so that the recogniser is built from the same initial values
-and trained on bit-identical tensors in all three: the stage ``shares`` ``asr.*`` and the
-first of them to train caches it for the other two (``models.transcription``). MP-3 and
-RNN-2 read only the spectrogram rows; a gradient on the other rows is zero.
+pooled recogniser layer passes a batch norm before the softmax (not in P3), which trains.
+They read one input, the spectrogram rows stacked with the baseline's 28 MFCC and pitch rows
+(:data:`P3_STACK`), so that the recogniser is built from the same initial values and trained
+on bit-identical tensors in all three: the stage ``shares`` ``asr.*`` and the first of them
+to train caches it for the other two (``models.transcription``). MP-3 and RNN-2 read only the
+spectrogram rows; a gradient on the other rows is zero.
 
 Scaled to train on 2 CPU cores (the factors are in ``config`` and so in the metadata):
 ``conv_channels`` 8 (DeepSpeech 2: 32), ``asr_hidden`` 64 units per direction (DeepSpeech 2:
