@@ -202,15 +202,27 @@ def test_baseline_changes_carry_both_intervals_and_the_change_interval(gated_rep
     rows = before.leakage.results
     first = rows[0]
     assert first.standard_error is not None and first.ci_low is not None and first.ci_high is not None
-    moved = first.model_copy(update={"balanced_accuracy": first.balanced_accuracy + 0.2, "ci_low": first.ci_low + 0.2,
-                                     "ci_high": first.ci_high + 0.2, "standard_error": 2 * first.standard_error})
-    after = before.model_copy(update={"leakage": before.leakage.model_copy(update={"results": [moved, *rows[1:]]})})
-    diff = compare(before, after)
-    change = next(c for c in diff.leakage if c.key == f"{first.attribute}: {first.key}")
-    assert change.change == pytest.approx(0.2) and change.verdict == "worse"
-    assert change.before_interval == [first.ci_low, first.ci_high] and change.after_interval == [moved.ci_low, moved.ci_high]
+    key = f"{first.attribute}: {first.key}"
+
+    def moved_by(shift: float, standard_error: float) -> Report:
+        assert before.leakage is not None and first.ci_low is not None and first.ci_high is not None
+        moved = first.model_copy(update={"balanced_accuracy": first.balanced_accuracy + shift, "ci_low": first.ci_low + shift,
+                                         "ci_high": first.ci_high + shift, "standard_error": standard_error})
+        return before.model_copy(update={"leakage": before.leakage.model_copy(update={"results": [moved, *rows[1:]]})})
+
+    diff = compare(before, moved_by(0.2, 2 * first.standard_error))
+    change = next(c for c in diff.leakage if c.key == key)
+    assert change.change == pytest.approx(0.2)
+    assert change.before_interval == [first.ci_low, first.ci_high]
+    assert change.after_interval == pytest.approx([first.ci_low + 0.2, first.ci_high + 0.2])
     half = 1.959964 * math.hypot(first.standard_error, 2 * first.standard_error)
     assert change.change_interval == pytest.approx([0.2 - half, 0.2 + half])
+    assert change.verdict == ("worse" if half < 0.2 else "same")  # worse only when the interval excludes 0
     unchanged = [c for c in diff.leakage if c is not change]
     assert all(c.change == 0 and c.change_interval and c.change_interval[0] < 0 < c.change_interval[1] for c in unchanged)
     assert f"+0.200 [{0.2 - half:+.3f}, {0.2 + half:+.3f}]" in render_markdown(diff)
+    # The same shift measured precisely is a change; measured loosely it is within noise.
+    precise = compare(before.model_copy(update={"leakage": before.leakage.model_copy(update={"results": [
+        first.model_copy(update={"standard_error": 0.01}), *rows[1:]]})}), moved_by(0.2, 0.01))
+    assert next(c for c in precise.leakage if c.key == key).verdict == "worse"
+    assert next(c for c in compare(before, moved_by(0.2, 0.2)).leakage if c.key == key).verdict == "same"

@@ -16,8 +16,9 @@ class _Row(NamedTuple):
     standard_error: float | None
 
 
-def _verdict(change: float, higher_is_better: bool) -> str:
-    if abs(change) < 0.005:
+def _verdict(change: float, higher_is_better: bool, interval: list[float] | None = None) -> str:
+    """better or worse; same within 0.005, or when the change's interval (where rows have one) holds 0."""
+    if abs(change) < 0.005 or (interval is not None and interval[0] <= 0.0 <= interval[1]):
         return "same"
     return "better" if (change > 0) == higher_is_better else "worse"
 
@@ -47,7 +48,7 @@ def compare(before: Report, after: Report) -> ReportDiff:
                 half = Z_95 * math.hypot(first.standard_error, second.standard_error)
                 change_interval = [change - half, change + half]
             table.append(Change(key=key, before=first.value, after=second.value, change=change,
-                                verdict=_verdict(change, higher_is_better), before_interval=first.interval,
+                                verdict=_verdict(change, higher_is_better, change_interval), before_interval=first.interval,
                                 after_interval=second.interval, change_interval=change_interval))
         table.sort(key=lambda c: c.key)
         diff.only_before += sorted(old.keys() - new.keys())

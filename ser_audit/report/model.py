@@ -320,7 +320,9 @@ class Change(_Strict):
     before: float
     after: float
     change: float = Field(description="after - before.")
-    verdict: str = Field(description="better, worse or same (within 0.005).")
+    verdict: str = Field(
+        description="better or worse; same within 0.005, or when the change's interval (leakage rows) holds 0."
+    )
     before_interval: list[float] | None = Field(None, description="The baseline row's 95% interval (leakage rows).")
     after_interval: list[float] | None = Field(None, description="This report's row's 95% interval (leakage rows).")
     change_interval: list[float] | None = Field(
