@@ -12,9 +12,9 @@ neutral utterances in corpus order, so an audit, a robustness probe and the held
 feed the same reference, and P4's neutral-sample ablation varies ``choice``.
 
 Example:
-    >>> from ser_audit.testing import tiny_corpus
-    >>> corpus = tiny_corpus(n_speakers=2, per_speaker=6)  # doctest: +SKIP
-    >>> rows = reference_rows(corpus, choice=0)  # doctest: +SKIP
+    >>> import numpy as np
+    >>> random_crop(np.arange(3.0), 5, np.random.default_rng(0)).tolist()  # repeated, then cut
+    [1.0, 2.0, 0.0, 1.0, 2.0]
 """
 
 from __future__ import annotations
