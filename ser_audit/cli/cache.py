@@ -66,7 +66,7 @@ def clear_command(
     cache_dir: options.CacheDirOption = None,
     everything: Annotated[bool, typer.Option("--all", help="Also corpora and trained reference models.")] = False,
 ) -> None:
-    """Remove the cached embeddings (with --all, the whole cache)."""
+    """Remove the cached embeddings (with --all, the whole cache). Run it while no audit uses the cache."""
     folder = cache_dir or api.default_cache_dir()
     freed = maintenance.clear(folder, everything=everything)
     STDERR.print(plain(f"removed {_mib(freed)} from {folder}{'' if everything else '/embeddings'}"))

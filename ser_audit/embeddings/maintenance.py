@@ -97,7 +97,8 @@ def other_contents(cache_dir: Path) -> dict[str, int]:
 
 def clear(cache_dir: Path, *, everything: bool = False) -> int:
     """Remove the embeddings (with ``everything``, the whole cache: corpora and reference models too);
-    returns the bytes freed. A run using the cache meanwhile computes what it misses again."""
+    returns the bytes freed. Clear while no run uses the cache: a run reading memory maps keeps them, but
+    one writing an entry at that moment loses its folder and fails."""
     targets = [cache_dir / "embeddings"] if not everything else (
         [p for p in cache_dir.iterdir()] if cache_dir.is_dir() else [])
     freed = 0
