@@ -38,6 +38,9 @@ def speaker_disjoint_folds(
         sentence_disjoint: Also drop from each training side the utterances whose sentence
             occurs on the test side, so an attacker cannot lean on shared content.
     """
+    if sentence_disjoint and all(u.sentence is None for u in corpus):
+        # The flag cannot apply at all: say so before anything about the speakers.
+        raise ConfigError(f"--sentence-disjoint: corpus {corpus.name!r} has no sentence ids")
     require_speakers_of_each_gender(corpus, flag="--corpus")
     folds = _speaker_folds(corpus, n_folds=n_folds, seed=seed)
     _check_training_sides(corpus, folds)
