@@ -318,9 +318,19 @@ def write_corpus(
                      row["session"] or "", row["spontaneity"] or "", row["sentence"], *text]
                 )
         publish(staging, directory=True)
+        if (out / MANIFEST_NAME).is_file():
+            # Another run published the same corpus meanwhile (synthesis is deterministic). Keep
+            # theirs: removing it would pull files from under a run that is reading them.
+            shutil.rmtree(staging, ignore_errors=True)
+            return out / MANIFEST_NAME
         if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+            shutil.rmtree(out)  # an unfinished folder from an older version: no manifest, so nobody reads it
+        try:
+            os.replace(staging, out)
+        except OSError:
+            if not (out / MANIFEST_NAME).is_file():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # lost the race to publish: theirs is the same corpus
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
