@@ -133,9 +133,13 @@ def hardened(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from ser_audit.robustness.hardening import HardeningRecipe
 
     folder = tmp_path_factory.mktemp("hardened")
+    # At eps 0.04: at the default 0.02 vanilla's gain on 80 held-out utterances (+0.00 to +0.02)
+    # is within the noise and flips sign with the torch thread count; at 0.04 both methods gain
+    # +0.05 to +0.09 under 1 and 2 threads.
     return {
         method: (folder / f"{method}.ckpt",
-                 harden_model("zoo:cnn4", folder / f"{method}.ckpt", recipe=HardeningRecipe(method=method), cache_dir=cache_dir))
+                 harden_model("zoo:cnn4", folder / f"{method}.ckpt", recipe=HardeningRecipe(method=method, eps=0.04),
+                              cache_dir=cache_dir))
         for method in ("vanilla", "similarity")
     }
 
