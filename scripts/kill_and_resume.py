@@ -85,11 +85,17 @@ class TrainingAttackers:
         return self.since is not None and time.monotonic() - self.since >= self.delay
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def killed_run(model: Path, manifest: Path, cache: Path, out: Path, at: Callable[[Path, list[str]], bool],
                sent: signal.Signals = signal.SIGKILL, timeout: float = 600) -> str:
     """Start the audit, send it ``sent`` when ``at`` holds; returns what happened."""
+    # A run started in the background (CI, nohup, `cmd &`) inherits SIGINT ignored, and Python then
+    # installs no Ctrl-C handler; the audit is started with the default disposition, as from a terminal.
     process = subprocess.Popen(command(model, manifest, cache, out), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               text=True, env=ENV)
+                               text=True, env=ENV, preexec_fn=_default_sigint)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()
