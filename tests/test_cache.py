@@ -16,18 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from isolation import BLOCK_TORCH
 
 from ser_audit.embeddings.store import EmbeddingStore, StoredLayer
 
 BIN = Path(sys.executable).with_name("ser-audit")
-BLOCK_TORCH = (
-    "import sys, importlib.abc\n"
-    "class Block(importlib.abc.MetaPathFinder):\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in ('torch', 'torchaudio', 'onnxruntime'):\n"
-    "            raise ImportError('blocked: ' + name)\n"
-    "sys.meta_path.insert(0, Block())\n"
-)
 FAST = ["--layers", "pool4", "--scenarios", "s2", "--attackers", "generic", "--quick", "--quiet"]
 
 

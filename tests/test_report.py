@@ -7,18 +7,9 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from isolation import BLOCK_TORCH
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# A finder that refuses torch: any `import torch` on the report path raises ImportError.
-BLOCK_TORCH = (
-    "import sys, importlib.abc\n"
-    "class Block(importlib.abc.MetaPathFinder):\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in ('torch', 'torchaudio', 'onnxruntime'):\n"
-    "            raise ImportError('blocked: ' + name)\n"
-    "sys.meta_path.insert(0, Block())\n"
-)
 
 
 @pytest.fixture(scope="module")
