@@ -17,7 +17,10 @@ their width follows the number of speakers.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -52,33 +55,88 @@ def balanced_accuracy_of(truth: np.ndarray, predicted: np.ndarray, classes: np.n
     return float(balanced_accuracy(class_indices(truth, classes), class_indices(predicted, classes), len(classes))[0])
 
 
+# Up to this many distinct relabellings (C(14, 7) = 3432 for 7 women and 7 men), every one is
+# enumerated rather than sampled: p-values are then exact and their smallest attainable value known.
+EXACT_LIMIT = 5000
+
+
+def distinct_relabellings(class_counts: Sequence[int]) -> int:
+    """How many ways whole units can carry these class counts: the multinomial coefficient."""
+    total, count = 0, 1
+    for k in class_counts:
+        total += k
+        count *= math.comb(total, k)
+    return count
+
+
+def _enumerate(per_unit: np.ndarray, n_classes: int) -> np.ndarray:
+    """Every distinct assignment of the class counts of ``per_unit`` to its units, the given one first."""
+    counts = np.bincount(per_unit, minlength=n_classes)
+    units = np.arange(len(per_unit))
+    assignments: list[np.ndarray] = []
+
+    def fill(assigned: np.ndarray, free: np.ndarray, c: int) -> None:
+        if c == n_classes - 1:
+            done = assigned.copy()
+            done[free] = c
+            assignments.append(done)
+            return
+        for chosen in itertools.combinations(free.tolist(), int(counts[c])):
+            step = assigned.copy()
+            step[list(chosen)] = c
+            fill(step, np.setdiff1d(free, chosen), c + 1)
+
+    fill(np.full(len(per_unit), -1, dtype=np.int64), units, 0)
+    table = np.stack(assignments)
+    first = np.flatnonzero((table == per_unit).all(1))
+    return np.concatenate([table[first], np.delete(table, first, axis=0)])
+
+
 @dataclass(frozen=True)
 class SpeakerPermutations:
-    """``n`` relabellings of the audit corpus, drawn once and shared by every row.
+    """Relabellings of the audit corpus, made once and shared by every row.
 
     ``labels[b]`` is the class index of every utterance under relabelling b. When the attribute
     is constant within each speaker, whole speakers swap labels; otherwise (speaker identity,
-    closed-set) utterances do.
+    closed-set) utterances do. When the speakers admit at most ``EXACT_LIMIT`` distinct
+    relabellings, ``labels`` holds every one of them but the observed labelling (``exact``), so
+    that ``(1 + #{null >= L}) / (1 + B)`` is the exact permutation p-value; otherwise ``n``
+    are drawn at random.
     """
 
     classes: np.ndarray
     labels: np.ndarray
+    exact: bool = False
+    # Distinct relabellings the units admit, the observed one included.
+    distinct: int = 0
 
     @classmethod
-    def draw(cls, labels: np.ndarray, speakers: np.ndarray, *, n: int, seed: int) -> "SpeakerPermutations":
+    def draw(cls, labels: np.ndarray, speakers: np.ndarray, *, n: int, seed: int,
+             exact_limit: int = EXACT_LIMIT) -> "SpeakerPermutations":
         classes, index = np.unique(labels, return_inverse=True)
         speaker_ids, speaker_of = np.unique(speakers, return_inverse=True)
         per_speaker = np.zeros(len(speaker_ids), dtype=np.int64)
         per_speaker[speaker_of] = index
         rng = np.random.default_rng([seed, 0x5E1])
         if np.array_equal(per_speaker[speaker_of], index):
+            distinct = distinct_relabellings(np.bincount(per_speaker, minlength=len(classes)).tolist())
+            if distinct <= exact_limit:
+                every = _enumerate(per_speaker, len(classes))[1:]
+                return cls(classes, every[:, speaker_of], exact=True, distinct=distinct)
             relabelled = rng.permuted(np.tile(per_speaker, (n, 1)), axis=1)[:, speaker_of]
-            return cls(classes, relabelled)
-        return cls(classes, rng.permuted(np.tile(index, (n, 1)), axis=1))
+            return cls(classes, relabelled, distinct=distinct)
+        distinct = distinct_relabellings(np.bincount(index, minlength=len(classes)).tolist())
+        return cls(classes, rng.permuted(np.tile(index, (n, 1)), axis=1), distinct=distinct)
 
     @property
     def n(self) -> int:
         return len(self.labels)
+
+    @property
+    def smallest_p_value(self) -> float:
+        """The smallest p-value any row can reach: ``1 / (1 + B)``; exact enumeration cannot beat
+        ``1 / distinct``, however strong the leak."""
+        return 1.0 / (1 + self.n)
 
 
 def permutation_p_value(statistic: float, null: np.ndarray) -> float:
