@@ -109,6 +109,8 @@ class SpeakerPermutations:
     exact: bool = False
     # Distinct relabellings the units admit, the observed one included.
     distinct: int = 0
+    # Units (speakers, or utterances) per class: what decides how many distinct relabellings exist.
+    unit_counts: tuple[int, ...] = ()
 
     @classmethod
     def draw(cls, labels: np.ndarray, speakers: np.ndarray, *, n: int, seed: int,
@@ -119,14 +121,16 @@ class SpeakerPermutations:
         per_speaker[speaker_of] = index
         rng = np.random.default_rng([seed, 0x5E1])
         if np.array_equal(per_speaker[speaker_of], index):
-            distinct = distinct_relabellings(np.bincount(per_speaker, minlength=len(classes)).tolist())
+            counts = tuple(np.bincount(per_speaker, minlength=len(classes)).tolist())
+            distinct = distinct_relabellings(counts)
             if distinct <= exact_limit:
                 every = _enumerate(per_speaker, len(classes))[1:]
-                return cls(classes, every[:, speaker_of], exact=True, distinct=distinct)
+                return cls(classes, every[:, speaker_of], exact=True, distinct=distinct, unit_counts=counts)
             relabelled = rng.permuted(np.tile(per_speaker, (n, 1)), axis=1)[:, speaker_of]
-            return cls(classes, relabelled, distinct=distinct)
-        distinct = distinct_relabellings(np.bincount(index, minlength=len(classes)).tolist())
-        return cls(classes, rng.permuted(np.tile(index, (n, 1)), axis=1), distinct=distinct)
+            return cls(classes, relabelled, distinct=distinct, unit_counts=counts)
+        counts = tuple(np.bincount(index, minlength=len(classes)).tolist())
+        return cls(classes, rng.permuted(np.tile(index, (n, 1)), axis=1), distinct=distinct_relabellings(counts),
+                   unit_counts=counts)
 
     @property
     def n(self) -> int:
