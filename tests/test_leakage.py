@@ -10,8 +10,8 @@ from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import equal_length_runs, extract, pool
 from ser_audit.leakage.attackers.linear import LinearProbe
 from ser_audit.leakage.inference import SpeakerPermutations
-from ser_audit.leakage.multiplicity import adjust
-from ser_audit.leakage.runner import attack, attack_units, probe_layers, recommend
+from ser_audit.leakage.runner import attack, attack_units, probe_layers
+from ser_audit.leakage.verdicts import decide, recommend
 from ser_audit.testing import planted_leak_model
 
 
@@ -24,9 +24,11 @@ def planted_rows(small_corpus: Corpus):
     model = planted_leak_model()
     layers = model.select_layers("pitch,noise")
     embeddings = extract(model, small_corpus, layers)
-    probes = probe_layers(embeddings, small_corpus, layers, speaker_disjoint_folds(small_corpus), relabellings(small_corpus))
-    adjust(probes.rows, probes.evidence)
-    return {row.layer: row for row in probes.rows}
+    permutations = relabellings(small_corpus)
+    probes = probe_layers(embeddings, small_corpus, layers, speaker_disjoint_folds(small_corpus), permutations)
+    verdict = decide(probes.rows, probes.evidence, permutations=permutations, threshold=0.6)
+    return {row.layer: row for row in probes.rows} | {f"verdict:{v.layer}": v for v in verdict.layers} | {
+        "probes": probes, "permutations": permutations}
 
 
 def test_layer_carrying_f0_leaks_gender(planted_rows) -> None:
@@ -46,12 +48,23 @@ def test_layer_carrying_nothing_sits_at_chance(planted_rows) -> None:
     assert abs(row.chance - 0.5) < 1e-9
 
 
+def test_layer_verdicts_both_ways(planted_rows) -> None:
+    pitch, noise = planted_rows["verdict:pitch"], planted_rows["verdict:noise"]
+    assert pitch.verdict == "leaks" and pitch.significant and pitch.severity in ("high", "critical")
+    # Utterance-level noise: no speaker clustering, so even 10 speakers bound it under chance + 0.1.
+    assert noise.verdict == "private" and noise.severity == "none" and not noise.significant
+    assert noise.upper_bound <= 0.6 and noise.minimum_detectable_leakage is not None
+
+
 def test_recommendation_uses_simultaneous_upper_bounds(planted_rows) -> None:
-    rows = list(planted_rows.values())
+    rows, evidence = planted_rows["probes"].rows, planted_rows["probes"].evidence
     noise = planted_rows["noise"]
-    assert recommend(rows, threshold=noise.simultaneous_ci_high).layer == "noise"
-    assert recommend(rows, threshold=noise.simultaneous_ci_high - 0.01).layer is None
     assert noise.simultaneous_ci_high > noise.ci_high  # wider than the row's own interval
+    permutations = planted_rows["permutations"]
+    certified = decide(rows, evidence, permutations=permutations, threshold=noise.simultaneous_ci_high + 1e-6)
+    assert recommend(certified, {"pitch", "noise"}).layer == "noise"
+    strict = decide(rows, evidence, permutations=permutations, threshold=noise.simultaneous_ci_high - 0.01)
+    assert recommend(strict, {"pitch", "noise"}).layer is None
 
 
 def wilson_interval(correct: int, total: int) -> tuple[float, float]:

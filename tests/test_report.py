@@ -90,7 +90,7 @@ def test_written_files_are_readable_like_any_other(gated_report: Path) -> None:
 
 
 def test_severity_scores_and_grade_follow_the_documented_formula() -> None:
-    from ser_audit.report.model import Accuracy, LeakageResult
+    from ser_audit.report.model import Accuracy, LeakageResult, LeakageVerdict
     from ser_audit.report.scoring import grade, privacy_score, severity
 
     def row(layer: str, leakage: float, low: float, q: float, significant: bool = True) -> LeakageResult:
@@ -101,22 +101,38 @@ def test_severity_scores_and_grade_follow_the_documented_formula() -> None:
                              significant=significant, gap=leakage - 0.5, normalised_leakage=(leakage - 0.5) / 0.5,
                              n_test=100, n_features=1)
 
-    assert severity(row("a", 0.55, 0.45, 0.01)) == "none"  # interval reaches chance
-    assert severity(row("a", 0.75, 0.60, 0.2)) == "none"  # not a discovery at a 5% false-discovery rate
-    assert severity(row("a", 0.58, 0.52, 0.01)) == "low"  # n = 0.16
-    assert severity(row("a", 0.70, 0.60, 0.01)) == "medium"  # n = 0.4
-    assert severity(row("a", 0.85, 0.75, 0.01)) == "high"  # n = 0.7
-    assert severity(row("a", 0.95, 0.90, 0.01)) == "critical"  # n = 0.9
-    # Per layer, the worst n(lower bound) among rows significant after adjustment: a 0.8 -> 0.6; b counts 0
-    # (not significant, however high its estimate) -> 100 * (1 - (0.6 + 0) / 2) = 70
-    rows = [row("a", 0.9, 0.8, 0.01), row("a", 0.7, 0.6, 0.01), row("b", 0.9, 0.7, 0.2, significant=False)]
-    assert privacy_score(rows) == 70.0
+    # A significant row never shows none, whatever its interval; one that is not significant always does.
+    assert severity(row("a", 0.55, 0.45, 0.01)) == "low"
+    assert severity(row("a", 0.95, 0.90, 0.01, significant=False)) == "none"
+    assert severity(row("a", 0.58, 0.52, 0.01)) == "low"  # n(0.52) = 0.04
+    assert severity(row("a", 0.70, 0.65, 0.01)) == "medium"  # n = 0.3
+    assert severity(row("a", 0.85, 0.72, 0.01)) == "medium"  # n = 0.44
+    assert severity(row("a", 0.90, 0.80, 0.01)) == "high"  # n = 0.6
+    assert severity(row("a", 0.97, 0.92, 0.01)) == "critical"  # n = 0.84
+    # Per layer, n(the headline's lower bound) where the layer is significant; 0 otherwise:
+    # 100 * (1 - (0.6 + 0) / 2) = 70.
+    verdict = LeakageVerdict(verdict="leaks", statement="", threshold=0.6, relabellings=251, relabellings_exact=True,
+                             distinct_relabellings=252, smallest_p_value=1 / 252, decidable=True, layers=[
+                                 layer("a", 0.8, significant=True), layer("b", 0.7, significant=False)])
+    assert privacy_score(verdict) == 70.0
     assert grade(90.0, None) == "A" and grade(90.0, 54.9) == "D" and grade(None, None) is None and grade(10.0) == "F"
+    # The verdict caps the grade: no certified privacy, no A.
+    assert grade(97.4, cap="B") == "B" and grade(97.4, cap="C") == "C" and grade(30.0, cap="C") == "F"
+
+
+def layer(name: str, low: float, *, significant: bool):
+    from ser_audit.report.model import LayerVerdict
+
+    return LayerVerdict(layer=name, verdict="leaks" if significant else "inconclusive",
+                        severity="high" if significant else "none", headline=f"{name} / probe", attacker="probe",
+                        balanced_accuracy=low + 0.05, ci_low=low, ci_high=1.0, chance=0.5, p_value_adjusted=0.01,
+                        significant=significant, lower_bound=low, upper_bound=1.0, rows=1, attackers="every scenario",
+                        reason="")
 
 
 def test_gates_decide_on_adjusted_evidence_not_on_the_largest_estimate() -> None:
     from ser_audit.report.gates import max_gap_gate, max_leakage_gate
-    from ser_audit.report.model import Accuracy, LeakageResult
+    from ser_audit.report.model import Accuracy, LeakageResult, Report
     from ser_audit.report.policy import gate_severity
 
     def row(leakage: float, simultaneous_low: float, significant: bool) -> LeakageResult:
@@ -128,12 +144,13 @@ def test_gates_decide_on_adjusted_evidence_not_on_the_largest_estimate() -> None
                              normalised_leakage=(leakage - 0.5) / 0.5, n_test=100, n_features=1)
 
     lucky = row(0.75, 0.45, significant=False)  # the largest of many estimates on a model with no leak
-    assert max_gap_gate("max-gap", [lucky], 0.1).passed and gate_severity(lucky) == "none"
+    assert max_gap_gate("max-gap", [lucky], 0.1).passed
+    assert gate_severity(lucky, Report.model_construct(leakage=None)) == "none"
     real = row(0.8, 0.65, significant=True)
     assert not max_gap_gate("max-gap", [lucky, real], 0.1).passed  # bound 0.65: 0.15 above chance
     assert max_gap_gate("max-gap", [lucky, real], 0.2).passed  # the estimate is 0.3 above chance, the bound is not
     assert not max_leakage_gate("max-leakage", [real], 0.6).passed and max_leakage_gate("max-leakage", [real], 0.7).passed
-    assert gate_severity(real) == "medium"  # n(0.65) = 0.3
+    assert gate_severity(real, Report.model_construct(leakage=None)) == "medium"  # n(0.65) = 0.3 (before 1.4)
 
 
 POLICY = """

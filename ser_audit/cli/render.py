@@ -57,6 +57,12 @@ def leakage_summary(report: Any) -> None:
     for gate in report.gates:
         verdict = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
         STDOUT.print(f"gate {plain(gate.name)} <= {gate.threshold}: {gate.value:.3f} {verdict} ({plain(gate.detail)})")
+    if leakage.verdict is not None:  # the verdict last, where a reader's eye lands
+        from ser_audit.report.render.sections import verdict_table
+
+        layers = verdict_table(leakage.verdict)
+        print_table(f"{leakage.attribute} verdict per layer ({layers.caption})", layers.headers, layers.rows)
+        STDOUT.print(plain(f"{leakage.attribute} verdict: {leakage.verdict.statement}"))
 
 
 def robustness_summary(report: Any) -> None:

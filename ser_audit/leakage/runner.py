@@ -24,7 +24,7 @@ from ser_audit.leakage.resampling import REFITTED_EXACT, refit_inflation, refitt
 from ser_audit.leakage.stats import Evidence, LeakageStatistics, leakage_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
-from ser_audit.report.model import LeakageResult, Recommendation
+from ser_audit.report.model import LeakageResult
 
 # P0's S4 input: energy, 12 MFCC, ZCR, voicing probability, F0 and their deltas; 25 ms windows, 10 ms step.
 LLD_SPEC = FrontEndSpec(
@@ -239,27 +239,4 @@ def input_reference(
     return result_row(
         layer=f"input:{source}", layer_index=None, probe=probe, attribute=attribute, n_features=features.shape[1],
         n_train=int(np.mean([len(fold.train) for fold in folds])), notes=training_gaps(labels, folds),
-    )
-
-
-def recommend(rows: Sequence[LeakageResult], threshold: float) -> Recommendation:
-    """The earliest layer where every row that taps it stays at or under ``threshold``, judged by the
-    rows' simultaneous upper bounds, so that the claim holds for all of them at once at 95%."""
-    by_layer: dict[tuple[int, str], float] = {}
-    for row in rows:
-        key = (row.layer_index if row.layer_index is not None else -1, row.layer)
-        bound = row.simultaneous_ci_high if row.simultaneous_ci_high is not None else row.balanced_accuracy
-        by_layer[key] = max(by_layer.get(key, 0.0), bound)
-    for (_, layer), worst in sorted(by_layer.items()):
-        if worst <= threshold:
-            return Recommendation(
-                layer=layer, threshold=threshold,
-                reason=f"{layer} is the earliest audited layer whose leakage stays at or under {threshold:.3f} in every "
-                f"row (highest simultaneous upper bound {worst:.3f}); process up to it on the device and transmit only "
-                "its output.",
-            )
-    return Recommendation(
-        layer=None, threshold=threshold,
-        reason=f"no audited layer keeps the simultaneous upper bound of its leakage at or under {threshold:.3f} in every "
-        "row; none is a safe split point (with few speakers the bounds are wide: audit more speakers to certify one).",
     )

@@ -11,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ser_audit.config import AuditConfig
 
-# 1.3: the run's config and robustness upper bounds; 1.2: balanced accuracy with speaker-level intervals and
-# adjusted p-values; 1.1: egemaps_reference
+# 1.4: one decision per layer (leakage.verdict): leaks / private / inconclusive, read by severity, gates, scores,
+# grade and recommendation; 1.3: the run's config and robustness upper bounds; 1.2: balanced accuracy with
+# speaker-level intervals and adjusted p-values; 1.1: egemaps_reference
 Severity = Literal["none", "low", "medium", "high", "critical"]
-REPORT_SCHEMA_VERSION: Literal["1.3"] = "1.3"
+REPORT_SCHEMA_VERSION: Literal["1.4"] = "1.4"
+Verdict = Literal["leaks", "private", "inconclusive"]
 
 Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe", "strongest"]
 
@@ -103,9 +105,13 @@ class LeakageResult(_Strict):
     ci_high: float | None = Field(None, description="Upper end of that interval.")
     standard_error: float | None = Field(None, description="Speaker-level standard error of L.")
     simultaneous_ci_low: float | None = Field(
-        None, description="Lower end of L's interval at 95% jointly over every row of the audit (Bonferroni)."
+        None, description="Lower bound of L that holds jointly with every other bound of the report at 95% "
+        "(Bonferroni over the rows); what `leaks` and the gates compare with their threshold."
     )
-    simultaneous_ci_high: float | None = Field(None, description="Upper end of that simultaneous interval.")
+    simultaneous_ci_high: float | None = Field(
+        None, description="Upper bound of L, jointly at 95% (Bonferroni over the layers: a layer is private only "
+        "when every one of its rows is under the threshold); what `private` compares."
+    )
     interval_method: str | None = Field(None, description="How the intervals were computed (see README, Statistics).")
     chance: float = Field(description="1 / number of classes: L of an attacker that knows nothing.")
     majority_rate: float | None = Field(None, description="Share of the most frequent class among the test labels.")
@@ -117,9 +123,12 @@ class LeakageResult(_Strict):
         True, description="False where the p-value approximates a refitting test it could not afford (README)."
     )
     p_value_adjusted: float | None = Field(
-        None, description="Family-wise (max-T over every row of the audit, shared permutations) adjusted p-value."
+        None, description="Adjusted p-value: the larger of its layer's (step-down max-T over layers) and its own within "
+        "the layer (max-T over the layer's rows); 1.2-1.3: max-T over every row."
     )
-    q_value: float | None = Field(None, description="Benjamini-Hochberg false-discovery-rate q-value over every row.")
+    q_value: float | None = Field(
+        None, description="Benjamini-Hochberg q-value over every row: descriptive only, no decision reads it."
+    )
     significant: bool | None = Field(None, description="p_value_adjusted < 0.05: a leak after multiplicity control.")
     gap: float = Field(description="L - chance.")
     normalised_leakage: float = Field(description="gap / (1 - chance).")
@@ -128,7 +137,8 @@ class LeakageResult(_Strict):
     n_features: int = Field(description="Attacker input dimension.")
     reduction: str | None = Field(None, description="How the layer was reduced before the attacker, if at all.")
     severity: Severity | None = Field(
-        None, description="From the gap over chance and its interval (README, Scores)."
+        None, description="none unless significant; then graded by the normalised lower end of the 95% interval, at "
+        "least low (README, Statistics)."
     )
     notes: list[str] = Field(
         default_factory=list, description="Caveats a reader needs, e.g. a fold whose training side lacks a class."
@@ -221,6 +231,55 @@ class ReferenceAblation(_Strict):
     layers: list[AblationRow] = Field(default_factory=list, description="Per selected layer, the linear probe's leakage.")
 
 
+class LayerVerdict(_Strict):
+    """The decision on one layer, from all of its rows at once."""
+
+    layer: str
+    layer_index: int | None = None
+    verdict: Verdict = Field(description="leaks: significant and its lower bound past the threshold; private: every "
+                                         "row's upper bound under it; inconclusive: neither.")
+    severity: Severity = Field(description="none unless the layer is significant; else the headline row's severity.")
+    headline: str = Field(description="The row behind the figure (layer / scenario / kind / design): the strongest "
+                                      "evidence of a leak in a significant layer, else the row nearest the threshold.")
+    attacker: str = Field(description="Who achieved the headline: scenario and attacker design.")
+    balanced_accuracy: float = Field(description="The headline row's leakage L.")
+    ci_low: float | None = Field(None, description="The headline row's 95% interval.")
+    ci_high: float | None = None
+    chance: float
+    p_value_adjusted: float = Field(description="Layer-level: step-down max-T over layers of the layer's rows' "
+                                                "largest standardised statistic.")
+    significant: bool
+    lower_bound: float = Field(description="Largest simultaneous lower bound among the layer's significant rows "
+                                           "(chance when none is significant).")
+    upper_bound: float = Field(description="Largest simultaneous upper bound among the layer's rows.")
+    rows: int = Field(description="Rows of the audit on this layer.")
+    attackers: str = Field(description="every scenario, or linear probe only.")
+    minimum_detectable_leakage: float | None = Field(
+        None, description="The smallest L this corpus would call `leaks` with 80% power, at the headline's spread.")
+    speakers_needed: int | None = Field(
+        None, description="About how many speakers would decide an inconclusive layer at its current estimate "
+                          "(spread shrinking as 1/sqrt(speakers)); null when decided or out of reach.")
+    reason: str = Field(description="The verdict in words, with its numbers.")
+
+
+class LeakageVerdict(_Strict):
+    """One decision structure that severity, gates, scores, grade, summary and recommendation all read."""
+
+    verdict: Verdict = Field(description="leaks if any layer leaks; private if every layer is; else inconclusive.")
+    statement: str = Field(description="The verdict in one sentence, with what to do next.")
+    threshold: float = Field(description="Leakage threshold T of `leaks` and `private` (--max-leakage, chance + "
+                                         "--max-gap, else chance + 0.1).")
+    alpha: float = Field(0.05, description="Family-wise error rate over layers; every bound holds jointly at 1 - alpha.")
+    relabellings: int = Field(description="Speaker relabellings the null distributions were computed on.")
+    relabellings_exact: bool = Field(description="Every distinct relabelling was enumerated (the p-values are exact).")
+    distinct_relabellings: int = Field(description="How many distinct relabellings the audit's speakers admit.")
+    smallest_p_value: float = Field(description="The smallest p-value any row or layer could reach on this corpus.")
+    decidable: bool = Field(description="Whether smallest_p_value < alpha: with fewer speakers no leak can be shown.")
+    speakers_for_a_verdict: int | None = Field(
+        None, description="Where not decidable: the fewest speakers (same class proportions) that could be.")
+    layers: list[LayerVerdict] = Field(default_factory=list, description="One decision per layer, in depth order.")
+
+
 class Leakage(_Strict):
     attribute: str
     folds: list[str] = Field(description="What each fold held out.")
@@ -238,6 +297,7 @@ class Leakage(_Strict):
         None, description="The attribute from eGeMAPS functionals; present where the opensmile extra is installed."
     )
     recommendation: Recommendation | None = None
+    verdict: LeakageVerdict | None = Field(None, description="The decision per layer and for the model (1.4 on).")
     reference_ablation: ReferenceAblation | None = Field(
         None, description="Two-input models: leakage and UAR with several neutral references per speaker (P4's ablation).")
 
@@ -299,8 +359,9 @@ class HardeningEffect(_Strict):
 class Scores(_Strict):
     privacy: float | None = Field(None, description="0-100, higher is better: 100 x (1 - mean worst normalised leakage).")
     robustness: float | None = Field(None, description="0-100, higher is better: 100 x area under UAR(eps)/UAR(0).")
-    grade: str | None = Field(None, description="A-F from the lower of the two scores (README, Scores); none when the "
-                                                "robustness score is only an upper bound.")
+    grade: str | None = Field(None, description="A-F from the lower of the two scores, capped by the leakage verdict "
+                                                "(A only when private, B when inconclusive, C when it leaks); none when "
+                                                "the robustness score is only an upper bound (README, Scores).")
     robustness_upper_bound: bool = Field(False, description="The robustness score came from an SPSA gradient estimate: "
                                                             "the true score may be lower.")
 
@@ -346,7 +407,8 @@ class ReportDiff(_Strict):
 class Report(_Strict):
     """A complete audit: provenance, inputs, results, scores and gate outcomes."""
 
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3"] = Field(REPORT_SCHEMA_VERSION, description="Version of this schema.")
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4"] = Field(
+        REPORT_SCHEMA_VERSION, description="Version of this schema.")
     tool: Tool
     command: list[str] = Field(description="Command line that produced the report.")
     seed: int

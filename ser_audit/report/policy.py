@@ -126,10 +126,12 @@ def load_policy(path: Path) -> Policy:
         raise ConfigError(f"--policy {path}: {where}: {first['msg']} (see schemas/policy.schema.json)") from None
 
 
-def gate_severity(row: LeakageResult) -> str:
-    """A row's severity as a gate sees it: from the lower bound that the gates use (``leakage_bound``),
-    so that it too rests on family-wise adjusted evidence."""
+def gate_severity(row: LeakageResult, report: Report) -> str:
+    """A row's severity as a gate sees it: the row's own (from the verdict, schema 1.4 on); for older reports
+    from the lower bound that the gates use (``leakage_bound``)."""
     if row.significant is None:  # a report older than schema 1.2
+        return row.severity or "none"
+    if report.leakage is not None and report.leakage.verdict is not None:
         return row.severity or "none"
     bound = leakage_bound(row)
     return "none" if bound <= row.chance else level(normalised(row, bound))
@@ -153,11 +155,11 @@ def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> 
         if rule.max_gap is not None:
             gates.append(max_gap_gate(rule.name or f"{label} max-gap", matching, rule.max_gap))
         if rule.max_severity is not None:
-            worst = max(matching, key=lambda row: SEVERITIES.index(gate_severity(row)))
-            found = SEVERITIES.index(gate_severity(worst))
+            worst = max(matching, key=lambda row: SEVERITIES.index(gate_severity(row, report)))
+            found = SEVERITIES.index(gate_severity(worst, report))
             gates.append(Gate(name=f"{label} max-severity {rule.max_severity}", threshold=SEVERITIES.index(rule.max_severity),
                               value=found, passed=found <= SEVERITIES.index(rule.max_severity),
-                              detail=f"{describe(worst)}: {gate_severity(worst)}"))
+                              detail=f"{describe(worst)}: {gate_severity(worst, report)}"))
     results = report.robustness.results if report.robustness else []
     for number, robust in enumerate(policy.robustness, start=1):
         probed = [r for r in results if r.method == robust.method and abs(r.eps - robust.at_eps) < 1e-9]

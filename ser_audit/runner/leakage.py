@@ -163,7 +163,7 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
 
         report.aux_corpus = corpus_info(inputs.aux, seed=seed)
     report.leakage = _leakage_section(config, inputs, rows, predictions, evidence, probes.rows, scenario, references,
-                                      verification)
+                                      verification, relabellings)
     report.notes = [*notes, *(f"{name}: {text}" for name, text in embeddings.reductions.items())]
     if inputs.model.frontend.extra_inputs:
         _add_reference_ablation(report, config, inputs, probes.rows, observer)
@@ -261,20 +261,20 @@ def _verification(config: AuditConfig, inputs: Inputs, embeddings: Any) -> list[
 
 def _leakage_section(config: AuditConfig, inputs: Inputs, rows: list[LeakageResult], predictions: list[Any],
                      evidence: list[Any], probe_rows: list[LeakageResult], scenario: Any, references: tuple[Any, Any],
-                     verification: list[Any]) -> Any:
-    """Adjusted evidence, breakdowns, P0's findings and the split-point recommendation."""
+                     verification: list[Any], relabellings: "SpeakerPermutations") -> Any:
+    """The verdict per layer (adjusted evidence), breakdowns, P0's findings and the split-point recommendation."""
     from ser_audit.leakage.breakdowns import breakdowns
     from ser_audit.leakage.findings import p0_findings
-    from ser_audit.leakage.multiplicity import adjust
-    from ser_audit.leakage.runner import recommend
+    from ser_audit.leakage.verdicts import decide, recommend
     from ser_audit.report.model import Leakage
 
-    adjust(rows, evidence)
-    splits = breakdowns(rows, predictions, inputs.corpus, config.attribute)
     chance = probe_rows[0].chance
-    threshold = config.max_leakage if config.max_leakage is not None else min(1.0, chance + 0.1)
+    scenario_ran = scenario is not None and bool(scenario.rows)
     # A split point must hold in every scenario, so only layers the scenario attackers audited qualify.
-    audited = {layer.name for layer in (inputs.attacked if scenario is not None and scenario.rows else inputs.selected)}
+    audited = {layer.name for layer in (inputs.attacked if scenario_ran else inputs.selected)}
+    verdict = decide(rows, evidence, permutations=relabellings, threshold=verdict_threshold(config, chance),
+                     probe_only=frozenset(layer.name for layer in inputs.selected if layer.name not in audited))
+    splits = breakdowns(rows, predictions, inputs.corpus, config.attribute)
     return Leakage(
         attribute=config.attribute,
         folds=[fold.name for fold in inputs.folds],
@@ -287,8 +287,15 @@ def _leakage_section(config: AuditConfig, inputs: Inputs, rows: list[LeakageResu
         verification=verification,
         input_reference=references[0],
         egemaps_reference=references[1],
-        recommendation=recommend([row for row in rows if row.layer in audited], threshold),
+        recommendation=recommend(verdict, audited),
+        verdict=verdict,
     )
+
+
+def verdict_threshold(config: AuditConfig, chance: float) -> float:
+    """T of leaks / private: the strictest of --max-leakage and chance + --max-gap, else chance + 0.1."""
+    given = [t for t in (config.max_leakage, None if config.max_gap is None else chance + config.max_gap) if t is not None]
+    return min(1.0, min(given) if given else chance + 0.1)
 
 
 def _cache_notes(embeddings: Any, corpus_name: str, observer: ProgressObserver) -> list[str]:

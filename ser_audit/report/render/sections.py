@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ser_audit.report.diff import with_interval
-from ser_audit.report.model import BreakdownRow, LeakageResult, Report, Robustness
+from ser_audit.report.model import BreakdownRow, LeakageResult, LeakageVerdict, Report, Robustness
+from ser_audit.report.scoring import GRADE_CAP
 
 VERDICTS = {True: "reproduced", False: "not reproduced", None: "cannot tell"}
 
@@ -82,6 +83,24 @@ def leakage_table(rows: Sequence[LeakageResult]) -> Table:
             ]
             for r in rows
         ],
+    )
+
+
+def verdict_table(verdict: LeakageVerdict) -> Table:
+    """One line per layer: its verdict, severity, headline leakage and who achieved it."""
+    return Table(
+        ["layer", "verdict", "severity", "leakage L", "95% interval", "attacker", "layer adjusted p",
+         "lower bound", "upper bound", "detectable from", "speakers to decide"],
+        [
+            [
+                v.layer, v.verdict, v.severity, f"{v.balanced_accuracy:.3f}", _optional_interval(v.ci_low, v.ci_high),
+                v.attacker + ("" if v.attackers == "every scenario" else " (probe only)"), f"{v.p_value_adjusted:.3g}",
+                f"{v.lower_bound:.3f}", f"{v.upper_bound:.3f}", _optional(v.minimum_detectable_leakage),
+                "" if v.speakers_needed is None else str(v.speakers_needed),
+            ]
+            for v in verdict.layers
+        ],
+        f"Threshold T = {verdict.threshold:.3f}; bounds hold jointly at {1 - verdict.alpha:.0%}",
     )
 
 
@@ -169,21 +188,16 @@ def sections(report: Report) -> list[Section]:
 def _summary(report: Report) -> Section:
     scores = report.scores
     section = Section("summary", "Summary")
+    verdict = report.leakage.verdict if report.leakage else None
+    if verdict is not None:
+        section.bullets.append(f"{report.leakage.attribute if report.leakage else ''} verdict: {verdict.statement}")
     fallback = report.robustness.gradient_fallback if report.robustness else None
     grade = scores.grade or ("none (the robustness score is only an upper bound)" if scores.robustness_upper_bound else "n/a")
     section.bullets.append(
         f"grade {grade}: privacy score {_score(scores.privacy)}, "
         f"robustness score {_robustness_score(scores.robustness, fallback)}"
+        + (f" (the {verdict.verdict} verdict allows at best {GRADE_CAP[verdict.verdict]})" if verdict else "")
     )
-    if report.leakage and report.leakage.results:
-        worst = max(report.leakage.results, key=lambda r: r.normalised_leakage)
-        section.bullets.append(
-            f"highest {report.leakage.attribute} leakage: L {worst.balanced_accuracy:.3f} against chance {worst.chance:.3f} "
-            f"({row_label(worst)}, severity {worst.severity or 'n/a'}"
-            + (f", adjusted p {worst.p_value_adjusted:.3g}" if worst.p_value_adjusted is not None else "")
-            + f"); the largest of {len(report.leakage.results)} rows is biased upward, so its adjusted p-value and "
-            "the strongest-attacker rows are the figures to rely on"
-        )
     if report.leakage and report.leakage.recommendation:
         section.bullets.append(f"recommendation: {report.leakage.recommendation.reason}")
     if report.gates:
@@ -192,6 +206,8 @@ def _summary(report: Report) -> Section:
             f"gates: {len(report.gates) - len(failed)} of {len(report.gates)} passed"
             + (f"; failed: {', '.join(failed)}" if failed else "")
         )
+    if verdict is not None:
+        section.tables.append(verdict_table(verdict))
     return section
 
 
@@ -221,8 +237,9 @@ def _leakage(report: Report) -> list[Section]:
     table.paragraphs.append(
         "Leakage L: the attacker's balanced accuracy on held-out speakers, with its 95% speaker-level interval, "
         "against chance 1/C; P0's plain accuracy (mean ± std over folds) beside it. p: one-sided p-value against "
-        "chance (≈: approximate, see README, Statistics); adjusted p: family-wise over every row (max-T), which the "
-        "gates use; q: false-discovery rate, which the severity uses. Folds: " + "; ".join(leakage.folds) + "."
+        "chance (≈: approximate, see README, Statistics); adjusted p: the larger of the layer's (step-down max-T "
+        "over layers) and the row's within its layer, which every decision reads; q: false-discovery rate, "
+        "descriptive only. Folds: " + "; ".join(leakage.folds) + "."
     )
     if leakage.target_family:
         table.paragraphs.append(f"Target family read from the graph: {leakage.target_family}.")
