@@ -60,7 +60,7 @@ def leakage_summary(report: Any) -> None:
     if leakage.verdict is not None:  # the verdict last, where a reader's eye lands
         from ser_audit.report.render.sections import verdict_table
 
-        layers = verdict_table(leakage.verdict)
+        layers = verdict_table(leakage.verdict, compact=True)
         print_table(f"{leakage.attribute} verdict per layer ({layers.caption})", layers.headers, layers.rows)
         STDOUT.print(plain(f"{leakage.attribute} verdict: {leakage.verdict.statement}"))
 

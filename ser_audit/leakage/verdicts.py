@@ -180,7 +180,8 @@ def _layer_verdict(layer: _Layer, rows: Sequence[LeakageResult], p_layer: float,
             bound = headline.standard_error or spread
             factor = ((z_low + stats.norm.ppf(POWER)) * bound / abs(distance)) ** 2
             needed = math.ceil(n_speakers * factor) if n_speakers * factor < SPEAKERS_OUT_OF_REACH else None
-    attacker = f"{headline.scenario} / {headline.attacker_design} ({headline.attacker_kind})"
+    attacker = ("linear probe" if headline.scenario == "probe"
+                else f"{headline.scenario} {headline.attacker_design} ({headline.attacker_kind})")
     figure = (f"L {headline.balanced_accuracy:.3f} [{_fmt(headline.ci_low)}, {_fmt(headline.ci_high)}] by {attacker}, "
               f"layer-level adjusted p {p_layer:.3g}")
     if verdict == "leaks":

@@ -86,22 +86,22 @@ def leakage_table(rows: Sequence[LeakageResult]) -> Table:
     )
 
 
-def verdict_table(verdict: LeakageVerdict) -> Table:
-    """One line per layer: its verdict, severity, headline leakage and who achieved it."""
-    return Table(
-        ["layer", "verdict", "severity", "leakage L", "95% interval", "attacker", "layer adjusted p",
-         "lower bound", "upper bound", "detectable from", "speakers to decide"],
-        [
-            [
-                v.layer, v.verdict, v.severity, f"{v.balanced_accuracy:.3f}", _optional_interval(v.ci_low, v.ci_high),
-                v.attacker + ("" if v.attackers == "every scenario" else " (probe only)"), f"{v.p_value_adjusted:.3g}",
-                f"{v.lower_bound:.3f}", f"{v.upper_bound:.3f}", _optional(v.minimum_detectable_leakage),
-                "" if v.speakers_needed is None else str(v.speakers_needed),
-            ]
-            for v in verdict.layers
-        ],
-        f"Threshold T = {verdict.threshold:.3f}; bounds hold jointly at {1 - verdict.alpha:.0%}",
-    )
+def verdict_table(verdict: LeakageVerdict, *, compact: bool = False) -> Table:
+    """One line per layer: its verdict, severity, headline leakage and who achieved it (``compact``: only
+    those, for a terminal)."""
+    headers = ["layer", "verdict", "severity", "leakage L [95%]", "attacker"]
+    rows = []
+    for v in verdict.layers:
+        row = [v.layer, v.verdict, v.severity,
+               f"{v.balanced_accuracy:.3f} {_optional_interval(v.ci_low, v.ci_high)}".strip(),
+               v.attacker + ("" if v.attackers == "every scenario" else "; no other attacker ran here")]
+        if not compact:
+            row += [f"{v.p_value_adjusted:.3g}", f"{v.lower_bound:.3f}", f"{v.upper_bound:.3f}",
+                    _optional(v.minimum_detectable_leakage), "" if v.speakers_needed is None else str(v.speakers_needed)]
+        rows.append(row)
+    if not compact:
+        headers += ["layer adjusted p", "lower bound", "upper bound", "detectable from", "speakers to decide"]
+    return Table(headers, rows, f"threshold T = {verdict.threshold:.3f}; bounds hold jointly at {1 - verdict.alpha:.0%}")
 
 
 def _breakdown_table(rows: Sequence[BreakdownRow], caption: str) -> Table | None:
