@@ -45,15 +45,18 @@ class AttackSettings:
 
     Widths scale each family's documented size (``convolutional``, ``recurrent``, ``dense``
     modules); the defaults keep a full default audit of ``zoo:cnn4`` under 15 minutes on
-    two CPU cores. ``quick`` keeps one design per scenario and fewer epochs. Every attacker,
-    the same-architecture one included, trains for ``epochs`` and keeps the epoch that did
-    best on held-out training speakers (``NeuralAttacker``).
+    two CPU cores. ``quick`` keeps one design per scenario and fewer epochs. Every attacker
+    trains for up to ``epochs`` and keeps the epoch that did best on held-out training speakers
+    (``NeuralAttacker``); the same-architecture one trains for up to ``body_epochs`` from each
+    ``body_candidates`` start and rate, and keeps the one that did best there.
     """
 
     epochs: int = 8
     learning_rate: float = 1e-3
-    # The same-architecture attacker: a closed-form head on the frozen body, then the body at P0's 1e-4.
-    body_learning_rate: float = 1e-4
+    # The same-architecture attacker: (start, body learning rate) pairs, P0's 1e-4 among them; a fresh
+    # start learns at the rate of a new attacker.
+    body_candidates: tuple[tuple[str, float], ...] = (("target", 1e-4), ("target", 1e-3), ("fresh", 1e-3))
+    body_epochs: int = 8
     convolutional_width: float = 0.5
     recurrent_width: float = 0.25
     dense_width: float = 1.0
@@ -118,7 +121,7 @@ class AttackOutcome:
 def run_attack(job: AttackJob) -> AttackOutcome:
     """Fit and test one attacker (per fold on the audit corpus, or once on the aux corpus)."""
     aware = job.kind == "aware"
-    truths, predictions, validation = [], [], []
+    truths, predictions, validation, choices = [], [], [], []
     if job.aux_inputs is None:
         fitted = job.attacker
         for fold in job.folds:
@@ -129,6 +132,7 @@ def run_attack(job: AttackJob) -> AttackOutcome:
             truths.append(job.audit_attribute[fold.test])
             predictions.append(fitted.predict(Rows(job.audit_inputs, fold.test)))
             validation.append(fitted.validation_score_)
+            choices.append(f"{fold.name}: {fitted.choice_}" if hasattr(fitted, "choice_") else "")
         n_train = int(np.mean([len(fold.train) for fold in job.folds]))
     else:
         assert job.aux_attribute is not None
@@ -144,7 +148,17 @@ def run_attack(job: AttackJob) -> AttackOutcome:
             predictions.append(predicted[fold.test])
             validation.append(balanced_accuracy_of(job.audit_attribute[fold.train], predicted[fold.train], classes))
         n_train = len(job.aux_inputs)
-    return AttackOutcome(job, truths, predictions, n_train, fitted.parameter_count(), fitted.architecture, validation)
+        choices = [getattr(fitted, "choice_", "")]
+    architecture = fitted.architecture
+    if any(choices):  # the same-architecture attacker: which start and rate held-out training speakers chose
+        architecture = f"{_generic_architecture(fitted)}; chosen on held-out training speakers: {'; '.join(choices)}"
+    return AttackOutcome(job, truths, predictions, n_train, fitted.parameter_count(), architecture, validation)
+
+
+def _generic_architecture(fitted: NeuralAttacker) -> str:
+    """The same-architecture attacker's description without the start and rate that won the last fit."""
+    return f"same-architecture, trained for the attribute (the target's weights or a fresh start): {fitted.body_description}" + (
+        " + emotion head (multi-task)" if fitted.aware else "")
 
 
 @dataclass
@@ -232,8 +246,8 @@ def plan_jobs(
                         continue
                     attacker_family = family
                     attacker = NeuralAttacker(
-                        design, epochs=settings.epochs, learning_rate=settings.learning_rate, body=body.body,
-                        body_description=body.description, body_learning_rate=settings.body_learning_rate,
+                        design, epochs=settings.body_epochs, learning_rate=settings.learning_rate, body=body.body,
+                        body_description=body.description, body_candidates=settings.body_candidates,
                         freeze_body=design == SAME_ARCHITECTURE_FROZEN,
                         standardise=False, seed=settings.seed, device=settings.device,
                     )

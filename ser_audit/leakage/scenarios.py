@@ -8,7 +8,11 @@
 | s3       | yes         | no                | aux           |
 | s4       | no          | no                | aux           |
 
-"Same architecture" is the target's own sub-network after the tap. The target's family
+"Same architecture" is the target's own sub-network after the tap, trained for the attribute
+(``same-architecture``: from the target's weights and from a fresh initialisation, the start and
+learning rate chosen on held-out training speakers), P0's upper bound. Beside it,
+``frozen-body-readout`` keeps the target's remaining layers frozen and fits a new linear head:
+it measures what survives to the last hidden layer, whatever the tap. The target's family
 is read from its layer kinds: recurrent if any layer is an LSTM/GRU/RNN, convolutional
 if any is a convolution, else dense. A tap without a time axis (a vector) cannot feed a
 convolutional or recurrent attacker; dense attackers stand in for the same family and
@@ -26,8 +30,8 @@ from ser_audit.models.interface import LayerInfo
 SCENARIOS = ("worst", "s1", "s2", "s3", "s4")
 KINDS = ("generic", "aware")
 SAME_ARCHITECTURE = "same-architecture"
-# The target's sub-network frozen with a probe on top: the floor that fine-tuning it must reach.
-SAME_ARCHITECTURE_FROZEN = "same-architecture-frozen"
+# The target's frozen remaining layers with a new linear head: what survives to the last hidden layer, not the tap.
+SAME_ARCHITECTURE_FROZEN = "frozen-body-readout"
 SAME_ARCHITECTURE_DESIGNS = (SAME_ARCHITECTURE_FROZEN, SAME_ARCHITECTURE)
 
 

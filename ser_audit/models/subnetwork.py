@@ -48,6 +48,22 @@ class _FromBatchFirst(nn.Module):
         return self.body(activation.movedim(0, self.axis))
 
 
+def reinitialised(body: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``body`` with every module that has ``reset_parameters`` re-initialised (seeded): the same
+    architecture from a fresh start, for an attacker that must not depend on the target's training."""
+    fresh = copy.deepcopy(body)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for module in fresh.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return fresh
+
+
 def from_batch_first(part: Downstream, batch_axis: int) -> Downstream:
     return part if batch_axis == 0 else replace(part, body=_FromBatchFirst(part.body, batch_axis))
 

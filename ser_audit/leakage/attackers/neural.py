@@ -26,9 +26,13 @@ from ser_audit.leakage.attackers.design import designs
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.inference import balanced_accuracy
 from ser_audit.models.loop import balanced_class_weights, run_epochs
+from ser_audit.models.subnetwork import reinitialised
 
 # Training rows up to this size (as float32) are held in memory for the whole fit.
 IN_MEMORY_BYTES = 1 << 30
+# Batch-norm statistics are settled on at most this many training rows: a mean and variance over 512
+# shuffled rows are within a few percent of the full pass, at a bounded cost on large corpora.
+SETTLE_ROWS = 512
 
 
 class Rows:
@@ -67,13 +71,19 @@ class NeuralAttacker(Attacker):
         batch_size: Mini-batch size.
         width: Scales the design's channels/units (1.0 = the documented size).
         body: For the same-architecture attacker, the target's sub-network after the tap
-            (copied, then fine-tuned).
+            (copied, then trained for the attribute).
         body_description: How the body was obtained, for the report.
-        body_learning_rate: Adam step size of ``body`` (P0 fine-tunes at 1e-4): the target's
-            trained weights move less than the new heads, which first get a closed-form
-            warm-up (ridge on the frozen body's features) so fine-tuning starts from a head
-            that already reads the body.
-        freeze_body: Stop after the warm-up: a probe on the target's own, frozen sub-network.
+        body_learning_rate: Adam step size of ``body``. The heads first get a closed-form
+            warm-up (ridge on the frozen body's features), so training starts from a head that
+            already reads the body.
+        body_start: ``target`` (the target's weights) or ``fresh`` (every module of the copy
+            re-initialised with its own ``reset_parameters``).
+        body_candidates: ``(start, body learning rate)`` pairs; when given, ``fit`` trains one
+            attacker per pair and keeps the one that did best on the validation speakers
+            (``choice_`` says which), so neither start nor rate is chosen on the test speakers.
+        freeze_body: Stop after the warm-up: the target's frozen remaining layers with a new
+            linear head (what survives to the last hidden layer, not the tap).
+        patience: Stop after this many epochs without a better validation score.
         validation: Share of each class's training speakers held out for choosing the epoch.
         standardise: Standardise inputs per channel with training-set statistics (not for
             ``body``, which expects the target's own activations).
@@ -92,7 +102,10 @@ class NeuralAttacker(Attacker):
         body: nn.Module | None = None,
         body_description: str = "",
         body_learning_rate: float = 1e-4,
+        body_start: str = "target",
+        body_candidates: tuple[tuple[str, float], ...] = (),
         freeze_body: bool = False,
+        patience: int = 3,
         validation: float = 0.2,
         standardise: bool = True,
         seed: int = 0,
@@ -107,7 +120,10 @@ class NeuralAttacker(Attacker):
         self.body = body
         self.body_description = body_description
         self.body_learning_rate = body_learning_rate
+        self.body_start = body_start
+        self.body_candidates = body_candidates
         self.freeze_body = freeze_body
+        self.patience = patience
         self.validation = validation
         self.standardise = standardise
         self.seed = seed
@@ -119,17 +135,25 @@ class NeuralAttacker(Attacker):
 
     @property
     def family(self) -> str:  # type: ignore[override]
-        if self.design.startswith("same-architecture"):
+        if self.body is not None:
             return "same-architecture"
         return designs()[self.design].family
 
     def _network(self, shape: tuple[int, ...]) -> tuple[nn.Module, str]:
         if self.body is not None:
-            how = "frozen, ridge probe on top" if self.freeze_body else (
-                f"fine-tuned at {self.body_learning_rate:g} from a ridge head on the frozen body")
-            return copy.deepcopy(self.body), f"same-architecture ({how}): {self.body_description}"
+            if self.freeze_body:
+                return copy.deepcopy(self.body), f"frozen body, new linear head: {self.body_description}"
+            start = "the target's weights" if self.body_start == "target" else "a fresh initialisation"
+            body = copy.deepcopy(self.body) if self.body_start == "target" else reinitialised(self.body, self.seed)
+            return body, (f"trained for the attribute from {start}, body at {self.body_learning_rate:g}: "
+                          f"{self.body_description}")
         design = designs()[self.design]
         return design.build(shape, self.width), design.describe(shape, self.width)
+
+    def _standardises(self) -> bool:
+        # A body with the target's weights expects the target's activations; a fresh one is free to
+        # read them standardised (a rescaling its first layer could absorb), which it learns from far faster.
+        return self.body_start == "fresh" if self.body is not None else self.standardise
 
     def _statistics(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel mean and std over training rows (axis 1 for maps, each feature for vectors)."""
@@ -150,7 +174,7 @@ class NeuralAttacker(Attacker):
 
     def _batch(self, X: np.ndarray, rows: np.ndarray) -> torch.Tensor:
         block = np.asarray(X[np.sort(rows)], dtype=np.float32)
-        if self.standardise and self.body is None:
+        if self.standardised_:
             block = (block - self.mean_) / self.std_
         return torch.from_numpy(block).to(self.device)
 
@@ -173,9 +197,12 @@ class NeuralAttacker(Attacker):
     ) -> "NeuralAttacker":
         if self.aware and emotion is None:
             raise ValueError("an application-aware attacker needs emotion labels")
+        if self.body is not None and self.body_candidates and not self.freeze_body:
+            return self._fit_candidates(X, y, emotion, groups)
         torch.manual_seed(self.seed)
         self.classes_, targets = np.unique(np.asarray(y), return_inverse=True)
-        if self.standardise and self.body is None:
+        self.standardised_ = self._standardises()
+        if self.standardised_:
             self.mean_, self.std_ = self._statistics(X)
         body, self.architecture_ = self._network(tuple(X.shape[1:]))
         batch = self._reader(X)
@@ -200,29 +227,42 @@ class NeuralAttacker(Attacker):
             loop.solve_heads()
         if not (self.body is not None and self.freeze_body):
             loop.run(self.epochs, body_rate=self.body_learning_rate if self.body is not None else self.learning_rate)
-        loop.restore_best()
-        self._settle_batch_norm(body, batch, train_rows, only_last=self.body is not None and self.freeze_body)
+            loop.restore_best()
+            self._settle_batch_norm(body, batch, train_rows)
         self.validation_score_ = loop.best_score
         self.best_epoch_ = loop.best_epoch
         self.body_, self.head_ = body.eval(), heads["attribute"].eval()
         self.emotion_head_ = heads["emotion"] if self.aware else None
         return self
 
-    def _settle_batch_norm(
-        self, body: nn.Module, batch: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray, *, only_last: bool = False
-    ) -> None:
-        """Batch-norm statistics recomputed over the training rows with the current weights.
+    def _fit_candidates(
+        self, X: np.ndarray, y: np.ndarray, emotion: np.ndarray | None, groups: np.ndarray | None
+    ) -> "NeuralAttacker":
+        """Nested choice: one fit per ``body_candidates`` pair on the inner training speakers, each keeping its
+        best epoch on the same held-out speakers (``inner_split`` is seeded); the best pair (the first on a
+        tie) is then refitted on every training row for the epochs it chose. With a handful of speakers the
+        two held out are a quarter of the voices a gender attacker can learn from, so the refit matters."""
+        fitted = [copy.copy(self).set_params(body_candidates=(), body_start=start, body_learning_rate=rate).fit(
+            X, y, emotion=emotion, groups=groups) for start, rate in self.body_candidates]
+        best = max(fitted, key=lambda f: -1.0 if f.validation_score_ is None else f.validation_score_)
+        final = best if best.validation_score_ is None else copy.copy(best).set_params(
+            epochs=max(1, best.best_epoch_)).fit(X, y, emotion=emotion)
+        self.__dict__.update({k: v for k, v in vars(final).items() if k.endswith("_") and not k.startswith("_")})
+        self.validation_score_, self.best_epoch_ = best.validation_score_, best.best_epoch_
+        self.choice_ = f"{best.body_start} start, body at {best.body_learning_rate:g}, {max(1, best.best_epoch_)} epochs"
+        self.candidate_scores_ = {f"{f.body_start}@{f.body_learning_rate:g}": f.validation_score_ for f in fitted}
+        return self
+
+    def _settle_batch_norm(self, body: nn.Module, batch: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray) -> None:
+        """Batch-norm statistics recomputed over (at most ``SETTLE_ROWS``) training rows with the current weights.
 
         Running averages (momentum 0.1) lag far behind after the few hundred steps an attacker
-        trains, and a lagging normaliser can push every test row to one class. The rows go in a
-        seeded random order: stored corpora run speaker by speaker, and chunks of a few speakers
+        trains, and a lagging normaliser can push every test row to one class. The rows are a
+        seeded random sample: stored corpora run speaker by speaker, and chunks of a few speakers
         would leave the variance between speakers (where the attribute lives) out of the
-        average. ``only_last`` settles the normaliser added after the body and leaves a frozen
-        target body exactly as the target has it.
+        average. (A frozen body's own normaliser is set by ``_Loop.solve_heads`` and left as it is.)
         """
         norms = [m for m in body.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if only_last:
-            norms = norms[-1:]
         if not norms:
             return
         momenta = [norm.momentum for norm in norms]
@@ -231,7 +271,7 @@ class NeuralAttacker(Attacker):
             norm.reset_running_stats()
             norm.momentum = None  # cumulative average over the pass below
             norm.train()
-        shuffled = np.random.default_rng([self.seed, 0xB17]).permutation(rows)
+        shuffled = np.random.default_rng([self.seed, 0xB17]).permutation(rows)[:SETTLE_ROWS]
         with torch.no_grad():
             for start in range(0, len(shuffled), 128):
                 chunk = shuffled[start : start + 128]
@@ -280,11 +320,28 @@ class _Loop:
         self.best_state: dict[str, dict[str, torch.Tensor]] | None = None
 
     def run(self, epochs: int, *, body_rate: float) -> None:
-        """``epochs`` passes; the body trains at ``body_rate``, the heads at the attacker's rate."""
+        """Up to ``epochs`` passes, fewer when ``patience`` epochs in a row bring no better validation score;
+        the body trains at ``body_rate``, the heads at the attacker's rate.
+
+        Each epoch's batch-norm statistics are the cumulative average of that epoch's own mini-batches
+        (shuffled, so they span speakers): validation then needs no extra pass over the training rows.
+        """
         optimiser = torch.optim.Adam([{"params": list(self.heads.parameters()), "lr": self.attacker.learning_rate},
                                       {"params": list(self.body.parameters()), "lr": body_rate}], weight_decay=1e-4)
-        run_epochs(self.body, optimiser, self._loss, self.train_rows, epochs=epochs, batch_size=self.attacker.batch_size,
-                   shuffle=self.rng.permutation, min_batch_size=2, on_epoch=self._end_epoch)  # batch norm needs two rows
+        norms = [m for m in self.body.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [norm.momentum for norm in norms]
+        for _ in range(epochs):
+            for norm in norms:
+                norm.reset_running_stats()
+                norm.momentum = None
+            run_epochs(self.body, optimiser, self._loss, self.train_rows, epochs=1, batch_size=self.attacker.batch_size,
+                       shuffle=self.rng.permutation, min_batch_size=2)  # batch norm needs two rows
+            self.epoch += 1
+            self._validate()
+            if self.validation_rows is not None and self.epoch - self.best_epoch >= self.attacker.patience:
+                break
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
 
     def _loss(self, rows: np.ndarray, _epoch: int) -> torch.Tensor:
         rows = np.sort(rows)  # the order the batch reader returns them in
@@ -296,20 +353,24 @@ class _Loop:
             loss = loss + self.emotion_loss(self.heads["emotion"](features), emotion)
         return loss
 
-    def _end_epoch(self, _epoch: int) -> None:
-        self.epoch += 1
-        self._validate()
-
     def solve_heads(self, ridge: float = 1.0) -> None:
         """Each head set to the ridge solution on the frozen body's (batch-normalised) training features.
 
         Targets are -1/+1 per class and there is no bias: on centred features that ignores the
-        class prior, as the linear probe does. Counts as epoch 0 for the choice of epochs.
+        class prior, as the linear probe does. Counts as epoch 0 for the choice of epochs. One pass
+        over the training rows gives both the normaliser's statistics and the features.
         """
-        self.attacker._settle_batch_norm(self.body, self.batch, self.train_rows, only_last=True)
+        inner, norm = cast(nn.Sequential, self.body)
+        norm = cast(nn.BatchNorm1d, norm)
+        inner.eval()
         with torch.no_grad():
-            features = torch.cat([self.body(self.batch(self.train_rows[start : start + 128]))
-                                  for start in range(0, len(self.train_rows), 128)]).double()
+            raw = torch.cat([inner(self.batch(self.train_rows[start : start + 128]))
+                             for start in range(0, len(self.train_rows), 128)]).double()
+            mean, variance = raw.mean(0), raw.var(0, unbiased=len(raw) > 1)
+            norm.reset_running_stats()
+            norm.running_mean.copy_(mean.float())  # type: ignore[union-attr]
+            norm.running_var.copy_(variance.float())  # type: ignore[union-attr]
+            features = (raw - mean) / torch.sqrt(variance + norm.eps)
             gram = features.T @ features + ridge * features.shape[1] * torch.eye(features.shape[1], dtype=torch.float64,
                                                                                   device=features.device)
             labels = {"attribute": self.targets, "emotion": self.emotion_targets}
@@ -320,12 +381,13 @@ class _Loop:
                 targets[torch.arange(len(index)), index] = 1.0
                 head.weight.copy_(torch.linalg.solve(gram, features.T @ targets).T.float())
                 head.bias.zero_()
-        self._validate(only_last=True)
+        self._validate()
 
-    def _validate(self, *, only_last: bool = False) -> None:
+    def _validate(self) -> None:
+        """Balanced accuracy on the validation speakers, with the batch-norm statistics as they stand."""
         if self.validation_rows is None:
             return
-        self.attacker._settle_batch_norm(self.body, self.batch, self.train_rows, only_last=only_last)
+        self.body.eval()
         with torch.no_grad():
             scores = torch.cat([self.heads["attribute"](self.body(self.batch(self.validation_rows[start : start + 128])))
                                 for start in range(0, len(self.validation_rows), 128)])
