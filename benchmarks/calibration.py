@@ -1,19 +1,21 @@
-"""Calibration of ser-audit's statistics on planted data: false positives on nulls, detection on leaks.
+"""Calibration of ser-audit's statistics on planted data: false positives, interval coverage, power.
 
 Every repetition synthesises a corpus whose speakers cluster their utterances (a voice vector
 per speaker, noise per utterance) and audits four dependent layers with three attackers each
-(see ``ser_audit.leakage.calibration``). On nulls (no layer carries gender) it prints, with
-exact Clopper-Pearson 95% intervals:
+(see ``ser_audit.leakage.calibration``). It prints, with exact Clopper-Pearson 95% intervals:
 
-- each p-value method's rejection rate at 5%, including the tests ser-audit used before
-  report schema 1.2, so the old anti-conservative figures are reproduced beside the new ones;
-- the audit-level decisions: any row significant after max-T, the ``--max-gap 0.1`` gate,
-  any severity above none, a privacy score below 90.
+- on nulls (no layer carries gender): each p-value method's rejection rate at 5%, including
+  the tests ser-audit used before report schema 1.2, and the audit-level decisions (any row
+  significant after max-T, the ``--max-gap 0.1`` gate, any severity above none, a privacy
+  score below 90);
+- on planted leaks: the coverage of every interval method (does the 95% interval hold the
+  attacker's true leakage, measured on 10,000 new speakers), its median width and its width
+  over the probe's on the same layer, before and after the small-sample corrections;
+- power: how often the audit flags the leak, per design and strength, and the minimum
+  detectable leakage (the smallest mean probe L flagged in at least 80% of data sets).
 
-On planted leaks of several strengths it prints how often the same decisions fire.
-
-    python benchmarks/calibration.py                       # 1000 null repetitions per design
-    python benchmarks/calibration.py --repetitions 200 --leak-repetitions 50
+    python benchmarks/calibration.py                 # the tables of calibration-results.md
+    python benchmarks/calibration.py --smoke         # seconds: every section on a few data sets
 """
 
 from __future__ import annotations
@@ -23,25 +25,44 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
+from typing import Callable
 
 # One BLAS/OpenMP thread per worker: the work is many small matrices, and threads fight.
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")
 
-from ser_audit.leakage.calibration import DESIGNS, Design, Outcome, rates, repetition  # noqa: E402
+from ser_audit.leakage.calibration import (  # noqa: E402
+    ATTACKER_NAMES,
+    ATTACKERS,
+    DESIGNS,
+    Design,
+    Outcome,
+    clopper_pearson,
+    coverage,
+    rates,
+    repetition,
+)
 
 
-def _one(seed: int, design: Design, leak: float, n_permutations: int) -> Outcome:
-    return repetition(design, leak=leak, seed=seed, n_permutations=n_permutations)
+def _one(seed: int, design: Design, leak: float, n_permutations: int, with_coverage: bool) -> Outcome:
+    return repetition(design, leak=leak, seed=seed, n_permutations=n_permutations, coverage=with_coverage)
 
 
-def simulate(design: Design, leak: float, repetitions: int, workers: int, n_permutations: int) -> list[Outcome]:
-    job = partial(_one, design=design, leak=leak, n_permutations=n_permutations)
+def simulate(design: Design, leak: float, repetitions: int, workers: int, n_permutations: int, *,
+             with_coverage: bool = False) -> list[Outcome]:
+    job = partial(_one, design=design, leak=leak, n_permutations=n_permutations, with_coverage=with_coverage)
+    if workers == 1:
+        return [job(seed) for seed in range(repetitions)]
     with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(job, range(repetitions), chunksize=8))
+        return list(pool.map(job, range(repetitions), chunksize=4))
 
 
-def table(outcomes: list[Outcome]) -> list[str]:
+def _rate(count: int, trials: int) -> str:
+    low, high = clopper_pearson(count, trials)
+    return f"{count}/{trials} = {count / trials:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def null_table(outcomes: list[Outcome]) -> list[str]:
     lines = ["| statistic | count | rate | Clopper-Pearson 95% |", "|---|---|---|---|"]
     for rate in rates(outcomes):
         low, high = rate.interval
@@ -49,24 +70,92 @@ def table(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
+def coverage_table(cells: dict[tuple[str, float], list[Outcome]]) -> list[str]:
+    lines = ["| design | leak | probe L | truth (probe) | attacker | coverage before | coverage now | median width "
+             "| width / probe's |", "|---|---|---|---|---|---|---|---|---|"]
+    for (name, leak), outcomes in cells.items():
+        mean_l = sum(o.balanced_accuracy for o in outcomes) / len(outcomes)
+        truth = sum(o.intervals["probe"].truth for o in outcomes) / len(outcomes)
+        for attacker in ATTACKERS:
+            before, now = coverage(outcomes, attacker, rule="before"), coverage(outcomes, attacker)
+            lines.append(f"| {name} | {leak} | {mean_l:.3f} | {truth:.3f} | {ATTACKER_NAMES[attacker]} "
+                         f"| {_rate(before.covered, before.trials)} | {_rate(now.covered, now.trials)} "
+                         f"| {now.median_width:.3f} | {now.median_width_ratio:.2f} |")
+    return lines
+
+
+def pooled_coverage(cells: dict[tuple[str, float], list[Outcome]]) -> list[str]:
+    lines = ["| design | attacker | coverage before | coverage now | median width before | now |", "|---|---|---|---|---|---|"]
+    for design in dict.fromkeys(name for name, _ in cells):
+        outcomes = [o for (name, _), group in cells.items() if name == design for o in group]
+        for attacker in ATTACKERS:
+            before, now = coverage(outcomes, attacker, rule="before"), coverage(outcomes, attacker)
+            lines.append(f"| {design} | {ATTACKER_NAMES[attacker]} | {_rate(before.covered, before.trials)} "
+                         f"| {_rate(now.covered, now.trials)} | {before.median_width:.3f} | {now.median_width:.3f} |")
+    return lines
+
+
+DETECTIONS: dict[str, Callable[[Outcome], bool]] = {
+    "a row significant after max-T": lambda o: o.any_significant,
+    "gate --max-gap 0.1 fails": lambda o: o.gate_failed,
+    "any severity above none": lambda o: o.any_severity,
+}
+
+
+def power_table(cells: dict[tuple[str, float], list[Outcome]]) -> list[str]:
+    lines = ["| design | leak | probe L | " + " | ".join(DETECTIONS) + " |", "|---|---|---|" + "---|" * len(DETECTIONS)]
+    for (name, leak), outcomes in cells.items():
+        mean_l = sum(o.balanced_accuracy for o in outcomes) / len(outcomes)
+        found = [_rate(sum(check(o) for o in outcomes), len(outcomes)) for check in DETECTIONS.values()]
+        lines.append(f"| {name} | {leak} | {mean_l:.3f} | " + " | ".join(found) + " |")
+    return lines
+
+
+def detectable_table(cells: dict[tuple[str, float], list[Outcome]], *, power: float = 0.8) -> list[str]:
+    """Per design and decision: the smallest mean probe L flagged in at least ``power`` of the data sets."""
+    lines = ["| design | " + " | ".join(DETECTIONS) + " |", "|---|" + "---|" * len(DETECTIONS)]
+    for design in dict.fromkeys(name for name, _ in cells):
+        found = []
+        for check in DETECTIONS.values():
+            detected = [sum(o.balanced_accuracy for o in group) / len(group)
+                        for (name, _), group in cells.items()
+                        if name == design and sum(check(o) for o in group) >= power * len(group)]
+            found.append(f"{min(detected):.2f}" if detected else "above the largest leak tried")
+        lines.append(f"| {design} | " + " | ".join(found) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repetitions", type=int, default=1000, help="null data sets per design")
-    parser.add_argument("--leak-repetitions", type=int, default=200, help="data sets per planted leak strength")
-    parser.add_argument("--leaks", default="0.5,1.0,1.3,1.5", help="planted shifts of the voice's first coordinate (sd units)")
+    parser.add_argument("--repetitions", type=int, default=500, help="null data sets per design")
+    parser.add_argument("--leak-repetitions", type=int, default=150, help="data sets per planted leak strength")
+    parser.add_argument("--leaks", default="0.7,1.0,1.3,1.7,2.2",
+                        help="planted shifts of the voice's first coordinate (sd units)")
     parser.add_argument("--permutations", type=int, default=199)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--smoke", action="store_true", help="every section on a few data sets (seconds)")
     args = parser.parse_args()
+    designs = DESIGNS
+    if args.smoke:
+        args.repetitions, args.leak_repetitions, args.leaks, args.permutations = 4, 3, "1.5", 49
+        designs = DESIGNS[:1]
     started = time.perf_counter()
-    for design in DESIGNS:
+    for design in designs:
         print(f"\n## Null: {design.name} ({args.repetitions} data sets, {args.permutations} relabellings each)\n")
-        print("\n".join(table(simulate(design, 0.0, args.repetitions, args.workers, args.permutations))))
-    for design in DESIGNS:
+        print("\n".join(null_table(simulate(design, 0.0, args.repetitions, args.workers, args.permutations))))
+    cells: dict[tuple[str, float], list[Outcome]] = {}
+    for design in designs:
         for leak in (float(x) for x in args.leaks.split(",")):
-            outcomes = simulate(design, leak, args.leak_repetitions, args.workers, args.permutations)
-            mean = sum(o.balanced_accuracy for o in outcomes) / len(outcomes)
-            print(f"\n## Planted leak {leak}: {design.name} (probe L {mean:.3f} on average; {len(outcomes)} data sets)\n")
-            print("\n".join(table(outcomes)))
+            cells[design.name, leak] = simulate(design, leak, args.leak_repetitions, args.workers, args.permutations,
+                                                with_coverage=True)
+    print(f"\n## Coverage of the 95% intervals on planted leaks ({args.leak_repetitions} data sets a cell)\n")
+    print("\n".join(coverage_table(cells)))
+    print("\n## Coverage pooled over leak strengths\n")
+    print("\n".join(pooled_coverage(cells)))
+    print("\n## Power: how often the audit flags a planted leak\n")
+    print("\n".join(power_table(cells)))
+    print("\n## Minimum detectable leakage: smallest mean probe L flagged in at least 80% of data sets\n")
+    print("\n".join(detectable_table(cells)))
     print(f"\n{time.perf_counter() - started:.0f} s on {args.workers} worker(s)")
 
 

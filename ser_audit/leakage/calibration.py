@@ -9,6 +9,13 @@ tested the way ser-audit did before schema 1.2 (fixed predictions, no widening),
 figures can be reproduced beside the new ones. Then the family-wise adjustment, the severity,
 the gate and the privacy score decide, as on a real report.
 
+With ``coverage``, each attacker's 95% interval on the first layer is also checked against
+the leakage it estimates (``Estimate``): the mean, over the attackers the audit fitted per
+fold, of their balanced accuracy on 10,000 new speakers of the same population (same
+"model" rotation, same leak). That is the leakage of *these* attackers (conditional on the
+audited corpus), the quantity a cross-validated L is read as; the expected leakage over
+corpora (averaged over training sets too) is another estimand, not the one scored here.
+
 ``benchmarks/calibration.py`` prints the tables; ``tests/test_calibration.py`` keeps a small
 version.
 """
@@ -16,7 +23,7 @@ version.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -25,11 +32,24 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ser_audit.corpus.folds import speaker_folds
+from ser_audit.corpus.folds import Fold, inner_split, speaker_folds
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.inference import SpeakerPermutations, permutation_p_value, widened_null
+from ser_audit.leakage.inference import (
+    SpeakerPermutations,
+    balanced_accuracy_of,
+    inflation,
+    permutation_p_value,
+    speaker_bootstrap,
+    widened_null,
+)
 from ser_audit.leakage.multiplicity import adjust
-from ser_audit.leakage.resampling import AUX_EXACT, REFITTED_APPROXIMATE, fixed_null
+from ser_audit.leakage.resampling import (
+    AUX_EXACT,
+    REFITTED_APPROXIMATE,
+    fixed_null,
+    fixed_spread,
+    refitted_probe_null,
+)
 from ser_audit.leakage.runner import attack, cross_validate
 from ser_audit.leakage.stats import (
     Evidence,
@@ -40,7 +60,7 @@ from ser_audit.leakage.stats import (
 )
 from ser_audit.report.gates import leakage_bound
 from ser_audit.report.model import LeakageResult
-from ser_audit.report.scoring import privacy_score, severity
+from ser_audit.report.scoring import normalised, severity
 
 METHODS = ("probe, refitted (exact)", "aux-trained, fixed predictions (exact)",
            "k-NN refitted, widened (approximate)", "probe, fixed predictions (before 1.2)",
@@ -78,7 +98,30 @@ class Outcome:
     any_severity: bool = False  # any row with a severity above none
     privacy_score: float = 100.0
     balanced_accuracy: float = 0.0  # the probe's L on the first layer
+    # Per attacker on the first layer: its interval beside the leakage it estimates.
+    intervals: dict[str, Estimate] = field(default_factory=dict)
 
+
+@dataclass(frozen=True)
+class Estimate:
+    """One row's estimate, its unwidened speaker-bootstrap bounds, and its true leakage.
+
+    ``truth`` is the mean, over the row's per-fold attackers as fitted in the audit, of each
+    one's balanced accuracy on a large sample of new speakers (``population_sample``): the
+    leakage of the attackers this audit trained, which the cross-validated L estimates. The
+    widening rules are applied afterwards (``covered``), so one simulation scores them all.
+    """
+
+    estimate: float
+    low: float  # the speaker bootstrap as the audit computes it, not widened
+    high: float
+    standard_error: float
+    plain_low: float  # the plain percentile bootstrap (before the small-sample corrections), not widened
+    plain_high: float
+    widen: float  # the probe's refit/fixed ratio on this layer (1 for the aux-trained attacker)
+    refit_spread: float  # the probe's refitted null sd on this layer
+    fixed_spread: float  # its fixed-prediction null sd (``resampling.fixed_spread``)
+    truth: float
 
 
 @dataclass(frozen=True)
@@ -116,15 +159,11 @@ def clustered_layers(
     ``sessions`` pairs one woman and one man per session (IEMOCAP's design; needs ``women == men``).
     """
     rng = np.random.default_rng([seed, 0xCA1])
-    n_speakers = women + men
     gender = np.array(["female"] * women + ["male"] * men)
-    voice = rng.standard_normal((n_speakers, dim))
-    voice[:, 0] += np.where(gender == "female", leak, -leak)
-    speaker_of = np.repeat(np.arange(n_speakers), utterances)
-    layers = []
-    for layer in range(n_layers):
-        rotation, _ = np.linalg.qr(np.random.default_rng([model_seed, layer]).standard_normal((dim, dim)))
-        layers.append(voice[speaker_of] @ rotation + within * rng.standard_normal((len(speaker_of), dim)))
+    voice = _voices(rng, gender, leak, dim)
+    speaker_of = np.repeat(np.arange(women + men), utterances)
+    layers = [voice[speaker_of] @ _rotation(model_seed, layer, dim) + within * rng.standard_normal((len(speaker_of), dim))
+              for layer in range(n_layers)]
     if sessions:
         if women != men:
             raise ValueError("sessions pair one woman with one man: give as many of each")
@@ -133,6 +172,32 @@ def clustered_layers(
         session_of = [None] * len(speaker_of)
     return PlantedLayers(layers, gender[speaker_of], np.array([f"{prefix}{s:03d}" for s in speaker_of]),
                          session_of)
+
+
+def _voices(rng: np.random.Generator, gender: np.ndarray, leak: float, dim: int) -> np.ndarray:
+    voice = rng.standard_normal((len(gender), dim))
+    voice[:, 0] += np.where(gender == "female", leak, -leak)
+    return voice
+
+
+def _rotation(model_seed: int, layer: int, dim: int) -> np.ndarray:
+    rotation, _ = np.linalg.qr(np.random.default_rng([model_seed, layer]).standard_normal((dim, dim)))
+    return rotation
+
+
+def population_sample(*, leak: float, model_seed: int, layer: int = 0, per_class: int = 5000, utterances: int = 2,
+                      dim: int = 16, within: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh speakers of the population ``clustered_layers`` draws from (same "model", same leak), as
+    (features of one layer, gender of each utterance): a held-out sample large enough to stand in for
+    the expectation over new speakers. Balanced accuracy weighs the classes equally, so the sample
+    holds as many women as men whatever the audited design.
+    """
+    rng = np.random.default_rng([seed, 0xF12E5])
+    gender = np.array(["female"] * per_class + ["male"] * per_class)
+    voice = _voices(rng, gender, leak, dim)
+    speaker_of = np.repeat(np.arange(len(gender)), utterances)
+    features = voice[speaker_of] @ _rotation(model_seed, layer, dim) + within * rng.standard_normal((len(speaker_of), dim))
+    return features, gender[speaker_of]
 
 
 def _knn() -> object:
@@ -145,8 +210,71 @@ def _row(layer: str, scenario: str, statistics: LeakageStatistics) -> LeakageRes
                          n_features=0, **row_fields(statistics))
 
 
+def _fitted_per_fold(make: Callable[[], Any], features: np.ndarray, labels: np.ndarray,
+                     folds: Sequence[Fold]) -> list[Any]:
+    return [make().fit(features[fold.train], labels[fold.train]) for fold in folds]
+
+
+def _inner_scores(make: Callable[[], Any], features: np.ndarray, labels: np.ndarray, units: np.ndarray,
+                  folds: Sequence[Fold], seed: int) -> list[float]:
+    """Per fold, balanced accuracy on held-out training speakers (as the strongest row chooses)."""
+    scores = []
+    for fold in folds:
+        split = inner_split(units[fold.train], labels[fold.train], 0.2, seed)
+        assert split is not None
+        train, held_out = fold.train[split[0]], fold.train[split[1]]
+        predicted = make().fit(features[train], labels[train]).predict(features[held_out])
+        scores.append(balanced_accuracy_of(labels[held_out], predicted, np.unique(labels)))
+    return scores
+
+
+def first_layer_intervals(data: PlantedLayers, aux: PlantedLayers, folds: Sequence[Fold],
+                          permutations: SpeakerPermutations, *, leak: float, seed: int) -> dict[str, Estimate]:
+    """Every interval method on the first layer, beside each attacker's true leakage (``Estimate``)."""
+    features, labels, classes = data.layers[0], data.labels, permutations.classes
+    tested = np.concatenate([fold.test for fold in folds])
+    units = data.speakers[tested]
+    fresh, fresh_labels = population_sample(leak=leak, model_seed=seed, layer=0, seed=seed)
+    refitted, refitted_predictions = refitted_probe_null(LinearProbe(), features, folds, permutations)
+    refit_sd = float(np.std(refitted))
+    fixed_sd = fixed_spread(permutations, folds, refitted_predictions)
+    factor = inflation(refitted, fixed_sd)
+
+    def truth_of(attacker: Any) -> float:
+        return balanced_accuracy_of(fresh_labels, attacker.predict(fresh), classes)
+
+    def record(fold_predictions: Sequence[np.ndarray], truth: float, widen: float) -> Estimate:
+        predicted = np.concatenate(fold_predictions)
+        interval, _ = speaker_bootstrap(labels[tested], predicted, units, classes, seed=seed)
+        plain, _ = speaker_bootstrap(labels[tested], predicted, units, classes, seed=seed, small_sample=False)
+        return Estimate(balanced_accuracy_of(labels[tested], predicted, classes), interval.low, interval.high,
+                        interval.standard_error, plain.low, plain.high, widen, refit_sd, fixed_sd, truth)
+
+    candidates = {"probe": LinearProbe, "k-NN": _knn}
+    fitted = {name: _fitted_per_fold(make, features, labels, folds) for name, make in candidates.items()}
+    predictions = {name: [f.predict(features[fold.test]) for f, fold in zip(attackers, folds)]
+                   for name, attackers in fitted.items()}
+    truths = {name: [truth_of(f) for f in attackers] for name, attackers in fitted.items()}
+    scores = {name: _inner_scores(make, features, labels, data.speakers, folds, seed)
+              for name, make in candidates.items()}
+    aux_attacker = LinearProbe().fit(aux.layers[0], aux.labels)
+    predictions["aux"] = [aux_attacker.predict(features[fold.test]) for fold in folds]
+    truths["aux"] = [truth_of(aux_attacker)] * len(folds)
+    scores["aux"] = [balanced_accuracy_of(labels[fold.train], aux_attacker.predict(features[fold.train]), classes)
+                     for fold in folds]
+    # The strongest row's choice: per fold, the attacker best on held-out training speakers.
+    chosen = [max(scores, key=lambda name: scores[name][k]) for k in range(len(folds))]
+    return {
+        "probe": record(predictions["probe"], float(np.mean(truths["probe"])), factor),
+        "aux": record(predictions["aux"], truths["aux"][0], 1.0),
+        "k-NN": record(predictions["k-NN"], float(np.mean(truths["k-NN"])), factor),
+        "strongest": record([predictions[name][k] for k, name in enumerate(chosen)],
+                            float(np.mean([truths[name][k] for k, name in enumerate(chosen)])), factor),
+    }
+
+
 def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_permutations: int = 199,
-               max_gap: float = 0.1) -> Outcome:
+               max_gap: float = 0.1, coverage: bool = False) -> Outcome:
     """Audit one planted corpus (see the module docstring) and record what each statistic decided."""
     data = design.draw(leak=leak, seed=seed, n_layers=n_layers)
     aux = clustered_layers(women=12, men=12, leak=leak, n_layers=n_layers, seed=seed + 10**6, model_seed=seed,
@@ -189,14 +317,24 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
                                                 fixed_null(permutations, folds, probe.outcome.predictions)),
                 METHODS[4]: permutation_p_value(knn_statistics.balanced_accuracy, knn_null),
             }
+    if coverage:
+        outcome.intervals = first_layer_intervals(data, aux, folds, permutations, leak=leak, seed=seed)
     adjust(rows, evidence)
     for row in rows:
         row.severity = severity(row)
     outcome.any_significant = any(row.significant for row in rows)
     outcome.gate_failed = any(leakage_bound(row) - row.chance > max_gap for row in rows)
     outcome.any_severity = any(row.severity != "none" for row in rows)
-    outcome.privacy_score = privacy_score(rows) or 100.0
+    outcome.privacy_score = _privacy_score(rows)
     return outcome
+
+
+def _privacy_score(rows: Sequence[LeakageResult]) -> float:
+    worst: dict[str, float] = {}
+    for row in rows:
+        counted = min(1.0, max(0.0, normalised(row, row.ci_low))) if row.significant and row.ci_low is not None else 0.0
+        worst[row.layer] = max(worst.get(row.layer, 0.0), counted)
+    return 100.0 * (1.0 - sum(worst.values()) / len(worst))
 
 
 def clopper_pearson(successes: int, trials: int) -> tuple[float, float]:
@@ -232,6 +370,53 @@ def rates(outcomes: list[Outcome], *, alpha: float = 0.05) -> list[Rate]:
     ]
     found += [Rate(name, sum(check(o) for o in outcomes), n) for name, check in checks]
     return found
+
+
+ATTACKERS = ("probe", "aux", "k-NN", "strongest")
+ATTACKER_NAMES = {
+    "probe": "probe, refitted (exact); widened by its own ratio",
+    "aux": "aux-trained, fixed predictions (not widened)",
+    "k-NN": "k-NN refitted, widened by the probe's ratio",
+    "strongest": "strongest-style per-fold choice, widened by the probe's ratio",
+}
+
+
+def _stretch(estimate: float, low: float, high: float, factor: float) -> tuple[float, float]:
+    return max(0.0, estimate - factor * (estimate - low)), min(1.0, estimate + factor * (high - estimate))
+
+
+def interval_of(record: Estimate, attacker: str, *, rule: str = "audit") -> tuple[float, float]:
+    """The row's 95% interval: as the audit now reports it (``audit``), or as it did before the
+    small-sample corrections (``before``: the plain percentile bootstrap, same widening)."""
+    factor = 1.0 if attacker == "aux" else record.widen
+    if rule == "before":
+        return _stretch(record.estimate, record.plain_low, record.plain_high, factor)
+    return _stretch(record.estimate, record.low, record.high, factor)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    attacker: str
+    covered: int
+    trials: int
+    median_width: float
+    median_width_ratio: float  # this row's width over the probe's on the same data set and layer
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return clopper_pearson(self.covered, self.trials)
+
+
+def coverage(outcomes: Sequence[Outcome], attacker: str, *, rule: str = "audit") -> Coverage:
+    """How often ``attacker``'s interval holds its true leakage (``Estimate.truth``), and how wide it is."""
+    records = [o.intervals[attacker] for o in outcomes]
+    intervals = [interval_of(r, attacker, rule=rule) for r in records]
+    probes = [interval_of(o.intervals["probe"], "probe", rule=rule) for o in outcomes]
+    widths = np.array([high - low for low, high in intervals])
+    probe_widths = np.array([high - low for low, high in probes])
+    return Coverage(attacker, sum(low <= r.truth <= high for (low, high), r in zip(intervals, records)),
+                    len(records), float(np.median(widths)),
+                    float(np.median(widths / np.maximum(probe_widths, 1e-9))))
 
 
 def run(design: Design, *, leak: float, repetitions: int, first_seed: int = 0, **options: Any) -> list[Outcome]:

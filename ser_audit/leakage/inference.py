@@ -193,6 +193,13 @@ class Interval:
     standard_error: float
 
 
+def _t_ratio(degrees_of_freedom: int) -> float:
+    """Student's t over the normal quantile at 97.5%: how much wider few units make a 95% interval."""
+    from scipy.stats import norm, t
+
+    return float(t.ppf(0.975, max(degrees_of_freedom, 1)) / norm.ppf(0.975))
+
+
 def speaker_bootstrap(
     truth: np.ndarray,
     predicted: np.ndarray,
@@ -202,12 +209,25 @@ def speaker_bootstrap(
     n: int = N_BOOTSTRAP,
     seed: int = 0,
     widen: float = 1.0,
+    small_sample: bool = True,
 ) -> tuple[Interval, Interval]:
     """95% percentile intervals for balanced accuracy and plain accuracy, resampling units.
 
     Units (speakers) are drawn with replacement within each class, so every resample keeps
     each class and the corpus's class balance. ``widen`` stretches each interval about the
     estimate (``inflation``). Returns (balanced accuracy interval, accuracy interval).
+
+    With ``small_sample`` (the default) three corrections make the interval cover on few
+    speakers, where the plain percentile bootstrap covered 70-85% at nominal 95% on 5 speakers
+    per class (``benchmarks/calibration.py``, coverage tables):
+
+    - each class draws ``n_c - 1`` of its ``n_c`` units, which makes the resampled variance
+      the unbiased one instead of ``(n_c - 1) / n_c`` of it;
+    - distances from the estimate are scaled by t over z with ``units - classes`` degrees of
+      freedom;
+    - a floor: a class's spread is at least that of its units' recalls plus one pseudo-unit
+      at recall 1/2, so five perfectly classified speakers per class give about
+      [0.85, 1.00] rather than [1.00, 1.00]. Far from the bounds the floor does not bite.
     """
     truth_index, predicted_index = class_indices(truth, classes), class_indices(predicted, classes)
     unit_ids, unit_of = np.unique(units, return_inverse=True)
@@ -220,11 +240,19 @@ def speaker_bootstrap(
     unit_class = counts.argmax(1)
     rng = np.random.default_rng([seed, 0xB007])
     weights = np.zeros((n, n_units))
+    floor_variance, present_classes = 0.0, 0
     for c in range(n_classes):
         members = np.flatnonzero(unit_class == c)
-        if len(members):
-            draws = rng.integers(0, len(members), size=(n, len(members)))
-            np.add.at(weights, (np.arange(n)[:, None], members[draws]), 1)
+        if not len(members):
+            continue
+        present_classes += 1
+        size = len(members) - 1 if small_sample and len(members) > 1 else len(members)
+        draws = rng.integers(0, len(members), size=(n, size))
+        np.add.at(weights, (np.arange(n)[:, None], members[draws]), 1)
+        recalls = correct[members, c] / np.maximum(counts[members, c], 1)
+        floor_variance += float(np.var(np.append(recalls, 0.5), ddof=1)) / len(members)
+    floor = np.sqrt(floor_variance) / max(present_classes, 1) if small_sample else 0.0
+    scale = _t_ratio(n_units - n_classes) if small_sample else 1.0
     per_class_n, per_class_correct = weights @ counts, weights @ correct
     present = per_class_n > 0
     recall = np.where(present, per_class_correct / np.maximum(per_class_n, 1), 0.0)
@@ -235,12 +263,14 @@ def speaker_bootstrap(
         float(np.mean(truth_index == predicted_index)),
     )
     intervals = []
-    for estimate, resampled in zip(estimates, (balanced, plain)):
+    for estimate, resampled, least in zip(estimates, (balanced, plain), (floor, 0.0)):
         low, high = np.quantile(resampled, [0.025, 0.975])
-        low, high = min(low, estimate), max(high, estimate)  # a skewed resample can miss its own estimate
+        # A skewed resample can miss its own estimate; the floor keeps a degenerate one from certifying.
+        below = max(estimate - low, 0.0, 1.959964 * least) * scale * widen
+        above = max(high - estimate, 0.0, 1.959964 * least) * scale * widen
         intervals.append(Interval(
-            low=float(np.clip(estimate - widen * (estimate - low), 0.0, 1.0)),
-            high=float(np.clip(estimate + widen * (high - estimate), 0.0, 1.0)),
-            standard_error=widen * float(np.std(resampled, ddof=1)),
+            low=float(np.clip(estimate - below, 0.0, 1.0)),
+            high=float(np.clip(estimate + above, 0.0, 1.0)),
+            standard_error=max(float(np.std(resampled, ddof=1)), least) * scale * widen,
         ))
     return intervals[0], intervals[1]

@@ -47,12 +47,11 @@ def refitted_probe_null(
     return balanced_accuracy(permutations.labels[:, tested], predicted, len(permutations.classes)), predicted
 
 
-def refit_inflation(
-    permutations: SpeakerPermutations, folds: Sequence[Fold], refitted: np.ndarray, predicted: np.ndarray,
-    *, draws: int = 20,
+def fixed_spread(
+    permutations: SpeakerPermutations, folds: Sequence[Fold], predicted: np.ndarray, *, draws: int = 20,
 ) -> float:
-    """``inference.inflation`` measured where both nulls are nulls: the refitted null's spread against
-    the fixed-prediction spread of predictions that the probe made after learning a relabelling.
+    """The fixed-prediction null's spread for predictions that the probe made after learning a
+    relabelling (``predicted``: ``[B, n_tested]`` from ``refitted_probe_null``), averaged over ``draws``.
 
     The probe's own predictions would not do on a layer that leaks: perfect predictions held
     fixed have a spread of their own that says nothing about refitting.
@@ -63,7 +62,16 @@ def refit_inflation(
         float(np.std(balanced_accuracy(permutations.labels[:, tested], predicted[b][None, :], n_classes)))
         for b in range(min(draws, permutations.n))
     ]
-    return inflation(refitted, float(np.mean(spreads)))
+    return float(np.mean(spreads))
+
+
+def refit_inflation(
+    permutations: SpeakerPermutations, folds: Sequence[Fold], refitted: np.ndarray, predicted: np.ndarray,
+    *, draws: int = 20,
+) -> float:
+    """``inference.inflation`` measured where both nulls are nulls: the refitted null's spread against
+    ``fixed_spread``."""
+    return inflation(refitted, fixed_spread(permutations, folds, predicted, draws=draws))
 
 
 def fixed_null(permutations: SpeakerPermutations, folds: Sequence[Fold], predictions: Sequence[np.ndarray]) -> np.ndarray:
