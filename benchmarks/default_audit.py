@@ -44,18 +44,22 @@ def main() -> None:
               f"{len(report.leakage.skipped)} skipped")
         for layer in rows:
             worst = [r for r in attacks if r.layer == layer and r.scenario == "worst"]
-            frozen = max((r for r in worst if r.attacker_design == "same-architecture-frozen"),
-                         key=lambda r: r.balanced_accuracy, default=None)
             tuned = max((r for r in worst if r.attacker_design == "same-architecture"),
                         key=lambda r: r.balanced_accuracy, default=None)
+            probe = next((r for r in report.leakage.results if r.layer == layer and r.scenario == "probe"), None)
             strongest = next((r for r in report.leakage.results if r.layer == layer and r.scenario == "strongest"), None)
-            if frozen and tuned:
-                verdict = "at least as strong" if tuned.balanced_accuracy >= (frozen.ci_low or 0) else "WEAKER"
-                print(f"  {layer}: worst fine-tuned L {tuned.balanced_accuracy:.3f} vs frozen-body probe "
-                      f"{frozen.balanced_accuracy:.3f} [{frozen.ci_low:.3f}, {frozen.ci_high:.3f}]: {verdict}")
+            if probe and tuned:
+                verdict = "at least" if tuned.balanced_accuracy >= (probe.ci_low or 0) else "UNDER"
+                print(f"  {layer}: worst L {tuned.balanced_accuracy:.3f}, {verdict} the probe's lower bound "
+                      f"(probe {probe.balanced_accuracy:.3f} [{probe.ci_low:.3f}, {probe.ci_high:.3f}])")
             if strongest:
                 print(f"  {layer}: strongest L {strongest.balanced_accuracy:.3f} [{strongest.ci_low:.3f}, "
                       f"{strongest.ci_high:.3f}], adjusted p {strongest.p_value_adjusted:.3g}")
+        if report.leakage.verdict is not None:
+            for item in report.leakage.verdict.layers:
+                print(f"  verdict {item.layer}: {item.verdict}, {item.severity}, probe-or-headline L "
+                      f"{item.balanced_accuracy:.3f} [{item.ci_low:.3f}, {item.ci_high:.3f}] by {item.attacker}")
+            print(f"  {report.leakage.verdict.statement}; grade {report.scores.grade}")
         print(f"  privacy score {report.scores.privacy}, seen speakers {len(report.leakage.seen_speakers)}")
 
 

@@ -1,6 +1,7 @@
 """The worst case earns its name: on every audited layer of a planted leak, the same-architecture
 attacker (the target's sub-network after the tap, trained for the attribute, start and rate chosen on
-held-out training speakers, then refitted on the whole training side) is at least the linear probe's
+held-out training speakers, then refitted on the whole training side; or a linear readout of the tap
+where those speakers prefer it) is at least the linear probe's
 lower 95% bound on the same layer. The frozen body with a new head stays beside it, named for what it
 measures (the last hidden layer), and says nothing about the tap."""
 
@@ -32,8 +33,9 @@ def test_the_worst_case_reaches_the_probe_lower_bound_on_every_layer(planted_lea
     for row in worst:
         assert row.balanced_accuracy >= (probe[row.layer].ci_low or 0.0), (
             row.layer, row.balanced_accuracy, probe[row.layer].ci_low)
-        # Which start and rate won is said per fold.
-        assert row.attacker_architecture.count("start, body at") == len(row.accuracy.folds)
+        # Which start and rate (or the linear readout of the tap) won is said per fold.
+        text = row.attacker_architecture
+        assert text.count("start, body at") + text.count("linear readout of the tap") == len(row.accuracy.folds)
 
 
 def test_the_frozen_readout_is_named_for_what_it_measures(planted_leak: Report) -> None:

@@ -90,7 +90,8 @@ class LeakageResult(_Strict):
     attacker_architecture: str = Field(description="The attacker's design, in words (layers, sizes, input pooling).")
     attacker_design: str = Field(
         "linear-probe",
-        description="Short design name: same-architecture, vgg, resnet, densenet, lstm, gru, mlp, wide, linear-probe.",
+        description="Short design name: same-architecture, frozen-body-readout, vgg, resnet, densenet, lstm, gru, mlp, wide, "
+        "linear-probe, nested-choice.",
     )
     attacker_family: str = Field("linear", description="convolutional, recurrent, dense, linear, or same-architecture.")
     attacker_parameters: int = Field(description="Trainable parameters of the attacker (last fold).")

@@ -38,8 +38,8 @@ def scenario_layers(selected: Sequence[Any], *, quick: bool = False) -> list[Any
     last).
 
     ``quick`` leaves out the first other map layer when there are more than two: its
-    same-architecture attacker fine-tunes nearly the whole target, which is half the time of a
-    quick run.
+    same-architecture attacker trains nearly the whole target (two starts and a refit per fold),
+    which is most of the time of a quick run.
     """
     from ser_audit.leakage.scenario_runner import has_time_axis
     from ser_audit.models.interface import is_recurrent

@@ -14,7 +14,7 @@ under ``IN_MEMORY_BYTES``, else reads and converts each mini-batch on the fly.
 from __future__ import annotations
 
 import copy
-from typing import Callable, cast
+from typing import Callable, Literal, cast
 
 import numpy as np
 import torch
@@ -22,9 +22,11 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ser_audit.corpus.folds import inner_split
+from ser_audit.embeddings.extract import pool
 from ser_audit.leakage.attackers.design import designs
 from ser_audit.leakage.attackers.interface import Attacker
-from ser_audit.leakage.inference import balanced_accuracy
+from ser_audit.leakage.attackers.linear import LinearProbe
+from ser_audit.leakage.inference import balanced_accuracy, balanced_accuracy_of
 from ser_audit.models.loop import balanced_class_weights, run_epochs
 from ser_audit.models.subnetwork import reinitialised
 
@@ -83,6 +85,10 @@ class NeuralAttacker(Attacker):
             (``choice_`` says which), so neither start nor rate is chosen on the test speakers.
         freeze_body: Stop after the warm-up: the target's frozen remaining layers with a new
             linear head (what survives to the last hidden layer, not the tap).
+        readout_axis: With ``body_candidates``, also try a linear readout of the tap itself (the
+            linear probe on its mean and std over this axis, ``None`` to flatten), chosen like the
+            other candidates. A worst case must be at least what a linear reading of the tap gives,
+            and some remaining layers (a global max pool) drop what the tap's statistics keep.
         patience: Stop after this many epochs without a better validation score.
         validation: Share of each class's training speakers held out for choosing the epoch.
         standardise: Standardise inputs per channel with training-set statistics (not for
@@ -105,6 +111,7 @@ class NeuralAttacker(Attacker):
         body_start: str = "target",
         body_candidates: tuple[tuple[str, float], ...] = (),
         freeze_body: bool = False,
+        readout_axis: int | None | Literal["off"] = "off",
         patience: int = 3,
         validation: float = 0.2,
         standardise: bool = True,
@@ -123,6 +130,7 @@ class NeuralAttacker(Attacker):
         self.body_start = body_start
         self.body_candidates = body_candidates
         self.freeze_body = freeze_body
+        self.readout_axis = readout_axis
         self.patience = patience
         self.validation = validation
         self.standardise = standardise
@@ -245,13 +253,43 @@ class NeuralAttacker(Attacker):
         fitted = [copy.copy(self).set_params(body_candidates=(), body_start=start, body_learning_rate=rate).fit(
             X, y, emotion=emotion, groups=groups) for start, rate in self.body_candidates]
         best = max(fitted, key=lambda f: -1.0 if f.validation_score_ is None else f.validation_score_)
+        self.candidate_scores_ = {f"{f.body_start}@{f.body_learning_rate:g}": f.validation_score_ for f in fitted}
+        readout = self._readout(X, y, groups) if self.readout_axis != "off" else None
+        if readout is not None:
+            self.candidate_scores_["linear readout"] = readout[0]
+        if readout is not None and (best.validation_score_ is None or readout[0] > best.validation_score_):
+            self.readout_ = readout[1]
+            self.classes_ = np.unique(np.asarray(y))
+            self.body_, self.head_, self.emotion_head_ = best.body_, best.head_, best.emotion_head_
+            self.validation_score_, self.best_epoch_ = readout[0], 0
+            self.choice_ = "linear readout of the tap's mean and std"
+            return self
         final = best if best.validation_score_ is None else copy.copy(best).set_params(
             epochs=max(1, best.best_epoch_)).fit(X, y, emotion=emotion)
         self.__dict__.update({k: v for k, v in vars(final).items() if k.endswith("_") and not k.startswith("_")})
         self.validation_score_, self.best_epoch_ = best.validation_score_, best.best_epoch_
         self.choice_ = f"{best.body_start} start, body at {best.body_learning_rate:g}, {max(1, best.best_epoch_)} epochs"
-        self.candidate_scores_ = {f"{f.body_start}@{f.body_learning_rate:g}": f.validation_score_ for f in fitted}
         return self
+
+    def _pooled(self, X: np.ndarray) -> np.ndarray:
+        axis = self.readout_axis if self.readout_axis != "off" else None
+        return np.concatenate([pool(np.asarray(X[np.arange(a, min(a + 256, len(X)))]), axis)[0]
+                               for a in range(0, len(X), 256)])
+
+    def _readout(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None) -> tuple[float, LinearProbe] | None:
+        """The linear probe on the tap's pooled statistics, scored on the same held-out training speakers as the
+        body candidates, then refitted on every training row."""
+        if groups is None:
+            return None
+        labels = np.asarray(y)
+        split = inner_split(np.asarray(groups), np.unique(labels, return_inverse=True)[1], self.validation, self.seed)
+        if split is None:
+            return None
+        features = self._pooled(X)
+        train, held_out = split
+        predicted = LinearProbe().fit(features[train], labels[train]).predict(features[held_out])
+        score = balanced_accuracy_of(labels[held_out], predicted, np.unique(labels))
+        return score, LinearProbe().fit(features, labels)
 
     def _settle_batch_norm(self, body: nn.Module, batch: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray) -> None:
         """Batch-norm statistics recomputed over (at most ``SETTLE_ROWS``) training rows with the current weights.
@@ -283,6 +321,9 @@ class NeuralAttacker(Attacker):
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "head_")
+        if getattr(self, "readout_", None) is not None:
+            chosen = self.readout_.predict(self._pooled(X))
+            return (chosen[:, None] == self.classes_[None, :]).astype(np.float32)
         scores = []
         with torch.no_grad():
             for start in range(0, len(X), 128):
