@@ -12,7 +12,10 @@ per speaker, noise per utterance) and audits four dependent layers with three at
   attacker's true leakage, measured on 10,000 new speakers), its median width and its width
   over the probe's on the same layer, before and after the small-sample corrections;
 - power: how often the audit flags the leak, per design and strength, and the minimum
-  detectable leakage (the smallest mean probe L flagged in at least 80% of data sets).
+  detectable leakage (the smallest mean probe L flagged in at least 80% of data sets);
+- the verdict (``leakage.verdicts.decide``, threshold chance + 0.1) on nulls of 10 to 96
+  speakers and on the unbalanced design's planted leak of probe L about 0.75, with the grade
+  it would get.
 
     python benchmarks/calibration.py                 # the tables of calibration-results.md
     python benchmarks/calibration.py --smoke         # seconds: every section on a few data sets
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from typing import Callable
@@ -35,6 +39,7 @@ from ser_audit.leakage.calibration import (  # noqa: E402
     ATTACKER_NAMES,
     ATTACKERS,
     DESIGNS,
+    LARGE_DESIGNS,
     Design,
     Outcome,
     clopper_pearson,
@@ -96,9 +101,9 @@ def pooled_coverage(cells: dict[tuple[str, float], list[Outcome]]) -> list[str]:
 
 
 DETECTIONS: dict[str, Callable[[Outcome], bool]] = {
-    "a row significant after max-T": lambda o: o.any_significant,
+    "a row significant (verdicts.decide)": lambda o: o.any_significant,
     "gate --max-gap 0.1 fails": lambda o: o.gate_failed,
-    "any severity above none": lambda o: o.any_severity,
+    "verdict leaks": lambda o: o.verdict == "leaks",
 }
 
 
@@ -132,17 +137,33 @@ def main() -> None:
     parser.add_argument("--leaks", default="0.7,1.0,1.3,1.7,2.2",
                         help="planted shifts of the voice's first coordinate (sd units)")
     parser.add_argument("--permutations", type=int, default=199)
+    parser.add_argument("--verdict-repetitions", type=int, default=200,
+                        help="data sets for the verdict checks (48 and 96 speakers, the unbalanced leak)")
+    parser.add_argument("--verdict-leak", type=float, default=1.3, help="the unbalanced design's leak (probe L ~0.75)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--smoke", action="store_true", help="every section on a few data sets (seconds)")
     args = parser.parse_args()
-    designs = DESIGNS
+    designs, large = DESIGNS, LARGE_DESIGNS
     if args.smoke:
         args.repetitions, args.leak_repetitions, args.leaks, args.permutations = 4, 3, "1.5", 49
-        designs = DESIGNS[:1]
+        args.verdict_repetitions = 2
+        designs, large = DESIGNS[:1], LARGE_DESIGNS[:1]
     started = time.perf_counter()
     for design in designs:
         print(f"\n## Null: {design.name} ({args.repetitions} data sets, {args.permutations} relabellings each)\n")
         print("\n".join(null_table(simulate(design, 0.0, args.repetitions, args.workers, args.permutations))))
+    for design in large:
+        outcomes = simulate(design, 0.0, args.verdict_repetitions, args.workers, args.permutations)
+        print(f"\n## Null: {design.name} ({len(outcomes)} data sets): can a gender-free model be certified private?\n")
+        print("\n".join(null_table(outcomes)))
+    design, leak = DESIGNS[-1], args.verdict_leak
+    outcomes = simulate(design, leak, args.verdict_repetitions, args.workers, args.permutations)
+    mean_l = sum(o.balanced_accuracy for o in outcomes) / len(outcomes)
+    print(f"\n## Planted leak {leak}: {design.name} (probe L {mean_l:.3f} on average; {len(outcomes)} data sets)\n")
+    print("\n".join(null_table(outcomes)))
+    grades = Counter(o.grade for o in outcomes)
+    print("\ngrades (privacy score capped by the verdict): "
+          + ", ".join(f"{letter} {grades[letter]}" for letter in sorted(grades)))
     cells: dict[tuple[str, float], list[Outcome]] = {}
     for design in designs:
         for leak in (float(x) for x in args.leaks.split(",")):

@@ -42,7 +42,6 @@ from ser_audit.leakage.inference import (
     speaker_bootstrap,
     widened_null,
 )
-from ser_audit.leakage.multiplicity import adjust
 from ser_audit.leakage.resampling import (
     AUX_EXACT,
     REFITTED_APPROXIMATE,
@@ -58,9 +57,10 @@ from ser_audit.leakage.stats import (
     leakage_statistics,
     row_fields,
 )
+from ser_audit.leakage.verdicts import decide
 from ser_audit.report.gates import leakage_bound
 from ser_audit.report.model import LeakageResult
-from ser_audit.report.scoring import normalised, severity
+from ser_audit.report.scoring import GRADE_CAP, grade, privacy_score
 
 METHODS = ("probe, refitted (exact)", "aux-trained, fixed predictions (exact)",
            "k-NN refitted, widened (approximate)", "probe, fixed predictions (before 1.2)",
@@ -86,6 +86,11 @@ DESIGNS = (
     Design("24 speakers, balanced, 5-fold", 12, 12),
     Design("30 speakers, 21 women and 9 men, 5-fold", 21, 9),
 )
+# Nulls large enough for a layer to be certified private.
+LARGE_DESIGNS = (
+    Design("48 speakers, balanced, 5-fold", 24, 24),
+    Design("96 speakers, balanced, 5-fold", 48, 48),
+)
 
 
 @dataclass
@@ -97,6 +102,9 @@ class Outcome:
     any_significant: bool = False  # any row significant after family-wise adjustment (a gate at chance)
     any_severity: bool = False  # any row with a severity above none
     privacy_score: float = 100.0
+    verdict: str = "inconclusive"  # the model's: leaks, private or inconclusive (``verdicts.decide``)
+    layer_verdicts: list[str] = field(default_factory=list)
+    grade: str = "A"  # from the privacy score, capped by the verdict (no robustness part)
     balanced_accuracy: float = 0.0  # the probe's L on the first layer
     # Per attacker on the first layer: its interval beside the leakage it estimates.
     intervals: dict[str, Estimate] = field(default_factory=dict)
@@ -319,22 +327,15 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
             }
     if coverage:
         outcome.intervals = first_layer_intervals(data, aux, folds, permutations, leak=leak, seed=seed)
-    adjust(rows, evidence)
-    for row in rows:
-        row.severity = severity(row)
+    decision = decide(rows, evidence, permutations=permutations, threshold=1 / len(classes) + max_gap)
+    outcome.verdict = decision.verdict
+    outcome.layer_verdicts = [layer.verdict for layer in decision.layers]
     outcome.any_significant = any(row.significant for row in rows)
     outcome.gate_failed = any(leakage_bound(row) - row.chance > max_gap for row in rows)
     outcome.any_severity = any(row.severity != "none" for row in rows)
-    outcome.privacy_score = _privacy_score(rows)
+    outcome.privacy_score = privacy_score(decision) or 100.0
+    outcome.grade = grade(outcome.privacy_score, cap=GRADE_CAP[decision.verdict]) or "A"
     return outcome
-
-
-def _privacy_score(rows: Sequence[LeakageResult]) -> float:
-    worst: dict[str, float] = {}
-    for row in rows:
-        counted = min(1.0, max(0.0, normalised(row, row.ci_low))) if row.significant and row.ci_low is not None else 0.0
-        worst[row.layer] = max(worst.get(row.layer, 0.0), counted)
-    return 100.0 * (1.0 - sum(worst.values()) / len(worst))
 
 
 def clopper_pearson(successes: int, trials: int) -> tuple[float, float]:
@@ -363,12 +364,20 @@ def rates(outcomes: list[Outcome], *, alpha: float = 0.05) -> list[Rate]:
     n = len(outcomes)
     found = [Rate(f"p < {alpha}: {method}", sum(o.p_values[method] < alpha for o in outcomes), n) for method in METHODS]
     checks: list[tuple[str, Callable[[Outcome], bool]]] = [
-        ("any row significant after max-T adjustment", lambda o: o.any_significant),
+        ("any row significant (layer step-down max-T, then rows)", lambda o: o.any_significant),
         ("gate --max-gap 0.1 fails", lambda o: o.gate_failed),
-        ("any severity above none (BH q < 0.05)", lambda o: o.any_severity),
+        ("any severity above none", lambda o: o.any_severity),
         ("privacy score below 90", lambda o: o.privacy_score < 90),
+        ("verdict leaks", lambda o: o.verdict == "leaks"),
+        ("verdict private", lambda o: o.verdict == "private"),
+        ("verdict inconclusive", lambda o: o.verdict == "inconclusive"),
+        ("clean: no leaks verdict, no severity, --max-gap 0.1 passes",
+         lambda o: o.verdict != "leaks" and not o.any_severity and not o.gate_failed),
     ]
     found += [Rate(name, sum(check(o) for o in outcomes), n) for name, check in checks]
+    layers = [verdict for o in outcomes for verdict in o.layer_verdicts]
+    found += [Rate(f"layers {verdict} (each layer of each data set)", layers.count(verdict), len(layers))
+              for verdict in ("leaks", "private")]
     return found
 
 
