@@ -126,7 +126,7 @@ def layer(name: str, low: float, *, significant: bool):
     return LayerVerdict(layer=name, verdict="leaks" if significant else "inconclusive",
                         severity="high" if significant else "none", headline=f"{name} / probe", attacker="probe",
                         balanced_accuracy=low + 0.05, ci_low=low, ci_high=1.0, chance=0.5, p_value_adjusted=0.01,
-                        significant=significant, lower_bound=low, upper_bound=1.0, rows=1, attackers="every scenario",
+                        significant=significant, lower_bound=low, upper_bound=1.0, rows=1, attackers="every attacker of the run",
                         reason="")
 
 

@@ -106,7 +106,7 @@ def decide(
     *,
     permutations: SpeakerPermutations,
     threshold: float,
-    probe_only: frozenset[str] = frozenset(),
+    n_speakers: int | None = None,
     alpha: float = ALPHA,
 ) -> LeakageVerdict:
     """Adjust every row and decide every layer (see the module docstring); rows are filled in place.
@@ -115,7 +115,7 @@ def decide(
         rows, evidence: The audit's rows and, in the same order, their statistic, null and standard error.
         permutations: The relabellings the nulls were computed on.
         threshold: T, in the units of L (attacker balanced accuracy).
-        probe_only: Layers that only the linear probe attacked although scenario attackers ran elsewhere.
+        n_speakers: Speakers of the audit corpus, for "speakers needed" (default: the relabelled units).
     """
     assert len(rows) == len(evidence)
     layers = _layers_of(rows)
@@ -148,14 +148,14 @@ def decide(
             row.simultaneous_ci_high = float(min(1.0, item.statistic + z_high * item.standard_error))
             row.severity = severity(row)
         verdict.layers.append(_layer_verdict(layer, [rows[i] for i in layer.rows], float(p_layer), threshold, alpha,
-                                             z_low, probe_only=layer.name in probe_only,
-                                             n_speakers=sum(permutations.unit_counts)))
+                                             z_low, n_speakers=n_speakers or sum(permutations.unit_counts)))
     _conclude(verdict)
     return verdict
 
 
 def _layer_verdict(layer: _Layer, rows: Sequence[LeakageResult], p_layer: float, threshold: float, alpha: float,
-                   z_low: float, *, probe_only: bool, n_speakers: int) -> LayerVerdict:
+                   z_low: float, *, n_speakers: int) -> LayerVerdict:
+    probe_only = all(row.scenario == "probe" for row in rows)
     significant_rows = [row for row in rows if row.significant]
     significant = p_layer < alpha
     lower = max((row.simultaneous_ci_low or row.chance for row in significant_rows), default=rows[0].chance)
@@ -200,7 +200,7 @@ def _layer_verdict(layer: _Layer, rows: Sequence[LeakageResult], p_layer: float,
         headline=headline.key, attacker=attacker, balanced_accuracy=headline.balanced_accuracy,
         ci_low=headline.ci_low, ci_high=headline.ci_high, chance=chance, p_value_adjusted=p_layer,
         significant=significant, lower_bound=lower, upper_bound=upper, rows=len(rows),
-        attackers="linear probe only" if probe_only else "every scenario",
+        attackers="linear probe only" if probe_only else "every attacker of the run",
         minimum_detectable_leakage=detectable, speakers_needed=needed, reason=reason,
     )
 
@@ -223,8 +223,10 @@ def _conclude(verdict: LeakageVerdict) -> None:
             f"{len(leaking)} of {len(layers)} layers leak past {threshold:.3f}")
     elif not open_layers:
         verdict.verdict = "private"
+        probed = [layer.layer for layer in layers if layer.attackers == "linear probe only"]
         verdict.statement = (f"private: every one of the {len(layers)} audited layers stays under {threshold:.3f} "
-                             "in every row (certified jointly at 95%)")
+                             "in every row (certified jointly at 95%)"
+                             + (f"; {', '.join(probed)} against the linear probe only" if probed else ""))
     else:
         verdict.verdict = "inconclusive"
         detectable = [layer.minimum_detectable_leakage for layer in open_layers

@@ -254,7 +254,8 @@ class LayerVerdict(_Strict):
                                            "(chance when none is significant).")
     upper_bound: float = Field(description="Largest simultaneous upper bound among the layer's rows.")
     rows: int = Field(description="Rows of the audit on this layer.")
-    attackers: str = Field(description="every scenario, or linear probe only.")
+    attackers: str = Field(description="`every attacker of the run`, or `linear probe only` (a layer the scenario "
+                                       "attackers skipped: certified against the probe alone).")
     minimum_detectable_leakage: float | None = Field(
         None, description="The smallest L this corpus would call `leaks` with 80% power, at the headline's spread.")
     speakers_needed: int | None = Field(

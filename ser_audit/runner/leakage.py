@@ -273,7 +273,7 @@ def _leakage_section(config: AuditConfig, inputs: Inputs, rows: list[LeakageResu
     # A split point must hold in every scenario, so only layers the scenario attackers audited qualify.
     audited = {layer.name for layer in (inputs.attacked if scenario_ran else inputs.selected)}
     verdict = decide(rows, evidence, permutations=relabellings, threshold=verdict_threshold(config, chance),
-                     probe_only=frozenset(layer.name for layer in inputs.selected if layer.name not in audited))
+                     n_speakers=inputs.corpus.summary()["n_speakers"])
     splits = breakdowns(rows, predictions, inputs.corpus, config.attribute)
     return Leakage(
         attribute=config.attribute,

@@ -94,7 +94,7 @@ def verdict_table(verdict: LeakageVerdict, *, compact: bool = False) -> Table:
     for v in verdict.layers:
         row = [v.layer, v.verdict, v.severity,
                f"{v.balanced_accuracy:.3f} {_optional_interval(v.ci_low, v.ci_high)}".strip(),
-               v.attacker + ("" if v.attackers == "every scenario" else "; no other attacker ran here")]
+               v.attacker + ("; no other attacker ran here" if v.attackers == "linear probe only" else "")]
         if not compact:
             row += [f"{v.p_value_adjusted:.3g}", f"{v.lower_bound:.3f}", f"{v.upper_bound:.3f}",
                     _optional(v.minimum_detectable_leakage), "" if v.speakers_needed is None else str(v.speakers_needed)]
