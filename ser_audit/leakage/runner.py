@@ -17,11 +17,12 @@ from ser_audit.embeddings.extract import Embeddings, pool
 from ser_audit.embeddings.store import cached_array, store_key
 from ser_audit.frontend.features import FrontEnd
 from ser_audit.frontend.spec import Features, FrontEndSpec
+from ser_audit.leakage.attacked import AttackedRow, rows_of
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.attackers.linear import LinearProbe
 from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy_of
 from ser_audit.leakage.resampling import REFITTED_EXACT, refit_inflation, refitted_probe_null
-from ser_audit.leakage.stats import Evidence, LeakageStatistics, leakage_statistics, row_fields, training_gaps
+from ser_audit.leakage.stats import LeakageStatistics, leakage_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import LeakageResult
@@ -136,14 +137,13 @@ def result_row(
 
 @dataclass
 class ProbeResults:
-    rows: list[LeakageResult]
-    # Per row (same order): the held-out prediction of every tested utterance.
-    predictions: list[dict[int, str]]
-    evidence: list[Evidence]
+    attacked: list[AttackedRow]
     # Per layer: the probe's refit/fixed null ratio, which widens the other refitted attackers' nulls.
     inflation: dict[str, float]
-    # Per row: balanced accuracy on held-out training speakers, per fold.
-    validation: list[list[float | None]]
+
+    @property
+    def rows(self) -> list[LeakageResult]:
+        return rows_of(self.attacked)
 
 
 def attack_units(corpus: Corpus, attribute: str) -> np.ndarray:
@@ -173,22 +173,19 @@ def probe_layers(
     units = attack_units(corpus, attribute)
     attacker = LinearProbe()
     gaps = training_gaps(labels, folds)
-    results = ProbeResults([], [], [], {}, [])
+    results = ProbeResults([], {})
     with observer.task("fitting linear-probe attackers", total=len(layers)) as task:
         for layer in layers:
             features = embeddings.layers[layer.name]
             probe = attack(attacker, features, labels, units, folds, permutations, seed=seed)
-            results.rows.append(
-                result_row(
-                    layer=layer.name, layer_index=layer.index, probe=probe, attribute=attribute,
-                    n_features=features.shape[1], reduction=embeddings.reductions.get(layer.name),
-                    n_train=int(np.mean([len(fold.train) for fold in folds])), notes=gaps,
-                )
+            row = result_row(
+                layer=layer.name, layer_index=layer.index, probe=probe, attribute=attribute,
+                n_features=features.shape[1], reduction=embeddings.reductions.get(layer.name),
+                n_train=int(np.mean([len(fold.train) for fold in folds])), notes=gaps,
             )
-            results.predictions.append(held_out_predictions(probe.outcome, folds))
-            results.evidence.append(probe.statistics.evidence)
+            results.attacked.append(AttackedRow(row, held_out_predictions(probe.outcome, folds),
+                                                probe.statistics.evidence, probe.validation))
             results.inflation[layer.name] = probe.inflation
-            results.validation.append(probe.validation)
             task.advance()
     return results
 

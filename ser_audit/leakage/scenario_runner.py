@@ -20,6 +20,7 @@ from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import Embeddings
 from ser_audit.execution.interface import Executor
 from ser_audit.execution.local import LocalExecutor
+from ser_audit.leakage.attacked import AttackedRow, rows_of
 from ser_audit.leakage.attackers.neural import NeuralAttacker, Rows, designs
 from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy_of
 from ser_audit.leakage.resampling import AUX_EXACT, REFITTED_APPROXIMATE, layer_inflation
@@ -33,7 +34,7 @@ from ser_audit.leakage.scenarios import (
     recurrent_cell,
     target_family,
 )
-from ser_audit.leakage.stats import Evidence, fixed_prediction_statistics, row_fields, training_gaps
+from ser_audit.leakage.stats import fixed_prediction_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo, TargetModel
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import LeakageResult, SkippedAttack
@@ -164,14 +165,13 @@ def _generic_architecture(fitted: NeuralAttacker) -> str:
 
 @dataclass
 class ScenarioResults:
-    rows: list[LeakageResult] = field(default_factory=list)
+    attacked: list[AttackedRow] = field(default_factory=list)
     skipped: list[SkippedAttack] = field(default_factory=list)
-    # Per row (same order): test predictions for every audit utterance a fold held out, and the
-    # row's null draws for the family-wise adjustment.
-    predictions: list[dict[int, str]] = field(default_factory=list)
-    evidence: list[Evidence] = field(default_factory=list)
-    validation: list[list[float | None]] = field(default_factory=list)
     family: str = "convolutional"
+
+    @property
+    def rows(self) -> list[LeakageResult]:
+        return rows_of(self.attacked)
 
 
 def has_time_axis(layer: LayerInfo, stored: np.ndarray | None = None) -> bool:
@@ -299,11 +299,7 @@ def run_scenarios(
     executor = executor or LocalExecutor()
     with observer.task(f"training {len(jobs)} scenario attackers", total=len(jobs)) as task:
         for outcome in executor.map(run_attack, jobs):
-            row, predicted, evidence = _row(outcome, speakers, attribute, settings, permutations, inflation)
-            results.rows.append(row)
-            results.predictions.append(predicted)
-            results.evidence.append(evidence)
-            results.validation.append(outcome.validation)
+            results.attacked.append(_row(outcome, speakers, attribute, settings, permutations, inflation))
             task.advance()
     return results
 
@@ -315,7 +311,7 @@ def _row(
     settings: AttackSettings,
     permutations: SpeakerPermutations,
     inflation: dict[str, float],
-) -> tuple[LeakageResult, dict[int, str], Evidence]:
+) -> AttackedRow:
     job = outcome.job
     tested = np.concatenate([fold.test for fold in job.folds])
     on_aux = job.aux_inputs is not None
@@ -333,4 +329,5 @@ def _row(
         notes=training_gaps(job.audit_attribute, job.folds) if not on_aux else [],
         **row_fields(statistics),
     )
-    return row, dict(zip(tested.tolist(), np.concatenate(outcome.predictions).tolist())), statistics.evidence
+    return AttackedRow(row, dict(zip(tested.tolist(), np.concatenate(outcome.predictions).tolist())),
+                       statistics.evidence, outcome.validation)

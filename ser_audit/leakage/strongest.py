@@ -13,15 +13,15 @@ like any refitted attacker (approximate p-value, widened interval).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from ser_audit.corpus.folds import Fold
+from ser_audit.leakage.attacked import AttackedRow
 from ser_audit.leakage.inference import SpeakerPermutations
 from ser_audit.leakage.resampling import layer_inflation
-from ser_audit.leakage.stats import Evidence, fixed_prediction_statistics, row_fields
+from ser_audit.leakage.stats import fixed_prediction_statistics, row_fields
 from ser_audit.report.model import LeakageResult
 
 STRONGEST_APPROXIMATE = (
@@ -30,19 +30,12 @@ STRONGEST_APPROXIMATE = (
 )
 
 
-@dataclass(frozen=True)
-class Candidate:
-    row: LeakageResult
-    predictions: dict[int, str]
-    validation: list[float | None]
-
-
 def _name(row: LeakageResult) -> str:
     return f"{row.scenario}/{row.attacker_design} ({row.attacker_kind})"
 
 
 def strongest_rows(
-    candidates: Sequence[Candidate],
+    candidates: Sequence[AttackedRow],
     folds: Sequence[Fold],
     labels: np.ndarray,
     units: np.ndarray,
@@ -50,12 +43,12 @@ def strongest_rows(
     inflation: dict[str, float],
     *,
     seed: int = 0,
-) -> tuple[list[LeakageResult], list[dict[int, str]], list[Evidence]]:
+) -> list[AttackedRow]:
     """One ``strongest`` row per layer with at least two candidates (see the module docstring)."""
-    by_layer: dict[str, list[Candidate]] = defaultdict(list)
+    by_layer: dict[str, list[AttackedRow]] = defaultdict(list)
     for candidate in candidates:
         by_layer[candidate.row.layer].append(candidate)
-    rows, predictions, evidence = [], [], []
+    chosen_rows: list[AttackedRow] = []
     tested = np.concatenate([fold.test for fold in folds])
     for layer, group in by_layer.items():
         if len(group) < 2:
@@ -70,7 +63,7 @@ def strongest_rows(
         )
         first = group[0].row
         picks = "; ".join(f"{fold.name}: {_name(c.row)}" for c, fold in zip(chosen, folds))
-        rows.append(LeakageResult(
+        row = LeakageResult(
             layer=layer, layer_index=first.layer_index, scenario="strongest", attacker_kind="generic",
             attacker_architecture=f"per fold, the best of {len(group)} attackers on held-out training speakers: {picks}",
             attacker_design="nested-choice", attacker_family="chosen",
@@ -78,13 +71,13 @@ def strongest_rows(
             attribute=first.attribute, n_features=first.n_features, reduction=first.reduction,
             notes=[f"chosen among: {', '.join(sorted({_name(c.row) for c in group}))}"],
             **row_fields(statistics),
-        ))
-        predictions.append({int(i): p for fold, fp in zip(folds, fold_predictions) for i, p in zip(fold.test, fp.tolist())})
-        evidence.append(statistics.evidence)
-    return rows, predictions, evidence
+        )
+        predicted = {int(i): p for fold, fp in zip(folds, fold_predictions) for i, p in zip(fold.test, fp.tolist())}
+        chosen_rows.append(AttackedRow(row, predicted, statistics.evidence, [c.validation[k] for k, c in enumerate(chosen)]))
+    return chosen_rows
 
 
-def _choose(group: Sequence[Candidate], fold: int) -> Candidate:
+def _choose(group: Sequence[AttackedRow], fold: int) -> AttackedRow:
     """The candidate with the best validation score on this fold (the first on ties; any if none has one)."""
     scored = [c for c in group if c.validation[fold] is not None]
     if not scored:

@@ -27,6 +27,7 @@ from ser_audit.runner.provenance import new_report, now
 
 if TYPE_CHECKING:
     from ser_audit.corpus.folds import Fold
+    from ser_audit.leakage.attacked import AttackedRow
     from ser_audit.leakage.inference import SpeakerPermutations
     from ser_audit.models.interface import LayerInfo, TargetModel
 
@@ -144,26 +145,23 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
     probes = probe_layers(embeddings, corpus, inputs.selected, inputs.folds, relabellings, attribute=config.attribute,
                           seed=seed, observer=observer)
     references = _input_references(config, inputs, relabellings, notes, observer)
-    rows, predictions = list(probes.rows), list(probes.predictions)
-    evidence, validation = list(probes.evidence), list(probes.validation)
+    attacked = list(probes.attacked)
     scenario = None
     if inputs.run_scenarios:
         scenario = _scenarios(config, inputs, embeddings, relabellings, probes.inflation, notes, observer)
-        rows += scenario.rows
-        predictions += scenario.predictions
-        evidence += scenario.evidence
-        validation += scenario.validation
-    if scenario is not None and scenario.rows:
-        _add_strongest(rows, predictions, evidence, validation, inputs, labels, units, relabellings, probes.inflation,
-                       seed)
+        attacked += scenario.attacked
+    if scenario is not None and scenario.attacked:
+        from ser_audit.leakage.strongest import strongest_rows
+
+        attacked += strongest_rows(attacked, inputs.folds, labels, units, relabellings, probes.inflation, seed=seed)
     verification = _verification(config, inputs, embeddings) if config.attribute == "speaker" else []
     report = new_report(config, inputs.model, corpus, created=created, command=command)
     if inputs.aux is not None:
         from ser_audit.runner.provenance import corpus_info
 
         report.aux_corpus = corpus_info(inputs.aux, seed=seed)
-    report.leakage = _leakage_section(config, inputs, rows, predictions, evidence, probes.rows, scenario, references,
-                                      verification, relabellings)
+    report.leakage = _leakage_section(config, inputs, attacked, probes.rows, scenario, references, verification,
+                                      relabellings)
     report.notes = [*notes, *(f"{name}: {text}" for name, text in embeddings.reductions.items())]
     if inputs.model.frontend.extra_inputs:
         _add_reference_ablation(report, config, inputs, probes.rows, observer)
@@ -237,20 +235,6 @@ def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabelling
                          executor=executor(config.executor), observer=observer)
 
 
-def _add_strongest(rows: list[LeakageResult], predictions: list[Any], evidence: list[Any], validation: list[Any],
-                   inputs: Inputs, labels: np.ndarray, units: Any, relabellings: "SpeakerPermutations",
-                   inflation: dict[str, float], seed: int) -> None:
-    """One strongest-attacker row per audited layer, chosen by nested validation (appended in place)."""
-    from ser_audit.leakage.strongest import Candidate, strongest_rows
-
-    candidates = [Candidate(row, predicted, checked) for row, predicted, checked in zip(rows, predictions, validation)]
-    strongest, chosen_predictions, chosen_evidence = strongest_rows(candidates, inputs.folds, labels, units,
-                                                                     relabellings, inflation, seed=seed)
-    rows += strongest
-    predictions += chosen_predictions
-    evidence += chosen_evidence
-
-
 def _verification(config: AuditConfig, inputs: Inputs, embeddings: Any) -> list[Any]:
     from ser_audit.leakage.speaker import verification, verification_folds
 
@@ -259,9 +243,9 @@ def _verification(config: AuditConfig, inputs: Inputs, embeddings: Any) -> list[
                          layer_index=layer.index, seed=config.seed) for layer in inputs.selected]
 
 
-def _leakage_section(config: AuditConfig, inputs: Inputs, rows: list[LeakageResult], predictions: list[Any],
-                     evidence: list[Any], probe_rows: list[LeakageResult], scenario: Any, references: tuple[Any, Any],
-                     verification: list[Any], relabellings: "SpeakerPermutations") -> Any:
+def _leakage_section(config: AuditConfig, inputs: Inputs, attacked: list["AttackedRow"], probe_rows: list[LeakageResult],
+                     scenario: Any, references: tuple[Any, Any], verification: list[Any],
+                     relabellings: "SpeakerPermutations") -> Any:
     """The verdict per layer (adjusted evidence), breakdowns, P0's findings and the split-point recommendation."""
     from ser_audit.leakage.breakdowns import breakdowns
     from ser_audit.leakage.findings import p0_findings
@@ -272,9 +256,11 @@ def _leakage_section(config: AuditConfig, inputs: Inputs, rows: list[LeakageResu
     scenario_ran = scenario is not None and bool(scenario.rows)
     # A split point must hold in every scenario, so only layers the scenario attackers audited qualify.
     audited = {layer.name for layer in (inputs.attacked if scenario_ran else inputs.selected)}
-    verdict = decide(rows, evidence, permutations=relabellings, threshold=verdict_threshold(config, chance),
+    rows = [item.row for item in attacked]
+    verdict = decide(rows, [item.evidence for item in attacked], permutations=relabellings,
+                     threshold=verdict_threshold(config, chance),
                      n_speakers=inputs.corpus.summary()["n_speakers"])
-    splits = breakdowns(rows, predictions, inputs.corpus, config.attribute)
+    splits = breakdowns(rows, [item.predictions for item in attacked], inputs.corpus, config.attribute)
     return Leakage(
         attribute=config.attribute,
         folds=[fold.name for fold in inputs.folds],
