@@ -143,7 +143,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--smoke", action="store_true", help="every section on a few data sets (seconds)")
     args = parser.parse_args()
-    designs, large = DESIGNS, LARGE_DESIGNS
+    designs: tuple[Design, ...] = DESIGNS
+    large: tuple[Design, ...] = LARGE_DESIGNS
     if args.smoke:
         args.repetitions, args.leak_repetitions, args.leaks, args.permutations = 4, 3, "1.5", 49
         args.verdict_repetitions = 2

@@ -75,10 +75,19 @@ class Design:
     women: int
     men: int
     sessions: bool = False
+    dim: int = 16  # features per layer
+    within: float = 0.5  # utterance noise sd; a speaker's voice has sd 1 per coordinate
 
-    def draw(self, *, leak: float, seed: int, n_layers: int, prefix: str = "spk") -> PlantedLayers:
-        return clustered_layers(women=self.women, men=self.men, leak=leak, n_layers=n_layers, sessions=self.sessions,
-                                seed=seed, model_seed=seed, prefix=prefix)
+    def draw(self, *, leak: float, seed: int, n_layers: int, prefix: str = "spk", model_seed: int | None = None,
+             women: int | None = None, men: int | None = None) -> PlantedLayers:
+        """The audited corpus (``model_seed`` = ``seed``), or with other counts an aux corpus of the same model."""
+        return clustered_layers(women=self.women if women is None else women, men=self.men if men is None else men,
+                                leak=leak, n_layers=n_layers, sessions=self.sessions and women is None, seed=seed,
+                                model_seed=seed if model_seed is None else model_seed, prefix=prefix, dim=self.dim,
+                                within=self.within)
+
+    def population(self, *, leak: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return population_sample(leak=leak, model_seed=seed, dim=self.dim, within=self.within, seed=seed)
 
 
 DESIGNS = (
@@ -236,13 +245,13 @@ def _inner_scores(make: Callable[[], Any], features: np.ndarray, labels: np.ndar
     return scores
 
 
-def first_layer_intervals(data: PlantedLayers, aux: PlantedLayers, folds: Sequence[Fold],
+def first_layer_intervals(design: Design, data: PlantedLayers, aux: PlantedLayers, folds: Sequence[Fold],
                           permutations: SpeakerPermutations, *, leak: float, seed: int) -> dict[str, Estimate]:
     """Every interval method on the first layer, beside each attacker's true leakage (``Estimate``)."""
     features, labels, classes = data.layers[0], data.labels, permutations.classes
     tested = np.concatenate([fold.test for fold in folds])
     units = data.speakers[tested]
-    fresh, fresh_labels = population_sample(leak=leak, model_seed=seed, layer=0, seed=seed)
+    fresh, fresh_labels = design.population(leak=leak, seed=seed)
     refitted, refitted_predictions = refitted_probe_null(LinearProbe(), features, folds, permutations)
     refit_sd = float(np.std(refitted))
     fixed_sd = fixed_spread(permutations, folds, refitted_predictions)
@@ -285,8 +294,7 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
                max_gap: float = 0.1, coverage: bool = False) -> Outcome:
     """Audit one planted corpus (see the module docstring) and record what each statistic decided."""
     data = design.draw(leak=leak, seed=seed, n_layers=n_layers)
-    aux = clustered_layers(women=12, men=12, leak=leak, n_layers=n_layers, seed=seed + 10**6, model_seed=seed,
-                           prefix="aux")
+    aux = design.draw(leak=leak, seed=seed + 10**6, n_layers=n_layers, prefix="aux", model_seed=seed, women=12, men=12)
     folds = speaker_folds(data.speakers, data.labels, data.sessions, seed=seed)
     permutations = SpeakerPermutations.draw(data.labels, data.speakers, n=n_permutations, seed=seed)
     classes = permutations.classes
@@ -326,7 +334,7 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
                 METHODS[4]: permutation_p_value(knn_statistics.balanced_accuracy, knn_null),
             }
     if coverage:
-        outcome.intervals = first_layer_intervals(data, aux, folds, permutations, leak=leak, seed=seed)
+        outcome.intervals = first_layer_intervals(design, data, aux, folds, permutations, leak=leak, seed=seed)
     decision = decide(rows, evidence, permutations=permutations, threshold=1 / len(classes) + max_gap)
     outcome.verdict = decision.verdict
     outcome.layer_verdicts = [layer.verdict for layer in decision.layers]

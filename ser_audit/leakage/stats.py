@@ -21,7 +21,10 @@ from ser_audit.leakage.inference import (
 )
 from ser_audit.leakage.resampling import fixed_null
 
-BOOTSTRAP_METHOD = "speaker bootstrap (speakers resampled within class, 999 draws, percentile)"
+BOOTSTRAP_METHOD = (
+    "speaker bootstrap (n - 1 of each class's n speakers resampled, 999 draws, percentile scaled by t/z, "
+    "floored near 0 and 1)"
+)
 
 
 @dataclass(frozen=True)
