@@ -26,7 +26,8 @@ def planted_rows(small_corpus: Corpus):
     embeddings = extract(model, small_corpus, layers)
     permutations = relabellings(small_corpus)
     probes = probe_layers(embeddings, small_corpus, layers, speaker_disjoint_folds(small_corpus), permutations)
-    verdict = decide(probes.rows, probes.evidence, permutations=permutations, threshold=0.6)
+    verdict = decide(probes.rows, [item.evidence for item in probes.attacked], permutations=permutations,
+                     threshold=0.6)
     return {row.layer: row for row in probes.rows} | {f"verdict:{v.layer}": v for v in verdict.layers} | {
         "probes": probes, "permutations": permutations}
 
@@ -57,7 +58,7 @@ def test_layer_verdicts_both_ways(planted_rows) -> None:
 
 
 def test_recommendation_uses_simultaneous_upper_bounds(planted_rows) -> None:
-    rows, evidence = planted_rows["probes"].rows, planted_rows["probes"].evidence
+    rows, evidence = planted_rows["probes"].rows, [item.evidence for item in planted_rows["probes"].attacked]
     noise = planted_rows["noise"]
     assert noise.simultaneous_ci_high > noise.ci_high  # wider than the row's own interval
     permutations = planted_rows["permutations"]

@@ -113,6 +113,9 @@ class Outcome:
     privacy_score: float = 100.0
     verdict: str = "inconclusive"  # the model's: leaks, private or inconclusive (``verdicts.decide``)
     layer_verdicts: list[str] = field(default_factory=list)
+    # The largest layer upper bound above chance: the smallest margin T - chance at which this model would
+    # be certified private (upper bounds do not depend on T).
+    private_margin: float = 1.0
     grade: str = "A"  # from the privacy score, capped by the verdict (no robustness part)
     balanced_accuracy: float = 0.0  # the probe's L on the first layer
     # Per attacker on the first layer: its interval beside the leakage it estimates.
@@ -338,6 +341,7 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
     decision = decide(rows, evidence, permutations=permutations, threshold=1 / len(classes) + max_gap)
     outcome.verdict = decision.verdict
     outcome.layer_verdicts = [layer.verdict for layer in decision.layers]
+    outcome.private_margin = max(layer.upper_bound - layer.chance for layer in decision.layers)
     outcome.any_significant = any(row.significant for row in rows)
     outcome.gate_failed = any(leakage_bound(row) - row.chance > max_gap for row in rows)
     outcome.any_severity = any(row.severity != "none" for row in rows)

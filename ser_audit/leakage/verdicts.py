@@ -10,10 +10,12 @@ writes. So:
    Young (1993), which controls the family-wise error rate over layers at ``alpha``.
 2. **Rows within a layer.** A row's adjusted p-value is the larger of its layer's and its own
    max-T p-value among the layer's rows; a row is significant only inside a significant layer.
-3. **Bounds.** Every bound of a report holds jointly at 1 - alpha: lower bounds L - z·SE with
-   z for alpha/2 shared by every row (Bonferroni), upper bounds L + z·SE with z for alpha/2
-   shared by the layers. An upper bound needs no share per row: a layer is private only when
-   *every* one of its rows is under the threshold (an intersection-union test).
+3. **Bounds.** Every bound of a report holds jointly at 1 - alpha: lower bounds L - c·SE with
+   c the (1 - alpha/2) quantile of the largest standardised null statistic over every row (max-T
+   on the shared relabellings: the rows' dependence is used, and c never exceeds Bonferroni's z),
+   upper bounds L + c·SE with c from the smallest, capped by Bonferroni over the layers. An upper
+   bound needs no share per row: a layer is private only when *every* one of its rows is under the
+   threshold (an intersection-union test).
 4. **Verdict.** ``leaks``: the layer is significant and a significant row's lower bound is past
    the threshold T. ``private``: every row's upper bound is under T (certified). Otherwise
    ``inconclusive``, with the smallest leakage the corpus could detect at 80% power and about
@@ -55,6 +57,22 @@ def _standardised(evidence: Sequence[Evidence]) -> tuple[np.ndarray, np.ndarray]
     z_null = np.where(varies[:, None], (nulls - centre) / safe, -np.inf)
     z_observed = np.where(varies, (np.array([e.statistic for e in evidence]) - centre[:, 0]) / safe[:, 0], -np.inf)
     return z_observed, z_null
+
+
+def simultaneous_critical_value(z_null: np.ndarray, alpha: float, *, hypotheses: int) -> float:
+    """The c with P(max_r z_r > c) <= alpha under the shared relabellings (max-T), never above Bonferroni's
+    z for ``hypotheses`` and never under one row's own z.
+
+    The rows of an audit are strongly dependent (the same layer read by several attackers, neighbouring
+    layers), so the quantile of their maximum is well under Bonferroni's bound; bounds L -/+ c·SE then hold
+    jointly as long as the estimates move together as their nulls do.
+    """
+    single, bonferroni = float(stats.norm.ppf(1 - alpha)), float(stats.norm.ppf(1 - alpha / max(1, hypotheses)))
+    finite = np.where(np.isfinite(z_null), z_null, -np.inf).max(0)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return bonferroni
+    return float(np.clip(np.quantile(finite, 1 - alpha), single, bonferroni))
 
 
 def _p(exceed: np.ndarray | int, draws: int) -> np.ndarray:
@@ -134,8 +152,8 @@ def decide(
     layer_observed = np.array([z_observed[layer.rows].max() for layer in layers])
     layer_null = np.stack([z_null[layer.rows].max(0) for layer in layers])
     layer_p = step_down_max_t(layer_observed, layer_null)
-    z_low = float(stats.norm.ppf(1 - alpha / (2 * len(rows))))
-    z_high = float(stats.norm.ppf(1 - alpha / (2 * len(layers))))
+    z_low = simultaneous_critical_value(z_null, alpha / 2, hypotheses=len(rows))
+    z_high = simultaneous_critical_value(-z_null, alpha / 2, hypotheses=len(layers))
     for row, q in zip(rows, benjamini_hochberg([row.p_value for row in rows])):
         row.q_value = float(q)
     for layer, p_layer, maximum in zip(layers, layer_p, layer_null):
