@@ -1,16 +1,13 @@
-"""Decisions over many rows at once, with multiplicity control.
+"""Multiplicity machinery on the audit's shared speaker relabellings (read by ``verdicts``).
 
-An audit tests every layer with many attackers; the largest of 60-80 raw estimates sits above
-chance on a model that carries nothing. So each row also gets:
+Every row's null comes from the same relabellings, so the maximum of the rows' standardised
+null statistics under each relabelling carries the rows' dependence (they share test
+utterances and layers): max-T adjustment (Westfall & Young 1993) is then far less blunt than
+Bonferroni, and the quantile of that maximum gives simultaneous bounds.
 
-- ``p_value_adjusted``: family-wise, single-step max-T (Westfall & Young 1993). Every row's
-  null comes from the same speaker relabellings, so the maximum of the rows' standardised
-  null statistics under each relabelling carries the rows' dependence (they share test
-  utterances) and the adjustment is not as blunt as Bonferroni. Gates use it.
-- ``q_value``: Benjamini-Hochberg false-discovery-rate q-value. Severities use it.
-- ``simultaneous_ci_low/high``: Bonferroni intervals at 95% jointly over all rows, from the
-  row's speaker-level standard error. Gates compare the lower end with their threshold; the
-  split-point recommendation compares the upper end.
+- ``step_down_max_t``: family-wise adjusted p-values, step-down.
+- ``simultaneous_critical_value``: the c of jointly valid bounds L -/+ c·SE.
+- ``benjamini_hochberg``: false-discovery-rate q-values, reported but decided on by nothing.
 """
 
 from __future__ import annotations
@@ -21,28 +18,50 @@ import numpy as np
 from scipy import stats
 
 from ser_audit.leakage.stats import Evidence
-from ser_audit.report.model import LeakageResult
-
-ALPHA = 0.05
 
 
-def max_t_adjusted(evidence: Sequence[Evidence]) -> np.ndarray:
-    """Single-step max-T adjusted p-values: ``(1 + #{b: max_r z_r[b] >= z_r}) / (1 + B)``.
-
-    A row whose null does not vary (an attacker that predicts one class) cannot be significant
-    and does not enter the maximum.
-    """
-    if not evidence:
-        return np.empty(0)
-    nulls = np.stack([e.null for e in evidence])  # [rows, B]
+def standardised(evidence: Sequence[Evidence]) -> tuple[np.ndarray, np.ndarray]:
+    """Observed and null z-scores per row; a row whose null does not vary (one predicted class) gets -inf."""
+    nulls = np.stack([e.null for e in evidence])
     centre, spread = nulls.mean(1, keepdims=True), nulls.std(1, keepdims=True)
     varies = spread[:, 0] > 1e-12
-    safe = np.where(spread > 1e-12, spread, 1.0)
+    safe = np.where(varies[:, None], spread, 1.0)
     z_null = np.where(varies[:, None], (nulls - centre) / safe, -np.inf)
     z_observed = np.where(varies, (np.array([e.statistic for e in evidence]) - centre[:, 0]) / safe[:, 0], -np.inf)
-    maximum = z_null.max(0)  # [B]
-    exceed = (maximum[None, :] >= z_observed[:, None] - 1e-12).sum(1)
-    return np.where(varies, (1 + exceed) / (1 + nulls.shape[1]), 1.0)
+    return z_observed, z_null
+
+
+def simultaneous_critical_value(z_null: np.ndarray, alpha: float, *, hypotheses: int) -> float:
+    """The c with P(max_r z_r > c) <= alpha under the shared relabellings (max-T), never above Bonferroni's
+    z for ``hypotheses`` and never under one row's own z.
+
+    The rows of an audit are strongly dependent (the same layer read by several attackers, neighbouring
+    layers), so the quantile of their maximum is well under Bonferroni's bound; bounds L -/+ c·SE then hold
+    jointly as long as the estimates move together as their nulls do.
+    """
+    single, bonferroni = float(stats.norm.ppf(1 - alpha)), float(stats.norm.ppf(1 - alpha / max(1, hypotheses)))
+    finite = np.where(np.isfinite(z_null), z_null, -np.inf).max(0)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return bonferroni
+    return float(np.clip(np.quantile(finite, 1 - alpha), single, bonferroni))
+
+
+def exceedance_p(exceed: np.ndarray | int, draws: int) -> np.ndarray:
+    """``(1 + #{null >= observed}) / (1 + B)``, element-wise."""
+    return (1 + np.asarray(exceed)) / (1 + draws)
+
+
+def step_down_max_t(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """Westfall-Young step-down max-T adjusted p-values of ``observed[h]`` against ``null[h, b]``."""
+    order = np.argsort(-observed, kind="stable")
+    # successive[j, b]: the largest null statistic among hypotheses ranked j or lower.
+    successive = np.maximum.accumulate(null[order][::-1], axis=0)[::-1]
+    exceed = (successive >= observed[order][:, None] - 1e-12).sum(1)
+    adjusted = np.maximum.accumulate(exceedance_p(exceed, null.shape[1]))
+    out = np.empty(len(observed))
+    out[order] = np.where(np.isfinite(observed[order]), adjusted, 1.0)
+    return out
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
@@ -57,19 +76,3 @@ def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
     out = np.empty(m)
     out[order] = np.minimum(q, 1.0)
     return out
-
-
-def adjust(rows: Sequence[LeakageResult], evidence: Sequence[Evidence], *, alpha: float = ALPHA) -> None:
-    """Fill each row's adjusted p-value, q-value, significance and simultaneous interval (in place)."""
-    assert len(rows) == len(evidence)
-    if not rows:
-        return
-    adjusted = max_t_adjusted(evidence)
-    q_values = benjamini_hochberg([row.p_value for row in rows])
-    z = float(stats.norm.ppf(1 - alpha / (2 * len(rows))))
-    for row, item, p_adjusted, q in zip(rows, evidence, adjusted, q_values):
-        row.p_value_adjusted = float(p_adjusted)
-        row.q_value = float(q)
-        row.significant = bool(p_adjusted < alpha)
-        row.simultaneous_ci_low = float(max(0.0, item.statistic - z * item.standard_error))
-        row.simultaneous_ci_high = float(min(1.0, item.statistic + z * item.standard_error))

@@ -37,7 +37,13 @@ import numpy as np
 from scipy import stats
 
 from ser_audit.leakage.inference import SpeakerPermutations, distinct_relabellings
-from ser_audit.leakage.multiplicity import benjamini_hochberg
+from ser_audit.leakage.multiplicity import (
+    benjamini_hochberg,
+    exceedance_p,
+    simultaneous_critical_value,
+    standardised,
+    step_down_max_t,
+)
 from ser_audit.leakage.stats import Evidence
 from ser_audit.report.model import LayerVerdict, LeakageResult, LeakageVerdict, Recommendation, Verdict
 from ser_audit.report.scoring import SEVERITIES, severity
@@ -46,49 +52,6 @@ ALPHA = 0.05
 POWER = 0.8
 # Beyond this many speakers "speakers needed" stops being a useful figure.
 SPEAKERS_OUT_OF_REACH = 100_000
-
-
-def _standardised(evidence: Sequence[Evidence]) -> tuple[np.ndarray, np.ndarray]:
-    """Observed and null z-scores per row; a row whose null does not vary (one predicted class) gets -inf."""
-    nulls = np.stack([e.null for e in evidence])
-    centre, spread = nulls.mean(1, keepdims=True), nulls.std(1, keepdims=True)
-    varies = spread[:, 0] > 1e-12
-    safe = np.where(varies[:, None], spread, 1.0)
-    z_null = np.where(varies[:, None], (nulls - centre) / safe, -np.inf)
-    z_observed = np.where(varies, (np.array([e.statistic for e in evidence]) - centre[:, 0]) / safe[:, 0], -np.inf)
-    return z_observed, z_null
-
-
-def simultaneous_critical_value(z_null: np.ndarray, alpha: float, *, hypotheses: int) -> float:
-    """The c with P(max_r z_r > c) <= alpha under the shared relabellings (max-T), never above Bonferroni's
-    z for ``hypotheses`` and never under one row's own z.
-
-    The rows of an audit are strongly dependent (the same layer read by several attackers, neighbouring
-    layers), so the quantile of their maximum is well under Bonferroni's bound; bounds L -/+ c·SE then hold
-    jointly as long as the estimates move together as their nulls do.
-    """
-    single, bonferroni = float(stats.norm.ppf(1 - alpha)), float(stats.norm.ppf(1 - alpha / max(1, hypotheses)))
-    finite = np.where(np.isfinite(z_null), z_null, -np.inf).max(0)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
-        return bonferroni
-    return float(np.clip(np.quantile(finite, 1 - alpha), single, bonferroni))
-
-
-def _p(exceed: np.ndarray | int, draws: int) -> np.ndarray:
-    return (1 + np.asarray(exceed)) / (1 + draws)
-
-
-def step_down_max_t(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
-    """Westfall-Young step-down max-T adjusted p-values of ``observed[h]`` against ``null[h, b]``."""
-    order = np.argsort(-observed, kind="stable")
-    # successive[j, b]: the largest null statistic among hypotheses ranked j or lower.
-    successive = np.maximum.accumulate(null[order][::-1], axis=0)[::-1]
-    exceed = (successive >= observed[order][:, None] - 1e-12).sum(1)
-    adjusted = np.maximum.accumulate(_p(exceed, null.shape[1]))
-    out = np.empty(len(observed))
-    out[order] = np.where(np.isfinite(observed[order]), adjusted, 1.0)
-    return out
 
 
 @dataclass(frozen=True)
@@ -148,7 +111,7 @@ def decide(
     if not rows:
         verdict.statement = "nothing was audited"
         return verdict
-    z_observed, z_null = _standardised(evidence)
+    z_observed, z_null = standardised(evidence)
     layer_observed = np.array([z_observed[layer.rows].max() for layer in layers])
     layer_null = np.stack([z_null[layer.rows].max(0) for layer in layers])
     layer_p = step_down_max_t(layer_observed, layer_null)
@@ -159,7 +122,8 @@ def decide(
     for layer, p_layer, maximum in zip(layers, layer_p, layer_null):
         for i in layer.rows:
             row, item = rows[i], evidence[i]
-            within = float(_p((maximum >= z_observed[i] - 1e-12).sum(), draws)) if np.isfinite(z_observed[i]) else 1.0
+            exceed = (maximum >= z_observed[i] - 1e-12).sum()
+            within = float(exceedance_p(exceed, draws)) if np.isfinite(z_observed[i]) else 1.0
             row.p_value_adjusted = max(float(p_layer), within)
             row.significant = row.p_value_adjusted < alpha
             row.simultaneous_ci_low = float(max(0.0, item.statistic - z_low * item.standard_error))
