@@ -2,7 +2,7 @@
 
 Every repetition synthesises a corpus whose speakers cluster their utterances (a voice vector
 per speaker, noise per utterance) and audits four dependent layers with three attackers each
-(see ``ser_audit.leakage.calibration``). It prints, with exact Clopper-Pearson 95% intervals:
+(see ``ser_audit.leakage.statistics.calibration``). It prints, with exact Clopper-Pearson 95% intervals:
 
 - on nulls (no layer carries gender): each p-value method's rejection rate at 5%, including
   the tests ser-audit used before report schema 1.2, and the audit-level decisions (any row
@@ -35,7 +35,7 @@ from typing import Callable
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(variable, "1")
 
-from ser_audit.leakage.calibration import (  # noqa: E402
+from ser_audit.leakage.statistics.calibration import (  # noqa: E402
     ATTACKER_NAMES,
     ATTACKERS,
     DESIGNS,

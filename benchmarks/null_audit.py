@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ser_audit.api import ModelSource, leakage_audit
-from ser_audit.leakage.calibration import clopper_pearson
+from ser_audit.leakage.statistics.calibration import clopper_pearson
 from ser_audit.report.model import Report
 from ser_audit.testing import tiny_corpus, write_planted_cnn
 

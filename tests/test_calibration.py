@@ -25,11 +25,12 @@ import pytest
 from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.embeddings.extract import extract
 from ser_audit.leakage.attackers.neural import NeuralAttacker
-from ser_audit.leakage.calibration import ATTACKERS, DESIGNS, METHODS, Outcome, clopper_pearson, coverage, run
-from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy_of, permutation_p_value, widened_null
-from ser_audit.leakage.resampling import fixed_null
-from ser_audit.leakage.runner import probe_layers
-from ser_audit.leakage.scenario_runner import AttackJob, run_attack
+from ser_audit.leakage.probe import probe_layers
+from ser_audit.leakage.scenarios.plan import AttackJob
+from ser_audit.leakage.scenarios.run import run_attack
+from ser_audit.leakage.statistics.calibration import ATTACKERS, DESIGNS, METHODS, Outcome, clopper_pearson, coverage, run
+from ser_audit.leakage.statistics.inference import SpeakerPermutations, balanced_accuracy_of, permutation_p_value, widened_null
+from ser_audit.leakage.statistics.resampling import fixed_null
 from ser_audit.testing import planted_leak_model, tiny_corpus
 
 NULL_REPETITIONS = 300

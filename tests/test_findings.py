@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ser_audit.leakage.findings import EQUIVALENCE, Estimate, alike, generic_versus_aware, higher, mean_of
+from ser_audit.leakage.statistics.findings import EQUIVALENCE, Estimate, alike, generic_versus_aware, higher, mean_of
 from ser_audit.report.model import Accuracy, LeakageResult
 
 

@@ -9,9 +9,9 @@ from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import equal_length_runs, extract, pool
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.inference import SpeakerPermutations
-from ser_audit.leakage.runner import attack, attack_units, probe_layers
-from ser_audit.leakage.verdicts import decide, recommend
+from ser_audit.leakage.probe import attack, attack_units, probe_layers
+from ser_audit.leakage.statistics.inference import SpeakerPermutations
+from ser_audit.leakage.statistics.verdicts import decide, recommend
 from ser_audit.testing import planted_leak_model
 
 
@@ -102,7 +102,7 @@ def test_closed_form_refits_equal_scikit_learn_refits(n_classes: int, n_train: i
 
 
 def test_balanced_accuracy_of_uninformative_predictions_is_chance_however_unbalanced() -> None:
-    from ser_audit.leakage.inference import balanced_accuracy
+    from ser_audit.leakage.statistics.inference import balanced_accuracy
 
     truth = np.r_[np.zeros(70, dtype=int), np.ones(30, dtype=int)]
     assert balanced_accuracy(truth, np.zeros(100, dtype=int), 2)[0] == 0.5  # majority guess: 0.7 accuracy
@@ -142,7 +142,7 @@ def test_batches_never_pad_variable_length_inputs() -> None:
 
 def test_a_fold_whose_training_side_lacks_a_class_is_noted() -> None:
     from ser_audit.corpus.folds import Fold
-    from ser_audit.leakage.stats import training_gaps
+    from ser_audit.leakage.statistics.rows import training_gaps
 
     labels = np.array(["f", "f", "m", "m", "m"])
     folds = [
@@ -154,7 +154,7 @@ def test_a_fold_whose_training_side_lacks_a_class_is_noted() -> None:
 
 
 def test_input_references_find_gender_in_the_audio(small_corpus: Corpus) -> None:
-    from ser_audit.leakage.runner import input_reference
+    from ser_audit.leakage.probe import input_reference
 
     folds = speaker_disjoint_folds(small_corpus)
     permutations = relabellings(small_corpus, n=99)

@@ -20,9 +20,9 @@ from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import extract
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.inference import balanced_accuracy_of
-from ser_audit.leakage.runner import cross_validate
-from ser_audit.leakage.scenarios import target_family
+from ser_audit.leakage.probe import cross_validate
+from ser_audit.leakage.scenarios.table import target_family
+from ser_audit.leakage.statistics.inference import balanced_accuracy_of
 from ser_audit.models.eager import EagerTorchModel
 from ser_audit.models.export import export_model
 from ser_audit.models.interface import TargetModel

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ser_audit.cli.main import main
-from ser_audit.leakage.scenarios import SAME_ARCHITECTURE_DESIGNS, target_family
+from ser_audit.leakage.scenarios.table import SAME_ARCHITECTURE_DESIGNS, target_family
 from ser_audit.models.eager import EagerTorchModel
 from ser_audit.models.interface import TargetModel
 from ser_audit.models.loading import load_model

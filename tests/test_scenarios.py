@@ -9,10 +9,11 @@ import pytest
 from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import extract
-from ser_audit.leakage.inference import SpeakerPermutations, permutation_p_value
-from ser_audit.leakage.resampling import fixed_null
-from ser_audit.leakage.scenario_runner import AttackData, AttackSettings, run_scenarios
-from ser_audit.leakage.scenarios import choose_designs, target_family
+from ser_audit.leakage.scenarios.plan import AttackData, AttackSettings
+from ser_audit.leakage.scenarios.run import run_scenarios
+from ser_audit.leakage.scenarios.table import choose_designs, target_family
+from ser_audit.leakage.statistics.inference import SpeakerPermutations, permutation_p_value
+from ser_audit.leakage.statistics.resampling import fixed_null
 from ser_audit.models.interface import LayerInfo
 from ser_audit.models.subnetwork import Unavailable
 from ser_audit.testing import planted_maps_model, tiny_corpus
@@ -164,7 +165,7 @@ def test_same_architecture_body_reproduces_the_target() -> None:
 
 
 def test_time_axis_is_read_from_the_stored_map_when_the_cap_shrank_it() -> None:
-    from ser_audit.leakage.scenario_runner import has_time_axis
+    from ser_audit.leakage.scenarios.plan import has_time_axis
 
     layer = LayerInfo(name="conv", index=0, kind="Conv2d", shape=(1, 8, 16, 40), time_axis=3)
     assert has_time_axis(layer)

@@ -9,10 +9,10 @@ import pytest
 
 from ser_audit.corpus.folds import speaker_folds
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.calibration import clustered_layers
-from ser_audit.leakage.inference import SpeakerPermutations
-from ser_audit.leakage.runner import attack
-from ser_audit.leakage.verdicts import decide, speakers_for_a_verdict, step_down_max_t
+from ser_audit.leakage.probe import attack
+from ser_audit.leakage.statistics.calibration import clustered_layers
+from ser_audit.leakage.statistics.inference import SpeakerPermutations
+from ser_audit.leakage.statistics.verdicts import decide, speakers_for_a_verdict, step_down_max_t
 from ser_audit.report.model import Accuracy, LeakageResult
 from ser_audit.report.scoring import GRADE_CAP, grade, privacy_score
 

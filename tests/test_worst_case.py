@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from ser_audit.api import ModelSource, leakage_audit
-from ser_audit.leakage.scenarios import SAME_ARCHITECTURE, SAME_ARCHITECTURE_FROZEN
+from ser_audit.leakage.scenarios.table import SAME_ARCHITECTURE, SAME_ARCHITECTURE_FROZEN
 from ser_audit.report.model import Report
 from ser_audit.testing import tiny_corpus, write_planted_cnn
 

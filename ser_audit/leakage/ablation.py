@@ -19,7 +19,7 @@ from ser_audit.corpus.folds import Fold
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import extract
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.runner import cross_validate
+from ser_audit.leakage.probe import cross_validate
 from ser_audit.models.interface import LayerInfo, TargetModel
 from ser_audit.models.sampling import describe_choice
 from ser_audit.models.training import unweighted_average_recall

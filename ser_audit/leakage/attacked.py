@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ser_audit.leakage.stats import Evidence
+from ser_audit.leakage.statistics.rows import Evidence
 from ser_audit.report.model import LeakageResult
 
 

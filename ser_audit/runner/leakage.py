@@ -28,7 +28,7 @@ from ser_audit.runner.provenance import new_report, now
 if TYPE_CHECKING:
     from ser_audit.corpus.folds import Fold
     from ser_audit.leakage.attacked import AttackedRow
-    from ser_audit.leakage.inference import SpeakerPermutations
+    from ser_audit.leakage.statistics.inference import SpeakerPermutations
     from ser_audit.models.interface import LayerInfo, TargetModel
 
 
@@ -42,7 +42,7 @@ def scenario_layers(selected: Sequence[Any], *, quick: bool = False) -> list[Any
     same-architecture attacker trains nearly the whole target (two starts and a refit per fold),
     which is most of the time of a quick run.
     """
-    from ser_audit.leakage.scenario_runner import has_time_axis
+    from ser_audit.leakage.scenarios.plan import has_time_axis
     from ser_audit.models.interface import is_recurrent
 
     recurrent = [layer for layer in selected if is_recurrent(layer.kind) and has_time_axis(layer)]
@@ -98,7 +98,7 @@ def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
             if missing:
                 inputs.notes.append(f"{missing} utterances of {fed.name} have no other neutral utterance of their "
                                     "speaker: their reference is another utterance of the speaker, of any emotion")
-    from ser_audit.leakage.runner import LLD_SPEC
+    from ser_audit.leakage.probe import LLD_SPEC
 
     inputs.notes += audio_notes(model, corpus, also=[LLD_SPEC])  # the LLD input reference reads the audio too
     if seen:
@@ -128,8 +128,8 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
     """
     from ser_audit.embeddings.extract import extract
     from ser_audit.execution import executor
-    from ser_audit.leakage.inference import SpeakerPermutations
-    from ser_audit.leakage.runner import attack_units, probe_layers
+    from ser_audit.leakage.probe import attack_units, probe_layers
+    from ser_audit.leakage.statistics.inference import SpeakerPermutations
 
     created = now()
     sources.check_device(config.device)
@@ -151,7 +151,7 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
         scenario = _scenarios(config, inputs, embeddings, relabellings, probes.inflation, notes, observer)
         attacked += scenario.attacked
     if scenario is not None and scenario.attacked:
-        from ser_audit.leakage.strongest import strongest_rows
+        from ser_audit.leakage.scenarios.strongest import strongest_rows
 
         attacked += strongest_rows(attacked, inputs.folds, labels, units, relabellings, probes.inflation, seed=seed)
     verification = _verification(config, inputs, embeddings) if config.attribute == "speaker" else []
@@ -193,7 +193,7 @@ def _add_reference_ablation(report: Report, config: AuditConfig, inputs: Inputs,
 def _input_references(config: AuditConfig, inputs: Inputs, relabellings: "SpeakerPermutations", notes: list[str],
                       observer: ProgressObserver) -> tuple[Any, Any]:
     """The probe on the raw audio's LLDs, and on eGeMAPS where the optional extra is installed."""
-    from ser_audit.leakage.runner import input_reference
+    from ser_audit.leakage.probe import input_reference
 
     lld = input_reference(inputs.corpus, inputs.folds, relabellings, attribute=config.attribute, seed=config.seed,
                           observer=observer)
@@ -213,7 +213,8 @@ def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabelling
                inflation: dict[str, float], notes: list[str], observer: ProgressObserver) -> Any:
     from ser_audit.embeddings.extract import extract
     from ser_audit.execution import executor
-    from ser_audit.leakage.scenario_runner import AttackData, AttackSettings, run_scenarios
+    from ser_audit.leakage.scenarios.plan import AttackData, AttackSettings
+    from ser_audit.leakage.scenarios.run import run_scenarios
 
     aux_data = None
     maps = [layer.name for layer in inputs.attacked]
@@ -247,9 +248,9 @@ def _leakage_section(config: AuditConfig, inputs: Inputs, attacked: list["Attack
                      scenario: Any, references: tuple[Any, Any], verification: list[Any],
                      relabellings: "SpeakerPermutations") -> Any:
     """The verdict per layer (adjusted evidence), breakdowns, P0's findings and the split-point recommendation."""
-    from ser_audit.leakage.breakdowns import breakdowns
-    from ser_audit.leakage.findings import p0_findings
-    from ser_audit.leakage.verdicts import decide, recommend
+    from ser_audit.leakage.statistics.breakdowns import breakdowns
+    from ser_audit.leakage.statistics.findings import p0_findings
+    from ser_audit.leakage.statistics.verdicts import decide, recommend
     from ser_audit.report.model import Leakage
 
     chance = probe_rows[0].chance

@@ -16,7 +16,7 @@ from ser_audit.corpus.interface import Corpus
 from ser_audit.corpus.manifest import load_manifest
 from ser_audit.corpus.synthetic.presets import get_preset, write_corpus
 from ser_audit.frontend.spec import ExtraInput, Features, FrontEndSpec
-from ser_audit.leakage.calibration import PlantedLayers, clustered_layers  # noqa: F401  (re-exported)
+from ser_audit.leakage.statistics.calibration import PlantedLayers, clustered_layers  # noqa: F401  (re-exported)
 from ser_audit.models.eager import EagerTorchModel
 
 F0_CHANNEL = 15  # position of F0 among the 32 LLD channels (energy, 12 MFCC, ZCR, voicing, F0, deltas)

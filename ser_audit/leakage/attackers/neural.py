@@ -26,7 +26,7 @@ from ser_audit.embeddings.extract import pool
 from ser_audit.leakage.attackers.design import designs
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.inference import balanced_accuracy, balanced_accuracy_of
+from ser_audit.leakage.statistics.inference import balanced_accuracy, balanced_accuracy_of
 from ser_audit.models.loop import balanced_class_weights, run_epochs
 from ser_audit.models.subnetwork import reinitialised
 

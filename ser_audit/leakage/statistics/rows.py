@@ -12,14 +12,14 @@ from typing import Sequence
 import numpy as np
 
 from ser_audit.corpus.folds import Fold
-from ser_audit.leakage.inference import (
+from ser_audit.leakage.statistics.inference import (
     SpeakerPermutations,
     balanced_accuracy_of,
     permutation_p_value,
     speaker_bootstrap,
     widened_null,
 )
-from ser_audit.leakage.resampling import fixed_null
+from ser_audit.leakage.statistics.resampling import fixed_null
 
 BOOTSTRAP_METHOD = (
     "speaker bootstrap (n - 1 of each class's n speakers resampled, 999 draws, percentile scaled by t/z, "

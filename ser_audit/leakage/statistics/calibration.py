@@ -34,7 +34,8 @@ from threadpoolctl import threadpool_limits
 
 from ser_audit.corpus.folds import Fold, inner_split, speaker_folds
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.inference import (
+from ser_audit.leakage.probe import attack, cross_validate
+from ser_audit.leakage.statistics.inference import (
     SpeakerPermutations,
     balanced_accuracy_of,
     inflation,
@@ -42,22 +43,21 @@ from ser_audit.leakage.inference import (
     speaker_bootstrap,
     widened_null,
 )
-from ser_audit.leakage.resampling import (
+from ser_audit.leakage.statistics.resampling import (
     AUX_EXACT,
     REFITTED_APPROXIMATE,
     fixed_null,
     fixed_spread,
     refitted_probe_null,
 )
-from ser_audit.leakage.runner import attack, cross_validate
-from ser_audit.leakage.stats import (
+from ser_audit.leakage.statistics.rows import (
     Evidence,
     LeakageStatistics,
     fixed_prediction_statistics,
     leakage_statistics,
     row_fields,
 )
-from ser_audit.leakage.verdicts import decide
+from ser_audit.leakage.statistics.verdicts import decide
 from ser_audit.report.gates import leakage_bound
 from ser_audit.report.model import LeakageResult
 from ser_audit.report.scoring import GRADE_CAP, grade, privacy_score

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from ser_audit.leakage.scenarios import SAME_ARCHITECTURE_FROZEN
+from ser_audit.leakage.scenarios.table import SAME_ARCHITECTURE_FROZEN
 from ser_audit.report.model import BreakdownRow, Breakdowns, Finding, LeakageResult
 
 CLOSENESS = ("worst", "s1", "s2", "s3", "s4")  # closest attacker first

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from ser_audit.leakage.stats import Evidence
+from ser_audit.leakage.statistics.rows import Evidence
 
 
 def standardised(evidence: Sequence[Evidence]) -> tuple[np.ndarray, np.ndarray]:

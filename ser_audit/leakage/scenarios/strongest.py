@@ -19,9 +19,9 @@ import numpy as np
 
 from ser_audit.corpus.folds import Fold
 from ser_audit.leakage.attacked import AttackedRow
-from ser_audit.leakage.inference import SpeakerPermutations
-from ser_audit.leakage.resampling import layer_inflation
-from ser_audit.leakage.stats import fixed_prediction_statistics, row_fields
+from ser_audit.leakage.statistics.inference import SpeakerPermutations
+from ser_audit.leakage.statistics.resampling import layer_inflation
+from ser_audit.leakage.statistics.rows import fixed_prediction_statistics, row_fields
 from ser_audit.report.model import LeakageResult
 
 STRONGEST_APPROXIMATE = (

@@ -20,9 +20,9 @@ from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.leakage.attacked import AttackedRow, rows_of
 from ser_audit.leakage.attackers.interface import Attacker
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy_of
-from ser_audit.leakage.resampling import REFITTED_EXACT, refit_inflation, refitted_probe_null
-from ser_audit.leakage.stats import LeakageStatistics, leakage_statistics, row_fields, training_gaps
+from ser_audit.leakage.statistics.inference import SpeakerPermutations, balanced_accuracy_of
+from ser_audit.leakage.statistics.resampling import REFITTED_EXACT, refit_inflation, refitted_probe_null
+from ser_audit.leakage.statistics.rows import LeakageStatistics, leakage_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import LeakageResult

@@ -36,15 +36,15 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from ser_audit.leakage.inference import SpeakerPermutations, distinct_relabellings
-from ser_audit.leakage.multiplicity import (
+from ser_audit.leakage.statistics.inference import SpeakerPermutations, distinct_relabellings
+from ser_audit.leakage.statistics.multiplicity import (
     benjamini_hochberg,
     exceedance_p,
     simultaneous_critical_value,
     standardised,
     step_down_max_t,
 )
-from ser_audit.leakage.stats import Evidence
+from ser_audit.leakage.statistics.rows import Evidence
 from ser_audit.report.model import LayerVerdict, LeakageResult, LeakageVerdict, Recommendation, Verdict
 from ser_audit.report.scoring import SEVERITIES, severity
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ser_audit.corpus.folds import Fold
 from ser_audit.leakage.attackers.linear import LinearProbe
-from ser_audit.leakage.inference import SpeakerPermutations, balanced_accuracy, fixed_prediction_null, inflation
+from ser_audit.leakage.statistics.inference import SpeakerPermutations, balanced_accuracy, fixed_prediction_null, inflation
 
 DEFAULT_PERMUTATIONS = 999
 

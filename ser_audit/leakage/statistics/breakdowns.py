@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ser_audit.corpus.interface import Corpus, Utterance
-from ser_audit.leakage.inference import speaker_bootstrap
+from ser_audit.leakage.statistics.inference import speaker_bootstrap
 from ser_audit.report.model import BreakdownRow, Breakdowns, LeakageResult
 
 _GROUPINGS: dict[str, Callable[[Utterance], str | None]] = {

@@ -1,0 +1,158 @@
+"""Running the planned attack jobs through an executor and scoring each like the probe rows.
+
+Attackers trained on the aux corpus have their fold accuracies from the same attacker on each
+fold's held-out speakers; their p-value is exact. Attackers refitted on the audit folds get the
+probe's refit/fixed ratio as widening (``statistics.resampling``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import clone
+
+from ser_audit.corpus.folds import Fold, assert_speaker_disjoint
+from ser_audit.execution.interface import Executor
+from ser_audit.execution.local import LocalExecutor
+from ser_audit.leakage.attacked import AttackedRow, rows_of
+from ser_audit.leakage.attackers.neural import NeuralAttacker, Rows, designs
+from ser_audit.leakage.scenarios.plan import AttackData, AttackJob, AttackSettings, plan_jobs
+from ser_audit.leakage.scenarios.table import (
+    KINDS,
+    SAME_ARCHITECTURE_DESIGNS,
+    SCENARIOS,
+)
+from ser_audit.leakage.statistics.inference import SpeakerPermutations, balanced_accuracy_of
+from ser_audit.leakage.statistics.resampling import AUX_EXACT, REFITTED_APPROXIMATE, layer_inflation
+from ser_audit.leakage.statistics.rows import fixed_prediction_statistics, row_fields, training_gaps
+from ser_audit.models.interface import LayerInfo, TargetModel
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+from ser_audit.report.model import LeakageResult, SkippedAttack
+
+
+@dataclass
+class AttackOutcome:
+    job: AttackJob
+    truths: list[np.ndarray]
+    predictions: list[np.ndarray]
+    n_train: int
+    parameters: int
+    architecture: str
+    # Per fold: balanced accuracy on speakers of the fold's training side that the attacker did not
+    # train on (None where it could hold none out); the strongest-attacker row chooses by it.
+    validation: list[float | None]
+
+
+def run_attack(job: AttackJob) -> AttackOutcome:
+    """Fit and test one attacker (per fold on the audit corpus, or once on the aux corpus)."""
+    aware = job.kind == "aware"
+    truths, predictions, validation, choices = [], [], [], []
+    if job.aux_inputs is None:
+        fitted = job.attacker
+        for fold in job.folds:
+            fitted = clone(job.attacker).fit(
+                Rows(job.audit_inputs, fold.train), job.audit_attribute[fold.train],
+                emotion=job.audit_emotion[fold.train] if aware else None, groups=job.audit_speakers[fold.train],
+            )
+            truths.append(job.audit_attribute[fold.test])
+            predictions.append(fitted.predict(Rows(job.audit_inputs, fold.test)))
+            validation.append(fitted.validation_score_)
+            choices.append(f"{fold.name}: {fitted.choice_}" if hasattr(fitted, "choice_") else "")
+        n_train = int(np.mean([len(fold.train) for fold in job.folds]))
+    else:
+        assert job.aux_attribute is not None
+        fitted = clone(job.attacker).fit(
+            Rows(job.aux_inputs, np.arange(len(job.aux_inputs))), job.aux_attribute,
+            emotion=job.aux_emotion if aware else None, groups=job.aux_speakers,
+        )
+        # Every audit utterance is tested by some fold; the attacker never saw any of them.
+        predicted = fitted.predict(Rows(job.audit_inputs, np.arange(len(job.audit_inputs))))
+        classes = np.unique(job.audit_attribute)
+        for fold in job.folds:
+            truths.append(job.audit_attribute[fold.test])
+            predictions.append(predicted[fold.test])
+            validation.append(balanced_accuracy_of(job.audit_attribute[fold.train], predicted[fold.train], classes))
+        n_train = len(job.aux_inputs)
+        choices = [getattr(fitted, "choice_", "")]
+    architecture = fitted.architecture
+    if any(choices):  # the same-architecture attacker: which start and rate held-out training speakers chose
+        architecture = f"{_generic_architecture(fitted)}; chosen on held-out training speakers: {'; '.join(choices)}"
+    return AttackOutcome(job, truths, predictions, n_train, fitted.parameter_count(), architecture, validation)
+
+
+def _generic_architecture(fitted: NeuralAttacker) -> str:
+    """The same-architecture attacker's description without the start and rate that won the last fit."""
+    return f"same-architecture, trained for the attribute (the target's weights or a fresh start): {fitted.body_description}" + (
+        " + emotion head (multi-task)" if fitted.aware else "")
+
+
+@dataclass
+class ScenarioResults:
+    attacked: list[AttackedRow] = field(default_factory=list)
+    skipped: list[SkippedAttack] = field(default_factory=list)
+    family: str = "convolutional"
+
+    @property
+    def rows(self) -> list[LeakageResult]:
+        return rows_of(self.attacked)
+
+
+def run_scenarios(
+    model: TargetModel,
+    layers: Sequence[LayerInfo],
+    audit: AttackData,
+    aux: AttackData | None,
+    folds: Sequence[Fold],
+    permutations: SpeakerPermutations,
+    inflation: dict[str, float],
+    *,
+    attribute: str = "gender",
+    scenarios: Sequence[str] = SCENARIOS,
+    kinds: Sequence[str] = KINDS,
+    settings: AttackSettings = AttackSettings(),
+    executor: Executor | None = None,
+    observer: ProgressObserver = NULL_OBSERVER,
+) -> ScenarioResults:
+    """Every planned attack, scored like the probe rows (``stats``) under the shared ``permutations``;
+    ``inflation`` (per layer, from the probe) widens the nulls of attackers refitted on the audit folds."""
+    assert_speaker_disjoint(audit.corpus, list(folds))
+    jobs, skipped, family = plan_jobs(model, layers, audit, aux, folds, scenarios=scenarios, kinds=kinds, settings=settings)
+    speakers = np.array(audit.corpus.labels("speaker"))
+    results = ScenarioResults(skipped=skipped, family=family)
+    executor = executor or LocalExecutor()
+    with observer.task(f"training {len(jobs)} scenario attackers", total=len(jobs)) as task:
+        for outcome in executor.map(run_attack, jobs):
+            results.attacked.append(_row(outcome, speakers, attribute, settings, permutations, inflation))
+            task.advance()
+    return results
+
+
+def _row(
+    outcome: AttackOutcome,
+    speakers: np.ndarray,
+    attribute: str,
+    settings: AttackSettings,
+    permutations: SpeakerPermutations,
+    inflation: dict[str, float],
+) -> AttackedRow:
+    job = outcome.job
+    tested = np.concatenate([fold.test for fold in job.folds])
+    on_aux = job.aux_inputs is not None
+    statistics = fixed_prediction_statistics(
+        outcome.truths, outcome.predictions, folds=job.folds, units=speakers[tested], permutations=permutations,
+        p_value_method=AUX_EXACT if on_aux else REFITTED_APPROXIMATE,
+        refitted_widen=None if on_aux else layer_inflation(inflation, job.layer.name), seed=settings.seed,
+    )
+    family = "same-architecture" if job.design in SAME_ARCHITECTURE_DESIGNS else designs()[job.design].family
+    row = LeakageResult(
+        layer=job.layer.name, layer_index=job.layer.index, scenario=job.scenario, attacker_kind=job.kind,
+        attacker_architecture=outcome.architecture, attacker_design=job.design, attacker_family=family,
+        attacker_parameters=outcome.parameters, training_data="aux" if on_aux else "same", attribute=attribute,
+        n_features=int(np.prod(job.audit_inputs.shape[1:])), n_train=outcome.n_train, reduction=job.reduction,
+        notes=training_gaps(job.audit_attribute, job.folds) if not on_aux else [],
+        **row_fields(statistics),
+    )
+    return AttackedRow(row, dict(zip(tested.tolist(), np.concatenate(outcome.predictions).tolist())),
+                       statistics.evidence, outcome.validation)

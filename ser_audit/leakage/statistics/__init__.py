@@ -1,0 +1,1 @@
+"""Statistics of leakage rows: inference, resampling, rows, multiplicity, verdicts, findings, breakdowns, calibration."""
