@@ -98,7 +98,7 @@ def test_api_values_of_the_wrong_type_name_the_cli_flag(options: dict, message: 
 
 
 def test_flag_gates_come_first_and_the_policy_file_numbers_its_own_rules(tmp_path: Path) -> None:
-    from ser_audit.runner.verdict import decide, policies_of
+    from ser_audit.runner.gating import decide_gates, policies_of
 
     policy = tmp_path / "policy.toml"
     policy.write_text('[[leakage]]\nlayer = "fc*"\nmax_gap = 0.2\n')
@@ -109,7 +109,7 @@ def test_flag_gates_come_first_and_the_policy_file_numbers_its_own_rules(tmp_pat
     from ser_audit.report.model import Report
 
     empty = Report.model_construct(leakage=None, robustness=None, scores=None)
-    names = [gate.name for gate in decide(policies, empty)]
+    names = [gate.name for gate in decide_gates(policies, empty)]
     assert names[-1] == "policy leakage[1] layer=fc* scenario=* matches a row"
     with pytest.raises(ConfigError, match="--at-eps 0.03 is not on the FGSM grid"):
         policies_of(AuditConfig.create("m.onnx", min_robust_uar=0.1, at_eps=0.03), leakage=False, robustness=True)

@@ -26,8 +26,7 @@ def planted_rows(small_corpus: Corpus):
     embeddings = extract(model, small_corpus, layers)
     permutations = relabellings(small_corpus)
     probes = probe_layers(embeddings, small_corpus, layers, speaker_disjoint_folds(small_corpus), permutations)
-    verdict = decide(probes.rows, [item.evidence for item in probes.attacked], permutations=permutations,
-                     threshold=0.6)
+    verdict = decide(probes.attacked, permutations=permutations, threshold=0.6)
     return {row.layer: row for row in probes.rows} | {f"verdict:{v.layer}": v for v in verdict.layers} | {
         "probes": probes, "permutations": permutations}
 
@@ -58,13 +57,13 @@ def test_layer_verdicts_both_ways(planted_rows) -> None:
 
 
 def test_recommendation_uses_simultaneous_upper_bounds(planted_rows) -> None:
-    rows, evidence = planted_rows["probes"].rows, [item.evidence for item in planted_rows["probes"].attacked]
+    attacked = planted_rows["probes"].attacked
     noise = planted_rows["noise"]
     assert noise.simultaneous_ci_high > noise.ci_high  # wider than the row's own interval
     permutations = planted_rows["permutations"]
-    certified = decide(rows, evidence, permutations=permutations, threshold=noise.simultaneous_ci_high + 1e-6)
+    certified = decide(attacked, permutations=permutations, threshold=noise.simultaneous_ci_high + 1e-6)
     assert recommend(certified, {"pitch", "noise"}).layer == "noise"
-    strict = decide(rows, evidence, permutations=permutations, threshold=noise.simultaneous_ci_high - 0.01)
+    strict = decide(attacked, permutations=permutations, threshold=noise.simultaneous_ci_high - 0.01)
     assert recommend(strict, {"pitch", "noise"}).layer is None
 
 

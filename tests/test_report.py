@@ -234,3 +234,21 @@ def test_baseline_changes_carry_both_intervals_and_the_change_interval(gated_rep
         first.model_copy(update={"standard_error": 0.01}), *rows[1:]]})}), moved_by(0.2, 0.01))
     assert next(c for c in precise.leakage if c.key == key).verdict == "worse"
     assert next(c for c in compare(before, moved_by(0.2, 0.2)).leakage if c.key == key).verdict == "same"
+
+
+def test_markdown_and_html_summaries_lead_with_the_verdict_the_rows_support(gated_report: Path) -> None:
+    import html
+
+    from ser_audit.report.model import Report
+
+    report = Report.model_validate_json(gated_report.read_text())
+    verdict = report.leakage.verdict if report.leakage else None
+    assert verdict is not None and verdict.layers
+    for row in report.leakage.results if report.leakage else []:  # no severity contradicts its own evidence
+        assert (row.severity != "none") == bool(row.significant), row.key
+    markdown, page = _render(gated_report, "--format", "md").stdout, _render(gated_report, "--format", "html").stdout
+    summary = markdown.split("## Summary", 1)[1].split("## Provenance", 1)[0]
+    assert f"gender verdict: {verdict.statement}" in summary
+    assert verdict.statement in html.unescape(page)
+    for layer in verdict.layers:  # one line per layer, with the layer's own verdict and severity
+        assert f"| {layer.layer} | {layer.verdict} | {layer.severity} |" in summary

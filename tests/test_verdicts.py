@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ser_audit.corpus.folds import speaker_folds
+from ser_audit.leakage.attacked import AttackedRow, rows_of
 from ser_audit.leakage.attackers.linear import LinearProbe
 from ser_audit.leakage.probe import attack
 from ser_audit.leakage.statistics.calibration import clustered_layers
@@ -54,19 +55,18 @@ def audit(women: int, men: int, leak: float, seed: int, *, n_layers: int = 2):
     data = clustered_layers(women=women, men=men, leak=leak, n_layers=n_layers, seed=seed, model_seed=seed)
     folds = speaker_folds(data.speakers, data.labels, data.sessions, seed=seed)
     permutations = SpeakerPermutations.draw(data.labels, data.speakers, n=199, seed=seed)
-    rows, evidence = [], []
+    attacked = []
     for layer, features in enumerate(data.layers):
         probe = attack(LinearProbe(), features, data.labels, data.speakers, folds, permutations, seed=seed)
         s = probe.statistics
-        rows.append(LeakageResult(
+        attacked.append(AttackedRow(LeakageResult(
             layer=f"layer{layer}", layer_index=layer, scenario="probe", attacker_kind="generic",
             attacker_architecture="probe", attacker_parameters=1, training_data="same", attribute="gender",
             accuracy=Accuracy(mean=s.mean, std=s.std, folds=s.folds, ci_low=s.accuracy_low, ci_high=s.accuracy_high),
             balanced_accuracy=s.balanced_accuracy, ci_low=s.ci_low, ci_high=s.ci_high, standard_error=s.standard_error,
             chance=s.chance, p_value=s.p_value, gap=s.gap, normalised_leakage=s.normalised_leakage, n_test=s.n_test,
-            n_features=features.shape[1]))
-        evidence.append(s.evidence)
-    return rows, decide(rows, evidence, permutations=permutations, threshold=0.6)
+            n_features=features.shape[1]), {}, s.evidence, []))
+    return rows_of(attacked), decide(attacked, permutations=permutations, threshold=0.6)
 
 
 def assert_consistent(rows: list[LeakageResult], verdict) -> None:

@@ -9,17 +9,17 @@ from ser_audit.errors import SerAuditError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import HardeningEffect, LeakageResult, Report
 from ser_audit.report.scoring import score
+from ser_audit.runner.gating import decide_gates, policies_of
 from ser_audit.runner.leakage import run_leakage
 from ser_audit.runner.provenance import now
 from ser_audit.runner.robustness import probe_settings, run_robustness
 from ser_audit.runner.sources import Loader
-from ser_audit.runner.verdict import decide, policies_of
 
 
 def leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: ProgressObserver = NULL_OBSERVER) -> Report:
     policies = policies_of(config, leakage=True, robustness=False)
     report = run_leakage(config, command=command, observer=observer)
-    report.gates = decide(policies, report)
+    report.gates = decide_gates(policies, report)
     return report
 
 
@@ -27,7 +27,7 @@ def robustness(config: AuditConfig, *, command: Sequence[str] = (),
                observer: ProgressObserver = NULL_OBSERVER) -> Report:
     policies = policies_of(config, leakage=False, robustness=True)
     report = run_robustness(config, command=command, observer=observer)
-    report.gates = decide(policies, report)
+    report.gates = decide_gates(policies, report)
     return report
 
 
@@ -48,7 +48,7 @@ def audit(config: AuditConfig, *, command: Sequence[str] = (), observer: Progres
                                                     loader=loader).robustness
         _hardening_effect(config, report, observer, loader)
     score(report)
-    report.gates = decide(policies, report)
+    report.gates = decide_gates(policies, report)
     report.finished = now()
     return report
 

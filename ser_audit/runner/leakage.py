@@ -123,7 +123,7 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
                 loader: sources.Loader | None = None) -> Report:
     """P0's leakage study on ``config.model``: every selected layer, scenario and attacker kind.
 
-    Gates are not decided here (see ``runner.verdict``), so that ``audit`` decides once on the
+    Gates are not decided here (see ``runner.gating``), so that ``audit`` decides once on the
     whole report.
     """
     from ser_audit.embeddings.extract import extract
@@ -258,7 +258,7 @@ def _leakage_section(config: AuditConfig, inputs: Inputs, attacked: list["Attack
     # A split point must hold in every scenario, so only layers the scenario attackers audited qualify.
     audited = {layer.name for layer in (inputs.attacked if scenario_ran else inputs.selected)}
     rows = [item.row for item in attacked]
-    verdict = decide(rows, [item.evidence for item in attacked], permutations=relabellings,
+    verdict = decide(attacked, permutations=relabellings,
                      threshold=verdict_threshold(config, chance),
                      n_speakers=inputs.corpus.summary()["n_speakers"])
     splits = breakdowns(rows, [item.predictions for item in attacked], inputs.corpus, config.attribute)

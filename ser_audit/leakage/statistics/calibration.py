@@ -33,6 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ser_audit.corpus.folds import Fold, inner_split, speaker_folds
+from ser_audit.leakage.attacked import AttackedRow, rows_of
 from ser_audit.leakage.attackers.linear import LinearProbe
 from ser_audit.leakage.probe import attack, cross_validate
 from ser_audit.leakage.statistics.inference import (
@@ -51,7 +52,6 @@ from ser_audit.leakage.statistics.resampling import (
     refitted_probe_null,
 )
 from ser_audit.leakage.statistics.rows import (
-    Evidence,
     LeakageStatistics,
     fixed_prediction_statistics,
     leakage_statistics,
@@ -303,12 +303,10 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
     classes = permutations.classes
     tested = np.concatenate([fold.test for fold in folds])
     outcome = Outcome()
-    rows: list[LeakageResult] = []
-    evidence: list[Evidence] = []
+    attacked: list[AttackedRow] = []
 
     def add(layer: int, name: str, statistics: LeakageStatistics) -> None:
-        rows.append(_row(f"layer{layer}", name, statistics))
-        evidence.append(statistics.evidence)
+        attacked.append(AttackedRow(_row(f"layer{layer}", name, statistics), {}, statistics.evidence, []))
 
     for layer, features in enumerate(data.layers):
         probe = attack(LinearProbe(), features, data.labels, data.speakers, folds, permutations, seed=seed)
@@ -338,7 +336,8 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
             }
     if coverage:
         outcome.intervals = first_layer_intervals(design, data, aux, folds, permutations, leak=leak, seed=seed)
-    decision = decide(rows, evidence, permutations=permutations, threshold=1 / len(classes) + max_gap)
+    decision = decide(attacked, permutations=permutations, threshold=1 / len(classes) + max_gap)
+    rows = rows_of(attacked)
     outcome.verdict = decision.verdict
     outcome.layer_verdicts = [layer.verdict for layer in decision.layers]
     outcome.private_margin = max(layer.upper_bound - layer.chance for layer in decision.layers)

@@ -36,6 +36,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from ser_audit.leakage.attacked import AttackedRow
 from ser_audit.leakage.statistics.inference import SpeakerPermutations, distinct_relabellings
 from ser_audit.leakage.statistics.multiplicity import (
     benjamini_hochberg,
@@ -44,7 +45,6 @@ from ser_audit.leakage.statistics.multiplicity import (
     standardised,
     step_down_max_t,
 )
-from ser_audit.leakage.statistics.rows import Evidence
 from ser_audit.report.model import LayerVerdict, LeakageResult, LeakageVerdict, Recommendation, Verdict
 from ser_audit.report.scoring import SEVERITIES, severity
 
@@ -82,8 +82,7 @@ def speakers_for_a_verdict(unit_counts: Sequence[int], alpha: float = ALPHA) -> 
 
 
 def decide(
-    rows: Sequence[LeakageResult],
-    evidence: Sequence[Evidence],
+    attacked: Sequence[AttackedRow],
     *,
     permutations: SpeakerPermutations,
     threshold: float,
@@ -93,12 +92,12 @@ def decide(
     """Adjust every row and decide every layer (see the module docstring); rows are filled in place.
 
     Args:
-        rows, evidence: The audit's rows and, in the same order, their statistic, null and standard error.
+        attacked: The audit's rows, each with its statistic, null and standard error.
         permutations: The relabellings the nulls were computed on.
         threshold: T, in the units of L (attacker balanced accuracy).
         n_speakers: Speakers of the audit corpus, for "speakers needed" (default: the relabelled units).
     """
-    assert len(rows) == len(evidence)
+    rows, evidence = [item.row for item in attacked], [item.evidence for item in attacked]
     layers = _layers_of(rows)
     draws = permutations.n
     verdict = LeakageVerdict(

@@ -24,5 +24,5 @@ def policies_of(config: AuditConfig, *, leakage: bool, robustness: bool) -> list
     return [flags, *([load_policy(config.policy)] if config.policy is not None else [])]
 
 
-def decide(policies: list[Policy], report: Report) -> list[Gate]:
+def decide_gates(policies: list[Policy], report: Report) -> list[Gate]:
     return [gate for policy in policies for gate in evaluate(policy, report)]
