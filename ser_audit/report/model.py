@@ -106,12 +106,12 @@ class LeakageResult(_Strict):
     ci_high: float | None = Field(None, description="Upper end of that interval.")
     standard_error: float | None = Field(None, description="Speaker-level standard error of L.")
     simultaneous_ci_low: float | None = Field(
-        None, description="Lower bound of L that holds jointly with every other bound of the report at 95% "
-        "(Bonferroni over the rows); what `leaks` and the gates compare with their threshold."
+        None, description="Lower bound of L, jointly with every row's at 95% (max-T quantile over the rows, at most "
+        "Bonferroni's); what `leaks` and the gates compare with their threshold."
     )
     simultaneous_ci_high: float | None = Field(
-        None, description="Upper bound of L, jointly at 95% (Bonferroni over the layers: a layer is private only "
-        "when every one of its rows is under the threshold); what `private` compares."
+        None, description="Upper bound of L, jointly over the layers at 95% (a layer is private only when every one "
+        "of its rows is under the threshold); what `private` compares."
     )
     interval_method: str | None = Field(None, description="How the intervals were computed (see README, Statistics).")
     chance: float = Field(description="1 / number of classes: L of an attacker that knows nothing.")
@@ -271,7 +271,7 @@ class LeakageVerdict(_Strict):
     statement: str = Field(description="The verdict in one sentence, with what to do next.")
     threshold: float = Field(description="Leakage threshold T of `leaks` and `private` (--max-leakage, chance + "
                                          "--max-gap, else chance + 0.1).")
-    alpha: float = Field(0.05, description="Family-wise error rate over layers; every bound holds jointly at 1 - alpha.")
+    alpha: float = Field(0.05, description="Family-wise error rate over layers, for leaks and for private claims each.")
     relabellings: int = Field(description="Speaker relabellings the null distributions were computed on.")
     relabellings_exact: bool = Field(description="Every distinct relabelling was enumerated (the p-values are exact).")
     distinct_relabellings: int = Field(description="How many distinct relabellings the audit's speakers admit.")

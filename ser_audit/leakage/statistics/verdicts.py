@@ -10,12 +10,13 @@ writes. So:
    Young (1993), which controls the family-wise error rate over layers at ``alpha``.
 2. **Rows within a layer.** A row's adjusted p-value is the larger of its layer's and its own
    max-T p-value among the layer's rows; a row is significant only inside a significant layer.
-3. **Bounds.** Every bound of a report holds jointly at 1 - alpha: lower bounds L - c·SE with
-   c the (1 - alpha/2) quantile of the largest standardised null statistic over every row (max-T
-   on the shared relabellings: the rows' dependence is used, and c never exceeds Bonferroni's z),
-   upper bounds L + c·SE with c from the smallest, capped by Bonferroni over the layers. An upper
-   bound needs no share per row: a layer is private only when *every* one of its rows is under the
-   threshold (an intersection-union test).
+3. **Bounds.** Lower bounds L - c·SE hold jointly over every row at 1 - alpha, with c the
+   (1 - alpha) quantile of the largest standardised null statistic over every row (max-T on the
+   shared relabellings: the rows' dependence is used, and c never exceeds Bonferroni's z); upper
+   bounds L + c·SE hold jointly over the layers, c from the smallest, capped by Bonferroni over
+   the layers. An upper bound needs no share per row: a layer is private only when *every* one
+   of its rows is under the threshold (an intersection-union test). A false ``leaks`` and a
+   false ``private`` are different errors, and each kind is held to alpha family-wise.
 4. **Verdict.** ``leaks``: the layer is significant and a significant row's lower bound is past
    the threshold T. ``private``: every row's upper bound is under T (certified). Otherwise
    ``inconclusive``, with the smallest leakage the corpus could detect at 80% power and about
@@ -114,8 +115,9 @@ def decide(
     layer_observed = np.array([z_observed[layer.rows].max() for layer in layers])
     layer_null = np.stack([z_null[layer.rows].max(0) for layer in layers])
     layer_p = step_down_max_t(layer_observed, layer_null)
-    z_low = simultaneous_critical_value(z_null, alpha / 2, hypotheses=len(rows))
-    z_high = simultaneous_critical_value(-z_null, alpha / 2, hypotheses=len(layers))
+    # A false "leaks" and a false "private" are different errors; each kind is held to alpha family-wise.
+    z_low = simultaneous_critical_value(z_null, alpha, hypotheses=len(rows))
+    z_high = simultaneous_critical_value(-z_null, alpha, hypotheses=len(layers))
     for row, q in zip(rows, benjamini_hochberg([row.p_value for row in rows])):
         row.q_value = float(q)
     for layer, p_layer, maximum in zip(layers, layer_p, layer_null):
