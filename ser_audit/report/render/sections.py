@@ -101,7 +101,8 @@ def verdict_table(verdict: LeakageVerdict, *, compact: bool = False) -> Table:
         rows.append(row)
     if not compact:
         headers += ["layer adjusted p", "lower bound", "upper bound", "detectable from", "speakers to decide"]
-    return Table(headers, rows, f"threshold T = {verdict.threshold:.3f}; lower and upper bounds each hold jointly at {1 - verdict.alpha:.0%}")
+    caption = f"threshold T = {verdict.threshold:.3f}; lower and upper bounds each hold jointly at {1 - verdict.alpha:.0%}"
+    return Table(headers, rows, caption)
 
 
 def _breakdown_table(rows: Sequence[BreakdownRow], caption: str) -> Table | None:
