@@ -1,4 +1,5 @@
-"""Fitting attackers on tapped layers over speaker-disjoint folds and scoring them."""
+"""The linear probe on every tapped layer, and on the audio's own descriptors (the input references):
+cross-validated over speaker-disjoint folds, with its exact refitting null."""
 
 from __future__ import annotations
 

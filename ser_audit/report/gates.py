@@ -32,7 +32,7 @@ def worst_row(rows: Sequence[LeakageResult], measure: Callable[[LeakageResult], 
 
 def describe(row: LeakageResult) -> str:
     adjusted = f", adjusted p {row.p_value_adjusted:.3g}" if row.p_value_adjusted is not None else ""
-    bounds = (f", simultaneous interval [{row.simultaneous_ci_low:.3f}, {row.simultaneous_ci_high:.3f}]"
+    bounds = (f", joint bounds [{row.simultaneous_ci_low:.3f}, {row.simultaneous_ci_high:.3f}]"
               if row.simultaneous_ci_low is not None and row.simultaneous_ci_high is not None else "")
     return f"{row.key}: L {row.balanced_accuracy:.3f}{bounds}{adjusted}"
 
