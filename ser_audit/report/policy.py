@@ -37,9 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ser_audit.errors import ConfigError
 from ser_audit.report.gates import describe, leakage_bound, max_gap_gate, max_leakage_gate
 from ser_audit.report.model import Gate, LeakageResult, Report
-from ser_audit.report.scoring import level, normalised
-
-SEVERITIES = ("none", "low", "medium", "high", "critical")
+from ser_audit.report.scoring import SEVERITIES, level, normalised
 
 
 class _Strict(BaseModel):
