@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
+import typer
+
 from ser_audit import api
 from ser_audit.cli import options
 from ser_audit.cli.progress import observer_for
 from ser_audit.cli.render import print_json, print_table
+from ser_audit.errors import ConfigError
 
 
 def layers(
@@ -15,12 +20,17 @@ def layers(
     trust_pickle: options.TrustPickleOption = False,
     cache_dir: options.CacheDirOption = None,
     seed: options.SeedOption = 0,
+    which: Annotated[Optional[str], typer.Option(
+        "--layers", help="'all': also the leaves inside a transformer's blocks (listed by default: the blocks).",
+    )] = None,
     json_output: options.JsonOption = False,
     quiet: options.QuietOption = False,
 ) -> None:
     """List tappable layers: index, name, op/kind, output shape."""
     source = api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle)
-    rows = api.list_layers(source, cache_dir=cache_dir, seed=seed, observer=observer_for(quiet))
+    if which not in (None, "all"):
+        raise ConfigError(f"--layers {which!r}: the layers command takes --layers all (every leaf) or nothing")
+    rows = api.list_layers(source, cache_dir=cache_dir, seed=seed, observer=observer_for(quiet), everything=which == "all")
     if json_output:
         print_json([row.model_dump() for row in rows])
         return

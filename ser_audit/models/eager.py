@@ -39,6 +39,32 @@ def first_tensor(output: Any) -> tuple[torch.Tensor | None, str | None]:
     return None, None
 
 
+def logits_of(output: Any) -> torch.Tensor:
+    """The logits in whatever a module returns: a tensor, a transformers ModelOutput or dict (``logits``),
+    a dataclass with ``logits``, or a tuple whose first tensor they are."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
+        return output["logits"]
+    if isinstance(getattr(output, "logits", None), torch.Tensor):
+        return output.logits
+    tensor, _ = first_tensor(output)
+    if tensor is None:
+        raise TypeError(f"the module returned a {type(output).__name__} with no logits tensor in it")
+    return tensor
+
+
+class LogitsOnly(nn.Module):
+    """A module whose output is not a tensor, made to return its logits (for gradients and exports)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.module(*inputs))
+
+
 class EagerTorchModel(TargetModel):
     """A ``torch.nn.Module`` in eval mode. Its layers are the leaf modules in call order, and the
     container modules whose output is their own operation (a residual block's sum), not a child's."""
@@ -50,6 +76,7 @@ class EagerTorchModel(TargetModel):
         self.frontend = frontend
         self.path = path
         self._layers = None
+        self._returns_tensor: bool | None = None
 
     def _layer_entries(self) -> list[LayerEntry]:
         modules = {name: module for name, module in self.module.named_modules() if name}
@@ -84,11 +111,15 @@ class EagerTorchModel(TargetModel):
         ]
         try:
             with torch.no_grad():
-                self.module(*self._tensors(self.example_inputs()))
+                self._call(self._tensors(self.example_inputs()))
         finally:
             for handle in handles:
                 handle.remove()
         return [replace(entry, readers=len(readers.get(entry.name, ()))) for entry in entries.values()]
+
+    def _call(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The module on ``tensors``, its logits unwrapped from a ModelOutput, dict, dataclass or tuple."""
+        return logits_of(self.module(*tensors))
 
     def _tensors(self, inputs: Mapping[str, np.ndarray]) -> list[torch.Tensor]:
         return [torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in self.input_names]
@@ -112,7 +143,7 @@ class EagerTorchModel(TargetModel):
             module.inplace = False
         try:
             with torch.no_grad():
-                logits = self.module(*self._tensors(inputs))
+                logits = self._call(self._tensors(inputs))
         finally:
             for handle in handles:
                 handle.remove()
@@ -129,4 +160,7 @@ class EagerTorchModel(TargetModel):
         return split_eager(self.module, layer)
 
     def differentiable(self) -> nn.Module:
-        return self.module
+        if self._returns_tensor is None:
+            with torch.no_grad():
+                self._returns_tensor = isinstance(self.module(*self._tensors(self.example_inputs())), torch.Tensor)
+        return self.module if self._returns_tensor else LogitsOnly(self.module)

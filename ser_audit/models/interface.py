@@ -209,6 +209,11 @@ class TargetModel(ABC):
             chosen = {layer.index: layer for layer in layers[:-1]}
         return [chosen[i] for i in sorted(chosen)]
 
+    def listed_layers(self, everything: bool = False) -> list[LayerInfo]:
+        """What ``ser-audit layers`` shows: every layer here; a format with many leaves inside its blocks
+        (transformers) shows the blocks unless ``everything``."""
+        return self.layers()
+
     def select_layers(self, spec: str | None) -> list[LayerInfo]:
         """Layers matching a comma-separated list of names, globs, indices, ranges (``2-5``) or ``all``;
         ``None`` selects ``default_taps()``. A token that is a layer's name is that layer, even when

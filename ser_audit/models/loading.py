@@ -1,11 +1,10 @@
-"""MODEL strings to TargetModel: ``*.onnx``, TorchScript, ``*.pt2``, ``zoo:NAME``, ``python:pkg.mod:factory``."""
+"""MODEL strings to TargetModel: dispatch to the format that claims one, and the torch loaders they share."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,40 +34,27 @@ def load_model(
     cache_dir: Path,
     seed: int = 0,
     observer: ProgressObserver = NULL_OBSERVER,
+    strict: bool = False,
 ) -> TargetModel:
-    """Load any supported model; the front-end spec comes from ``--frontend``, a sidecar or the file itself."""
-    explicit = load_spec_file(frontend) if frontend else None
-    if spec.startswith("zoo:"):
-        from ser_audit.models.zoo import load_or_train
+    """Load any supported model through the format that claims it (``ser_audit.models.formats``);
+    the front-end spec comes from ``--frontend``, a sidecar, the folder or the file itself."""
+    from ser_audit.models.formats import ModelRequest, claiming_format
 
-        checkpoint = load_or_train(spec[4:], cache_dir=cache_dir, seed=seed, observer=observer)
-        return runs_on_its_spec(load_checkpoint(checkpoint, explicit), spec)
-    if spec.startswith("python:"):
-        return runs_on_its_spec(_load_factory(spec[len("python:") :], weights, explicit), spec)
-    path = Path(spec)
-    if not path.exists():
-        raise ModelError(f"model {path} does not exist; pass a .onnx/.pt/.pt2 file, zoo:NAME or python:module:factory")
-    if not path.is_file():
-        raise ModelError(f"model {path} is a folder; pass the model file itself")
-    if path.stat().st_size == 0:
+    request = ModelRequest(spec, frontend=load_spec_file(frontend) if frontend else None, weights=weights,
+                           trust_pickle=trust_pickle, cache_dir=cache_dir, seed=seed, observer=observer)
+    path = request.path
+    if path.is_file() and path.stat().st_size == 0:
         raise ModelError(f"model {path} is empty (0 bytes)")
-    explicit = explicit or sidecar_spec(path)
-    if path.suffix.lower() == ".onnx":
-        from ser_audit.models.onnx_model import load_onnx
-
-        return load_onnx(path, explicit)
-    if not zipfile.is_zipfile(path):
-        raise ModelError(f"model {path} is neither ONNX (.onnx) nor a torch archive (.pt/.pt2); check the file")
-    entries = zipfile.ZipFile(path).namelist()
-    if any(name.endswith("archive_format") or "/models/" in name for name in entries):
-        from ser_audit.models.exported import load_exported
-
-        return load_exported(path, explicit)
-    if any("/code/" in name for name in entries):
-        from ser_audit.models.torchscript import load_torchscript
-
-        return load_torchscript(path, explicit)
-    return runs_on_its_spec(_load_pickle(path, explicit, trust_pickle), spec)
+    found = claiming_format(request, strict=strict)
+    if found is not None:
+        return found.load(request)
+    if not path.exists():
+        raise ModelError(f"model {path} does not exist; pass a .onnx/.pt/.pt2 file, a transformers save_pretrained "
+                         "folder, zoo:NAME or python:module:factory")
+    if path.is_dir():
+        raise ModelError(f"model {path} is a folder without a config.json; pass the model file itself, or a folder "
+                         "written by transformers' save_pretrained")
+    raise ModelError(f"model {path} is neither ONNX (.onnx) nor a torch archive (.pt/.pt2); check the file")
 
 
 def runs_on_its_spec(model: TargetModel, origin: str) -> TargetModel:
@@ -96,7 +82,7 @@ def runs_on_its_spec(model: TargetModel, origin: str) -> TargetModel:
     return model
 
 
-def _load_pickle(path: Path, frontend: FrontEndSpec | None, trust_pickle: bool) -> TargetModel:
+def load_pickle(path: Path, frontend: FrontEndSpec | None, trust_pickle: bool) -> TargetModel:
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
     except RuntimeError as error:  # a zip file that is no torch archive
@@ -135,7 +121,7 @@ def load_checkpoint(path: Path, frontend: FrontEndSpec | None = None, payload: d
     return model
 
 
-def _load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | None) -> EagerTorchModel:
+def load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | None) -> EagerTorchModel:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise ModelError(f"model python:{target}: write python:package.module:factory")

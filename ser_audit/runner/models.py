@@ -25,9 +25,12 @@ def _check_out(out: Path) -> None:
 
 
 def list_layers(source: ModelSource, *, cache_dir: Path | None = None, seed: int = 0,
-                observer: ProgressObserver = NULL_OBSERVER) -> list[LayerRow]:
+                observer: ProgressObserver = NULL_OBSERVER, everything: bool = False) -> list[LayerRow]:
+    """The model's layers as ``ser-audit layers`` lists them: a transformer's blocks, or with
+    ``everything`` the leaves inside them too (other formats list every layer either way)."""
     model = sources.load_model(source, cache_dir=cache_dir or sources.default_cache_dir(), seed=seed, observer=observer)
-    return layer_rows(model)
+    listed = {layer.name for layer in model.listed_layers(everything)}
+    return [row for row in layer_rows(model) if row.name in listed]
 
 
 def reference_model_table(*, cache_dir: Path | None = None, seed: int = 0) -> list[dict[str, Any]]:

@@ -1,0 +1,402 @@
+"""transformers audio classifiers, read from a ``save_pretrained`` folder (the ``transformers`` extra).
+
+wav2vec2, HuBERT, WavLM, data2vec-audio (``input_values``: the waveform) and Whisper-encoder
+classifiers (``input_features``: log-mel frames) are wrapped so that the audited module maps the
+waveform to logits, with the feature extractor's own preprocessing inside: ``do_normalize`` for
+the waveform models, the log-mel of the Whisper extractor for Whisper. FGSM's eps is then in
+waveform units, as for every other model, and exports carry the preprocessing.
+
+Traps this module closes (from transformers' source and issue threads):
+
+- ``AutoModelForAudioClassification`` builds a random head when the checkpoint names a head class
+  it does not know, and only warns. A checkpoint with missing or mismatched weights is refused.
+- Group-norm feature encoders change their outputs under zero padding, and layer-norm ones want an
+  attention mask when padded. Extraction never pads (equal-length batches), so neither applies;
+  the report records the policy.
+- ``.bin`` weights are unpickled weights-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ser_audit.errors import DependencyError, ModelError
+from ser_audit.frontend.spec import Features, FrontEndSpec
+from ser_audit.models.eager import EagerTorchModel
+from ser_audit.models.interface import LayerEntry, LayerInfo
+from ser_audit.models.subnetwork import Downstream, Unavailable
+
+INSTALL_HINT = "pip install 'ser-audit[transformers]'"
+CONFIG = "config.json"
+PREPROCESSOR = "preprocessor_config.json"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+PADDING_POLICY = "equal-length batches, never padded (no attention mask needed)"
+
+
+def require_transformers() -> Any:
+    try:
+        import transformers
+    except ImportError as error:
+        raise DependencyError(f"reading a transformers checkpoint needs transformers, which is not installed "
+                              f"({error}); run: {INSTALL_HINT}") from None
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
+
+
+def is_pretrained_folder(path: Path) -> bool:
+    return path.is_dir() and (path / CONFIG).is_file()
+
+
+class WhisperLogMel(nn.Module):
+    """The Whisper feature extractor's log-mel, in torch (differentiable): power STFT, its mel
+    filters, log10, an 8-decade floor under each utterance's peak, then (x + 4) / 4."""
+
+    def __init__(self, extractor: Any) -> None:
+        super().__init__()
+        self.n_fft, self.hop = int(extractor.n_fft), int(extractor.hop_length)
+        self.samples = int(extractor.n_samples)
+        self.register_buffer("filters", torch.as_tensor(np.asarray(extractor.mel_filters), dtype=torch.float32))
+        self.register_buffer("window", torch.hann_window(self.n_fft))
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        waveform = nn.functional.pad(waveform, (0, max(0, self.samples - waveform.shape[-1])))[..., : self.samples]
+        window: torch.Tensor = self.window  # type: ignore[assignment]
+        spectrum = torch.stft(waveform, self.n_fft, self.hop, window=window, return_complex=True)
+        power = spectrum[..., :-1].abs() ** 2
+        filters: torch.Tensor = self.filters  # type: ignore[assignment]
+        mel = torch.clamp(filters.T @ power, min=1e-10).log10()
+        floor = mel.amax(dim=(-2, -1), keepdim=True) - 8.0
+        return (torch.maximum(mel, floor) + 4.0) / 4.0
+
+
+class WaveformNormalisation(nn.Module):
+    """``Wav2Vec2FeatureExtractor(do_normalize=True)``: zero mean, unit variance per utterance."""
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        mean = waveform.mean(-1, keepdim=True)
+        variance = waveform.var(-1, keepdim=True, unbiased=False)
+        return (waveform - mean) / torch.sqrt(variance + 1e-7)
+
+
+class AudioClassifier(nn.Module):
+    """Waveform ``[batch, samples]`` to logits: the extractor's preprocessing, the model, ``.logits``."""
+
+    def __init__(self, model: nn.Module, preprocess: nn.Module, input_name: str) -> None:
+        super().__init__()
+        self.preprocess = preprocess
+        self.model = model
+        self.input_name = input_name
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.model(**{self.input_name: self.preprocess(waveform)}).logits
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelError(f"model {path.parent}: {path.name} cannot be read ({error}); check the folder") from None
+
+
+def _check_weights(folder: Path) -> None:
+    present = [name for name in WEIGHT_FILES if (folder / name).is_file()]
+    if not present:
+        raise ModelError(f"model {folder} has a {CONFIG} but no weights ({' or '.join(WEIGHT_FILES[:2])}); "
+                         "save the model with save_pretrained")
+    if present[0] == "pytorch_model.bin":
+        try:  # the weights are opened by transformers next; refuse a pickle that is more than tensors first
+            torch.load(str(folder / present[0]), map_location="cpu", weights_only=True, mmap=True)
+        except Exception as error:
+            raise ModelError(f"model {folder}: pytorch_model.bin is not a plain state dict (loaded weights-only: "
+                             f"{str(error).splitlines()[0][:160]}); save it with safetensors") from None
+
+
+def _refuse_partial(folder: Path, info: Mapping[str, Any], built: str, named: Sequence[str]) -> None:
+    """A checkpoint is audited only with every weight it names loaded, never with a random head."""
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(entry[0]) if isinstance(entry, (tuple, list)) else str(entry)
+                        for entry in info.get("mismatched_keys") or [])
+    unexpected = sorted(info.get("unexpected_keys") or [])
+    if not (missing or mismatched):
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(missing[:6])}" + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""))
+    if mismatched:
+        parts.append(f"mismatched {', '.join(mismatched[:6])}")
+    if unexpected:
+        parts.append(f"unused {', '.join(unexpected[:4])}" + (" ..." if len(unexpected) > 4 else ""))
+    head = (f" (the checkpoint names {', '.join(named)}, which transformers does not build)"
+            if named and built not in named else "")
+    raise ModelError(f"model {folder}: its weights do not fill {built}{head}: {'; '.join(parts)}; these would be "
+                     "random, so the model is not audited. Save the model with its head, or load it in Python with "
+                     "its own class and pass python:module:factory")
+
+
+def frontend_from_preprocessor(folder: Path, config: Any, extractor: Any | None) -> FrontEndSpec:
+    """The front-end spec a folder implies: waveform at the extractor's rate, labels from ``id2label``."""
+    id2label = {int(key): str(value) for key, value in (config.id2label or {}).items()}
+    emotions = [id2label.get(i, f"LABEL_{i}") for i in range(int(config.num_labels))]
+    rate = int(getattr(extractor, "sampling_rate", 16_000) or 16_000)
+    duration = None
+    if config.model_type == "whisper" and extractor is not None:  # its encoder takes max_source_positions * 2 frames
+        duration = int(extractor.n_samples) / rate
+    return FrontEndSpec(sample_rate=rate, features=Features(kind="waveform"), normalisation="none",
+                        layout=["batch", "time"], duration_s=duration, input_name="input_values", emotions=emotions)
+
+
+def load_pretrained(folder: Path, frontend: FrontEndSpec | None = None, *, origin: str | None = None) -> "TransformersModel":
+    """A ``save_pretrained`` folder as a TargetModel, fully offline."""
+    transformers = require_transformers()
+    raw = _read_json(folder / CONFIG)
+    _check_weights(folder)
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except (ValueError, KeyError, OSError) as error:
+        raise ModelError(f"model {folder}: transformers cannot read its {CONFIG} ({str(error).splitlines()[0][:160]}); "
+                         f"is model_type {raw.get('model_type')!r} known to transformers {transformers.__version__}?") from None
+    extractor = None
+    if (folder / PREPROCESSOR).is_file():
+        try:
+            extractor = transformers.AutoFeatureExtractor.from_pretrained(str(folder), local_files_only=True)
+        except (ValueError, KeyError, OSError) as error:
+            raise ModelError(f"model {folder}: its {PREPROCESSOR} cannot be read ({str(error).splitlines()[0][:160]})") from None
+    elif frontend is None:
+        raise ModelError(f"model {folder} has no {PREPROCESSOR}, so its sampling rate and normalisation are unknown; "
+                         "save the feature extractor beside it (extractor.save_pretrained) or pass --frontend SPEC")
+    try:
+        model, info = transformers.AutoModelForAudioClassification.from_pretrained(
+            str(folder), local_files_only=True, output_loading_info=True)
+    except ValueError as error:  # no audio-classification class for this config
+        raise ModelError(f"model {folder}: transformers has no audio-classification model for model_type "
+                         f"{config.model_type!r} ({str(error).splitlines()[0][:120]}); ser-audit audits classifiers "
+                         "(AutoModelForAudioClassification)") from None
+    _refuse_partial(folder, info, type(model).__name__, list(raw.get("architectures") or []))
+    if config.model_type == "whisper":
+        if extractor is None or not hasattr(extractor, "mel_filters"):
+            raise ModelError(f"model {folder}: a Whisper classifier needs its WhisperFeatureExtractor "
+                             f"({PREPROCESSOR}) for the log-mel")
+        preprocess: nn.Module = WhisperLogMel(extractor)
+        input_name = "input_features"
+    else:
+        preprocess = WaveformNormalisation() if getattr(extractor, "do_normalize", False) else nn.Identity()
+        input_name = "input_values"
+    spec = frontend or frontend_from_preprocessor(folder, config, extractor)
+    wrapped = TransformersModel(model.eval(), AudioClassifier(model, preprocess, input_name), spec, folder=folder)
+    wrapped.loading = {
+        "class": type(model).__name__,
+        "model_type": str(config.model_type),
+        "preprocessing": ("Whisper log-mel" if config.model_type == "whisper"
+                          else "waveform normalised per utterance (do_normalize)"
+                          if isinstance(preprocess, WaveformNormalisation) else "none (do_normalize false)"),
+        "encoder_normalisation": _encoder_normalisation(config),
+        "padding": PADDING_POLICY,
+        "transformers": transformers.__version__,
+        "origin": origin or str(folder),
+    }
+    return wrapped
+
+
+def _encoder_normalisation(config: Any) -> str:
+    norm = getattr(config, "feat_extract_norm", None)
+    stable = getattr(config, "do_stable_layer_norm", None)
+    parts = [f"feature encoder {norm}-norm"] if norm else []
+    if stable is not None:
+        parts.append("pre-LN blocks (stable layer norm)" if stable else "post-LN blocks")
+    return ", ".join(parts) or "layer norm"
+
+
+class TransformersModel(EagerTorchModel):
+    """A transformers audio classifier, run through ``AudioClassifier``. Its layers are named as in
+    transformers (``wav2vec2.encoder.layers.3``); ``layers`` lists the blocks, ``--layers all`` adds the leaves."""
+
+    format = "transformers"
+
+    def __init__(self, module: nn.Module, wrapper: AudioClassifier, frontend: FrontEndSpec, *, folder: Path) -> None:
+        super().__init__(module, frontend, path=folder)
+        self.wrapper = wrapper.eval()
+        self.folder = folder
+        self.loading: dict[str, str] = {}
+
+    def _call(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.wrapper(*tensors)
+
+    def differentiable(self) -> nn.Module:
+        return self.wrapper
+
+    @property
+    def classifier(self) -> Any:
+        """The transformers model (``...ForSequenceClassification``), typed loosely as transformers is optional."""
+        return self.module
+
+    @property
+    def base(self) -> Any:
+        return getattr(self.classifier, self.classifier.base_model_prefix)
+
+    @property
+    def prefix(self) -> str:
+        return str(self.classifier.base_model_prefix)
+
+    def block_names(self) -> list[str]:
+        """The layers a user thinks in: the feature encoder, the projection, each encoder block,
+        the encoder's closing norm where it has one, the projector and the head."""
+        prefix, base = self.prefix, self.base
+        names = []
+        for name in ("feature_extractor", "feature_projection", "conv2"):
+            if hasattr(base, name):
+                names.append(f"{prefix}.{name}")
+        encoder = getattr(base, "encoder", base)
+        at = f"{prefix}.encoder" if hasattr(base, "encoder") else prefix
+        if hasattr(encoder, "conv2") and not hasattr(base, "conv2"):
+            names.append(f"{at}.conv2")
+        names += [f"{at}.layers.{i}" for i in range(len(encoder.layers))]
+        if self._closing_norm() is not None:
+            names.append(f"{at}.layer_norm")
+        for name in ("projector", "classifier"):
+            if hasattr(self.classifier, name):
+                names.append(name)
+        return names
+
+    def encoder_blocks(self) -> list[str]:
+        return [name for name in self.block_names() if ".layers." in name]
+
+    def _closing_norm(self) -> nn.Module | None:
+        """The encoder's LayerNorm after its last block (pre-LN encoders and Whisper), else None."""
+        encoder = getattr(self.base, "encoder", self.base)
+        norm = getattr(encoder, "layer_norm", None)
+        stable = "StableLayerNorm" in type(encoder).__name__ or self.classifier.config.model_type == "whisper"
+        return norm if stable else None
+
+    def _layer_entries(self) -> list[LayerEntry]:
+        leaves = {entry.name: entry for entry in super()._layer_entries()}
+        blocks = set(self.block_names())
+        modules = dict(self.module.named_modules())
+        order: list[str] = []
+        handles = [module.register_forward_hook(lambda _m, _i, _o, name=name: order.append(name))
+                   for name, module in modules.items() if name and (name in blocks or name in leaves)]
+        try:
+            with torch.no_grad():
+                self._call(self._tensors(self.example_inputs()))
+        finally:
+            for handle in handles:
+                handle.remove()
+        entries: dict[str, LayerEntry] = {}
+        for name in order:
+            if name in entries:
+                continue
+            if name in blocks:
+                entries[name] = LayerEntry(name, type(modules[name]).__name__, block=True,
+                                           note=leaves[name].note if name in leaves else None)
+            else:
+                entries[name] = leaves[name]
+        return list(entries.values())
+
+    def listed_layers(self, everything: bool = False) -> list[LayerInfo]:
+        layers = self.layers()
+        if everything:
+            return layers
+        blocks = set(self.block_names())
+        return [layer for layer in layers if layer.name in blocks]
+
+    def default_taps(self) -> list[LayerInfo]:
+        """Every encoder block, plus the projected output (the pooled one's input)."""
+        wanted = set(self.encoder_blocks()) | {"projector"}
+        chosen = [layer for layer in self.layers() if layer.name in wanted]
+        return chosen or super().default_taps()
+
+    def _downstream(self, layer: str) -> Downstream:
+        """Sliced from the block list (no fx): the encoder blocks after the tap, the closing norm,
+        the projector and the mean over time; the head is the classifier."""
+        config = self.classifier.config
+        if getattr(config, "use_weighted_layer_sum", False):
+            raise Unavailable("the head reads a weighted sum of every encoder block, not the tapped one alone")
+        head = getattr(self.classifier, "classifier", None)
+        if not isinstance(head, nn.Linear):
+            raise Unavailable("the classifier's head is not one linear layer")
+        blocks = self.encoder_blocks()
+        projector = getattr(self.classifier, "projector", None)
+        if layer in blocks:
+            rest = [dict(self.module.named_modules())[name] for name in blocks[blocks.index(layer) + 1:]]
+            first = dict(self.module.named_modules())[blocks[0]]
+            body: nn.Module = EncoderRemainder(rest, first, self._closing_norm(), projector)
+            return Downstream(body=body, head=head, description=f"encoder blocks after {layer}, then the projector "
+                              "and the mean over time")
+        if layer == "projector":
+            return Downstream(body=MeanOverTime(), head=head, description="the mean over time of the projector")
+        raise Unavailable(f"{layer} is not an encoder block; the same-architecture cut is sliced from the block list")
+
+    @property
+    def sha256(self) -> str:
+        """One hash over the folder's config, preprocessor and weight files."""
+        digest = hashlib.sha256()
+        for name in (CONFIG, PREPROCESSOR, *WEIGHT_FILES):
+            path = self.folder / name
+            if path.is_file():
+                digest.update(name.encode())
+                with open(path, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+        return digest.hexdigest()
+
+
+class MeanOverTime(nn.Module):
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden.mean(1)
+
+
+class EncoderRemainder(nn.Module):
+    """Encoder blocks from the tap on: each block's hidden states (a WavLM block also passes its
+    relative position bias on, recomputed here from the first block, since it depends on length only)."""
+
+    def __init__(self, blocks: Sequence[nn.Module], first: nn.Module, norm: nn.Module | None,
+                 projector: nn.Module | None) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = norm if norm is not None else nn.Identity()
+        self.projector = projector if projector is not None else nn.Identity()
+        import inspect
+
+        self.biased = "position_bias" in inspect.signature(first.forward).parameters
+        self.first = first if self.biased else None
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        bias = None
+        if self.biased and len(self.blocks) and self.first is not None:
+            bias = self.first(hidden)[1]
+        for block in self.blocks:
+            output = block(hidden, position_bias=bias) if self.biased else block(hidden)
+            if isinstance(output, (tuple, list)):
+                hidden = output[0]
+                bias = output[1] if self.biased and len(output) > 1 else bias
+            else:
+                hidden = output
+        return self.projector(self.norm(hidden)).mean(1)
+
+
+def resolve_hub(name: str) -> Path:
+    """``hf:ORG/NAME``: a snapshot from the local Hugging Face cache, or downloaded where a network exists."""
+    require_transformers()
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise DependencyError(f"hf:{name} needs huggingface_hub; run: {INSTALL_HINT}") from None
+    patterns = ["*.json", "*.safetensors", "*.bin", "*.txt"]
+    try:
+        return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=True))
+    except Exception:  # not cached: try the network
+        pass
+    try:
+        return Path(snapshot_download(name, allow_patterns=patterns))
+    except Exception as error:
+        first = str(error).splitlines()[0][:140] if str(error) else type(error).__name__
+        raise ModelError(f"model hf:{name} is not in the local Hugging Face cache and cannot be fetched ({first}); "
+                         f"where a network exists run `hf download {name} --local-dir DIR` and pass DIR") from None
+
