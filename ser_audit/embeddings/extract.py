@@ -182,7 +182,8 @@ def extract(
     further inputs is fed reference number ``reference_choice`` (``models.sampling``), part of the key.
     """
     spec = model.frontend
-    fed = spec.model_dump_json() + (f"|reference choice {reference_choice}" if spec.extra_inputs and reference_choice else "")
+    fed = spec.model_dump_json() + (f"|reference choice {reference_choice}" if spec.reference_inputs and reference_choice
+                                    else "")
     key = store_key(model.sha256, fed, corpus.manifest_sha256()) if model.path else None
     store = EmbeddingStore.for_run(cache_dir, key, description={
         "model": str(model.path), "model_sha256": model.sha256 if model.path else None, "corpus": corpus.name,
@@ -231,7 +232,8 @@ def _compute(
 ) -> None:
     spec = model.frontend
     frontend = FrontEnd(spec)
-    references = reference_utterances(corpus, choice=reference_choice) if spec.extra_inputs else None
+    # Auxiliary inputs (zeros, constant, length, mask) are made by the model from each batch.
+    references = reference_utterances(corpus, choice=reference_choice) if spec.reference_inputs else None
     names = [layer.name for layer in layers]
     n = len(corpus)
     pooled: dict[str, ArrayWriter] = {}
@@ -271,7 +273,7 @@ def _compute(
                     inputs = {spec.input_name: features([signals[i] for i in run])}
                     if reference_signals is not None:
                         reference_features = features([reference_signals[i] for i in run])
-                        inputs.update({extra.name: reference_features for extra in spec.extra_inputs})
+                        inputs.update({extra.name: reference_features for extra in spec.reference_inputs})
                     result = _forward_or_name_the_short(model, inputs, names, [chunk[i] for i in run],
                                                         len(signals[run[0]]))
                     if logits_writer is None:

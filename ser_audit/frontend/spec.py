@@ -68,15 +68,58 @@ class Features(BaseModel):
         return self
 
 
+REFERENCE_SOURCES = ("neutral_same_speaker",)
+AUXILIARY_SOURCES = ("zeros", "constant", "length", "mask")
+
+
 class ExtraInput(BaseModel):
-    """A model input beyond the primary utterance, fed from the corpus (e.g. P4's neutral reference)."""
+    """A model input beyond the primary utterance: fed from the corpus (P4's neutral reference), or an
+    auxiliary tensor made from the primary batch (a recurrent state, the sample rate, lengths, a mask)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="The model's input name for this tensor.")
-    source: Literal["neutral_same_speaker"] = Field(
-        description="What to feed: neutral_same_speaker = a neutral utterance of the same speaker (not the utterance itself)."
+    source: Literal["neutral_same_speaker", "zeros", "constant", "length", "mask"] = Field(
+        description="What to feed: neutral_same_speaker = a neutral utterance of the same speaker (not the utterance "
+        "itself); zeros = a tensor of zeros (e.g. a recurrent state); constant = ``value`` everywhere (e.g. the "
+        "sample rate); length = the primary input's length along its time axis, per utterance ([batch]; samples "
+        "for a waveform front-end, frames otherwise); mask = an attention mask of ones over the utterance "
+        "([batch, length])."
     )
+    value: float | None = Field(None, description="constant: the value fed, e.g. 16000.")
+    shape: list[int | Literal["batch"]] | None = Field(
+        None, description="zeros, constant: the tensor's shape, 'batch' where the batch size goes (e.g. "
+        "[2, 'batch', 64]; [] for a scalar). Default: the graph's declared shape with its batch axis filled in "
+        "(a scalar for a constant where the model declares no shape)."
+    )
+    batch_axis: int | None = Field(
+        None, ge=0, description="zeros, constant: which axis of the graph's declared shape is the batch, when "
+        "``shape`` is not given (e.g. 1 for a state [layers, batch, hidden]); default: the first axis where the "
+        "graph leaves it symbolic, else none (a scalar, a fixed-size tensor)."
+    )
+    dtype: Literal["float32", "float64", "int64", "int32", "bool"] | None = Field(
+        None, description="Element type; default: the graph's declared type, else int64 for length and mask and "
+        "float32 for zeros and constant."
+    )
+
+    @model_validator(mode="after")
+    def _check_source(self) -> "ExtraInput":
+        if (self.source == "constant") != (self.value is not None):
+            raise ValueError("'value' is needed by source constant, and only by it")
+        if self.source not in ("zeros", "constant") and (self.shape is not None or self.batch_axis is not None):
+            raise ValueError(f"source {self.source} takes no shape or batch_axis (only zeros and constant do)")
+        if self.source in REFERENCE_SOURCES and self.dtype is not None:
+            raise ValueError(f"source {self.source} is fed the front-end's features; it takes no dtype")
+        if self.shape is not None and self.shape.count("batch") > 1:
+            raise ValueError("shape names 'batch' at most once")
+        if self.shape is not None and self.batch_axis is not None:
+            raise ValueError("give the batch axis in shape (write 'batch' there) or in batch_axis, not both")
+        return self
+
+    @property
+    def auxiliary(self) -> bool:
+        """Made from the primary batch rather than read from the corpus."""
+        return self.source in AUXILIARY_SOURCES
 
 
 class FrontEndSpec(BaseModel):
@@ -104,6 +147,16 @@ class FrontEndSpec(BaseModel):
     extra_inputs: list[ExtraInput] = Field(default_factory=list, description="Further inputs, in model order.")
     emotions: list[str] = Field(description="Emotion label of each logit, in output order.")
 
+    @property
+    def reference_inputs(self) -> list[ExtraInput]:
+        """The further inputs read from the corpus (a neutral utterance of the speaker), in model order."""
+        return [extra for extra in self.extra_inputs if not extra.auxiliary]
+
+    @property
+    def auxiliary_inputs(self) -> list[ExtraInput]:
+        """The further inputs made from the primary batch (zeros, constant, length, mask), in model order."""
+        return [extra for extra in self.extra_inputs if extra.auxiliary]
+
     @model_validator(mode="after")
     def _check_layout(self) -> "FrontEndSpec":
         axes = self.layout
@@ -112,6 +165,9 @@ class FrontEndSpec(BaseModel):
         needed = {"batch", "time"} if self.features.kind == "waveform" else {"batch", "time", "freq"}
         if not needed <= set(axes):
             raise ValueError(f"layout for {self.features.kind} must contain {sorted(needed)}")
+        names = [self.input_name, *(extra.name for extra in self.extra_inputs)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input names must differ: input_name and extra_inputs name {names}")
         return self
 
     @property

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from ser_audit.errors import ModelError
@@ -16,26 +17,76 @@ if TYPE_CHECKING:
 
 
 def torch_module(model: TargetModel) -> nn.Module:
-    """A torch module computing the model's logits from its inputs (in the model's input order)."""
-    return model.differentiable()
+    """A torch module computing the model's logits from the inputs callers feed (``model.fed_names``: the
+    primary input, then any neutral reference); auxiliary inputs are made inside, as ``forward`` makes them."""
+    module = model.differentiable()
+    return WithAuxiliaryInputs(module, model) if model.frontend.auxiliary_inputs else module
+
+
+class WithAuxiliaryInputs(nn.Module):
+    """A model's torch path that takes the fed inputs only, making the auxiliary ones (zeros, constants,
+    lengths, masks) from the primary batch: constants, so gradients flow through the fed inputs alone.
+
+    ``module`` is the path over every input in model order (what ``export_model`` writes back out).
+    """
+
+    def __init__(self, module: nn.Module, model: TargetModel) -> None:
+        super().__init__()
+        self.module = module
+        self.frontend = model.frontend
+        self.declared = model.declared_inputs()
+        self.origin = f"model {model.path or 'in memory'}"
+        self.input_names, self.fed_names = model.input_names, model.fed_names
+
+    def auxiliary(self, primary: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The auxiliary tensors for a primary batch, on its device."""
+        from ser_audit.models.inputs import auxiliary_inputs, primary_extent
+
+        batch, length = primary_extent(self.frontend, tuple(primary.shape))
+        made = auxiliary_inputs(self.frontend, self.declared, batch=batch, length=length, origin=self.origin)
+        return {name: torch.from_numpy(value).to(primary.device) for name, value in made.items()}
+
+    def forward(self, primary: torch.Tensor, *references: torch.Tensor) -> Any:
+        given = dict(zip(self.fed_names, (primary, *references)))
+        given.update(self.auxiliary(primary))
+        return self.module(*(given[name] for name in self.input_names))
+
+
+class FirstOutput(nn.Module):
+    """A converted graph with several outputs (a voice-activity model's logits and new state) as its logits,
+    the first output, as onnxruntime's path takes them."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        output = self.module(*inputs)
+        return output[0] if isinstance(output, (tuple, list)) else output
 
 
 def verified_conversion(model: "OnnxModel") -> nn.Module:
     """The whole graph through ``convert_onnx_graph``; it must reproduce onnxruntime's logits on
     example inputs, or it is refused."""
     import numpy as np
-    import torch
 
     failures = []
     for attempt, module in convert_onnx_graph(model.proto):
         if isinstance(module, str):
             failures.append(module)
             continue
+        if len(model.proto.graph.output) > 1:
+            module = FirstOutput(module)
         inputs = model.example_inputs(batch=2)
-        with torch.no_grad():
-            converted = module(*(torch.from_numpy(inputs[name]) for name in model.input_names)).numpy()
+        try:
+            with torch.no_grad():
+                converted = module(*(torch.from_numpy(inputs[name]) for name in model.input_names)).numpy()
+        except Exception as error:  # a converted op that fails on the example (onnx2torch raises many types)
+            failures.append(f"{attempt}: the converted graph fails to run ({str(error).splitlines()[0][:160]})")
+            continue
         reference = model.forward(inputs).logits
-        if np.abs(converted - reference).max() <= 1e-3 * max(1.0, float(np.abs(reference).max())):
+        if converted.shape == reference.shape and np.abs(converted - reference).max() <= 1e-3 * max(
+                1.0, float(np.abs(reference).max())):
             return module
         failures.append(f"{attempt}: the converted graph disagrees with onnxruntime")
     raise ModelError(

@@ -13,6 +13,7 @@ from ser_audit.errors import ConfigError, ModelError
 from ser_audit.files import atomic_write
 from ser_audit.frontend.features import FrontEnd
 from ser_audit.frontend.spec import EXTRA_FILE, METADATA_KEY, FrontEndSpec
+from ser_audit.models.differentiable import WithAuxiliaryInputs
 from ser_audit.models.quiet import quiet_torch
 
 OnnxExporter = Literal["auto", "dynamo", "torchscript"]
@@ -27,15 +28,19 @@ def export_model(module: nn.Module, frontend: FrontEndSpec, out: Path, *, onnx_e
     """
     module = module.eval()
     inputs = example_inputs(frontend)
+    auxiliary: dict[str, dict[int, str]] = {}
+    if isinstance(module, WithAuxiliaryInputs):
+        # The torch path over every input in model order: the written model takes its auxiliary inputs again.
+        module, inputs, auxiliary = _with_auxiliary(module, inputs)
     suffix = out.suffix.lower()
     with quiet_torch():
         if suffix == ".onnx":
-            atomic_write(out, lambda path: _export_onnx(module, inputs, frontend, path, onnx_exporter))
+            atomic_write(out, lambda path: _export_onnx(module, inputs, frontend, path, onnx_exporter, auxiliary))
         elif suffix == ".pt":
             traced = torch.jit.trace(module, inputs)
             atomic_write(out, lambda path: torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: frontend.to_json()}))
         elif suffix == ".pt2":
-            program = _torch_export(module, inputs, frontend)
+            program = _torch_export(module, inputs, frontend, auxiliary)
             atomic_write(out, lambda path: torch.export.save(program, str(path), extra_files={EXTRA_FILE: frontend.to_json()}))
         else:
             raise ConfigError(f"--out {out}: use a .onnx, .pt (TorchScript) or .pt2 (torch.export) file name")
@@ -46,33 +51,64 @@ def example_inputs(frontend: FrontEndSpec) -> tuple[torch.Tensor, ...]:
     exporters do not conclude that the inputs must share a time axis (or are the same tensor)."""
     frontend_module = FrontEnd(frontend)
     tensors = []
-    for index in range(1 + len(frontend.extra_inputs)):
+    for index in range(1 + len(frontend.reference_inputs)):
         samples = frontend.num_samples or int(frontend.sample_rate * (1.0 + 0.25 * index))
         with torch.no_grad():
             tensors.append(frontend_module(0.01 * torch.randn(2, samples, generator=torch.Generator().manual_seed(index))))
     return tuple(tensors)
 
 
-def _dynamic_shapes(frontend: FrontEndSpec, n_inputs: int, *, time: bool = True) -> tuple[dict[int, Any], ...]:
-    """Batch is always dynamic; so is time, per input, for variable-length front-ends."""
+def _with_auxiliary(wrapper: WithAuxiliaryInputs, fed: tuple[torch.Tensor, ...]
+                    ) -> tuple[nn.Module, tuple[torch.Tensor, ...], dict[str, dict[int, str]]]:
+    """The wrapped module, example inputs for every input in model order, and each auxiliary input's
+    dynamic axes (``batch``, or ``time0``: the primary input's length), read by making them at two sizes."""
+    given = dict(zip(wrapper.fed_names, fed))
+    made = wrapper.auxiliary(fed[0])
+    time_axis = wrapper.frontend.layout.index("time")
+    wider = wrapper.auxiliary(torch.cat([fed[0], fed[0][:1]]))
+    longer = wrapper.auxiliary(torch.cat([fed[0], fed[0]], dim=time_axis))
+    axes = {name: {**{a: "time0" for a, (x, y) in enumerate(zip(made[name].shape, longer[name].shape)) if x != y},
+                   **{a: "batch" for a, (x, y) in enumerate(zip(made[name].shape, wider[name].shape)) if x != y}}
+            for name in made}
+    inputs = tuple({**given, **made}[name] for name in wrapper.input_names)
+    return wrapper.module, inputs, axes
+
+
+def _dynamic_shapes(frontend: FrontEndSpec, n_inputs: int, *, time: bool = True,
+                    auxiliary: dict[str, dict[int, str]] | None = None) -> tuple[dict[int, Any], ...]:
+    """Batch is always dynamic; so is time, per input, for variable-length front-ends. Auxiliary inputs
+    (in model order among the others) share the primary input's batch and time."""
     batch = torch.export.Dim("batch", min=1)
-    if frontend.duration_s is not None or not time:
-        return tuple({0: batch} for _ in range(n_inputs))
+    variable = frontend.duration_s is None and time
     time_axis = frontend.layout.index("time")
-    return tuple({0: batch, time_axis: torch.export.Dim(f"time{i}", min=8)} for i in range(n_inputs))
+    times = [torch.export.Dim(f"time{i}", min=8) for i in range(n_inputs)]
+    dims = {"batch": batch, "time0": times[0]}
+    shapes: list[dict[int, Any]] = []
+    fed = 0
+    for extra in [None, *frontend.extra_inputs][:n_inputs]:
+        if extra is not None and auxiliary is not None and extra.name in auxiliary:
+            shapes.append({axis: dims[kind] for axis, kind in auxiliary[extra.name].items()
+                           if kind == "batch" or variable})
+            continue
+        shapes.append({0: batch, time_axis: times[fed]} if variable else {0: batch})
+        fed += 1
+    return tuple(shapes)
 
 
-def _torch_export(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: FrontEndSpec) -> Any:
+def _torch_export(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: FrontEndSpec,
+                  auxiliary: dict[str, dict[int, str]] | None = None) -> Any:
     """torch.export with a dynamic time axis, or, where the module specialises it (an RNN's
     unrolled loop), at the example length."""
     try:
-        return torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(frontend, len(inputs)))
+        return torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(frontend, len(inputs),
+                                                                                  auxiliary=auxiliary))
     except Exception:  # torch.export raises UserError and friends when a dimension specialises
-        return torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(frontend, len(inputs), time=False))
+        return torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(frontend, len(inputs), time=False,
+                                                                                  auxiliary=auxiliary))
 
 
 def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: FrontEndSpec, path: Path,
-                 exporter: OnnxExporter) -> None:
+                 exporter: OnnxExporter, auxiliary: dict[str, dict[int, str]] | None = None) -> None:
     import onnx
 
     names = [frontend.input_name, *(extra.name for extra in frontend.extra_inputs)]
@@ -82,7 +118,7 @@ def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: 
         try:
             program = torch.onnx.export(
                 module, inputs, dynamo=True, input_names=names, output_names=["logits"],
-                dynamic_shapes=_dynamic_shapes(frontend, len(inputs)), verbose=False,
+                dynamic_shapes=_dynamic_shapes(frontend, len(inputs), auxiliary=auxiliary), verbose=False,
             )
             assert program is not None  # dynamo=True always returns the program
             proto = program.model_proto
@@ -96,6 +132,8 @@ def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: 
             name: ({0: "batch"} if frontend.duration_s else {0: "batch", time_axis: f"time{i}"})
             for i, name in enumerate(names)
         }
+        axes.update({name: {a: kind for a, kind in dims.items() if kind == "batch" or not frontend.duration_s}
+                     for name, dims in (auxiliary or {}).items()})
         buffer = io.BytesIO()
         try:
             torch.onnx.export(module, inputs, buffer,  # type: ignore[arg-type]  # a file-like works

@@ -17,6 +17,7 @@ from ser_audit.hashing import file_sha256
 if TYPE_CHECKING:
     from torch import nn
 
+    from ser_audit.models.inputs import DeclaredInput
     from ser_audit.models.subnetwork import Downstream
 
 
@@ -115,10 +116,13 @@ class TargetModel(ABC):
         gradients and fine-tuning; raises ModelError when the format has none."""
 
     def forward(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
-        """One pass: the logits and each tapped layer's activations (float32 numpy, batch first)."""
+        """One pass: the logits and each tapped layer's activations (float32 numpy, batch first).
+
+        ``inputs`` holds the primary input and any reference input; auxiliary inputs (zeros, constant,
+        length, mask) are made here from the primary batch."""
         if taps and self._batch_axes is None:
             self.layers()  # reads each layer's batch axis
-        result = self._run(inputs, taps)
+        result = self._run(self.complete_inputs(inputs), taps)
         axes = self._batch_axes or {}
         for name in taps:
             if axes.get(name, 0) != 0:
@@ -127,10 +131,27 @@ class TargetModel(ABC):
 
     @property
     def input_names(self) -> list[str]:
+        """Every input the model takes, in model order."""
         return [self.frontend.input_name, *(extra.name for extra in self.frontend.extra_inputs)]
 
+    @property
+    def fed_names(self) -> list[str]:
+        """The inputs callers feed from the corpus: the primary one, then any neutral reference."""
+        return [self.frontend.input_name, *(extra.name for extra in self.frontend.reference_inputs)]
+
+    def declared_inputs(self) -> dict[str, "DeclaredInput"]:
+        """What the format declares of each input's shape and type (none by default: eager torch)."""
+        return {}
+
+    def complete_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``inputs`` with the spec's auxiliary inputs made for its primary batch (``models.inputs``)."""
+        from ser_audit.models.inputs import complete_inputs
+
+        return complete_inputs(self.frontend, inputs, self.declared_inputs(), origin=f"model {self.path or 'in memory'}")
+
     def example_inputs(self, batch: int = 1) -> dict[str, np.ndarray]:
-        """Front-end output for silence of the spec's length (1 s when variable): used to read shapes."""
+        """Front-end output for silence of the spec's length (1 s when variable), every input completed: used
+        to read shapes."""
         import torch
 
         from ser_audit.frontend.features import FrontEnd
@@ -139,7 +160,7 @@ class TargetModel(ABC):
         waveform = torch.zeros(batch, samples)
         with torch.no_grad():
             features = FrontEnd(self.frontend)(waveform).numpy()
-        return {name: features for name in self.input_names}
+        return self.complete_inputs({name: features for name in self.fed_names})
 
     def layers(self) -> list[LayerInfo]:
         if self._layers is None:
@@ -165,12 +186,12 @@ class TargetModel(ABC):
         if "time" not in self.frontend.layout:
             return dict.fromkeys(names)
         axis = list(self.frontend.layout).index("time")
-        example = self.example_inputs(batch=2)
-        frames = next(iter(example.values())).shape[axis]
+        example = {name: x for name, x in self.example_inputs(batch=2).items() if name in self.fed_names}
+        frames = example[self.frontend.input_name].shape[axis]
         longer = {name: np.concatenate([x, np.take(x, range(frames // 2), axis=axis)], axis=axis)
                   for name, x in example.items()}
         try:
-            stretched = self._run(longer, names).layers
+            stretched = self._run(self.complete_inputs(longer), names).layers
         except Exception:  # a graph with a fixed input length
             stretched = None
         if stretched is not None:
@@ -183,7 +204,7 @@ class TargetModel(ABC):
             late = [slice(None)] * x.ndim
             late[axis] = slice(frames - max(1, frames // 4), frames)
             x[tuple(late)] += noise(x[tuple(late)].shape).astype(x.dtype)
-        perturbed = self._run(changed, names).layers
+        perturbed = self._run(self.complete_inputs(changed), names).layers
         axes = self._batch_axes or {}
         found: dict[str, int | None] = {}
         lengths = {frames}  # time-axis lengths seen so far, in execution order

@@ -19,6 +19,7 @@ import onnx
 
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec, parse_spec
+from ser_audit.models.inputs import DeclaredInput, missing_inputs_error
 from ser_audit.models.interface import ForwardResult, LayerEntry, TargetModel
 
 if TYPE_CHECKING:
@@ -160,13 +161,18 @@ class OnnxModel(TargetModel):
         self._layers = None
         self._layer_table = onnx_layers(proto.graph)
         self._tensor_of = {layer.name: layer.tensor for layer in self._layer_table}
-        graph_inputs = [i.name for i in proto.graph.input if i.name not in {x.name for x in proto.graph.initializer}]
-        missing = [name for name in self.input_names if name not in graph_inputs]
-        if missing:
+        self._declared = declared_inputs(proto)
+        graph_inputs = list(self._declared)
+        unknown = [name for name in self.input_names if name not in graph_inputs]
+        if unknown:
             raise ModelError(
-                f"model {path}: the front-end spec names input(s) {missing} but the graph has {graph_inputs}; "
+                f"model {path}: the front-end spec names input(s) {unknown} but the graph has {graph_inputs}; "
                 "fix input_name/extra_inputs in the front-end spec"
             )
+        # Refused before any work: onnxruntime would only say "Required inputs are missing" on the first run.
+        unfed = {name: value for name, value in self._declared.items() if name not in self.input_names}
+        if unfed:
+            raise missing_inputs_error(path, unfed)
         check_input_shapes(proto, self, path)
         self._logits_name = proto.graph.output[0].name
         # One session per set of taps: every extra graph output keeps onnxruntime from fusing
@@ -188,6 +194,9 @@ class OnnxModel(TargetModel):
 
     def _layer_entries(self) -> list[LayerEntry]:
         return [LayerEntry(layer.name, layer.kind, block=layer.block, note=layer.note) for layer in self._layer_table]
+
+    def declared_inputs(self) -> dict[str, DeclaredInput]:
+        return self._declared
 
     def _downstream(self, layer: str) -> Downstream:
         from ser_audit.models.subnetwork import Unavailable, cut_onnx
@@ -215,7 +224,9 @@ class OnnxModel(TargetModel):
 
     def _run(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
         names = [self._logits_name, *(self._tensor_of[name] for name in taps)]
-        feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self.input_names}
+        fed = set(self.fed_names)  # front-end features are float32; auxiliary inputs carry the graph's own type
+        feed = {name: np.ascontiguousarray(inputs[name], dtype=np.float32 if name in fed else None)
+                for name in self.input_names}
         key = tuple(sorted(set(names[1:])))
         if key not in self._sessions:
             if len(self._sessions) > 4:
@@ -235,6 +246,11 @@ class GraphBackedModel(TargetModel):
 
     def _layer_entries(self) -> list[LayerEntry]:
         return self.graph._layer_entries()
+
+    def declared_inputs(self) -> dict[str, DeclaredInput]:
+        # None while the format builds its graph from example inputs (TorchScript): the spec's shapes then.
+        graph = getattr(self, "graph", None)
+        return graph.declared_inputs() if graph is not None else {}
 
     def _run(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
         return self.graph._run(inputs, taps)
@@ -270,6 +286,20 @@ def _declared_shape(value: onnx.ValueInfoProto) -> list[int | str] | None:
     return [dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "?") for dim in tensor.shape.dim]
 
 
+def declared_inputs(proto: onnx.ModelProto) -> dict[str, DeclaredInput]:
+    """The inputs a run must feed (initialisers listed as inputs have defaults), with declared shape and type."""
+    defaults = {init.name for init in proto.graph.initializer}
+    declared = {}
+    for value in proto.graph.input:
+        if value.name in defaults:
+            continue
+        element = value.type.tensor_type.elem_type
+        dtype = None if element == onnx.TensorProto.UNDEFINED else onnx.helper.tensor_dtype_to_np_dtype(element).name
+        shape = _declared_shape(value)
+        declared[value.name] = DeclaredInput(None if shape is None else tuple(shape), dtype)
+    return declared
+
+
 def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | None) -> None:
     """The front-end spec must make inputs of the rank and fixed sizes the graph declares (every axis but
     the batch): a spec with the wrong n_mels, layout or length otherwise fails deep inside onnxruntime.
@@ -280,16 +310,26 @@ def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | 
     declared = {value.name: _declared_shape(value) for value in proto.graph.input}
     for value in proto.graph.input:
         element = value.type.tensor_type.elem_type
-        if value.name in model.input_names and element not in (onnx.TensorProto.FLOAT, onnx.TensorProto.UNDEFINED):
+        if value.name in model.fed_names and element not in (onnx.TensorProto.FLOAT, onnx.TensorProto.UNDEFINED):
             raise ModelError(
                 f"model {path}: input {value.name!r} takes {onnx.TensorProto.DataType.Name(element).lower()}, but "
                 "ser-audit feeds float32 features made by the front-end spec; export the model with a float input"
             )
-    examples = model.example_inputs(batch=1)
+    examples = model.example_inputs(batch=1)  # also makes the auxiliary inputs, refusing any without a shape
     layout = ", ".join(model.frontend.layout)
+    auxiliary = {extra.name: extra for extra in model.frontend.auxiliary_inputs}
     for name in model.input_names:
         graph_shape, made = declared.get(name), list(examples[name].shape)
         if graph_shape is None:
+            continue
+        if name in auxiliary:
+            fits = len(graph_shape) == len(made) and all(
+                not isinstance(want, int) or want in (0, have) for want, have in zip(graph_shape, made))
+            if not fits:
+                raise ModelError(
+                    f"model {path}: extra input {name!r} ({auxiliary[name].source}) is made with shape {made} at batch "
+                    f"1 but the graph declares {graph_shape}; fix its shape or batch_axis in the front-end spec"
+                )
             continue
         fits = len(graph_shape) == len(made) and all(
             not isinstance(want, int) or want in (0, have) for want, have in zip(graph_shape[1:], made[1:]))

@@ -88,7 +88,7 @@ def extra_input_rows(corpus: Corpus, extra: ExtraInput, *, choice: int = 0) -> n
 def corpus_inputs(corpus: Corpus, spec: FrontEndSpec, observer: ProgressObserver = NULL_OBSERVER) -> list[torch.Tensor]:
     """The model's input tensors for every utterance: the primary features, then one per extra input."""
     features = extract_features(FrontEnd(spec), waveforms(corpus, spec, observer, label=f"{corpus.name} audio"))
-    return [features, *(features[torch.from_numpy(extra_input_rows(corpus, extra))] for extra in spec.extra_inputs)]
+    return [features, *(features[torch.from_numpy(extra_input_rows(corpus, extra))] for extra in spec.reference_inputs)]
 
 
 def train_reference(
@@ -106,6 +106,9 @@ def train_reference(
     one trained without them. ``corpora`` supplies loaded corpora by stage corpus name (tests
     pass tiny ones); the others are resolved like ``--corpus``.
     """
+    if reference.frontend.auxiliary_inputs:
+        raise ConfigError(f"zoo:{reference.name}: training recipes feed corpus inputs only; its front-end spec declares "
+                          f"auxiliary inputs {[extra.name for extra in reference.frontend.auxiliary_inputs]}")
     started = time.perf_counter()
     stages = reference.stages
     loaded = dict(corpora or {})
@@ -171,9 +174,9 @@ StageInputs = list[torch.Tensor] | CorpusAudio
 
 def _corpus_audio(corpus: Corpus, spec: FrontEndSpec, observer: ProgressObserver, seed: int) -> CorpusAudio:
     """Whole waveforms (the spec's length when fixed) for stages that cut and reference at random."""
-    candidates = reference_candidates(corpus) if spec.extra_inputs else []
+    candidates = reference_candidates(corpus) if spec.reference_inputs else []
     return CorpusAudio(waveforms(corpus, spec, observer, label=f"{corpus.name} audio"), candidates,
-                       len(spec.extra_inputs), FrontEnd(spec), spec.sample_rate, seed)
+                       len(spec.reference_inputs), FrontEnd(spec), spec.sample_rate, seed)
 
 
 def _feature_moments(inputs: StageInputs, rows: np.ndarray) -> tuple[float, float]:
@@ -193,7 +196,7 @@ def _input_records(reference: ReferenceModel) -> dict[str, Any]:
     if stage.random_crop_s is not None:
         records["training_crops"] = f"random {stage.random_crop_s:g} s crops, drawn anew each epoch (shorter utterances repeated)"
         records["test_input"] = "whole utterances" if spec.duration_s is None else f"{spec.duration_s:g} s ({spec.crop})"
-    if spec.extra_inputs:
+    if spec.reference_inputs:
         records["training_reference"] = (
             "a random neutral utterance of the same speaker per example and epoch, never the utterance itself"
             if stage.random_reference else describe_choice(0))

@@ -30,7 +30,8 @@ class EvaluationSet:
 
     Each list holds one tensor per batch (``batches``: the rows of each, in order), so a
     variable-length model sees every utterance whole and unpadded. ``features`` are the primary
-    input; ``extra`` the further inputs (the fixed neutral reference, ``reference`` says which);
+    input; ``extra`` the further inputs fed from the corpus (the fixed neutral reference, ``reference`` says
+    which; auxiliary inputs such as a state or the sample rate are made inside ``torch_module``);
     ``audio`` and ``reference_audio`` the waveforms, for the waveform domain.
     """
 
@@ -102,7 +103,7 @@ def evaluation_set(model: TargetModel, corpus: Corpus, observer: ProgressObserve
     description = f"held-out session {held_out} of {corpus.name}" if held_out and same_corpus else f"all of {corpus.name}"
     signals = waveforms(subset, spec, observer, label=description)
     references: list[np.ndarray] | None = None
-    if spec.extra_inputs:
+    if spec.reference_inputs:
         rows = reference_rows(corpus)
         references = waveforms([corpus.utterances[rows[i]] for i in indices], spec)
     batches = [np.array(run) for whole in equal_length_runs(signals, references)
@@ -116,7 +117,7 @@ def evaluation_set(model: TargetModel, corpus: Corpus, observer: ProgressObserve
     reference_audio = [stack(references, rows) for rows in batches] if references is not None else []
     with torch.no_grad():
         features = [frontend(batch) for batch in audio]
-        extra = [[frontend(batch)] * len(spec.extra_inputs) for batch in reference_audio] or [[] for _ in batches]
+        extra = [[frontend(batch)] * len(spec.reference_inputs) for batch in reference_audio] or [[] for _ in batches]
     return EvaluationSet(
         description=description,
         batches=batches,
@@ -127,7 +128,7 @@ def evaluation_set(model: TargetModel, corpus: Corpus, observer: ProgressObserve
         labels=np.array([spec.emotions.index(u.emotion) for u in subset]),
         genders=np.array([u.gender for u in subset]),
         emotions=list(spec.emotions),
-        reference=describe_choice(0) if spec.extra_inputs else None,
+        reference=describe_choice(0) if spec.reference_inputs else None,
     )
 
 

@@ -94,7 +94,8 @@ class _WithExtraInputs(nn.Module):
 def _batch_inputs(
     model: TargetModel, corpus: Corpus, indices: np.ndarray, recipe: HardeningRecipe, observer: ProgressObserver
 ) -> Callable[[torch.Tensor], list[torch.Tensor]]:
-    """``inputs(rows)``: the model's inputs for rows of the training subset ``indices`` of ``corpus``."""
+    """``inputs(rows)``: the model's fed inputs (primary, then any reference) for rows of the training subset
+    ``indices`` of ``corpus``; ``torch_module`` makes the auxiliary ones."""
     spec = model.frontend
     frontend = FrontEnd(spec)
     if spec.duration_s is not None:
@@ -102,15 +103,15 @@ def _batch_inputs(
         features = extract_features(frontend, waveforms(subset, spec, observer, label="training audio"))
         extra = [
             extract_features(frontend, waveforms([corpus.utterances[k] for k in extra_input_rows(corpus, entry)[indices]], spec))
-            for entry in spec.extra_inputs
+            for entry in spec.reference_inputs
         ]
         return lambda rows: [features[rows], *(tensor[rows] for tensor in extra)]
     audio = CorpusAudio(waveforms(corpus, spec, observer, label="training audio"),
-                        reference_candidates(corpus) if spec.extra_inputs else [], len(spec.extra_inputs), frontend,
+                        reference_candidates(corpus) if spec.reference_inputs else [], len(spec.reference_inputs), frontend,
                         spec.sample_rate, recipe.seed)
     crop, rng = int(round(recipe.crop_s * spec.sample_rate)), np.random.default_rng(recipe.seed)
     return lambda rows: audio.batch(indices[rows.numpy()].tolist(), crop_samples=crop,
-                                    random_reference=bool(spec.extra_inputs), rng=rng)
+                                    random_reference=bool(spec.reference_inputs), rng=rng)
 
 
 def harden(

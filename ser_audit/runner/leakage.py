@@ -90,7 +90,7 @@ def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
     attacked = selected if config.layers is not None else scenario_layers(selected, quick=config.quick)
     seen = sources.seen_speakers(model.training, corpus)
     inputs = Inputs(model, corpus, aux, selected, attacked, [], run_scenarios, seen)
-    if model.frontend.extra_inputs:
+    if model.frontend.reference_inputs:
         from ser_audit.models.sampling import fallback_count
 
         for fed in (c for c in (corpus, aux) if c is not None):
@@ -163,7 +163,7 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
     report.leakage = _leakage_section(config, inputs, attacked, probes.rows, scenario, references, verification,
                                       relabellings)
     report.notes = [*notes, *(f"{name}: {text}" for name, text in embeddings.reductions.items())]
-    if inputs.model.frontend.extra_inputs:
+    if inputs.model.frontend.reference_inputs:
         _add_reference_ablation(report, config, inputs, probes.rows, observer)
     score(report)
     report.finished = now()

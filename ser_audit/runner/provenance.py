@@ -47,9 +47,11 @@ def layer_rows(model: "TargetModel") -> list[LayerRow]:
 def model_info(source: ModelSource, model: "TargetModel") -> ModelInfo:
     fed = {}
     if model.frontend.extra_inputs:
+        from ser_audit.models.inputs import describe
         from ser_audit.models.sampling import describe_choice
 
-        fed = {extra.name: describe_choice(0) for extra in model.frontend.extra_inputs}
+        fed = {extra.name: describe(extra) if extra.auxiliary else describe_choice(0)
+               for extra in model.frontend.extra_inputs}
     return ModelInfo(path=source.spec, file=str(model.path) if model.path else None, sha256=model.sha256,
                      format=model.format, frontend=model.frontend.model_dump(mode="json"), layers=layer_rows(model),
                      training=model.training, extra_inputs=fed)

@@ -78,7 +78,7 @@ def attackable(model: "TargetModel", gradient: str) -> tuple[Any, str | None]:
     except ModelError as error:
         if gradient == "white-box":
             raise
-        names = model.input_names
+        names = model.fed_names  # forward makes the auxiliary inputs
 
         def logits(primary: Any, *extra: Any) -> Any:
             return model.forward({names[0]: primary, **dict(zip(names[1:], extra))}).logits
