@@ -13,6 +13,7 @@ import numpy as np
 from ser_audit.errors import LayerSelectionError
 from ser_audit.frontend.spec import FrontEndSpec
 from ser_audit.hashing import file_sha256
+from ser_audit.models.frames import FrameBatching, frames_per_utterance, refusal, regroup, row_order
 
 if TYPE_CHECKING:
     from torch import nn
@@ -37,6 +38,11 @@ class LayerInfo:
         note: How the tapped tensor was taken where that is not obvious (an RNN's ``(output, state)``).
         readers: How many later layers read the output (0 where the format does not say). A vector
             read by several is a conditioning input, e.g. P4's speaker embedding projected into every block.
+        frames: For a frame-batched layer (its leading axis is utterances x frames, ``models.frames``), the
+            frames per utterance at the listed length; it is returned regrouped, ``[batch, frames, ...]``,
+            with the frames as its time axis (1).
+        refused: Why the layer cannot be tapped (a leading axis that cannot be regrouped per utterance);
+            naming it in ``--layers`` raises this, and patterns and default taps pass over it.
     """
 
     index: int
@@ -47,6 +53,8 @@ class LayerInfo:
     block: bool = False
     note: str | None = None
     readers: int = 0
+    frames: int | None = None
+    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,8 @@ class TargetModel(ABC):
     training: dict[str, Any] | None = None  # how a reference model was trained, for the report
     _layers: list[LayerInfo] | None = None
     _batch_axes: dict[str, int] | None = None
+    _frame_batching: dict[str, FrameBatching] | None = None
+    _refused: dict[str, str] | None = None
 
     @abstractmethod
     def _layer_entries(self) -> list[LayerEntry]:
@@ -108,6 +118,13 @@ class TargetModel(ABC):
 
         self.layers()
         part = self._downstream(layer)
+        batching = (self._frame_batching or {}).get(layer)
+        if batching is not None:
+            from dataclasses import replace
+
+            from ser_audit.models.frames import Ungrouped
+
+            return replace(part, body=Ungrouped(part.body, batching))
         return from_batch_first(part, (self._batch_axes or {}).get(layer, 0))
 
     @abstractmethod
@@ -122,12 +139,22 @@ class TargetModel(ABC):
         length, mask) are made here from the primary batch."""
         if taps and self._batch_axes is None:
             self.layers()  # reads each layer's batch axis
+        refused = [reason for name, reason in (self._refused or {}).items() if name in taps]
+        if refused:
+            raise LayerSelectionError(refused[0])
         result = self._run(self.complete_inputs(inputs), taps)
-        axes = self._batch_axes or {}
+        batch = np.shape(inputs[self.frontend.input_name])[0]
         for name in taps:
-            if axes.get(name, 0) != 0:
-                result.layers[name] = np.moveaxis(result.layers[name], axes[name], 0)
+            result.layers[name] = self._batch_first(name, result.layers[name], batch)
         return result
+
+    def _batch_first(self, name: str, activation: np.ndarray, batch: int) -> np.ndarray:
+        """A tapped activation in the layer's own layout, batch first (a frame-batched layer regrouped)."""
+        batching = (self._frame_batching or {}).get(name)
+        if batching is not None:
+            return regroup(name, activation, batch, batching)
+        axis = (self._batch_axes or {}).get(name, 0)
+        return np.moveaxis(activation, axis, 0) if axis else activation
 
     @property
     def input_names(self) -> list[str]:
@@ -170,15 +197,63 @@ class TargetModel(ABC):
             # is the batch axis; the one that follows the number of frames is time.
             base = self._run(self.example_inputs(batch=2), names).layers
             wider = self._run(self.example_inputs(batch=3), names).layers
-            self._batch_axes = {name: _batch_axis(base[name].shape, wider[name].shape) for name in names}
-            batch_first = {name: np.moveaxis(base[name], self._batch_axes[name], 0) for name in names}
+            self._batch_axes, self._frame_batching, self._refused = {}, {}, {}
+            frames: dict[str, int] = {}
+            for name in names:
+                two, three = base[name].shape, wider[name].shape
+                axis = _batch_axis(two, three)
+                # No axis follows the batch: a leading axis that grows with it in proportion is
+                # utterances x frames (a frame-batched network); one that grows otherwise is refused.
+                if axis is None and frames_per_utterance(two, three):
+                    frames[name] = two[0] // 2
+                elif axis is None and two and three and two[0] != three[0]:
+                    self._refused[name] = refusal(name, f"its leading axis grows with the batch, {two[0]} rows at 2 "
+                                                        f"utterances and {three[0]} at 3, but not in proportion")
+                self._batch_axes[name] = axis or 0
+            self._read_row_orders(frames, base)
+            batch_first = {name: self._batch_first(name, base[name], 2) for name in names}
             time_axes = self._time_axes(names, batch_first)
             self._layers = [
                 LayerInfo(index=i, name=entry.name, kind=entry.kind, shape=(1, *batch_first[entry.name].shape[1:]),
-                          time_axis=time_axes[entry.name], block=entry.block, note=entry.note, readers=entry.readers)
+                          time_axis=1 if entry.name in self._frame_batching else time_axes[entry.name],
+                          block=entry.block, note=entry.note, readers=entry.readers,
+                          frames=frames.get(entry.name) if entry.name in self._frame_batching else None,
+                          refused=self._refused.get(entry.name))
                 for i, entry in enumerate(entries)
             ]
         return self._layers
+
+    def _read_row_orders(self, frames: dict[str, int], base: dict[str, np.ndarray]) -> None:
+        """For layers whose leading axis is utterances x frames, whether the rows run utterance by utterance
+        or frame by frame: the rows that change when only the second of two utterances does."""
+        if not frames:
+            return
+        import torch
+
+        primary = self.frontend.input_name
+        example = {name: x for name, x in self.example_inputs(batch=2).items() if name in self.fed_names}
+        changed = {name: x.copy() for name, x in example.items()}
+        changed[primary][1] += np.random.default_rng(0).standard_normal(changed[primary][1].shape).astype(
+            changed[primary].dtype)
+        # Seeded alike, so that a layer drawing noise compares like with like.
+        runs = []
+        for inputs in (example, changed):
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                runs.append(self._run(self.complete_inputs(inputs), list(frames)).layers)
+        assert self._frame_batching is not None and self._refused is not None
+        orders = {name: row_order(runs[0][name], runs[1][name], count) for name, count in frames.items()}
+        # A layer that does not respond to the input (noise, a dead activation) cannot show its order:
+        # it takes the one its network's other frame layers agree on.
+        agreed = {order for name, order in orders.items() if order is not None}
+        for name, count in frames.items():
+            unchanged = np.array_equal(runs[0][name], runs[1][name])
+            order = orders[name] or (next(iter(agreed)) if unchanged and len(agreed) == 1 else None)
+            if order is None:
+                self._refused[name] = refusal(name, f"its leading axis is {2 * count} rows at 2 utterances, but the "
+                                                    "rows of one utterance are neither consecutive nor interleaved")
+            else:
+                self._frame_batching[name] = FrameBatching(count, order)
 
     def _time_axes(self, names: list[str], base: dict[str, np.ndarray]) -> dict[str, int | None]:
         """Each layer's time axis: the axis that grows when the input has 1.5 times the frames; for a
@@ -195,9 +270,7 @@ class TargetModel(ABC):
         except Exception:  # a graph with a fixed input length
             stretched = None
         if stretched is not None:
-            axes = self._batch_axes or {}
-            return {name: _grown_axis(base[name].shape, np.moveaxis(stretched[name], axes.get(name, 0), 0).shape)
-                    for name in names}
+            return {name: self._grown_axis(name, base[name].shape, stretched[name]) for name in names}
         noise = np.random.default_rng(0).standard_normal
         changed = {name: x.copy() for name, x in example.items()}
         for x in changed.values():
@@ -205,29 +278,42 @@ class TargetModel(ABC):
             late[axis] = slice(frames - max(1, frames // 4), frames)
             x[tuple(late)] += noise(x[tuple(late)].shape).astype(x.dtype)
         perturbed = self._run(self.complete_inputs(changed), names).layers
-        axes = self._batch_axes or {}
         found: dict[str, int | None] = {}
         lengths = {frames}  # time-axis lengths seen so far, in execution order
         for name in names:
-            late_axis = _late_axis(base[name], np.moveaxis(perturbed[name], axes.get(name, 0), 0), lengths,
+            late_axis = _late_axis(base[name], self._batch_first(name, perturbed[name], 2), lengths,
                                    self.frontend.layout)
             found[name] = late_axis
             if late_axis is not None:
                 lengths.add(base[name].shape[late_axis])
         return found
 
+    def _grown_axis(self, name: str, shape: tuple[int, ...], stretched: np.ndarray) -> int | None:
+        try:
+            return _grown_axis(shape, self._batch_first(name, stretched, 2).shape)
+        except LayerSelectionError:  # a frame-batched layer whose rows at another length do not regroup
+            assert self._frame_batching is not None and self._refused is not None
+            del self._frame_batching[name]
+            self._refused[name] = refusal(name, f"at 1.5 times the length its leading axis has {stretched.shape[0]} "
+                                                "rows, which 2 utterances do not share evenly")
+            return None
+
     def default_taps(self) -> list[LayerInfo]:
         """What a split-computing deployment would transmit, and where the depth curve needs points:
         pooling outputs that keep a map (P0 taps the first pooling layer), block outputs
         (ResNets), every recurrent layer, a vector that several layers read (a conditioning
         embedding such as P4's speaker embedding), and the last hidden layer before the logits."""
-        layers = self.layers()
+        layers = [layer for layer in self.layers() if layer.refused is None]
         chosen = {layer.index: layer for layer in layers if _default_tap(layer)}
         hidden = [layer for layer in layers[:-1] if len(layer.shape) == 2] or layers[-2:-1]
         if hidden:
             chosen[hidden[-1].index] = hidden[-1]
         if not chosen:
             chosen = {layer.index: layer for layer in layers[:-1]}
+        if not chosen:
+            refused = [layer.refused for layer in self.layers() if layer.refused]
+            if refused:
+                raise LayerSelectionError(refused[0])
         return [chosen[i] for i in sorted(chosen)]
 
     def listed_layers(self, everything: bool = False) -> list[LayerInfo]:
@@ -257,6 +343,9 @@ class TargetModel(ABC):
                 matched = [layer for layer in layers if low <= layer.index <= high]
             else:
                 matched = [layer for layer in layers if fnmatch.fnmatchcase(layer.name, token)]
+            if len(matched) == 1 and matched[0].refused and (token in by_name or token.lstrip("-").isdigit()):
+                raise LayerSelectionError(matched[0].refused)
+            matched = [layer for layer in matched if layer.refused is None]  # patterns pass over refused layers
             if not matched:
                 names = ", ".join(layer.name for layer in layers[:12])
                 raise LayerSelectionError(
@@ -281,8 +370,9 @@ def _default_tap(layer: LayerInfo) -> bool:
     return "pool" in layer.kind.lower() and len(layer.shape) > 2
 
 
-def _batch_axis(shape: tuple[int, ...], wider: tuple[int, ...]) -> int:
-    return next((a for a, (x, y) in enumerate(zip(shape, wider)) if (x, y) == (2, 3)), 0)
+def _batch_axis(shape: tuple[int, ...], wider: tuple[int, ...]) -> int | None:
+    """The axis that is 2 long at two utterances and 3 at three; None where none is."""
+    return next((a for a, (x, y) in enumerate(zip(shape, wider)) if (x, y) == (2, 3)), None)
 
 
 def _grown_axis(shape: tuple[int, ...], stretched: tuple[int, ...]) -> int | None:

@@ -208,9 +208,12 @@ class OnnxModel(TargetModel):
         # The tap's shape in its own layout, batch and time left symbolic: converters that read the
         # input's rank or feature size (global pooling, layer norm) need them.
         dims: list[int | str] = [size for size in info.shape[1:]]
-        if info.time_axis is not None:
-            dims[info.time_axis - 1] = "time"
-        dims.insert(batch_axis, "batch")
+        if info.frames is not None:  # frame-batched: the graph's own rows are utterances x frames
+            dims = ["batch", *info.shape[2:]]
+        else:
+            if info.time_axis is not None:
+                dims[info.time_axis - 1] = "time"
+            dims.insert(batch_axis, "batch")
         return cut_onnx(self.proto, self._tensor_of[layer], self._logits_name, layer, dims=dims, batch_axis=batch_axis)
 
     def differentiable(self) -> nn.Module:
