@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -57,21 +58,30 @@ def is_pretrained_folder(path: Path) -> bool:
 
 class WhisperLogMel(nn.Module):
     """The Whisper feature extractor's log-mel, in torch (differentiable): power STFT, its mel
-    filters, log10, an 8-decade floor under each utterance's peak, then (x + 4) / 4."""
+    filters, log10, an 8-decade floor under each utterance's peak, then (x + 4) / 4. The STFT is a
+    convolution with windowed cosines and sines, so that the module exports to ONNX and TorchScript
+    (complex tensors do not)."""
 
     def __init__(self, extractor: Any) -> None:
         super().__init__()
         self.n_fft, self.hop = int(extractor.n_fft), int(extractor.hop_length)
         self.samples = int(extractor.n_samples)
         self.register_buffer("filters", torch.as_tensor(np.asarray(extractor.mel_filters), dtype=torch.float32))
-        self.register_buffer("window", torch.hann_window(self.n_fft))
+        window = torch.hann_window(self.n_fft, dtype=torch.float64)
+        time = torch.arange(self.n_fft, dtype=torch.float64)
+        frequency = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)[:, None]
+        phase = 2 * math.pi * frequency * time / self.n_fft
+        basis = torch.cat([torch.cos(phase), -torch.sin(phase)]) * window
+        self.register_buffer("basis", basis.float().unsqueeze(1))
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         waveform = nn.functional.pad(waveform, (0, max(0, self.samples - waveform.shape[-1])))[..., : self.samples]
-        window: torch.Tensor = self.window  # type: ignore[assignment]
-        spectrum = torch.stft(waveform, self.n_fft, self.hop, window=window, return_complex=True)
-        power = spectrum[..., :-1].abs() ** 2
+        padded = nn.functional.pad(waveform.unsqueeze(1), (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        basis: torch.Tensor = self.basis  # type: ignore[assignment]
         filters: torch.Tensor = self.filters  # type: ignore[assignment]
+        spectrum = nn.functional.conv1d(padded, basis, stride=self.hop)
+        real, imaginary = spectrum.chunk(2, dim=1)
+        power = (real**2 + imaginary**2)[..., :-1]
         mel = torch.clamp(filters.T @ power, min=1e-10).log10()
         floor = mel.amax(dim=(-2, -1), keepdim=True) - 8.0
         return (torch.maximum(mel, floor) + 4.0) / 4.0
@@ -237,32 +247,28 @@ class TransformersModel(EagerTorchModel):
         """The transformers model (``...ForSequenceClassification``), typed loosely as transformers is optional."""
         return self.module
 
-    @property
-    def base(self) -> Any:
-        return getattr(self.classifier, self.classifier.base_model_prefix)
-
-    @property
-    def prefix(self) -> str:
-        return str(self.classifier.base_model_prefix)
+    def _encoder(self) -> tuple[str, Any]:
+        """The transformer encoder (the module holding the blocks in ``layers``) and its name."""
+        for name, module in self.module.named_modules():
+            if name.split(".")[-1] == "encoder" and isinstance(getattr(module, "layers", None), nn.ModuleList):
+                return name, module
+        raise ModelError(f"model {self.folder}: no transformer encoder (a module 'encoder' with 'layers') was found")
 
     def block_names(self) -> list[str]:
-        """The layers a user thinks in: the feature encoder, the projection, each encoder block,
-        the encoder's closing norm where it has one, the projector and the head."""
-        prefix, base = self.prefix, self.base
-        names = []
-        for name in ("feature_extractor", "feature_projection", "conv2"):
-            if hasattr(base, name):
-                names.append(f"{prefix}.{name}")
-        encoder = getattr(base, "encoder", base)
-        at = f"{prefix}.encoder" if hasattr(base, "encoder") else prefix
-        if hasattr(encoder, "conv2") and not hasattr(base, "conv2"):
+        """The layers a user thinks in: the feature encoder and projection (Whisper: its second
+        convolution), each encoder block, the encoder's closing norm where it has one, the projector
+        and the head."""
+        at, encoder = self._encoder()
+        parent_name = at.rpartition(".")[0]
+        parent = self.module.get_submodule(parent_name) if parent_name else self.module
+        names = [f"{parent_name}.{name}".lstrip(".") for name in ("feature_extractor", "feature_projection")
+                 if hasattr(parent, name)]
+        if hasattr(encoder, "conv2"):
             names.append(f"{at}.conv2")
         names += [f"{at}.layers.{i}" for i in range(len(encoder.layers))]
         if self._closing_norm() is not None:
             names.append(f"{at}.layer_norm")
-        for name in ("projector", "classifier"):
-            if hasattr(self.classifier, name):
-                names.append(name)
+        names += [name for name in ("projector", "classifier") if hasattr(self.classifier, name)]
         return names
 
     def encoder_blocks(self) -> list[str]:
@@ -270,7 +276,7 @@ class TransformersModel(EagerTorchModel):
 
     def _closing_norm(self) -> nn.Module | None:
         """The encoder's LayerNorm after its last block (pre-LN encoders and Whisper), else None."""
-        encoder = getattr(self.base, "encoder", self.base)
+        _, encoder = self._encoder()
         norm = getattr(encoder, "layer_norm", None)
         stable = "StableLayerNorm" in type(encoder).__name__ or self.classifier.config.model_type == "whisper"
         return norm if stable else None
@@ -298,6 +304,18 @@ class TransformersModel(EagerTorchModel):
             else:
                 entries[name] = leaves[name]
         return list(entries.values())
+
+    def _time_axes(self, names: list[str], base: dict[str, np.ndarray]) -> dict[str, int | None]:
+        """As read by running the model, completed from the encoder's sequence length where a fixed-length
+        input hides it (Whisper's log-mel floor follows each utterance's peak, so no change stays late)."""
+        found = super()._time_axes(names, base)
+        blocks = self.encoder_blocks()
+        frames = base[blocks[0]].shape[1] if blocks and base[blocks[0]].ndim == 3 else None
+        for name in names:
+            shape = base[name].shape
+            if found[name] is None and frames and len(shape) == 3:
+                found[name] = 1 if shape[1] == frames else 2 if shape[2] == frames else None
+        return found
 
     def listed_layers(self, everything: bool = False) -> list[LayerInfo]:
         layers = self.layers()
@@ -364,15 +382,17 @@ class EncoderRemainder(nn.Module):
         self.projector = projector if projector is not None else nn.Identity()
         import inspect
 
-        self.biased = "position_bias" in inspect.signature(first.forward).parameters
+        parameters = inspect.signature(first.forward).parameters
+        self.biased = "position_bias" in parameters
+        self.masked = "attention_mask" in parameters  # Whisper's blocks take it without a default
         self.first = first if self.biased else None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        bias = None
+        bias, options = None, {"attention_mask": None} if self.masked else {}
         if self.biased and len(self.blocks) and self.first is not None:
-            bias = self.first(hidden)[1]
+            bias = self.first(hidden, **options)[1]
         for block in self.blocks:
-            output = block(hidden, position_bias=bias) if self.biased else block(hidden)
+            output = block(hidden, position_bias=bias, **options) if self.biased else block(hidden, **options)
             if isinstance(output, (tuple, list)):
                 hidden = output[0]
                 bias = output[1] if self.biased and len(output) > 1 else bias

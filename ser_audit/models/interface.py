@@ -94,6 +94,7 @@ class TargetModel(ABC):
     format: str
     frontend: FrontEndSpec
     training: dict[str, Any] | None = None  # how a reference model was trained, for the report
+    loading: dict[str, str] | None = None  # how the file was read, where it shapes the figures (transformers)
     _layers: list[LayerInfo] | None = None
     _batch_axes: dict[str, int] | None = None
     _frame_batching: dict[str, FrameBatching] | None = None

@@ -15,7 +15,7 @@ from ser_audit.config import AuditConfig
 # grade and recommendation; 1.3: the run's config and robustness upper bounds; 1.2: balanced accuracy with
 # speaker-level intervals and adjusted p-values; 1.1: egemaps_reference
 Severity = Literal["none", "low", "medium", "high", "critical"]
-REPORT_SCHEMA_VERSION: Literal["1.4"] = "1.4"
+REPORT_SCHEMA_VERSION: Literal["1.5"] = "1.5"
 Verdict = Literal["leaks", "private", "inconclusive"]
 
 Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe", "strongest"]
@@ -54,6 +54,10 @@ class ModelInfo(_Strict):
     extra_inputs: dict[str, str] = Field(
         default_factory=dict, description="Each further input of the model and what fed it in this run (P4's neutral "
                                           "reference: which utterance of the speaker, never the utterance itself).")
+    loading: dict[str, str] = Field(
+        default_factory=dict, description="How the model was read where that shapes the figures (a transformers "
+                                          "checkpoint: its class, preprocessing, encoder normalisation, padding policy "
+                                          "and the transformers version).")
 
 
 class CorpusInfo(_Strict):
@@ -409,7 +413,7 @@ class ReportDiff(_Strict):
 class Report(_Strict):
     """A complete audit: provenance, inputs, results, scores and gate outcomes."""
 
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4"] = Field(
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5"] = Field(
         REPORT_SCHEMA_VERSION, description="Version of this schema.")
     tool: Tool
     command: list[str] = Field(description="Command line that produced the report.")

@@ -16,7 +16,8 @@ from ser_audit.report.model import CorpusInfo, Environment, LayerRow, ModelInfo,
 if TYPE_CHECKING:
     from ser_audit.models.interface import TargetModel
 
-_PROVENANCE_PACKAGES = ("torch", "torchaudio", "onnx", "onnxruntime", "numpy", "scipy", "scikit-learn", "pydantic")
+_PROVENANCE_PACKAGES = ("torch", "torchaudio", "onnx", "onnxruntime", "numpy", "scipy", "scikit-learn", "pydantic",
+                        "transformers")
 
 
 def now() -> str:
@@ -54,7 +55,7 @@ def model_info(source: ModelSource, model: "TargetModel") -> ModelInfo:
                for extra in model.frontend.extra_inputs}
     return ModelInfo(path=source.spec, file=str(model.path) if model.path else None, sha256=model.sha256,
                      format=model.format, frontend=model.frontend.model_dump(mode="json"), layers=layer_rows(model),
-                     training=model.training, extra_inputs=fed)
+                     training=model.training, extra_inputs=fed, loading=dict(model.loading or {}))
 
 
 def new_report(config: AuditConfig, model: "TargetModel", corpus: Corpus, *, created: str, command: Sequence[str],

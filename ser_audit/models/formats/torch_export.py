@@ -15,7 +15,10 @@ class TorchExportFormat:
     priority = 30
 
     def claims(self, request: ModelRequest) -> bool:
-        return any(name.endswith("archive_format") or "/models/" in name for name in request.archive_entries)
+        # ``ARCHIVE/models/`` at the top: TorchScript archives hold ``ARCHIVE/code/__torch__/<package>/models/``
+        # for any module defined in a ``models`` package (transformers' are).
+        return any(name.endswith("archive_format") or name.split("/")[1:2] == ["models"]
+                   for name in request.archive_entries)
 
     def load(self, request: ModelRequest) -> "TargetModel":
         from ser_audit.models.exported import load_exported

@@ -1,0 +1,159 @@
+"""transformers checkpoints as models: tiny save_pretrained folders built offline from configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from ser_audit.models.loading import load_model  # noqa: E402
+from ser_audit.testing.checkpoints import EMOTIONS, KINDS, tiny_checkpoint  # noqa: E402
+
+AUDITED = ("wav2vec2", "wavlm", "hubert", "whisper")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {kind: tiny_checkpoint(kind, root / kind) for kind in KINDS}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_folder_is_a_model_with_its_blocks_listed(checkpoints, kind, tmp_path) -> None:
+    import transformers as hf
+
+    model = load_model(str(checkpoints[kind]), cache_dir=tmp_path)
+    assert model.format == "transformers" and model.frontend.emotions == list(EMOTIONS)
+    listed = [layer.name for layer in model.listed_layers()]
+    blocks = [name for name in listed if ".layers." in name]
+    assert len(blocks) == 2 and listed[-2:] == ["projector", "classifier"]
+    assert len(model.listed_layers(everything=True)) > 3 * len(listed)  # the leaves inside the blocks
+    assert [layer.name for layer in model.default_taps()] == [*blocks, "projector"]
+    # The logits are the checkpoint's own, preprocessing included (what its pipeline computes).
+    audio = np.random.default_rng(0).standard_normal((2, 16_000)).astype(np.float32) * 0.1
+    extractor = hf.AutoFeatureExtractor.from_pretrained(str(checkpoints[kind]))
+    reference = hf.AutoModelForAudioClassification.from_pretrained(str(checkpoints[kind])).eval()
+    features = extractor(list(audio), sampling_rate=16_000, return_tensors="pt")
+    name = "input_features" if kind == "whisper" else "input_values"
+    with torch.no_grad():
+        expected = reference(**{name: features[name]}).logits.numpy()
+    ours = model.forward({model.frontend.input_name: audio}).logits
+    np.testing.assert_allclose(ours, expected, atol=2e-4)
+    assert model.loading["transformers"] == hf.__version__ and "never padded" in model.loading["padding"]
+
+
+def test_group_norm_and_stable_layer_norm_are_recorded(checkpoints, tmp_path) -> None:
+    wav2vec2 = load_model(str(checkpoints["wav2vec2"]), cache_dir=tmp_path)
+    wavlm = load_model(str(checkpoints["wavlm"]), cache_dir=tmp_path)
+    assert "group-norm" in wav2vec2.loading["encoder_normalisation"]
+    assert "stable" in wavlm.loading["encoder_normalisation"]
+    assert "wavlm.encoder.layer_norm" in [layer.name for layer in wavlm.listed_layers()]
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "wavlm", "whisper"])
+def test_same_architecture_cut_is_sliced_from_the_block_list(checkpoints, kind, tmp_path) -> None:
+    """Tap a block, run the rest through the cut: the model's own logits, with no fx trace."""
+    model = load_model(str(checkpoints[kind]), cache_dir=tmp_path)
+    audio = np.random.default_rng(1).standard_normal((2, 16_000)).astype(np.float32) * 0.1
+    for tap in [name for name in model.block_names() if ".layers." in name] + ["projector"]:
+        result = model.forward({model.frontend.input_name: audio}, taps=[tap])
+        part = model.downstream(tap)
+        with torch.no_grad():
+            logits = part.head(part.body(torch.from_numpy(result.layers[tap])))
+        np.testing.assert_allclose(logits.numpy(), result.logits, atol=1e-4, err_msg=tap)
+
+
+@pytest.mark.parametrize("kind", AUDITED)
+def test_quick_leakage_robustness_and_harden(run_cli, checkpoints, manifest, kind, tmp_path) -> None:
+    folder = str(checkpoints[kind])
+    listed = run_cli("layers", folder, "--json", "--quiet")
+    assert listed.code == 0, listed.stderr
+    blocks = [row["name"] for row in json.loads(listed.stdout) if ".layers." in row["name"]]
+    assert len(blocks) == 2
+
+    out = tmp_path / "leakage.json"
+    result = run_cli("leakage", folder, "--corpus", str(manifest), "--quick", "--out", str(out), "--format", "json",
+                     "--quiet")
+    assert result.code == 0, result.stderr
+    report = json.loads((out / "report.json").read_text() if out.is_dir() else out.read_text())
+    rows = report["leakage"]["results"]
+    assert {row["layer"] for row in rows if row["scenario"] == "probe"} >= set(blocks)
+    assert any(row["layer"] in blocks and row["attacker_design"] == "same-architecture" for row in rows)
+    assert report["model"]["format"] == "transformers"
+    assert report["model"]["loading"]["padding"].startswith("equal-length")
+    assert report["environment"]["packages"]["transformers"]
+
+    robust = run_cli("robustness", folder, "--corpus", str(manifest), "--domain", "waveform", "--eps", "0,0.01",
+                     "--pgd-steps", "2", "--out", str(tmp_path / "robust.json"), "--quiet")
+    assert robust.code == 0, robust.stderr
+    robustness = json.loads((tmp_path / "robust.json").read_text())["robustness"]
+    assert robustness["results"][1]["snr_db"] is not None  # waveform units: white-box through the folder's module
+
+    hardened = tmp_path / "hardened.pt"
+    harden = run_cli("harden", folder, "--method", "vanilla", "--out", str(hardened), "--corpus", str(manifest),
+                     "--epochs", "2", "--warmup-epochs", "1", "--quiet")
+    assert harden.code == 0, harden.stderr
+    assert load_model(str(hardened), cache_dir=tmp_path).frontend.emotions == list(EMOTIONS)
+
+
+def test_a_checkpoint_without_its_head_is_refused(run_cli, tmp_path) -> None:
+    folder = tiny_checkpoint("wav2vec2", tmp_path / "headless", head=False)
+    result = run_cli("layers", str(folder))
+    assert result.code == 2 and result.stderr.count("\n") == 1
+    assert "classifier.weight" in result.stderr and "projector.weight" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bin_weights_are_loaded_weights_only(run_cli, checkpoints, tmp_path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "bin"
+    shutil.copytree(checkpoints["hubert"], folder)
+    state = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    assert run_cli("layers", str(folder), "--quiet").code == 0
+
+    class Payload:  # unpickling this would run code
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"weight": Payload()}, folder / "pytorch_model.bin")
+    result = run_cli("layers", str(folder))
+    assert result.code == 2 and "weights-only" in result.stderr and "pwned" not in result.stdout
+
+
+def test_hub_ids_fail_in_one_line_offline(run_cli, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    result = run_cli("layers", "hf:no-such-org/no-such-model")
+    assert result.code == 2 and result.stderr.count("\n") == 1
+    assert "hf:no-such-org/no-such-model" in result.stderr and "--local-dir" in result.stderr
+
+
+def test_a_folder_without_config_says_what_to_pass(run_cli, tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run_cli("layers", str(tmp_path / "empty"))
+    assert result.code == 2 and "config.json" in result.stderr
+
+
+def test_missing_transformers_gives_the_install_hint(run_cli, checkpoints, monkeypatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_transformers(name, *args, **kwargs):
+        if name == "transformers" or name.startswith("transformers."):
+            raise ImportError("No module named 'transformers'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_transformers)
+    result = run_cli("layers", str(checkpoints["wav2vec2"]))
+    assert result.code == 2 and "pip install 'ser-audit[transformers]'" in result.stderr
