@@ -105,8 +105,8 @@ def test_layers_are_listed(formats, originals, topology: str, form: str) -> None
     assert len(names) == len(set(names)) >= 3
     assert set(names) <= {layer.name for layer in originals[topology].layers()}, "a layer eager torch does not have"
     assert all(layer.shape[0] == 1 for layer in layers)
-    expected = {"lstm": "recurrent", "gru": "recurrent", "crnn": "recurrent", "transformer": "dense"}
-    assert target_family(layers) == expected.get(topology, "convolutional")
+    expected = {"lstm": "recurrent", "gru": "recurrent", "crnn": "recurrent", "transformer": "transformer"}
+    assert target_family(layers, model.operators()) == expected.get(topology, "convolutional")
     by_name = {layer.name: layer for layer in originals[topology].layers()}
     for layer in layers:  # the time axis is read from the model, and agrees between formats
         if len(layer.shape) > 2 and layer.shape[by_name[layer.name].time_axis or 0] >= 4:

@@ -2,7 +2,7 @@
 
 Exit codes: 0 done and every gate passed; 1 a gate failed (the report is still written);
 2 bad input or usage; 3 internal failure; 130 interrupted (Ctrl-C). ``--debug`` (anywhere on the line) shows
-tracebacks.
+tracebacks; ``--strict`` makes every plugin problem (one that fails to load, two under one name) an error.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import typer
 from ser_audit.cli import audit, cache, corpus, gate, layers, leakage, report, robustness, zoo
 from ser_audit.dependencies import require_torch
 from ser_audit.errors import SerAuditError
+from ser_audit.plugins import strict_plugins
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -56,13 +57,14 @@ def _needs_torch(args: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
-    args = [a for a in args if a != "--debug"]
+    debug, strict = "--debug" in args, "--strict" in args
+    args = [a for a in args if a not in ("--debug", "--strict")]
     try:
         if _needs_torch(args):
             require_torch()
         # Without standalone mode, typer returns the code of a typer.Exit instead of raising it.
-        code = app(args=args, prog_name="ser-audit", standalone_mode=False)
+        with strict_plugins(strict):
+            code = app(args=args, prog_name="ser-audit", standalone_mode=False)
     except SerAuditError as error:
         if debug:
             traceback.print_exc()

@@ -317,6 +317,11 @@ class TargetModel(ABC):
                 raise LayerSelectionError(refused[0])
         return [chosen[i] for i in sorted(chosen)]
 
+    def operators(self) -> set[str]:
+        """The operator kinds inside the model (not those that produce its outputs), for telling families
+        apart where the layers alone cannot: attention exported to ONNX is MatMul and Softmax, not a block."""
+        return {layer.kind for layer in self.layers()[:-1]}
+
     def listed_layers(self, everything: bool = False) -> list[LayerInfo]:
         """What ``ser-audit layers`` shows: every layer here; a format with many leaves inside its blocks
         (transformers) shows the blocks unless ``everything``."""

@@ -192,6 +192,9 @@ class OnnxModel(TargetModel):
         except Exception as error:  # onnxruntime raises its own untyped exceptions
             raise ModelError(f"model {self.path} cannot be loaded by onnxruntime: {str(error).splitlines()[0]}") from None
 
+    def operators(self) -> set[str]:
+        return graph_operators(self.proto.graph)
+
     def _layer_entries(self) -> list[LayerEntry]:
         return [LayerEntry(layer.name, layer.kind, block=layer.block, note=layer.note) for layer in self._layer_table]
 
@@ -241,6 +244,12 @@ class OnnxModel(TargetModel):
         )
 
 
+def graph_operators(graph: onnx.GraphProto) -> set[str]:
+    """Op types of the nodes that do not write a graph output (a classifier's closing Softmax is not attention)."""
+    outputs = {output.name for output in graph.output}
+    return {node.op_type for node in graph.node if not outputs & set(node.output)}
+
+
 class GraphBackedModel(TargetModel):
     """A format tapped through an ONNX conversion of itself (TorchScript, torch.export): layers,
     taps and cuts come from the wrapped graph, gradients from the format's own torch module."""
@@ -257,6 +266,9 @@ class GraphBackedModel(TargetModel):
 
     def _run(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
         return self.graph._run(inputs, taps)
+
+    def operators(self) -> set[str]:
+        return self.graph.operators()
 
     def _downstream(self, layer: str) -> Downstream:
         self.graph._batch_axes = self._batch_axes

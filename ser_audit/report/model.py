@@ -289,7 +289,8 @@ class LeakageVerdict(_Strict):
 class Leakage(_Strict):
     attribute: str
     folds: list[str] = Field(description="What each fold held out.")
-    target_family: str | None = Field(None, description="convolutional, recurrent or dense, read from the model's graph.")
+    target_family: str | None = Field(None, description="recurrent, transformer, convolutional or dense (or a "
+                                                        "plugin's family), read from the model's graph.")
     seen_speakers: list[str] = Field(
         default_factory=list, description="Audit speakers the target was trained on (known for zoo models); see notes."
     )

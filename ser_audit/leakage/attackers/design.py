@@ -20,7 +20,7 @@ class Design:
 
     Attributes:
         name: Short name (``vgg``, ``lstm``...).
-        family: ``convolutional``, ``recurrent`` or ``dense``.
+        family: ``convolutional``, ``recurrent``, ``dense``, ``transformer`` (``ser_audit.leakage.families``).
         input: ``map`` (whole activation maps, time last) or ``pooled`` (mean and std over time).
         build: ``(input shape without batch, width) -> module`` returning ``[batch, features]``.
         describe: ``(input shape, width) -> architecture string`` for the report.
@@ -36,7 +36,7 @@ class Design:
 DESIGN_GROUP = "ser_audit.attacker_designs"
 # The bundled entries come first, so each family's first design (what --quick runs) stays the same
 # when a plugin adds designs.
-_BUNDLED = ("convolutional", "recurrent", "dense")
+_BUNDLED = ("convolutional", "recurrent", "dense", "transformer")
 
 
 def designs() -> dict[str, Design]:

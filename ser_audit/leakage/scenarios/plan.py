@@ -133,7 +133,7 @@ def plan_jobs(
     from ser_audit.models.subnetwork import Unavailable
 
     all_layers = model.layers()
-    family, cell = target_family(all_layers), recurrent_cell(all_layers)
+    family, cell = target_family(all_layers, model.operators()), recurrent_cell(all_layers)
     jobs: list[AttackJob] = []
     skipped: list[SkippedAttack] = []
 

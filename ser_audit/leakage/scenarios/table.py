@@ -13,15 +13,15 @@
 learning rate chosen on held-out training speakers), P0's upper bound. Beside it,
 ``frozen-body-readout`` keeps the target's remaining layers frozen and fits a new linear head:
 it measures what survives to the last hidden layer, whatever the tap. The target's family
-is read from its layer kinds: recurrent if any layer is an LSTM/GRU/RNN, convolutional
-if any is a convolution, else dense. A tap without a time axis (a vector) cannot feed a
+is read from its layer kinds by the families registry (``ser_audit.leakage.families``):
+recurrent if any layer is an LSTM/GRU/RNN, transformer if any is a self-attention encoder
+block, convolutional if any is a convolution, else dense. A tap without a time axis (a vector) cannot feed a
 convolutional or recurrent attacker; dense attackers stand in for the same family and
 there is no other family to switch to, which the skipped entry says.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -51,20 +51,12 @@ TABLE = {
     "s4": Scenario("s4", False, False, "aux"),
 }
 
-OTHER_FAMILY = {"convolutional": "recurrent", "recurrent": "convolutional", "dense": "recurrent"}
 
-_RECURRENT = re.compile(r"lstm|gru|rnn", re.IGNORECASE)
-_CONVOLUTIONAL = re.compile(r"conv", re.IGNORECASE)
+def target_family(layers: Sequence[LayerInfo], operators: set[str] | None = None) -> str:
+    """The target's family, from the families registry (``ser_audit.leakage.families``)."""
+    from ser_audit.leakage.families import target_family as registered
 
-
-def target_family(layers: Sequence[LayerInfo]) -> str:
-    """``recurrent``, ``convolutional`` or ``dense``, from the layer kinds of the graph."""
-    kinds = [layer.kind for layer in layers]
-    if any(_RECURRENT.search(kind) for kind in kinds):
-        return "recurrent"
-    if any(_CONVOLUTIONAL.search(kind) for kind in kinds):
-        return "convolutional"
-    return "dense"
+    return registered(layers, operators)
 
 
 def recurrent_cell(layers: Sequence[LayerInfo]) -> str | None:
@@ -112,5 +104,8 @@ def choose_designs(
         if family == "recurrent":  # other recurrent designs: not the target's own cell
             same = tuple(name for name in same if name != cell) or same[:1]
         return Choice(same[:1] if quick else same)
-    # The other family: P0's LSTM for a convolutional or dense target, a CNN for a recurrent one.
-    return Choice(family_designs(OTHER_FAMILY[family])[:1])
+    # Another family: P0's LSTM for a convolutional or dense target, a CNN for a recurrent one, both
+    # for a transformer; the first design of each.
+    from ser_audit.leakage.families import family_of
+
+    return Choice(tuple(design for other in family_of(family).others for design in family_designs(other)[:1]))

@@ -39,6 +39,14 @@ class ModelRequest:
     def path(self) -> Path:
         return Path(self.spec)
 
+    def file(self) -> Path:
+        """The model file, or a ModelError saying it is not there (a format called directly, by a plugin's test)."""
+        from ser_audit.errors import ModelError
+
+        if not self.path.is_file():
+            raise ModelError(f"model {self.path} is not a file; pass the model file itself")
+        return self.path
+
     @cached_property
     def archive_entries(self) -> tuple[str, ...]:
         """The names inside a zip archive (torch's formats), empty for anything else."""

@@ -21,7 +21,7 @@ class OnnxFormat:
         from ser_audit.models.loading import sidecar_spec
         from ser_audit.models.onnx_model import load_onnx
 
-        return load_onnx(request.path, request.frontend or sidecar_spec(request.path))
+        return load_onnx(request.file(), request.frontend or sidecar_spec(request.path))
 
 
 FORMAT = OnnxFormat()

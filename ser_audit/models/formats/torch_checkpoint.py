@@ -20,7 +20,7 @@ class TorchCheckpointFormat:
     def load(self, request: ModelRequest) -> "TargetModel":
         from ser_audit.models.loading import load_pickle, runs_on_its_spec, sidecar_spec
 
-        model = load_pickle(request.path, request.frontend or sidecar_spec(request.path), request.trust_pickle)
+        model = load_pickle(request.file(), request.frontend or sidecar_spec(request.path), request.trust_pickle)
         return runs_on_its_spec(model, request.spec)
 
 

@@ -24,7 +24,7 @@ class TorchExportFormat:
         from ser_audit.models.exported import load_exported
         from ser_audit.models.loading import sidecar_spec
 
-        return load_exported(request.path, request.frontend or sidecar_spec(request.path))
+        return load_exported(request.file(), request.frontend or sidecar_spec(request.path))
 
 
 FORMAT = TorchExportFormat()

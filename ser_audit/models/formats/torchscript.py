@@ -21,7 +21,7 @@ class TorchScriptFormat:
         from ser_audit.models.loading import sidecar_spec
         from ser_audit.models.torchscript import load_torchscript
 
-        return load_torchscript(request.path, request.frontend or sidecar_spec(request.path))
+        return load_torchscript(request.file(), request.frontend or sidecar_spec(request.path))
 
 
 FORMAT = TorchScriptFormat()
