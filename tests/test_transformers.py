@@ -157,3 +157,69 @@ def test_missing_transformers_gives_the_install_hint(run_cli, checkpoints, monke
     monkeypatch.setattr(builtins, "__import__", no_transformers)
     result = run_cli("layers", str(checkpoints["wav2vec2"]))
     assert result.code == 2 and "pip install 'ser-audit[transformers]'" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def exports(checkpoints, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each audited checkpoint exported to ONNX (dynamic batch and time) from its audited module."""
+    from ser_audit.models.export import export_model
+
+    root = tmp_path_factory.mktemp("exports")
+    paths = {}
+    for kind in AUDITED:
+        model = load_model(str(checkpoints[kind]), cache_dir=root)
+        paths[kind] = root / f"{kind}.onnx"
+        export_model(model.differentiable(), model.frontend, paths[kind])
+    return paths
+
+
+@pytest.mark.parametrize("kind", AUDITED)
+def test_an_onnx_export_lists_the_folders_layers_and_taps_them_alike(checkpoints, exports, kind, tmp_path) -> None:
+    from ser_audit.leakage.families import target_family
+
+    folder = load_model(str(checkpoints[kind]), cache_dir=tmp_path)
+    exported = load_model(str(exports[kind]), cache_dir=tmp_path)
+    listed = [layer.name for layer in folder.listed_layers()]
+    assert [layer.name for layer in exported.listed_layers()] == listed
+    assert [layer.name for layer in exported.default_taps()] == [layer.name for layer in folder.default_taps()]
+    assert target_family(exported.layers(), exported.operators()) == "transformer"
+    samples = folder.frontend.num_samples or 20_000  # another length than the export's example
+    audio = np.random.default_rng(2).standard_normal((3, samples)).astype(np.float32) * 0.1
+    ours, theirs = (model.forward({folder.frontend.input_name: audio}, taps=listed) for model in (folder, exported))
+    np.testing.assert_allclose(theirs.logits, ours.logits, atol=1e-4)
+    for name in listed:
+        np.testing.assert_allclose(theirs.layers[name], ours.layers[name], atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("kind", AUDITED)
+def test_an_onnx_export_is_audited_white_box(run_cli, exports, manifest, kind, tmp_path) -> None:
+    model = str(exports[kind])
+    out = tmp_path / "leakage.json"
+    result = run_cli("leakage", model, "--corpus", str(manifest), "--quick", "--out", str(out), "--format", "json",
+                     "--quiet")
+    assert result.code == 0, result.stderr
+    report = json.loads(out.read_text())
+    rows = report["leakage"]["results"]
+    blocks = [name for name in (layer["name"] for layer in report["model"]["layers"]) if name.count(".layers.") and
+              name.split(".layers.")[1].isdigit()]
+    assert {row["layer"] for row in rows if row["scenario"] == "probe"} >= set(blocks)
+    assert any(row["layer"] in blocks and row["attacker_design"] == "same-architecture" for row in rows)
+    assert report["leakage"]["target_family"] == "transformer"
+
+    robust = run_cli("robustness", model, "--corpus", str(manifest), "--domain", "waveform", "--eps", "0,0.01",
+                     "--pgd-steps", "2", "--out", str(tmp_path / "robust.json"), "--quiet")
+    assert robust.code == 0, robust.stderr
+    robustness = json.loads((tmp_path / "robust.json").read_text())["robustness"]
+    assert robustness["gradient_fallback"] is None
+    assert {row["gradient"] for row in robustness["results"]} == {"white-box"}
+
+    harden = run_cli("harden", model, "--method", "vanilla", "--out", str(tmp_path / "hardened.onnx"), "--corpus",
+                     str(manifest), "--epochs", "2", "--warmup-epochs", "1", "--quiet")
+    assert harden.code == 0, harden.stderr
+    # The trained weights are written into the graph it came from: its layers and its dynamic length stay.
+    original, hardened = (load_model(path, cache_dir=tmp_path) for path in (model, str(tmp_path / "hardened.onnx")))
+    assert [layer.name for layer in hardened.listed_layers()] == [layer.name for layer in original.listed_layers()]
+    samples = original.frontend.num_samples or 23_456
+    audio = {original.frontend.input_name: np.random.default_rng(3).standard_normal((2, samples)).astype(np.float32)}
+    assert hardened.forward(audio).logits.shape == (2, len(EMOTIONS))
+    assert not np.allclose(hardened.forward(audio).logits, original.forward(audio).logits, atol=1e-6)

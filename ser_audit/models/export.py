@@ -103,8 +103,13 @@ def _torch_export(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend:
         return torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(frontend, len(inputs),
                                                                                   auxiliary=auxiliary))
     except Exception:  # torch.export raises UserError and friends when a dimension specialises
-        return torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(frontend, len(inputs), time=False,
-                                                                                  auxiliary=auxiliary))
+        try:
+            return torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(
+                frontend, len(inputs), time=False, auxiliary=auxiliary))
+        except Exception as error:  # data-dependent shapes (an onnx2torch conversion) defeat torch.export
+            first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise ModelError(f"torch.export cannot capture the model ({first[:160]}); write .onnx or .pt instead") \
+                from None
 
 
 def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend: FrontEndSpec, path: Path,

@@ -31,7 +31,7 @@ from torch import nn
 from ser_audit.errors import DependencyError, ModelError
 from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.models.eager import EagerTorchModel
-from ser_audit.models.interface import LayerEntry, LayerInfo
+from ser_audit.models.interface import LayerEntry
 from ser_audit.models.subnetwork import Downstream, Unavailable
 
 INSTALL_HINT = "pip install 'ser-audit[transformers]'"
@@ -97,16 +97,27 @@ class WaveformNormalisation(nn.Module):
 
 
 class AudioClassifier(nn.Module):
-    """Waveform ``[batch, samples]`` to logits: the extractor's preprocessing, the model, ``.logits``."""
+    """Waveform ``[batch, samples]`` to logits: the extractor's preprocessing, the model, ``.logits``.
+
+    The transformers model's own children (and top-level parameters) are registered here under
+    their own names, so that layers are named as in transformers (``wav2vec2.encoder.layers.3``),
+    in this module and in every export of it; the model object itself is kept unregistered."""
 
     def __init__(self, model: nn.Module, preprocess: nn.Module, input_name: str) -> None:
         super().__init__()
         self.preprocess = preprocess
-        self.model = model
+        for name, child in model.named_children():
+            self.add_module(name, child)
+        for name, parameter in model.named_parameters(recurse=False):
+            self.register_parameter(name, parameter)
+        for name, buffer in model.named_buffers(recurse=False):
+            self.register_buffer(name, buffer)
+        object.__setattr__(self, "transformers_model", model)
         self.input_name = input_name
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.model(**{self.input_name: self.preprocess(waveform)}).logits
+        model: Any = object.__getattribute__(self, "transformers_model")
+        return model(**{self.input_name: self.preprocess(waveform)}).logits
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -200,7 +211,7 @@ def load_pretrained(folder: Path, frontend: FrontEndSpec | None = None, *, origi
         preprocess = WaveformNormalisation() if getattr(extractor, "do_normalize", False) else nn.Identity()
         input_name = "input_values"
     spec = frontend or frontend_from_preprocessor(folder, config, extractor)
-    wrapped = TransformersModel(model.eval(), AudioClassifier(model, preprocess, input_name), spec, folder=folder)
+    wrapped = TransformersModel(AudioClassifier(model.eval(), preprocess, input_name), spec, folder=folder)
     wrapped.loading = {
         "class": type(model).__name__,
         "model_type": str(config.model_type),
@@ -225,27 +236,21 @@ def _encoder_normalisation(config: Any) -> str:
 
 
 class TransformersModel(EagerTorchModel):
-    """A transformers audio classifier, run through ``AudioClassifier``. Its layers are named as in
-    transformers (``wav2vec2.encoder.layers.3``); ``layers`` lists the blocks, ``--layers all`` adds the leaves."""
+    """A transformers audio classifier behind ``AudioClassifier``. Its layers are named as in transformers
+    (``wav2vec2.encoder.layers.3``); ``layers`` lists the blocks (``ser_audit.models.blocks``), ``--layers all``
+    adds the leaves, and the default taps are the encoder blocks and the projector, as for its exports."""
 
     format = "transformers"
 
-    def __init__(self, module: nn.Module, wrapper: AudioClassifier, frontend: FrontEndSpec, *, folder: Path) -> None:
+    def __init__(self, module: AudioClassifier, frontend: FrontEndSpec, *, folder: Path) -> None:
         super().__init__(module, frontend, path=folder)
-        self.wrapper = wrapper.eval()
         self.folder = folder
         self.loading: dict[str, str] = {}
-
-    def _call(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.wrapper(*tensors)
-
-    def differentiable(self) -> nn.Module:
-        return self.wrapper
 
     @property
     def classifier(self) -> Any:
         """The transformers model (``...ForSequenceClassification``), typed loosely as transformers is optional."""
-        return self.module
+        return object.__getattribute__(self.module, "transformers_model")
 
     def _encoder(self) -> tuple[str, Any]:
         """The transformer encoder (the module holding the blocks in ``layers``) and its name."""
@@ -282,7 +287,8 @@ class TransformersModel(EagerTorchModel):
         return norm if stable else None
 
     def _layer_entries(self) -> list[LayerEntry]:
-        leaves = {entry.name: entry for entry in super()._layer_entries()}
+        # The preprocessing is the feature extractor's, not a layer of the model.
+        leaves = {entry.name: entry for entry in super()._layer_entries() if entry.name.split(".")[0] != "preprocess"}
         blocks = set(self.block_names())
         modules = dict(self.module.named_modules())
         order: list[str] = []
@@ -290,7 +296,7 @@ class TransformersModel(EagerTorchModel):
                    for name, module in modules.items() if name and (name in blocks or name in leaves)]
         try:
             with torch.no_grad():
-                self._call(self._tensors(self.example_inputs()))
+                self.module(*self._tensors(self.example_inputs()))
         finally:
             for handle in handles:
                 handle.remove()
@@ -316,19 +322,6 @@ class TransformersModel(EagerTorchModel):
             if found[name] is None and frames and len(shape) == 3:
                 found[name] = 1 if shape[1] == frames else 2 if shape[2] == frames else None
         return found
-
-    def listed_layers(self, everything: bool = False) -> list[LayerInfo]:
-        layers = self.layers()
-        if everything:
-            return layers
-        blocks = set(self.block_names())
-        return [layer for layer in layers if layer.name in blocks]
-
-    def default_taps(self) -> list[LayerInfo]:
-        """Every encoder block, plus the projected output (the pooled one's input)."""
-        wanted = set(self.encoder_blocks()) | {"projector"}
-        chosen = [layer for layer in self.layers() if layer.name in wanted]
-        return chosen or super().default_taps()
 
     def _downstream(self, layer: str) -> Downstream:
         """Sliced from the block list (no fx): the encoder blocks after the tap, the closing norm,

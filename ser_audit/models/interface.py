@@ -300,11 +300,18 @@ class TargetModel(ABC):
             return None
 
     def default_taps(self) -> list[LayerInfo]:
-        """What a split-computing deployment would transmit, and where the depth curve needs points:
-        pooling outputs that keep a map (P0 taps the first pooling layer), block outputs
-        (ResNets), every recurrent layer, a vector that several layers read (a conditioning
-        embedding such as P4's speaker embedding), and the last hidden layer before the logits."""
+        """What a split-computing deployment would transmit, and where the depth curve needs points. For a
+        transformer, every encoder block and the projector; otherwise pooling outputs that keep a map (P0
+        taps the first pooling layer), block outputs (ResNets), every recurrent layer, a vector that
+        several layers read (a conditioning embedding such as P4's speaker embedding), and the last
+        hidden layer before the logits."""
+        from ser_audit.models.blocks import encoder_blocks, transformer_blocks
+
         layers = [layer for layer in self.layers() if layer.refused is None]
+        blocks = transformer_blocks([layer.name for layer in layers])
+        if blocks:  # a transformer: every encoder block, and the projected output the head pools
+            wanted = {*encoder_blocks(blocks), "projector"}
+            return [layer for layer in layers if layer.name in wanted]
         chosen = {layer.index: layer for layer in layers if _default_tap(layer)}
         hidden = [layer for layer in layers[:-1] if len(layer.shape) == 2] or layers[-2:-1]
         if hidden:
@@ -323,9 +330,13 @@ class TargetModel(ABC):
         return {layer.kind for layer in self.layers()[:-1]}
 
     def listed_layers(self, everything: bool = False) -> list[LayerInfo]:
-        """What ``ser-audit layers`` shows: every layer here; a format with many leaves inside its blocks
-        (transformers) shows the blocks unless ``everything``."""
-        return self.layers()
+        """What ``ser-audit layers`` shows: every layer, or for a transformer (named as transformers names
+        its parts, in any format) its blocks unless ``everything``."""
+        from ser_audit.models.blocks import transformer_blocks
+
+        layers = self.layers()
+        blocks = set(transformer_blocks([layer.name for layer in layers]))
+        return layers if everything or not blocks else [layer for layer in layers if layer.name in blocks]
 
     def select_layers(self, spec: str | None) -> list[LayerInfo]:
         """Layers matching a comma-separated list of names, globs, indices, ranges (``2-5``) or ``all``;

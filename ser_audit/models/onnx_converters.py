@@ -1,5 +1,5 @@
 """onnx2torch converters for the ops real SER models contain and onnx2torch lacks: LSTM and GRU,
-the opset-18 reductions (axes as an input) and the newer versions of ops whose later opsets
+Gelu (transformer blocks), the opset-18 reductions (axes as an input) and the newer versions of ops whose later opsets
 only added tensor types.
 
 Registered once, on first use, so that ONNX graphs with recurrent layers, and graphs from
@@ -152,6 +152,43 @@ def _convert_recurrent(node, graph, *, cell: str):  # type: ignore[no-untyped-de
     )
 
 
+def _convert_gelu(node, graph):  # type: ignore[no-untyped-def]
+    """``Gelu`` (opset 20; transformer feed-forward blocks): ``nn.GELU`` with the same approximation."""
+    from onnx2torch.utils.common import OnnxMapping, OperationConverterResult
+
+    approximate = node.attributes.get("approximate", "none")
+    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+    return OperationConverterResult(
+        torch_module=nn.GELU(approximate=approximate),
+        onnx_mapping=OnnxMapping(inputs=tuple(node.input_values[:1]), outputs=node.output_values),
+    )
+
+
+def _convert_split_with_num_outputs(node, graph):  # type: ignore[no-untyped-def]
+    """``Split`` 18 may name its parts by ``num_outputs``; without ``split`` that is opset 13's equal split."""
+    from onnx2torch.node_converters.registry import get_converter
+    from onnx2torch.onnx_node import OnnxNode
+
+    proto = onnx.NodeProto()
+    proto.CopyFrom(node.proto)
+    kept = [a for a in proto.attribute if a.name != "num_outputs"]
+    del proto.attribute[:]
+    proto.attribute.extend(kept)
+    return get_converter("Split", 13)(OnnxNode(proto, node.unique_name), graph)
+
+
+def _convert_pad_over_every_axis(node, graph):  # type: ignore[no-untyped-def]
+    """``Pad`` 18 added an ``axes`` input and 19 ``mode="wrap"``; without either it is opset 13's."""
+    from onnx2torch.node_converters.registry import get_converter
+
+    mode = node.attributes.get("mode", "constant")
+    if (mode.decode() if isinstance(mode, bytes) else mode) == "wrap":
+        raise NotImplementedError("Pad with mode=wrap is not converted")
+    if len(node.input_values) > 3 and node.input_values[3]:
+        raise NotImplementedError("Pad with an axes input is not converted")
+    return get_converter("Pad", 13)(node, graph)
+
+
 # Ops whose later versions only added element types (bfloat16, float8, int4...): the newest
 # onnx2torch converter serves them unchanged.
 _TYPE_ONLY_UPDATES = (
@@ -221,6 +258,10 @@ def register() -> None:
             if version in history.get(op, ()):
                 alias(op, version, _convert_reduction_with_axes_input)
 
+    alias("Gelu", 20, _convert_gelu)
+    alias("Split", 18, _convert_split_with_num_outputs)
+    for version in (18, 19):
+        alias("Pad", version, _convert_pad_over_every_axis)
     for cell in ("lstm", "gru"):
         for version in (7, 14, 22):
             alias(cell.upper(), version, lambda node, graph, cell=cell: _convert_recurrent(node, graph, cell=cell))

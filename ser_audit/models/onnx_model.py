@@ -159,7 +159,7 @@ class OnnxModel(TargetModel):
         self.frontend = frontend
         self.proto = proto
         self._layers = None
-        self._layer_table = onnx_layers(proto.graph)
+        self._layer_table = with_block_aliases(onnx_layers(proto.graph))
         self._tensor_of = {layer.name: layer.tensor for layer in self._layer_table}
         self._declared = declared_inputs(proto)
         graph_inputs = list(self._declared)
@@ -238,10 +238,30 @@ class OnnxModel(TargetModel):
             if len(self._sessions) > 4:
                 del self._sessions[next(k for k in self._sessions if k)]
             self._sessions[key] = self._session(_with_outputs(self.proto, key))
-        outputs = self._sessions[key].run(names, feed)
+        unique = list(dict.fromkeys(names))  # a block and its last child read one tensor
+        values = dict(zip(unique, self._sessions[key].run(unique, feed)))
         return ForwardResult(
-            logits=outputs[0], layers={name: np.asarray(value, dtype=np.float32) for name, value in zip(taps, outputs[1:])}
+            logits=values[self._logits_name],
+            layers={name: np.asarray(values[self._tensor_of[name]], dtype=np.float32) for name in taps},
         )
+
+
+def with_block_aliases(layers: list[GraphLayer]) -> list[GraphLayer]:
+    """A transformer's blocks whose output is a child's (a post-LN block ends in its final LayerNorm; a
+    feature encoder in its last convolution) are not layers of their own in the graph; each is added
+    under its block name, reading that child's tensor, so that exports list the blocks the folder does."""
+    from ser_audit.models.blocks import transformer_blocks
+
+    names = [layer.name for layer in layers]
+    missing = [name for name in transformer_blocks(names) if name not in names]
+    if not missing:
+        return layers
+    out = list(layers)
+    for block in missing:
+        last = max(i for i, layer in enumerate(out) if layer.name.startswith(block + "."))
+        out.insert(last + 1, GraphLayer(block, out[last].kind, out[last].tensor, block=True,
+                                        note=f"the output of {out[last].name}, the block's last operation"))
+    return out
 
 
 def graph_operators(graph: onnx.GraphProto) -> set[str]:

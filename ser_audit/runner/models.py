@@ -134,7 +134,29 @@ def harden_model(source: ModelSource, out: Path, *, recipe: "HardeningRecipe", c
     if out.suffix.lower() == ".ckpt":
         assert model.path is not None
         write_checkpoint_payload(model.path, hardened, out, extra_metrics={"hardening": recipe.method})
-    else:
+    elif not _written_into_its_graph(model, hardened, out):
         export_model(hardened, model.frontend, out)
     return {"real_before": before[0].uar, "adversarial_before": before[1].uar, "real_after": after[0].uar,
             "adversarial_after": after[1].uar, "eps": recipe.eps, "n": after[0].n, "evaluation_set": data.description}
+
+
+def _written_into_its_graph(model: Any, hardened: Any, out: Path) -> bool:
+    """An ONNX model hardened to ONNX keeps its own graph (dynamic axes and all) with the trained weights
+    written into it, checked with onnxruntime; False where that cannot be done, and the module is exported."""
+    import numpy as np
+
+    from ser_audit.errors import ModelError
+    from ser_audit.models.onnx_model import OnnxModel
+    from ser_audit.models.onnx_weights import check_written, save, write_back
+
+    if not isinstance(model, OnnxModel) or out.suffix.lower() != ".onnx" or model.frontend.extra_inputs:
+        return False
+    example = model.example_inputs(batch=2)[model.frontend.input_name]
+    noise = np.random.default_rng(0).standard_normal(example.shape).astype(example.dtype)
+    try:
+        proto = write_back(model.proto, hardened)
+        check_written(proto, hardened.eval(), {model.frontend.input_name: noise})
+    except ModelError:
+        return False
+    save(proto, out)
+    return True
