@@ -85,6 +85,8 @@ class EagerTorchModel(TargetModel):
         owners: list[tuple[torch.Tensor, str]] = []  # each entry's output
         readers: dict[str, set[str]] = {}  # entry -> the leaf modules that read its output
         called: set[str] = set()
+        aliases: dict[str, LayerEntry] = {}
+        order: list[str] = []  # entries and aliases in the order they completed
 
         def record(name: str, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             called.add(name)
@@ -104,6 +106,10 @@ class EagerTorchModel(TargetModel):
             if leaf or not reused:
                 entries[name] = LayerEntry(name, type(module).__name__, block=not leaf, note=note)
                 owners.append((tensor, name))
+                order.append(name)
+            elif name not in aliases:  # a container that returns a child's output: a layer only as a named block
+                aliases[name] = LayerEntry(name, type(module).__name__, block=True, note=note)
+                order.append(name)
 
         handles = [
             module.register_forward_hook(lambda m, inputs, output, name=name: record(name, m, inputs, output))
@@ -115,7 +121,14 @@ class EagerTorchModel(TargetModel):
         finally:
             for handle in handles:
                 handle.remove()
-        return [replace(entry, readers=len(readers.get(entry.name, ()))) for entry in entries.values()]
+        # A transformer's blocks (feature encoder, post-LN encoder blocks) end in a child's output; they are
+        # layers too, under the names users know them by (``ser_audit.models.blocks``).
+        from ser_audit.models.blocks import transformer_blocks
+
+        blocks = set(transformer_blocks(list(entries))) | set(transformer_blocks(order))
+        listed = [entries[name] if name in entries else aliases[name] for name in order
+                  if name in entries or name in blocks]
+        return [replace(entry, readers=len(readers.get(entry.name, ()))) for entry in listed]
 
     def _call(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """The module on ``tensors``, its logits unwrapped from a ModelOutput, dict, dataclass or tuple."""

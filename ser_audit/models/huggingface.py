@@ -288,28 +288,7 @@ class TransformersModel(EagerTorchModel):
 
     def _layer_entries(self) -> list[LayerEntry]:
         # The preprocessing is the feature extractor's, not a layer of the model.
-        leaves = {entry.name: entry for entry in super()._layer_entries() if entry.name.split(".")[0] != "preprocess"}
-        blocks = set(self.block_names())
-        modules = dict(self.module.named_modules())
-        order: list[str] = []
-        handles = [module.register_forward_hook(lambda _m, _i, _o, name=name: order.append(name))
-                   for name, module in modules.items() if name and (name in blocks or name in leaves)]
-        try:
-            with torch.no_grad():
-                self.module(*self._tensors(self.example_inputs()))
-        finally:
-            for handle in handles:
-                handle.remove()
-        entries: dict[str, LayerEntry] = {}
-        for name in order:
-            if name in entries:
-                continue
-            if name in blocks:
-                entries[name] = LayerEntry(name, type(modules[name]).__name__, block=True,
-                                           note=leaves[name].note if name in leaves else None)
-            else:
-                entries[name] = leaves[name]
-        return list(entries.values())
+        return [entry for entry in super()._layer_entries() if entry.name.split(".")[0] != "preprocess"]
 
     def _time_axes(self, names: list[str], base: dict[str, np.ndarray]) -> dict[str, int | None]:
         """As read by running the model, completed from the encoder's sequence length where a fixed-length

@@ -119,8 +119,8 @@ def train_reference(
     # Stages that crop or draw references at random train from whole waveforms (CorpusAudio).
     sampled = {stage.corpus for stage in stages if stage.random_crop_s is not None or stage.random_reference}
     variable = reference.frontend.duration_s is None
-    if reference.frontend.features.kind == "waveform" or (variable and not all(s.random_crop_s for s in stages)):
-        raise ConfigError(f"zoo:{reference.name}: training needs a spectral front-end of fixed length, "
+    if variable and not all(s.random_crop_s for s in stages):
+        raise ConfigError(f"zoo:{reference.name}: training needs a front-end of fixed length, "
                           "or of variable length with random crops (Stage.random_crop_s) in every stage")
     emotions = list(corpus.emotions)
     base_spec = reference.frontend.model_copy(update={"emotions": emotions, "normalisation": "none"})
