@@ -1,8 +1,9 @@
 """One small model of every topology a user may hand over, for the model-contract suite.
 
-Each reads P0's 32 LLD channels (``[batch, 32, time]``), so the speaker's F0 reaches every
-layer through random weights: a probe on any tapped layer must find gender well above
-chance. None is trained; the contract is about tapping, cutting and differentiating, not
+Each reads P0's 32 LLD channels (``[batch, 32, time]``), or the waveform (``WAVEFORM_TOPOLOGIES``:
+a wav2vec2-shaped encoder, a CREPE-shaped frame-batched network), so the speaker's voice
+reaches every layer through random weights: a probe on some tapped layer must find gender
+well above chance. None is trained; the contract is about tapping, cutting and differentiating, not
 about emotion.
 """
 
@@ -182,6 +183,106 @@ class TinyTwoInput(nn.Module):
         return self.classifier(self.flatten(self.pool(hidden)))
 
 
+class _PreNormBlock(nn.Module):
+    """A pre-LN transformer block as wav2vec2-style encoders have (attention, feed-forward, residuals)."""
+
+    def __init__(self, width: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(width)
+        self.attention = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.final_layer_norm = nn.LayerNorm(width)
+        self.feed_forward = nn.Sequential(nn.Linear(width, 32), nn.GELU(), nn.Linear(32, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = self.layer_norm(x)
+        x = x + self.attention(normed, normed, normed, need_weights=False)[0]
+        return x + self.feed_forward(self.final_layer_norm(x))
+
+
+class _PitchBank(nn.Module):
+    """Log energy in narrow bands over the F0 range, 25 ms windows every 20 ms: the fixed, learnable-
+    looking filters a waveform front-end starts with (SincNet's, say), so random layers above it see F0."""
+
+    def __init__(self, bands: int = 12, window: int = 400, hop: int = 320) -> None:
+        super().__init__()
+        frequencies = torch.linspace(80.0, 320.0, bands)
+        t = torch.arange(window) / 16_000
+        hann = torch.hann_window(window)
+        filters = [hann * torch.cos(2 * torch.pi * f * t) for f in frequencies]
+        filters += [hann * torch.sin(2 * torch.pi * f * t) for f in frequencies]
+        self.bank = nn.Conv1d(1, 2 * bands, window, stride=hop, bias=False)
+        self.bank.weight.data = torch.stack(filters)[:, None]
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        response = self.bank(waveform).square()
+        half = response.shape[1] // 2
+        return torch.log(response[:, :half] + response[:, half:] + 1e-6)
+
+
+class _Encoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([_PreNormBlock(), _PreNormBlock()])
+        self.layer_norm = nn.LayerNorm(16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.layers:
+            x = block(x)
+        return self.layer_norm(x)
+
+
+class _Backbone(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.feature_extractor = nn.Sequential(_PitchBank(), nn.Conv1d(12, 16, 3, padding=1), nn.GELU())
+        self.feature_projection = nn.Sequential(nn.LayerNorm(16), nn.Linear(16, 16))
+        self.encoder = _Encoder()
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        features = self.feature_extractor(waveform.unsqueeze(1)).transpose(1, 2)
+        return self.encoder(self.feature_projection(features))
+
+
+class TinyWav2Vec2(nn.Module):
+    """wav2vec2's shape on the waveform, named as transformers names it: a strided convolutional feature
+    encoder (320 samples a frame), a projection, pre-LN blocks ``wav2vec2.encoder.layers.N``, a closing
+    norm, ``projector``, the mean over time and ``classifier``."""
+
+    def __init__(self, n_classes: int = 4) -> None:
+        super().__init__()
+        self.wav2vec2 = _Backbone()
+        self.projector = nn.Linear(16, 8)
+        self.classifier = nn.Linear(8, n_classes)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.projector(self.wav2vec2(waveform)).mean(1))
+
+
+class TinyFrameBatched(nn.Module):
+    """CREPE's shape: 1024-sample frames of every utterance as one batch (``[batch * frames, 1, 1024]``)
+    through a pitch filter bank, a convolution and a pool, then regrouped per utterance, averaged and
+    classified."""
+
+    def __init__(self, n_classes: int = 4) -> None:
+        super().__init__()
+        self.pitch = _PitchBank(window=400, hop=200)
+        self.conv = nn.Conv1d(12, 16, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.frame_pool = nn.AdaptiveAvgPool1d(1)
+        self.flatten = nn.Flatten()
+        self.projection = nn.Linear(16, 16)
+        self.classifier = nn.Linear(16, n_classes)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        batch = waveform.shape[0]
+        frames = waveform.unfold(1, 1024, 512).reshape(-1, 1, 1024)
+        hidden = self.projection(self.flatten(self.frame_pool(self.relu(self.conv(self.pitch(frames))))))
+        return self.classifier(hidden.reshape(batch, -1, hidden.shape[-1]).mean(1))
+
+
+# Topologies that read the waveform instead of the 32 descriptors.
+WAVEFORM_TOPOLOGIES = ("wav2vec2", "frames")
+
 TOPOLOGIES: dict[str, Callable[..., nn.Module]] = {
     "cnn": TinyCNN,
     "resnet": TinyResNet,
@@ -190,4 +291,6 @@ TOPOLOGIES: dict[str, Callable[..., nn.Module]] = {
     "crnn": TinyCRNN,
     "transformer": TinyTransformer,
     "two-input": TinyTwoInput,
+    "wav2vec2": TinyWav2Vec2,
+    "frames": TinyFrameBatched,
 }
