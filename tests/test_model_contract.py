@@ -28,9 +28,9 @@ from ser_audit.models.eager import EagerTorchModel
 from ser_audit.models.export import export_model
 from ser_audit.models.interface import TargetModel
 from ser_audit.models.loading import load_model
+from ser_audit.models.subnetwork import Unavailable
 from ser_audit.robustness.fgsm import FGSM
 from ser_audit.testing import LLD_FRONTEND, TWO_INPUT_FRONTEND
-from ser_audit.models.subnetwork import Unavailable
 from ser_audit.testing.topologies import TOPOLOGIES, WAVEFORM_TOPOLOGIES
 
 FORMATS = {
