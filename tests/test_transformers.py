@@ -92,7 +92,9 @@ def test_quick_leakage_robustness_and_harden(run_cli, checkpoints, manifest, kin
                      "--pgd-steps", "2", "--out", str(tmp_path / "robust.json"), "--quiet")
     assert robust.code == 0, robust.stderr
     robustness = json.loads((tmp_path / "robust.json").read_text())["robustness"]
-    assert robustness["results"][1]["snr_db"] is not None  # waveform units: white-box through the folder's module
+    assert robustness["results"][1]["snr_db"] is not None  # waveform units, through the folder's own module
+    assert robustness["gradient_fallback"] is None
+    assert {row["gradient"] for row in robustness["results"]} == {"white-box"}
 
     hardened = tmp_path / "hardened.pt"
     harden = run_cli("harden", folder, "--method", "vanilla", "--out", str(hardened), "--corpus", str(manifest),
