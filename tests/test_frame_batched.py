@@ -50,8 +50,12 @@ def test_layers_lists_the_frame_layers_per_utterance_with_frames_as_time(run_cli
     model, weights = write_frame_batched(tmp_path)
     result = run_cli("layers", model, "--weights", str(weights), "--json")
     assert result.code == 0, result.stderr
-    shapes = {row["name"]: row["shape"] for row in json.loads(result.stdout)}
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    shapes = {name: row["shape"] for name, row in rows.items()}
     assert shapes["pitch"] == [1, FRAMES, 10, 4] and shapes["flatten"] == [1, FRAMES, 16] and shapes["head"] == [1, 4]
+    # What the listing says of them: frames per utterance, the frames as the time axis.
+    assert (rows["pitch"]["frames"], rows["pitch"]["time_axis"]) == (FRAMES, 1) and rows["head"]["frames"] is None
+    assert "regrouped" in run_cli("layers", model, "--weights", str(weights)).stdout
     layers = {layer.name: layer for layer in _eager(FrameBatchedEmotion()).layers()}
     assert [name for name, layer in layers.items() if layer.frames == FRAMES and layer.time_axis == 1] == FRAME_LAYERS
     assert layers["head"].frames is None and layers["head"].time_axis is None
@@ -106,7 +110,9 @@ def test_without_the_plant_the_frame_layers_do_not_leak(run_cli, corpus_manifest
 
 def test_frames_straddling_utterances_are_refused_in_one_line(run_cli, corpus_manifest: Path, tmp_path: Path) -> None:
     model, weights = write_frame_batched(tmp_path, cross_utterance=True)
-    assert run_cli("layers", model, "--weights", str(weights)).code == 0  # listing still works
+    listed = run_cli("layers", model, "--weights", str(weights), "--json")
+    assert listed.code == 0  # listing still works, and says which layers are refused and why
+    assert "not in proportion" in {row["name"]: row for row in json.loads(listed.stdout)}["pitch"]["refused"]
     for layers in (["--layers", "pitch"], []):  # named, and the default taps (all refused)
         result = run_cli("leakage", model, "--weights", str(weights), "--corpus", str(corpus_manifest), *layers,
                          *FAST, "--out", str(tmp_path / "report"))

@@ -34,5 +34,7 @@ def layers(
     if json_output:
         print_json([row.model_dump() for row in rows])
         return
-    print_table(f"layers of {model}", ["index", "name", "kind", "shape"],
-                [(r.index, r.name, r.kind, "x".join(map(str, r.shape))) for r in rows])
+    print_table(f"layers of {model}", ["index", "name", "kind", "shape", "time axis", "note"],
+                [(r.index, r.name, r.kind, "x".join(map(str, r.shape)), "" if r.time_axis is None else r.time_axis,
+                  f"refused: {r.refused}" if r.refused else f"{r.frames} frames an utterance, regrouped" if r.frames
+                  else "") for r in rows])

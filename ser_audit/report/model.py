@@ -41,6 +41,11 @@ class LayerRow(_Strict):
     name: str = Field(description="Layer name as `ser-audit layers` lists it.")
     kind: str = Field(description="Operator or module class.")
     shape: list[int] = Field(description="Output shape for one utterance of the front-end's length.")
+    time_axis: int | None = Field(None, description="The axis that grows with the input's duration (read by running "
+                                                    "the model at two lengths); null for vectors.")
+    frames: int | None = Field(None, description="A frame-batched layer (utterances x frames as its leading axis): "
+                                                 "frames per utterance, regrouped as [batch, frames, ...].")
+    refused: str | None = Field(None, description="Why the layer cannot be tapped, where it cannot.")
 
 
 class ModelInfo(_Strict):

@@ -42,7 +42,8 @@ def corpus_info(corpus: Corpus, *, seed: int | None = None) -> CorpusInfo:
 
 
 def layer_rows(model: "TargetModel") -> list[LayerRow]:
-    return [LayerRow(index=l.index, name=l.name, kind=l.kind, shape=list(l.shape)) for l in model.layers()]
+    return [LayerRow(index=l.index, name=l.name, kind=l.kind, shape=list(l.shape), time_axis=l.time_axis,
+                     frames=l.frames, refused=l.refused) for l in model.layers()]
 
 
 def model_info(source: ModelSource, model: "TargetModel") -> ModelInfo:
