@@ -30,6 +30,7 @@ from torch import nn
 
 from ser_audit.errors import DependencyError, ModelError
 from ser_audit.frontend.spec import Features, FrontEndSpec
+from ser_audit.hashing import file_sha256
 from ser_audit.models.eager import EagerTorchModel
 from ser_audit.models.interface import LayerEntry
 from ser_audit.models.subnetwork import Downstream, Unavailable
@@ -259,25 +260,11 @@ class TransformersModel(EagerTorchModel):
                 return name, module
         raise ModelError(f"model {self.folder}: no transformer encoder (a module 'encoder' with 'layers') was found")
 
-    def block_names(self) -> list[str]:
-        """The layers a user thinks in: the feature encoder and projection (Whisper: its second
-        convolution), each encoder block, the encoder's closing norm where it has one, the projector
-        and the head."""
-        at, encoder = self._encoder()
-        parent_name = at.rpartition(".")[0]
-        parent = self.module.get_submodule(parent_name) if parent_name else self.module
-        names = [f"{parent_name}.{name}".lstrip(".") for name in ("feature_extractor", "feature_projection")
-                 if hasattr(parent, name)]
-        if hasattr(encoder, "conv2"):
-            names.append(f"{at}.conv2")
-        names += [f"{at}.layers.{i}" for i in range(len(encoder.layers))]
-        if self._closing_norm() is not None:
-            names.append(f"{at}.layer_norm")
-        names += [name for name in ("projector", "classifier") if hasattr(self.classifier, name)]
-        return names
-
     def encoder_blocks(self) -> list[str]:
-        return [name for name in self.block_names() if ".layers." in name]
+        """``...encoder.layers.N``, from the module names as every format reads them (``models.blocks``)."""
+        from ser_audit.models.blocks import encoder_blocks, transformer_blocks
+
+        return encoder_blocks(transformer_blocks([name for name, _ in self.module.named_modules() if name]))
 
     def _closing_norm(self) -> nn.Module | None:
         """The encoder's LayerNorm after its last block (pre-LN encoders and Whisper), else None."""
@@ -328,12 +315,8 @@ class TransformersModel(EagerTorchModel):
         """One hash over the folder's config, preprocessor and weight files."""
         digest = hashlib.sha256()
         for name in (CONFIG, PREPROCESSOR, *WEIGHT_FILES):
-            path = self.folder / name
-            if path.is_file():
-                digest.update(name.encode())
-                with open(path, "rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(block)
+            if (self.folder / name).is_file():
+                digest.update(f"{name}:{file_sha256(self.folder / name)}\n".encode())
         return digest.hexdigest()
 
 
