@@ -60,7 +60,7 @@ def test_same_architecture_cut_is_sliced_from_the_block_list(checkpoints, kind, 
     """Tap a block, run the rest through the cut: the model's own logits, with no fx trace."""
     model = load_model(str(checkpoints[kind]), cache_dir=tmp_path)
     audio = np.random.default_rng(1).standard_normal((2, 16_000)).astype(np.float32) * 0.1
-    for tap in [name for name in model.block_names() if ".layers." in name] + ["projector"]:
+    for tap in [*model.encoder_blocks(), "projector"]:
         result = model.forward({model.frontend.input_name: audio}, taps=[tap])
         part = model.downstream(tap)
         with torch.no_grad():
