@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("null_audit.py", "verdict leaks"),
     ("fgsm_sweep_vs_art.py", "max |ours - ART| = 0.00e+00"),  # the one-gradient sweep equals ART's per-eps FGSM
     ("embedding_extraction.py", "extraction of every layer"),
+    ("scale_memory.py", "within the 4 GB target"),
 ])
 def test_benchmark_smoke_mode_runs(script: str, marker: str, tmp_path: Path) -> None:
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "SER_AUDIT_CACHE": str(tmp_path / "cache")}
