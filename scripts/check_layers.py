@@ -4,8 +4,8 @@ frontend → corpus, never backwards, and no import cycle between modules.
 Every ``import`` in ``ser_audit`` counts, the ones inside functions included: a lazy import
 still makes the lower layer depend on the upper one; imports under ``if TYPE_CHECKING:`` do
 not (they never run). ``execution`` (parallel executors) sits
-with leakage; ``config``, ``errors``, ``files``, ``hashing``, ``progress``, ``dependencies``, ``plugins``
-and ``schemas`` are shared leaves. ``testing`` holds test doubles and may import anything.
+with leakage; ``config``, ``errors``, ``files``, ``hashing``, ``progress``, ``dependencies``, ``devices``,
+``plugins`` and ``schemas`` are shared leaves. ``testing`` holds test doubles and may import anything.
 
     python scripts/check_layers.py        # exit 1 and one line per violation when broken
 """
@@ -27,7 +27,7 @@ LAYERS = {
     "frontend": 5,
     "corpus": 6,
 }
-SHARED = {"errors", "files", "hashing", "progress", "dependencies", "plugins", "config", "__init__"}
+SHARED = {"errors", "files", "hashing", "progress", "dependencies", "devices", "plugins", "config", "__init__"}
 EXEMPT = {"testing"}
 
 

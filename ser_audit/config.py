@@ -18,6 +18,7 @@ from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ser_audit.devices import parse_device
 from ser_audit.errors import ConfigError
 
 SCENARIOS = ("worst", "s1", "s2", "s3", "s4")
@@ -97,7 +98,7 @@ class AuditConfig(_Frozen):
     sentence_disjoint: bool = False
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for synthesis, training and attackers (0 to 2**32 - 1).")
     quick: bool = False
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: str = Field("auto", description="auto (CUDA when torch sees it, else the CPU), cpu, cuda or cuda:N.")
     executor: str = "local"
     cache_dir: Path | None = Field(None, description="Cache for corpora, reference models and embeddings.")
     permutations: int = Field(999, ge=19, description="Whole-speaker relabellings shared by every row (199 under --quick).")
@@ -146,8 +147,7 @@ class AuditConfig(_Frozen):
         values["attackers"] = choices(values.get("attackers", ATTACKER_KINDS), ATTACKER_KINDS, "--attackers")
         if values.get("attribute", "gender") not in ATTRIBUTES:
             raise ConfigError(f"--attribute {values['attribute']!r}: choose one of {', '.join(ATTRIBUTES)}")
-        if values.get("device", "cpu") not in ("cpu", "cuda"):
-            raise ConfigError(f"--device {values['device']!r}: use cpu or cuda")
+        values["device"] = parse_device(values.get("device", "auto"))
         for key in ("model", "hardened"):
             if isinstance(values.get(key), str):
                 values[key] = ModelSource(values[key])

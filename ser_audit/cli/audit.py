@@ -32,7 +32,7 @@ def audit(
     eps: options.EpsOption = "0,0.02,0.04,0.06,0.08,0.1",
     seed: options.SeedOption = 0,
     quick: options.QuickLeakageOption = False,
-    device: options.DeviceOption = "cpu",
+    device: options.DeviceOption = "auto",
     executor: options.ExecutorOption = "local",
     out: options.OutOption = "ser-audit-report",
     format: options.FormatOption = "json",

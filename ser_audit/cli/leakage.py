@@ -25,7 +25,7 @@ def leakage(
     folds: options.FoldsOption = None,
     seed: options.SeedOption = 0,
     quick: options.QuickLeakageOption = False,
-    device: options.DeviceOption = "cpu",
+    device: options.DeviceOption = "auto",
     executor: options.ExecutorOption = "local",
     out: options.OutOption = "ser-audit-report",
     format: options.FormatOption = "json",

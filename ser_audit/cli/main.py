@@ -14,6 +14,7 @@ import typer
 
 from ser_audit.cli import audit, cache, corpus, gate, layers, leakage, report, robustness, zoo
 from ser_audit.dependencies import require_torch
+from ser_audit.devices import configure_threads
 from ser_audit.errors import SerAuditError
 from ser_audit.plugins import strict_plugins
 
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if _needs_torch(args):
             require_torch()
+            configure_threads()
         # Without standalone mode, typer returns the code of a typer.Exit instead of raising it.
         with strict_plugins(strict):
             code = app(args=args, prog_name="ser-audit", standalone_mode=False)

@@ -110,7 +110,8 @@ QuickLeakageOption = Annotated[
     typer.Option("--quick", help="Without --layers, leave the first of more than two map layers to the probe; one "
                                  "design per scenario, fewer epochs and permutations."),
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="Where attackers train: cpu or cuda.")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", help="Where attackers train: auto (CUDA when torch sees it), cpu, cuda or cuda:N.")]
 ExecutorOption = Annotated[str, typer.Option("--executor", help="local, or ray (needs the ray extra).")]
 FormatOption = Annotated[
     str, typer.Option("--format", help="Report files to write: comma-separated json,md,html,junit (json always).")

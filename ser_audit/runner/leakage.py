@@ -17,6 +17,7 @@ import numpy as np
 from ser_audit.config import AuditConfig
 from ser_audit.corpus.folds import require_speakers_of_each_gender, speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
+from ser_audit.devices import resolve_device
 from ser_audit.errors import ConfigError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import LeakageResult, Report
@@ -132,7 +133,7 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
     from ser_audit.leakage.statistics.inference import SpeakerPermutations
 
     created = now()
-    sources.check_device(config.device)
+    resolve_device(config.device)  # a missing GPU fails before any work
     executor(config.executor)  # a wrong --executor fails before any work
     inputs = load_inputs(config, loader or sources.Loader(config, observer))
     cache, seed, corpus = sources.cache_of(config), config.seed, inputs.corpus
@@ -229,7 +230,8 @@ def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabelling
         notes.append(f"scenario attackers ran on {', '.join(l.name for l in inputs.attacked)} ({spread} layer with a "
                      "time axis, last vector layer); the linear probe on every selected layer; --layers chooses the "
                      "layers for both")
-    settings = AttackSettings(seed=config.seed, device=config.device, quick=config.quick, epochs=config.attacker_epochs)
+    settings = AttackSettings(seed=config.seed, device=resolve_device(config.device), quick=config.quick,
+                              epochs=config.attacker_epochs)
     return run_scenarios(inputs.model, inputs.attacked, AttackData.of(inputs.corpus, embeddings, config.attribute),
                          aux_data, inputs.folds, relabellings, inflation, attribute=config.attribute,
                          scenarios=config.scenarios, kinds=config.attackers, settings=settings,

@@ -63,14 +63,6 @@ class Loader:
         return self._corpora[source]
 
 
-def check_device(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: torch sees no CUDA device on this machine; use --device cpu")
-
-
 def check_aux_is_other_data(audit: Corpus, aux: Corpus) -> None:
     """s1, s3 and s4 promise an attacker trained on other data: never on the audit corpus or its speakers."""
     if audit.manifest_sha256() == aux.manifest_sha256():

@@ -1,0 +1,74 @@
+"""Where torch runs, and on how many threads.
+
+``--device`` is ``auto`` (CUDA when torch sees it, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``,
+checked in one line before any work. The thread count follows the cores this process may
+use (its CPU affinity, and a cgroup quota where a container sets one), not the machine's:
+torch's default of every core on the host oversubscribes a container, and two threads fighting
+other work on a 2-core machine were measured 10-40 times slower than one. ``OMP_NUM_THREADS``,
+where the user sets it, wins.
+
+    >>> parse_device("CUDA:1")
+    'cuda:1'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ser_audit.errors import ConfigError
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
+
+
+def parse_device(text: str) -> str:
+    """``text`` normalised (``auto``, ``cpu``, ``cuda``, ``cuda:N``), or ConfigError; imports no torch."""
+    match = _DEVICE.match(text.strip().lower())
+    if not match or (match.group(2) is not None and match.group(1) != "cuda"):
+        raise ConfigError(f"--device {text!r}: use auto, cpu, cuda or cuda:N")
+    return text.strip().lower()
+
+
+def resolve_device(text: str) -> str:
+    """The device to run on: ``auto`` resolved, a CUDA device checked to exist (ConfigError in one line if not)."""
+    import torch
+
+    device = parse_device(text)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: torch sees no CUDA device on this machine; use --device cpu or auto")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"numbered from 0")
+    return device
+
+
+def usable_cores() -> int:
+    """Cores this process may use: its affinity, capped by a cgroup v2 CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def configure_threads() -> int:
+    """Set torch's intra-op threads to the usable cores unless ``OMP_NUM_THREADS`` says otherwise; returns them."""
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    threads = usable_cores()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
