@@ -15,17 +15,15 @@ instead). Nothing is trained.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ser_audit.frontend.spec import METADATA_KEY, ExtraInput, Features, FrontEndSpec
+from ser_audit.testing.topologies import PITCH_BANDS_HZ, PitchBands
 
 STATE_WIDTH = 16
-# Bands between typical male (~120 Hz) and female (~210 Hz) F0.
-PITCH_BANDS_HZ = (90.0, 110.0, 130.0, 150.0, 170.0, 190.0, 210.0, 230.0, 260.0, 300.0)
 
 WAVEFORM_FRONTEND = FrontEndSpec(
     features=Features(kind="waveform"),
@@ -41,25 +39,6 @@ DECLARED_FRONTEND = WAVEFORM_FRONTEND.model_copy(update={"extra_inputs": [
 ]})
 
 
-class PitchBands(nn.Module):
-    """Log energy in narrow bands over the F0 range, 25 ms windows every 10 ms: ``[batch, samples]`` to
-    ``[batch, bands, frames]``."""
-
-    def __init__(self, sample_rate: int = 16_000, window: int = 400, hop: int = 160) -> None:
-        super().__init__()
-        t = torch.arange(window) / sample_rate
-        hann = torch.hann_window(window)
-        filters = [hann * torch.cos(2 * math.pi * f * t) for f in PITCH_BANDS_HZ]
-        filters += [hann * torch.sin(2 * math.pi * f * t) for f in PITCH_BANDS_HZ]
-        self.bank = nn.Conv1d(1, 2 * len(PITCH_BANDS_HZ), window, stride=hop, bias=False)
-        self.bank.weight.data = torch.stack(filters)[:, None]
-
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        response = self.bank(audio[:, None]).square()
-        half = response.shape[1] // 2
-        return torch.log(response[:, :half] + response[:, half:] + 1e-6)
-
-
 class BandNoise(nn.Module):
     """Standard normal noise shaped like the band energies: carries nothing about the speaker."""
 
@@ -68,7 +47,7 @@ class BandNoise(nn.Module):
         self.frames = nn.Conv1d(1, len(PITCH_BANDS_HZ), window, stride=hop, bias=False)  # for its output's shape
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return torch.randn_like(self.frames(audio[:, None]))
+        return torch.randn_like(self.frames(audio))
 
 
 class StatefulEmotion(nn.Module):
@@ -86,7 +65,7 @@ class StatefulEmotion(nn.Module):
 
     def forward(self, input: torch.Tensor, state: torch.Tensor, sr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         audio = input * (sr.to(input.dtype) / 16000.0)  # reads the rate, as a VAD graph does
-        hidden = self.flatten(self.pool(self.relu(self.encoder(self.pitch(audio)))))
+        hidden = self.flatten(self.pool(self.relu(self.encoder(self.pitch(audio[:, None])))))
         new = torch.tanh(self.update(torch.cat([hidden, state[0] + state[1]], dim=1)))
         return self.head(new), torch.stack([new, state[1]])
 

@@ -16,17 +16,16 @@ torch.Size([2, 4])
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ser_audit.frontend.spec import METADATA_KEY, Features, FrontEndSpec
+from ser_audit.testing.topologies import PITCH_BANDS_HZ, PitchBands
 
 FRAME = 1024
 HOP = 512
-PITCH_BANDS_HZ = (90.0, 110.0, 130.0, 150.0, 170.0, 190.0, 210.0, 230.0, 260.0, 300.0)
 
 FRAMES_FRONTEND = FrontEndSpec(
     features=Features(kind="waveform"),
@@ -37,24 +36,16 @@ FRAMES_FRONTEND = FrontEndSpec(
 )
 
 
-class FramePitch(nn.Module):
-    """Log energy in narrow bands over the F0 range, 25 ms windows every 12.5 ms of each frame:
-    ``[frames, 1, 1024]`` to ``[frames, bands, 4]``; noise of that shape without ``leak``."""
+class FramePitch(PitchBands):
+    """``PitchBands`` over each frame, 25 ms windows every 12.5 ms: ``[frames, 1, 1024]`` to
+    ``[frames, bands, 4]``; noise of that shape without ``leak``."""
 
-    def __init__(self, sample_rate: int = 16_000, window: int = 400, hop: int = 200, leak: bool = True) -> None:
-        super().__init__()
+    def __init__(self, leak: bool = True) -> None:
+        super().__init__(hop=200)
         self.leak = leak
-        t = torch.arange(window) / sample_rate
-        hann = torch.hann_window(window)
-        filters = [hann * torch.cos(2 * math.pi * f * t) for f in PITCH_BANDS_HZ]
-        filters += [hann * torch.sin(2 * math.pi * f * t) for f in PITCH_BANDS_HZ]
-        self.bank = nn.Conv1d(1, 2 * len(PITCH_BANDS_HZ), window, stride=hop, bias=False)
-        self.bank.weight.data = torch.stack(filters)[:, None]
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        response = self.bank(frames).square()
-        half = response.shape[1] // 2
-        energy = torch.log(response[:, :half] + response[:, half:] + 1e-6)
+        energy = super().forward(frames)
         return energy if self.leak else torch.randn_like(energy)
 
 

@@ -199,18 +199,22 @@ class _PreNormBlock(nn.Module):
         return x + self.feed_forward(self.final_layer_norm(x))
 
 
-class _PitchBank(nn.Module):
-    """Log energy in narrow bands over the F0 range, 25 ms windows every 20 ms: the fixed, learnable-
-    looking filters a waveform front-end starts with (SincNet's, say), so random layers above it see F0."""
+# Bands between typical male (~120 Hz) and female (~210 Hz) F0.
+PITCH_BANDS_HZ = (90.0, 110.0, 130.0, 150.0, 170.0, 190.0, 210.0, 230.0, 260.0, 300.0)
 
-    def __init__(self, bands: int = 12, window: int = 400, hop: int = 320) -> None:
+
+class PitchBands(nn.Module):
+    """Log energy in narrow bands over the F0 range, 25 ms windows every ``hop`` samples: ``[n, 1, samples]``
+    to ``[n, bands, windows]``. The fixed filters a waveform front-end may start with (SincNet's, say), so
+    that random layers above them see the speaker's F0."""
+
+    def __init__(self, window: int = 400, hop: int = 160, sample_rate: int = 16_000) -> None:
         super().__init__()
-        frequencies = torch.linspace(80.0, 320.0, bands)
-        t = torch.arange(window) / 16_000
+        t = torch.arange(window) / sample_rate
         hann = torch.hann_window(window)
-        filters = [hann * torch.cos(2 * torch.pi * f * t) for f in frequencies]
-        filters += [hann * torch.sin(2 * torch.pi * f * t) for f in frequencies]
-        self.bank = nn.Conv1d(1, 2 * bands, window, stride=hop, bias=False)
+        filters = [hann * torch.cos(2 * torch.pi * f * t) for f in PITCH_BANDS_HZ]
+        filters += [hann * torch.sin(2 * torch.pi * f * t) for f in PITCH_BANDS_HZ]
+        self.bank = nn.Conv1d(1, 2 * len(PITCH_BANDS_HZ), window, stride=hop, bias=False)
         self.bank.weight.data = torch.stack(filters)[:, None]
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -234,7 +238,7 @@ class _Encoder(nn.Module):
 class _Backbone(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.feature_extractor = nn.Sequential(_PitchBank(), nn.Conv1d(12, 16, 3, padding=1), nn.GELU())
+        self.feature_extractor = nn.Sequential(PitchBands(hop=320), nn.Conv1d(len(PITCH_BANDS_HZ), 16, 3, padding=1), nn.GELU())
         self.feature_projection = nn.Sequential(nn.LayerNorm(16), nn.Linear(16, 16))
         self.encoder = _Encoder()
 
@@ -265,8 +269,8 @@ class TinyFrameBatched(nn.Module):
 
     def __init__(self, n_classes: int = 4) -> None:
         super().__init__()
-        self.pitch = _PitchBank(window=400, hop=200)
-        self.conv = nn.Conv1d(12, 16, 3, padding=1)
+        self.pitch = PitchBands(hop=200)
+        self.conv = nn.Conv1d(len(PITCH_BANDS_HZ), 16, 3, padding=1)
         self.relu = nn.ReLU()
         self.frame_pool = nn.AdaptiveAvgPool1d(1)
         self.flatten = nn.Flatten()
