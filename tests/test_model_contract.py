@@ -19,7 +19,6 @@ from torch import nn
 from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import extract
-from ser_audit.frontend.spec import Features, FrontEndSpec
 from ser_audit.leakage.attackers.linear import LinearProbe
 from ser_audit.leakage.probe import cross_validate
 from ser_audit.leakage.scenarios.table import target_family
@@ -31,7 +30,7 @@ from ser_audit.models.loading import load_model
 from ser_audit.models.subnetwork import Unavailable
 from ser_audit.robustness.fgsm import FGSM
 from ser_audit.testing import LLD_FRONTEND, TWO_INPUT_FRONTEND
-from ser_audit.testing.topologies import TOPOLOGIES, WAVEFORM_TOPOLOGIES
+from ser_audit.testing.topologies import TOPOLOGIES, WAVEFORM_FRONTEND, WAVEFORM_TOPOLOGIES
 
 FORMATS = {
     "eager": None,
@@ -58,14 +57,12 @@ CUT_AT = {
 # A fixed length, so that graphs whose exporter specialised the time axis run on every utterance.
 FIXED = LLD_FRONTEND.model_copy(update={"duration_s": 1.0})
 FIXED_TWO_INPUT = TWO_INPUT_FRONTEND.model_copy(update={"duration_s": 1.0})
-WAVEFORM = FrontEndSpec(features=Features(kind="waveform"), layout=["batch", "time"], duration_s=1.0,
-                        emotions=["neutral", "happy", "sad", "angry"])
 PAIRS = [(topology, form) for topology in TOPOLOGIES for form in FORMATS]
 
 
 def _spec(topology: str):
     if topology in WAVEFORM_TOPOLOGIES:
-        return WAVEFORM
+        return WAVEFORM_FRONTEND
     return FIXED_TWO_INPUT if topology == "two-input" else FIXED
 
 

@@ -19,6 +19,7 @@ Traps this module closes (from transformers' source and issue threads):
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 from pathlib import Path
@@ -335,8 +336,6 @@ class EncoderRemainder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.norm = norm if norm is not None else nn.Identity()
         self.projector = projector if projector is not None else nn.Identity()
-        import inspect
-
         parameters = inspect.signature(first.forward).parameters
         self.biased = "position_bias" in parameters
         self.masked = "attention_mask" in parameters  # Whisper's blocks take it without a default

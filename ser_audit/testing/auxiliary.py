@@ -20,18 +20,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ser_audit.frontend.spec import METADATA_KEY, ExtraInput, Features, FrontEndSpec
+from ser_audit.frontend.spec import METADATA_KEY, ExtraInput
 from ser_audit.testing.topologies import PITCH_BANDS_HZ, PitchBands
+from ser_audit.testing.topologies import WAVEFORM_FRONTEND as ONE_SECOND_OF_AUDIO
 
 STATE_WIDTH = 16
 
-WAVEFORM_FRONTEND = FrontEndSpec(
-    features=Features(kind="waveform"),
-    layout=["batch", "time"],
-    duration_s=1.0,
-    input_name="input",
-    emotions=["neutral", "happy", "sad", "angry"],
-)
+WAVEFORM_FRONTEND = ONE_SECOND_OF_AUDIO.model_copy(update={"input_name": "input"})
 # What a user declares for the graph's state and sample-rate inputs.
 DECLARED_FRONTEND = WAVEFORM_FRONTEND.model_copy(update={"extra_inputs": [
     ExtraInput(name="state", source="zeros", batch_axis=1),

@@ -21,19 +21,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ser_audit.frontend.spec import METADATA_KEY, Features, FrontEndSpec
-from ser_audit.testing.topologies import PITCH_BANDS_HZ, PitchBands
+from ser_audit.frontend.spec import METADATA_KEY
+from ser_audit.testing.topologies import PITCH_BANDS_HZ, WAVEFORM_FRONTEND, PitchBands
 
 FRAME = 1024
 HOP = 512
 
-FRAMES_FRONTEND = FrontEndSpec(
-    features=Features(kind="waveform"),
-    layout=["batch", "time"],
-    duration_s=1.0,
-    input_name="audio",
-    emotions=["neutral", "happy", "sad", "angry"],
-)
+FRAMES_FRONTEND = WAVEFORM_FRONTEND.model_copy(update={"input_name": "audio"})
 
 
 class FramePitch(PitchBands):

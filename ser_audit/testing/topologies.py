@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ser_audit.frontend.spec import Features, FrontEndSpec
+
 # Log-compressed descriptors keep F0 (Hz) and MFCCs on one scale without saturating the
 # recurrent gates.
 
@@ -198,6 +200,10 @@ class _PreNormBlock(nn.Module):
         x = x + self.attention(normed, normed, normed, need_weights=False)[0]
         return x + self.feed_forward(self.final_layer_norm(x))
 
+
+# One second of 16 kHz audio as the model's only input, for the topologies that read the waveform.
+WAVEFORM_FRONTEND = FrontEndSpec(features=Features(kind="waveform"), layout=["batch", "time"], duration_s=1.0,
+                                 emotions=["neutral", "happy", "sad", "angry"])
 
 # Bands between typical male (~120 Hz) and female (~210 Hz) F0.
 PITCH_BANDS_HZ = (90.0, 110.0, 130.0, 150.0, 170.0, 190.0, 210.0, 230.0, 260.0, 300.0)
