@@ -90,6 +90,10 @@ class NeuralAttacker(Attacker):
             other candidates. A worst case must be at least what a linear reading of the tap gives,
             and some remaining layers (a global max pool) drop what the tap's statistics keep.
         patience: Stop after this many epochs without a better validation score.
+        rows_per_epoch: At most this many training rows per epoch, a fresh seeded sample each epoch;
+            the closed-form warm-up and the validation speakers' rows are sampled to the same size.
+            ``None`` passes over every row. A bound makes a fit's cost stop growing with the corpus
+            (a 5,000-utterance corpus then trains as many steps as a 1,000-utterance one, on more voices).
         validation: Share of each class's training speakers held out for choosing the epoch.
         standardise: Standardise inputs per channel with training-set statistics (not for
             ``body``, which expects the target's own activations).
@@ -113,6 +117,7 @@ class NeuralAttacker(Attacker):
         freeze_body: bool = False,
         readout_axis: int | None | Literal["off"] = "off",
         patience: int = 3,
+        rows_per_epoch: int | None = None,
         validation: float = 0.2,
         standardise: bool = True,
         seed: int = 0,
@@ -132,6 +137,7 @@ class NeuralAttacker(Attacker):
         self.freeze_body = freeze_body
         self.readout_axis = readout_axis
         self.patience = patience
+        self.rows_per_epoch = rows_per_epoch
         self.validation = validation
         self.standardise = standardise
         self.seed = seed
@@ -228,6 +234,8 @@ class NeuralAttacker(Attacker):
         split = inner_split(np.asarray(groups), targets, self.validation, self.seed) if (
             groups is not None and self.validation > 0) else None
         train_rows, validation_rows = split if split is not None else (np.arange(len(targets)), None)
+        if validation_rows is not None:
+            validation_rows = self._bounded(validation_rows, 0xFA1)
         loop = _Loop(self, body, heads, batch, targets, emotion_targets, train_rows, validation_rows)
         if self.body is not None:
             # Warm-up: the heads solved in closed form on the frozen body's features. That alone is the
@@ -290,6 +298,13 @@ class NeuralAttacker(Attacker):
         predicted = LinearProbe().fit(features[train], labels[train]).predict(features[held_out])
         score = balanced_accuracy_of(labels[held_out], predicted, np.unique(labels))
         return score, LinearProbe().fit(features, labels)
+
+    def _bounded(self, rows: np.ndarray, stream: int, epoch: int = 0) -> np.ndarray:
+        """``rows``, or a seeded sample of ``rows_per_epoch`` of them (sorted) when there are more."""
+        if self.rows_per_epoch is None or len(rows) <= self.rows_per_epoch:
+            return rows
+        rng = np.random.default_rng([self.seed, stream, epoch])
+        return np.sort(rng.choice(rows, self.rows_per_epoch, replace=False))
 
     def _settle_batch_norm(self, body: nn.Module, batch: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray) -> None:
         """Batch-norm statistics recomputed over (at most ``SETTLE_ROWS``) training rows with the current weights.
@@ -375,7 +390,8 @@ class _Loop:
             for norm in norms:
                 norm.reset_running_stats()
                 norm.momentum = None
-            run_epochs(self.body, optimiser, self._loss, self.train_rows, epochs=1, batch_size=self.attacker.batch_size,
+            rows = self.attacker._bounded(self.train_rows, 0xE90C, self.epoch)
+            run_epochs(self.body, optimiser, self._loss, rows, epochs=1, batch_size=self.attacker.batch_size,
                        shuffle=self.rng.permutation, min_batch_size=2)  # batch norm needs two rows
             self.epoch += 1
             self._validate()
@@ -404,9 +420,9 @@ class _Loop:
         inner, norm = cast(nn.Sequential, self.body)
         norm = cast(nn.BatchNorm1d, norm)
         inner.eval()
+        rows = self.attacker._bounded(self.train_rows, 0x50E)
         with torch.no_grad():
-            raw = torch.cat([inner(self.batch(self.train_rows[start : start + 128]))
-                             for start in range(0, len(self.train_rows), 128)]).double()
+            raw = torch.cat([inner(self.batch(rows[start : start + 128])) for start in range(0, len(rows), 128)]).double()
             mean, variance = raw.mean(0), raw.var(0, unbiased=len(raw) > 1)
             norm.reset_running_stats()
             norm.running_mean.copy_(mean.float())  # type: ignore[union-attr]
@@ -417,7 +433,7 @@ class _Loop:
             labels = {"attribute": self.targets, "emotion": self.emotion_targets}
             for name, module in self.heads.items():
                 head = cast(nn.Linear, module)
-                index = torch.from_numpy(labels[name][self.train_rows]).to(features.device)  # type: ignore[index]
+                index = torch.from_numpy(labels[name][rows]).to(features.device)  # type: ignore[index]
                 targets = -torch.ones(len(index), head.out_features, dtype=torch.float64, device=features.device)
                 targets[torch.arange(len(index)), index] = 1.0
                 head.weight.copy_(torch.linalg.solve(gram, features.T @ targets).T.float())

@@ -1,0 +1,43 @@
+"""A bound on the rows a neural attacker reads per epoch: the cost of a fit stops growing with the corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ser_audit.leakage.attackers import neural
+
+
+def _planted(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    speakers = np.repeat(np.arange(20), n // 20)
+    gender = np.where(speakers % 2 == 0, "female", "male")
+    X = rng.normal(size=(len(speakers), 16)).astype(np.float32)
+    X[:, 0] += np.where(gender == "female", 1.5, -1.5)
+    return X, gender, speakers
+
+
+def test_a_bound_at_or_above_the_rows_changes_nothing() -> None:
+    X, y, speakers = _planted(400)
+    free = neural.NeuralAttacker("mlp", epochs=3, seed=0).fit(X, y, groups=speakers)
+    bounded = neural.NeuralAttacker("mlp", epochs=3, seed=0, rows_per_epoch=10_000).fit(X, y, groups=speakers)
+    np.testing.assert_array_equal(free.decision_function(X), bounded.decision_function(X))
+
+
+def test_each_epoch_reads_a_fresh_sample_of_the_bound_and_still_learns(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y, speakers = _planted(2000)
+    seen: list[np.ndarray] = []
+    original = neural.run_epochs
+
+    def recording(module, optimiser, loss, rows, **kwargs):
+        seen.append(np.array(rows))
+        return original(module, optimiser, loss, rows, **kwargs)
+
+    monkeypatch.setattr(neural, "run_epochs", recording)
+    fitted = neural.NeuralAttacker("mlp", epochs=3, seed=0, rows_per_epoch=256).fit(X, y, groups=speakers)
+    assert [len(rows) for rows in seen] == [256] * len(seen) and len(seen) >= 2
+    assert not np.array_equal(seen[0], seen[1])  # a new sample each epoch, so every row can be used
+    test_X, test_y, _ = _planted(400, seed=1)
+    assert np.mean(fitted.predict(test_X) == test_y) > 0.9
+    again = neural.NeuralAttacker("mlp", epochs=3, seed=0, rows_per_epoch=256).fit(X, y, groups=speakers)
+    np.testing.assert_array_equal(fitted.decision_function(test_X), again.decision_function(test_X))
