@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from ser_audit.execution.interface import Executor, Job, Result
+from ser_audit.execution.interface import Executor, Job, Result, Shared
 
 
 class LocalExecutor(Executor):
+    """``shared`` is passed as it is, and every file this process reads, its jobs read."""
+
     name = "local"
 
-    def map(self, function: Callable[[Job], Result], jobs: Iterable[Job]) -> Iterator[Result]:
+    def run(self, function: Callable[[Job, Shared], Result], jobs: Iterable[Job], shared: Shared) -> Iterator[Result]:
         for job in jobs:
-            yield function(job)
+            yield function(job, shared)
+
+    def sees(self, path: Path) -> bool:
+        return True
