@@ -27,6 +27,7 @@ from ser_audit.embeddings.extract import extract
 from ser_audit.leakage.attackers.neural import NeuralAttacker
 from ser_audit.leakage.probe import probe_layers
 from ser_audit.leakage.scenarios.plan import AttackJob
+from ser_audit.leakage.scenarios.references import EmbeddingReference, Labels, SharedData
 from ser_audit.leakage.scenarios.run import run_attack
 from ser_audit.leakage.statistics.calibration import ATTACKERS, DESIGNS, METHODS, Outcome, clopper_pearson, coverage, run
 from ser_audit.leakage.statistics.inference import SpeakerPermutations, balanced_accuracy_of, permutation_p_value, widened_null
@@ -109,11 +110,12 @@ def _mlp_p_value(features: np.ndarray, corpus: Any, folds: Any, permutations: Sp
                  seed: int) -> float:
     labels = np.array(corpus.labels("gender"))
     layer = planted_leak_model().select_layers("noise")[0]
+    shared = SharedData(Labels(labels, np.array(corpus.labels("emotion")), np.array(corpus.labels("speaker"))),
+                        list(folds), shipped={"features": features})
     job = AttackJob(layer=layer, scenario="s2", kind="generic", design="mlp",
-                    attacker=NeuralAttacker("mlp", epochs=15, seed=seed), audit_inputs=features,
-                    audit_attribute=labels, audit_emotion=np.array(corpus.labels("emotion")),
-                    audit_speakers=np.array(corpus.labels("speaker")), folds=list(folds))
-    outcome = run_attack(job)
+                    attacker=NeuralAttacker("mlp", epochs=15, seed=seed),
+                    audit_inputs=EmbeddingReference.shipped("features", features))
+    outcome = run_attack(job, shared)
     truth, predicted = np.concatenate(outcome.truths), np.concatenate(outcome.predictions)
     statistic = balanced_accuracy_of(truth, predicted, permutations.classes)
     return permutation_p_value(statistic, widened_null(fixed_null(permutations, folds, outcome.predictions), factor))

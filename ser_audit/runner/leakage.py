@@ -215,6 +215,7 @@ def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabelling
     from ser_audit.embeddings.extract import extract
     from ser_audit.execution import executor
     from ser_audit.leakage.scenarios.plan import AttackData, AttackSettings
+    from ser_audit.leakage.scenarios.references import ModelOrigin
     from ser_audit.leakage.scenarios.run import run_scenarios
 
     aux_data = None
@@ -235,7 +236,8 @@ def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabelling
     return run_scenarios(inputs.model, inputs.attacked, AttackData.of(inputs.corpus, embeddings, config.attribute),
                          aux_data, inputs.folds, relabellings, inflation, attribute=config.attribute,
                          scenarios=config.scenarios, kinds=config.attackers, settings=settings,
-                         executor=executor(config.executor), observer=observer)
+                         executor=executor(config.executor),
+                         origin=ModelOrigin.of(config.model, sources.cache_of(config), config.seed), observer=observer)
 
 
 def _verification(config: AuditConfig, inputs: Inputs, embeddings: Any) -> list[Any]:

@@ -3,13 +3,17 @@
 Attackers trained on the audit corpus (worst, s2) are refitted per fold on the training
 speakers and tested on the held-out ones. Attackers trained on the aux corpus (s1, s3,
 s4) are fitted once on all of it and tested on every fold's held-out speakers of the
-audit corpus. Each job carries everything it needs, so any executor can run it.
+audit corpus. Each job names its inputs rather than carrying them (``references``): its layer's
+stored embeddings and the target's sub-network resolve on the worker, and what every job reads
+(labels, folds) travels once per run in ``SharedData``, so any executor can run it and a job stays
+small whatever the corpus.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 from sklearn.base import clone
@@ -18,6 +22,14 @@ from ser_audit.corpus.folds import Fold
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import Embeddings
 from ser_audit.leakage.attackers.neural import NeuralAttacker, designs
+from ser_audit.leakage.scenarios.references import (
+    BodyReference,
+    EmbeddingReference,
+    Labels,
+    ModelOrigin,
+    Referrer,
+    SharedData,
+)
 from ser_audit.leakage.scenarios.table import (
     KINDS,
     SAME_ARCHITECTURE_DESIGNS,
@@ -79,24 +91,43 @@ class AttackData:
 
 @dataclass
 class AttackJob:
-    """One attacker design of one kind in one scenario on one layer; everything it needs to run anywhere."""
+    """One attacker design of one kind in one scenario on one layer, small enough to send anywhere.
+
+    It names what it reads: ``audit_inputs`` and ``aux_inputs`` (the layer's stored embeddings in
+    the view the design reads) and ``body`` (the target's sub-network, for the same-architecture
+    designs, whose ``attacker`` holds none until the worker resolves it). Labels and folds come with
+    the run's ``SharedData``.
+    """
 
     layer: LayerInfo
     scenario: str
     kind: str
     design: str
     attacker: NeuralAttacker
-    audit_inputs: np.ndarray
-    audit_attribute: np.ndarray
-    audit_emotion: np.ndarray
-    audit_speakers: np.ndarray
-    folds: list[Fold]
-    aux_inputs: np.ndarray | None = None
-    aux_attribute: np.ndarray | None = None
-    aux_emotion: np.ndarray | None = None
-    aux_speakers: np.ndarray | None = None
+    audit_inputs: EmbeddingReference
+    aux_inputs: EmbeddingReference | None = None
+    body: BodyReference | None = None
     reduction: str | None = None
 
+    @property
+    def on_aux(self) -> bool:
+        """Trained once on the aux corpus (else refitted per fold on the audit corpus)."""
+        return self.aux_inputs is not None
+
+
+@dataclass
+class Plan:
+    """The jobs of a run, what every job reads (``shared``), and what cannot run with the reason."""
+
+    jobs: list[AttackJob]
+    skipped: list[SkippedAttack]
+    family: str
+    shared: SharedData
+    referrer: Referrer = field(repr=False)
+
+
+def _nowhere(path: Path) -> bool:
+    return False
 
 
 def has_time_axis(layer: LayerInfo, stored: np.ndarray | None = None) -> bool:
@@ -106,16 +137,17 @@ def has_time_axis(layer: LayerInfo, stored: np.ndarray | None = None) -> bool:
     return axis is not None and axis < len(shape) and shape[axis] >= 2
 
 
-def _inputs(data: AttackData, layer: LayerInfo, design: str) -> np.ndarray:
+def _inputs(referrer: Referrer, corpus: str, data: AttackData, layer: LayerInfo, design: str) -> EmbeddingReference:
     """What a design reads: the raw map (same architecture), the map with time last, or a vector."""
-    whole = data.embeddings.maps[layer.name]
+    embeddings = data.embeddings
     if design in SAME_ARCHITECTURE_DESIGNS:
-        return whole
+        return referrer.embedding(corpus, embeddings, layer.name, "map")
     if designs()[design].input == "pooled":
-        return data.embeddings.layers[layer.name] if has_time_axis(layer, whole) else whole.reshape(len(whole), -1)
-    axis = layer.time_axis
-    assert axis is not None
-    return np.moveaxis(whole, axis, -1)
+        if has_time_axis(layer, embeddings.maps[layer.name]):
+            return referrer.embedding(corpus, embeddings, layer.name, "pooled")
+        return referrer.embedding(corpus, embeddings, layer.name, "map", flatten=True)
+    assert layer.time_axis is not None
+    return referrer.embedding(corpus, embeddings, layer.name, "map", time_last=layer.time_axis)
 
 
 def plan_jobs(
@@ -128,12 +160,22 @@ def plan_jobs(
     scenarios: Sequence[str] = SCENARIOS,
     kinds: Sequence[str] = KINDS,
     settings: AttackSettings = AttackSettings(),
-) -> tuple[list[AttackJob], list[SkippedAttack], str]:
-    """Every (layer, scenario, design, kind) job, and what cannot run with the reason."""
+    sees: Callable[[Path], bool] = _nowhere,
+    origin: ModelOrigin | None = None,
+) -> Plan:
+    """Every (layer, scenario, design, kind) job, and what cannot run with the reason.
+
+    A job names a stored file or the model where ``sees`` (the executor's) says every worker reads it,
+    and ``origin`` says how the model was loaded; else its arrays and sub-network go into the plan's
+    ``shared`` data, once.
+    """
     from ser_audit.models.subnetwork import Unavailable
 
     all_layers = model.layers()
     family, cell = target_family(all_layers, model.operators()), recurrent_cell(all_layers)
+    shared = SharedData(Labels(audit.attribute, audit.emotion, audit.speakers), list(folds),
+                        Labels(aux.attribute, aux.emotion, aux.speakers) if aux is not None else None)
+    referrer = Referrer(shared, sees=sees, origin=origin)
     jobs: list[AttackJob] = []
     skipped: list[SkippedAttack] = []
 
@@ -141,7 +183,7 @@ def plan_jobs(
         skipped.extend(SkippedAttack(layer=layer.name, scenario=scenario, attacker_kind=kind, reason=reason) for kind in kinds)
 
     for layer in layers:
-        body = body_reason = None
+        body = body_reason = body_reference = None
         for scenario in scenarios:
             spec = TABLE[scenario]
             if spec.training_data == "aux" and aux is None:
@@ -170,30 +212,27 @@ def plan_jobs(
                     if body is None:
                         skip(layer, scenario, f"same-architecture attacker unavailable: {body_reason}")
                         continue
-                    attacker_family = family
-                    attacker = NeuralAttacker(
-                        design, epochs=settings.epochs, learning_rate=settings.learning_rate, body=body.body,
+                    body_reference = body_reference or referrer.body(model, layer.name, body.body)
+                    attacker = NeuralAttacker(  # its body comes from ``body_reference`` on the worker
+                        design, epochs=settings.epochs, learning_rate=settings.learning_rate,
                         body_description=body.description, body_candidates=settings.body_candidates,
                         freeze_body=design == SAME_ARCHITECTURE_FROZEN,
                         readout_axis="off" if design == SAME_ARCHITECTURE_FROZEN else layer.time_axis,
                         standardise=False, seed=settings.seed, device=settings.device,
                     )
                 else:
-                    attacker_family = designs()[design].family
                     attacker = NeuralAttacker(
                         design, epochs=settings.epochs, learning_rate=settings.learning_rate,
-                        width=settings.width(attacker_family), seed=settings.seed, device=settings.device,
+                        width=settings.width(designs()[design].family), seed=settings.seed, device=settings.device,
                     )
+                audit_inputs = _inputs(referrer, "audit", audit, layer, design)
+                aux_inputs = (_inputs(referrer, "aux", aux, layer, design)
+                              if spec.training_data == "aux" and aux is not None else None)
                 for kind in kinds:
-                    job = AttackJob(
+                    jobs.append(AttackJob(
                         layer=layer, scenario=scenario, kind=kind, design=design,
-                        attacker=clone(attacker).set_params(aware=kind == "aware"),
-                        audit_inputs=_inputs(audit, layer, design), audit_attribute=audit.attribute,
-                        audit_emotion=audit.emotion, audit_speakers=audit.speakers, folds=list(folds),
+                        attacker=clone(attacker).set_params(aware=kind == "aware"), audit_inputs=audit_inputs,
+                        aux_inputs=aux_inputs, body=body_reference if design in SAME_ARCHITECTURE_DESIGNS else None,
                         reduction=audit.embeddings.map_reductions.get(layer.name),
-                    )
-                    if spec.training_data == "aux" and aux is not None:
-                        job.aux_inputs = _inputs(aux, layer, design)
-                        job.aux_attribute, job.aux_emotion, job.aux_speakers = aux.attribute, aux.emotion, aux.speakers
-                    jobs.append(job)
-    return jobs, skipped, family
+                    ))
+    return Plan(jobs, skipped, family, shared, referrer)

@@ -19,6 +19,7 @@ from ser_audit.execution.local import LocalExecutor
 from ser_audit.leakage.attacked import AttackedRow, rows_of
 from ser_audit.leakage.attackers.neural import NeuralAttacker, Rows, designs
 from ser_audit.leakage.scenarios.plan import AttackData, AttackJob, AttackSettings, plan_jobs
+from ser_audit.leakage.scenarios.references import ModelOrigin, SharedData
 from ser_audit.leakage.scenarios.table import (
     KINDS,
     SAME_ARCHITECTURE_DESIGNS,
@@ -45,36 +46,41 @@ class AttackOutcome:
     validation: list[float | None]
 
 
-def run_attack(job: AttackJob) -> AttackOutcome:
-    """Fit and test one attacker (per fold on the audit corpus, or once on the aux corpus)."""
+def run_attack(job: AttackJob, shared: SharedData) -> AttackOutcome:
+    """Fit and test one attacker (per fold on the audit corpus, or once on the aux corpus), on a worker:
+    the job's references resolve here, the labels and folds are the run's ``shared`` data."""
     aware = job.kind == "aware"
+    audit, folds = shared.audit, shared.folds
+    audit_inputs = job.audit_inputs.resolve(shared)
+    attacker = job.attacker if job.body is None else clone(job.attacker).set_params(body=job.body.resolve(shared))
     truths, predictions, validation, choices = [], [], [], []
     if job.aux_inputs is None:
-        fitted = job.attacker
-        for fold in job.folds:
-            fitted = clone(job.attacker).fit(
-                Rows(job.audit_inputs, fold.train), job.audit_attribute[fold.train],
-                emotion=job.audit_emotion[fold.train] if aware else None, groups=job.audit_speakers[fold.train],
+        fitted = attacker
+        for fold in folds:
+            fitted = clone(attacker).fit(
+                Rows(audit_inputs, fold.train), audit.attribute[fold.train],
+                emotion=audit.emotion[fold.train] if aware else None, groups=audit.speakers[fold.train],
             )
-            truths.append(job.audit_attribute[fold.test])
-            predictions.append(fitted.predict(Rows(job.audit_inputs, fold.test)))
+            truths.append(audit.attribute[fold.test])
+            predictions.append(fitted.predict(Rows(audit_inputs, fold.test)))
             validation.append(fitted.validation_score_)
             choices.append(f"{fold.name}: {fitted.choice_}" if hasattr(fitted, "choice_") else "")
-        n_train = int(np.mean([len(fold.train) for fold in job.folds]))
+        n_train = int(np.mean([len(fold.train) for fold in folds]))
     else:
-        assert job.aux_attribute is not None
-        fitted = clone(job.attacker).fit(
-            Rows(job.aux_inputs, np.arange(len(job.aux_inputs))), job.aux_attribute,
-            emotion=job.aux_emotion if aware else None, groups=job.aux_speakers,
+        aux, aux_inputs = shared.aux, job.aux_inputs.resolve(shared)
+        assert aux is not None
+        fitted = clone(attacker).fit(
+            Rows(aux_inputs, np.arange(len(aux_inputs))), aux.attribute,
+            emotion=aux.emotion if aware else None, groups=aux.speakers,
         )
         # Every audit utterance is tested by some fold; the attacker never saw any of them.
-        predicted = fitted.predict(Rows(job.audit_inputs, np.arange(len(job.audit_inputs))))
-        classes = np.unique(job.audit_attribute)
-        for fold in job.folds:
-            truths.append(job.audit_attribute[fold.test])
+        predicted = fitted.predict(Rows(audit_inputs, np.arange(len(audit_inputs))))
+        classes = np.unique(audit.attribute)
+        for fold in folds:
+            truths.append(audit.attribute[fold.test])
             predictions.append(predicted[fold.test])
-            validation.append(balanced_accuracy_of(job.audit_attribute[fold.train], predicted[fold.train], classes))
-        n_train = len(job.aux_inputs)
+            validation.append(balanced_accuracy_of(audit.attribute[fold.train], predicted[fold.train], classes))
+        n_train = len(aux_inputs)
         choices = [getattr(fitted, "choice_", "")]
     architecture = fitted.architecture
     if any(choices):  # the same-architecture attacker: which start and rate held-out training speakers chose
@@ -113,35 +119,43 @@ def run_scenarios(
     kinds: Sequence[str] = KINDS,
     settings: AttackSettings = AttackSettings(),
     executor: Executor | None = None,
+    origin: ModelOrigin | None = None,
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> ScenarioResults:
     """Every planned attack, scored like the probe rows (``stats``) under the shared ``permutations``;
-    ``inflation`` (per layer, from the probe) widens the nulls of attackers refitted on the audit folds."""
+    ``inflation`` (per layer, from the probe) widens the nulls of attackers refitted on the audit folds.
+
+    Jobs name the stored embeddings, and, with ``origin`` (how ``model`` was loaded), the model, where
+    ``executor`` says its workers read those files; else the arrays travel once in the shared data.
+    """
     assert_speaker_disjoint(audit.corpus, list(folds))
-    jobs, skipped, family = plan_jobs(model, layers, audit, aux, folds, scenarios=scenarios, kinds=kinds, settings=settings)
-    speakers = np.array(audit.corpus.labels("speaker"))
-    results = ScenarioResults(skipped=skipped, family=family)
     executor = executor or LocalExecutor()
-    with observer.task(f"training {len(jobs)} scenario attackers", total=len(jobs)) as task:
-        for outcome in executor.map(run_attack, jobs):
-            results.attacked.append(_row(outcome, speakers, attribute, settings, permutations, inflation))
+    plan = plan_jobs(model, layers, audit, aux, folds, scenarios=scenarios, kinds=kinds, settings=settings,
+                     sees=executor.sees, origin=origin)
+    speakers = np.array(audit.corpus.labels("speaker"))
+    results = ScenarioResults(skipped=plan.skipped, family=plan.family)
+    with plan.referrer.lend(), observer.task(f"training {len(plan.jobs)} scenario attackers",
+                                             total=len(plan.jobs)) as task:
+        for outcome in executor.map(run_attack, plan.jobs, plan.shared):
+            results.attacked.append(_row(outcome, plan.shared, speakers, attribute, settings, permutations, inflation))
             task.advance()
     return results
 
 
 def _row(
     outcome: AttackOutcome,
+    shared: SharedData,
     speakers: np.ndarray,
     attribute: str,
     settings: AttackSettings,
     permutations: SpeakerPermutations,
     inflation: dict[str, float],
 ) -> AttackedRow:
-    job = outcome.job
-    tested = np.concatenate([fold.test for fold in job.folds])
-    on_aux = job.aux_inputs is not None
+    job, folds = outcome.job, shared.folds
+    tested = np.concatenate([fold.test for fold in folds])
+    on_aux = job.on_aux
     statistics = fixed_prediction_statistics(
-        outcome.truths, outcome.predictions, folds=job.folds, units=speakers[tested], permutations=permutations,
+        outcome.truths, outcome.predictions, folds=folds, units=speakers[tested], permutations=permutations,
         p_value_method=AUX_EXACT if on_aux else REFITTED_APPROXIMATE,
         refitted_widen=None if on_aux else layer_inflation(inflation, job.layer.name), seed=settings.seed,
     )
@@ -151,7 +165,7 @@ def _row(
         attacker_architecture=outcome.architecture, attacker_design=job.design, attacker_family=family,
         attacker_parameters=outcome.parameters, training_data="aux" if on_aux else "same", attribute=attribute,
         n_features=int(np.prod(job.audit_inputs.shape[1:])), n_train=outcome.n_train, reduction=job.reduction,
-        notes=training_gaps(job.audit_attribute, job.folds) if not on_aux else [],
+        notes=training_gaps(shared.audit.attribute, folds) if not on_aux else [],
         **row_fields(statistics),
     )
     return AttackedRow(row, dict(zip(tested.tolist(), np.concatenate(outcome.predictions).tolist())),

@@ -1,0 +1,245 @@
+"""Executors ship references, not arrays: a scenario job names its layer's stored embeddings and the
+target's sub-network, a worker resolves them once, and the rows are those of the local executor,
+in a worker process of its own and on a two-node Ray cluster."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from ser_audit.api import ModelSource, leakage_audit
+from ser_audit.corpus.folds import speaker_disjoint_folds
+from ser_audit.corpus.interface import Corpus
+from ser_audit.embeddings.extract import extract
+from ser_audit.errors import CacheError, ModelError
+from ser_audit.execution.interface import Executor
+from ser_audit.execution.local import LocalExecutor
+from ser_audit.leakage.scenarios.plan import AttackData, AttackSettings, plan_jobs
+from ser_audit.leakage.scenarios.references import BodyReference, EmbeddingReference, ModelOrigin, StoreFile
+from ser_audit.leakage.scenarios.run import run_scenarios
+from ser_audit.leakage.statistics.inference import SpeakerPermutations
+from ser_audit.models.loading import load_model
+from ser_audit.testing import tiny_corpus, write_planted_cnn
+
+
+@pytest.mark.parametrize("module", ["ser_audit.execution.interface", "ser_audit.execution.resolved"])
+def test_doctests(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted and not result.failed
+
+
+def test_shared_data_reaches_every_job_as_it_is_and_without_it_jobs_run_alone() -> None:
+    shared = {"labels": np.arange(3)}
+    seen = list(LocalExecutor().map(lambda job, data: (job, data), [1, 2], shared))
+    assert [job for job, _ in seen] == [1, 2] and all(data is shared for _, data in seen)
+    assert list(LocalExecutor().map(lambda job: job * 2, [1, 2, 3])) == [2, 4, 6]
+
+
+# ----------------------------------------------------------------------------------------------
+# A corpus whose layer maps are megabytes, stored; the model is a file.
+
+@pytest.fixture(scope="module")
+def stored(onnx_model: Path, small_corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    cache = tmp_path_factory.mktemp("cache")
+    model = load_model(str(onnx_model), cache_dir=cache)
+    layers = model.select_layers("relu1,pool3")
+    embeddings = extract(model, small_corpus, layers, maps=[layer.name for layer in layers], cache_dir=cache)
+    return {"model": model, "layers": layers, "audit": AttackData.of(small_corpus, embeddings, "gender"),
+            "origin": ModelOrigin.of(ModelSource(str(onnx_model)), cache, 0), "folds": speaker_disjoint_folds(small_corpus)}
+
+
+def _plan(stored: dict[str, Any], sees: Callable[[Path], bool] | None) -> Any:
+    options = {"sees": sees} if sees is not None else {}
+    return plan_jobs(stored["model"], stored["layers"], stored["audit"], None, stored["folds"], scenarios=["worst", "s2"],
+                     settings=AttackSettings(quick=True), origin=stored["origin"], **options)
+
+
+def test_a_pickled_job_names_its_arrays_and_stays_under_a_megabyte(stored: dict[str, Any]) -> None:
+    embeddings = stored["audit"].embeddings
+    assert embeddings.location is not None and embeddings.maps["relu1"].nbytes > 4 * 2**20  # 160 x 4 x 64 x 63 float16
+    plan = _plan(stored, LocalExecutor().sees)
+    designs = {job.design for job in plan.jobs}
+    assert {"same-architecture", "vgg"} <= designs
+    sizes = [len(pickle.dumps(job)) for job in plan.jobs]
+    assert max(sizes) < 2**20, sizes  # was 5.3 MB each when jobs carried the map and the sub-network
+    assert not plan.shared.shipped, "every worker reads the store and the model file: nothing travels"
+    assert all(job.audit_inputs.file is not None for job in plan.jobs)
+    assert all(job.body is not None and job.body.origin is not None for job in plan.jobs
+               if job.design == "same-architecture")
+    assert all(job.attacker.body is None for job in plan.jobs)
+
+
+def test_where_workers_cannot_read_the_store_each_array_travels_once_in_the_shared_data(stored: dict[str, Any]) -> None:
+    plan = _plan(stored, None)  # no executor says its workers read this process's files
+    embeddings = stored["audit"].embeddings
+    arrays = {key: value for key, value in plan.shared.shipped.items() if not key.startswith("body/")}
+    assert arrays.keys() == {"audit/relu1/map", "audit/pool3/map"}  # no pooled: every design here reads the map
+    assert arrays["audit/relu1/map"].nbytes == embeddings.maps["relu1"].nbytes
+    assert {"body/relu1", "body/pool3"} <= plan.shared.shipped.keys()
+    assert max(len(pickle.dumps(job)) for job in plan.jobs) < 2**20
+    assert all(job.audit_inputs.file is None and (job.body is None or job.body.origin is None) for job in plan.jobs)
+
+
+def test_a_reference_to_a_store_the_worker_cannot_read_names_the_folder(tmp_path: Path) -> None:
+    missing = EmbeddingReference("audit/conv/map", (3, 4), StoreFile(tmp_path / "elsewhere", "conv.map.f16.npy", "0" * 64))
+    with pytest.raises(CacheError, match="elsewhere cannot be read on .*--cache-dir"):
+        missing.resolve(None)  # type: ignore[arg-type]  # nothing shipped is needed
+
+
+def test_a_model_that_is_another_file_on_the_worker_is_refused(onnx_model: Path, tmp_path: Path) -> None:
+    origin = ModelOrigin.of(ModelSource(str(onnx_model)), tmp_path, 0)
+    other = ModelOrigin(origin.source, origin.cache_dir, origin.seed, sha256="0" * 64)
+    with pytest.raises(ModelError, match="is not the audited file"):
+        BodyReference("relu1", other).resolve(None)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------------
+# A worker process of its own: what reaches it is pickled, and its caches start empty.
+
+_RECEIVED: dict[str, Any] = {}
+
+
+def _receive(function: Callable[[Any, Any], Any], shared: Any, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _RECEIVED.update(function=function, shared=shared)
+
+
+def _apply(job: Any) -> Any:
+    return _RECEIVED["function"](job, _RECEIVED["shared"])
+
+
+class SpawnedExecutor(Executor):
+    """One spawned worker process; ``shared`` reaches it once, through its initializer."""
+
+    name = "spawned"
+
+    def run(self, function: Callable[[Any, Any], Any], jobs: Iterable[Any], shared: Any) -> Iterator[Any]:
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_receive,
+                                 initargs=(function, shared, torch.get_num_threads())) as pool:
+            yield from pool.map(_apply, jobs)
+
+    def sees(self, path: Path) -> bool:
+        return True
+
+
+def _scenario_rows(stored: dict[str, Any], executor: Executor) -> list[dict[str, Any]]:
+    audit = stored["audit"]
+    layers = [layer for layer in stored["layers"] if layer.name == "pool3"]
+    permutations = SpeakerPermutations.draw(audit.attribute, audit.speakers, n=19, seed=0)
+    results = run_scenarios(stored["model"], layers, audit, None, stored["folds"], permutations, {"pool3": 1.3},
+                            scenarios=["worst", "s2"], kinds=["generic"], settings=AttackSettings(quick=True, epochs=1),
+                            executor=executor, origin=stored["origin"])
+    return [row.model_dump(mode="json") for row in results.rows]
+
+
+def test_a_worker_process_resolving_the_references_gives_the_local_rows(stored: dict[str, Any]) -> None:
+    local = _scenario_rows(stored, LocalExecutor())
+    assert {row["attacker_design"] for row in local} >= {"same-architecture", "vgg"}
+    assert _scenario_rows(stored, SpawnedExecutor()) == local
+
+
+# ----------------------------------------------------------------------------------------------
+# Ray: a head and a worker node, each its own `ray start` process with one CPU.
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group this `ray start` leads (its GCS, raylet and workers), SIGKILL to what lingers."""
+    for sent, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+        try:
+            os.killpg(process.pid, sent)
+        except ProcessLookupError:  # the whole group is gone
+            break
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    ray = pytest.importorskip("ray", reason="the Ray executor needs the ray extra: pip install 'ser-audit[ray]'")
+    # Ray's unix sockets live under the temp dir and must stay under 108 characters: a short folder.
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir=tmp_path if len(str(tmp_path)) < 40 else "/tmp"))
+    command = [str(Path(sys.executable).with_name("ray")), "start", "--num-cpus", "1", "--block",
+               "--node-ip-address", "127.0.0.1"]
+    environment = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+    address = f"127.0.0.1:{_free_port()}"
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*arguments: str, name: str) -> None:
+        log = open(tmp_path / f"{name}.log", "wb")
+        started.append(subprocess.Popen([*command, *arguments, "--temp-dir", str(temp / name)], env=environment,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+
+    try:
+        start("--head", "--port", address.split(":")[1], "--include-dashboard", "false", name="head")
+        for _ in range(60):
+            if subprocess.run([command[0], "status", "--address", address], env=environment,
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(1)
+        start("--address", address, name="worker")
+        ray.init(address=address, log_to_driver=False)
+        for _ in range(60):
+            if sum(node["Alive"] for node in ray.nodes()) == 2:
+                break
+            time.sleep(1)
+        assert sum(node["Alive"] for node in ray.nodes()) == 2, (tmp_path / "worker.log").read_text()[-2000:]
+        monkeypatch.setenv("RAY_ADDRESS", address)
+        yield address
+    finally:
+        ray.shutdown()
+        for process in reversed(started):
+            _stop(process)
+        subprocess.run(["rm", "-rf", str(temp)], check=False)
+
+
+@pytest.mark.slow
+def test_a_two_node_ray_cluster_gives_the_local_rows(two_node_cluster: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from ser_audit.execution.ray import RayExecutor
+
+    corpus = tiny_corpus(tmp_path / "corpus", per_speaker=6, seed=1)
+    aux = tiny_corpus(tmp_path / "aux", preset="ravdess-like", per_speaker=3, seed=3)
+    spec, weights = write_planted_cnn(tmp_path, leak=True, seed=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as Ray's one-CPU workers: the same float sums
+
+    def rows(executor: str) -> list[dict[str, Any]]:
+        report = leakage_audit(ModelSource(spec, weights=weights), corpus=str(corpus.root / "manifest.csv"),
+                               aux_corpus=str(aux.root / "manifest.csv"), quick=True, seed=1,
+                               cache_dir=tmp_path / "cache", scenarios=["worst", "s1", "s2"], attackers=["generic"],
+                               attacker_epochs=2, executor=executor)
+        assert report.leakage is not None
+        return [row.model_dump(mode="json") for row in report.leakage.results]
+
+    try:
+        local = rows("local")
+        assert {row["attacker_design"] for row in local} >= {"same-architecture", "vgg"}
+        assert {row["training_data"] for row in local} == {"same", "aux"}
+        assert rows("ray") == local  # both nodes read tmp_path: jobs name the store and the model file
+        monkeypatch.setattr(RayExecutor, "sees", lambda self, path: False)
+        assert rows("ray") == local  # arrays and sub-networks through the object store, once
+    finally:
+        torch.set_num_threads(threads)
