@@ -1,7 +1,10 @@
 """Six-eps FGSM sweep: ser-audit (one gradient, reused) against ART's FastGradientMethod called once per eps.
 
 Same model (the bundled CNN-4, trained on first use), same inputs (its held-out session's
-log-mel features), same eps grid (P2's), measured side by side in one run. Target: >= 3x.
+log-mel features), same eps grid (P2's), measured side by side in one run, the two sides
+alternating within each repeat. The ratio is ART's time over ours, best of ``--repeats`` on each
+side (the least disturbed run, as ``timeit`` advises on a shared machine); the median ratio is
+printed beside it. Target: >= 6x (ART takes one gradient per eps, we take one per grid).
 
     python benchmarks/fgsm_sweep_vs_art.py [--repeats 5]
     python benchmarks/fgsm_sweep_vs_art.py --smoke     # an untrained tiny CNN on random features, seconds (CI)
@@ -23,6 +26,8 @@ from ser_audit.models.zoo import load_or_train
 from ser_audit.robustness.evaluate import evaluation_set
 from ser_audit.robustness.fgsm import FGSM, P2_EPS_GRID
 from ser_audit.testing.topologies import TinyCNN
+
+TARGET = 6.0
 
 
 def cnn4_inputs() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, int]:
@@ -68,11 +73,15 @@ def main() -> None:
             start = time.perf_counter()
             run()
             timings[name].append(time.perf_counter() - start)
-    ours_time, art_time = np.median(timings["ser-audit"]), np.median(timings["ART"])
+    ours_best, art_best = min(timings["ser-audit"]), min(timings["ART"])
+    ours_median, art_median = np.median(timings["ser-audit"]), np.median(timings["ART"])
+    ratio = art_best / ours_best
     print(f"inputs {tuple(inputs.shape)}, eps grid {P2_EPS_GRID} (relative), {repeats} repeats, "
           f"{torch.get_num_threads()} threads; max |ours - ART| = {worst:.2e}")
-    print(f"ser-audit sweep: {ours_time * 1000:.1f} ms  ART per-eps: {art_time * 1000:.1f} ms  "
-          f"ratio {art_time / ours_time:.2f}x (target >= 3x)")
+    print(f"ser-audit sweep: best {ours_best * 1000:.1f} ms (median {ours_median * 1000:.1f})  "
+          f"ART per-eps: best {art_best * 1000:.1f} ms (median {art_median * 1000:.1f})")
+    print(f"ratio {ratio:.2f}x best of {repeats} (median {art_median / ours_median:.2f}x); target >= {TARGET:g}x: "
+          f"{'met' if ratio >= TARGET else 'NOT met'}")
 
 
 if __name__ == "__main__":
