@@ -44,6 +44,8 @@ class Embeddings:
         reused: Layers taken from an earlier run's cache rather than computed now.
         location: The store folder (``None`` when the store was temporary).
         repairs: Cached files that failed their checksum and were computed again.
+        device: Where the forward passes ran (``None`` when every layer came from the cache).
+        notes: What the report should say of how they ran (a GPU asked for that the format could not use).
     """
 
     layers: dict[str, np.ndarray]
@@ -54,6 +56,8 @@ class Embeddings:
     reused: list[str] = field(default_factory=list)
     location: Path | None = None
     repairs: list[str] = field(default_factory=list)
+    device: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def mean_and_std(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,6 +176,7 @@ def extract(
     map_budget: int = DEFAULT_MAP_BUDGET,
     batch_size: int = 32,
     reference_choice: int = 0,
+    device: str = "cpu",
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> Embeddings:
     """Pooled statistics for ``layers`` and whole maps for the names in ``maps``, through the store.
@@ -180,6 +185,9 @@ def extract(
     store under the same (model, front-end, corpus) key are read from it. With ``cache_dir``
     ``None``, or a model that has no file to hash, the store is a temporary folder. A model with
     further inputs is fed reference number ``reference_choice`` (``models.sampling``), part of the key.
+    The passes run on ``device`` (resolved: ``cpu``, ``cuda``, ``cuda:N``) where the model's format can
+    (``TargetModel.place``), and the model is back where it was afterwards; the front-end and the pooling
+    stay on the CPU, so each batch crosses once each way.
     """
     spec = model.frontend
     fed = spec.model_dump_json() + (f"|reference choice {reference_choice}" if spec.reference_inputs and reference_choice
@@ -197,8 +205,12 @@ def extract(
         return layer.name in wanted_maps and (stored.map is None or stored.map_budget != map_budget)
 
     todo = [layer for layer in layers if missing(layer)]
+    placement = None
     if todo or not store.has_logits():
-        _compute(model, corpus, todo, wanted_maps, store, map_budget, batch_size, observer, reference_choice)
+        with model.placed(device) as placement:
+            if placement.note:
+                observer.note(placement.note)
+            _compute(model, corpus, todo, wanted_maps, store, map_budget, batch_size, observer, reference_choice)
     pooled, reductions, arrays, map_reductions = {}, {}, {}, {}
     for layer in layers:
         stored = store.layer(layer.name)
@@ -216,6 +228,7 @@ def extract(
         layers=pooled, logits=logits, reductions=reductions, maps=arrays, map_reductions=map_reductions,
         reused=[layer.name for layer in layers if layer.name not in todo_names],
         location=None if store.temporary else store.folder, repairs=list(store.repairs),
+        device=placement.device if placement else None, notes=[placement.note] if placement and placement.note else [],
     )
 
 

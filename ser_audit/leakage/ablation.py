@@ -53,9 +53,11 @@ def reference_ablation(
     attribute: str = "gender",
     choices: int = DEFAULT_CHOICES,
     cache_dir: Path | None = None,
+    device: str = "cpu",
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> ReferenceAblation:
-    """The linear probe's leakage on each layer, and the UAR, with each of ``choices`` references.
+    """The linear probe's leakage on each layer, and the UAR, with each of ``choices`` references (extracted on
+    ``device``, resolved).
 
     The probe and folds are the audit's own, so choice 0 reproduces its probe rows.
     """
@@ -66,7 +68,8 @@ def reference_ablation(
     uars = []
     for choice in range(choices):
         observer.note(f"neutral-sample ablation: reference choice {choice + 1} of {choices}")
-        embeddings = extract(model, corpus, layers, cache_dir=cache_dir, reference_choice=choice, observer=observer)
+        embeddings = extract(model, corpus, layers, cache_dir=cache_dir, reference_choice=choice, device=device,
+                             observer=observer)
         predicted = embeddings.logits[rows].argmax(1)
         uars.append(unweighted_average_recall(truth, predicted, len(model.frontend.emotions)))
         for layer in layers:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ser_audit.frontend.spec import FrontEndSpec
-from ser_audit.models.interface import ForwardResult, LayerEntry, TargetModel
+from ser_audit.models.interface import ForwardResult, LayerEntry, Placement, TargetModel
 from ser_audit.models.subnetwork import Downstream
 
 # Modules that are the identity at inference: exporters drop them, so they are not layers.
@@ -77,6 +77,13 @@ class EagerTorchModel(TargetModel):
         self.path = path
         self._layers = None
         self._returns_tensor: bool | None = None
+        self.device = str(next((tensor.device for tensor in (*module.parameters(), *module.buffers())), "cpu"))
+
+    def place(self, device: str) -> Placement:
+        """The module moved to ``device``; each batch goes there once and its taps come back once."""
+        self.module.to(device)
+        self.device = device
+        return Placement(device)
 
     def _layer_entries(self) -> list[LayerEntry]:
         modules = {name: module for name, module in self.module.named_modules() if name}
@@ -135,7 +142,7 @@ class EagerTorchModel(TargetModel):
         return logits_of(self.module(*tensors))
 
     def _tensors(self, inputs: Mapping[str, np.ndarray]) -> list[torch.Tensor]:
-        return [torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in self.input_names]
+        return [torch.from_numpy(np.ascontiguousarray(inputs[name])).to(self.device) for name in self.input_names]
 
     def _run(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str]) -> ForwardResult:
         captured: dict[str, torch.Tensor] = {}
@@ -163,8 +170,8 @@ class EagerTorchModel(TargetModel):
             for module in in_place:
                 module.inplace = True
         return ForwardResult(
-            logits=logits.float().numpy(),
-            layers={name: captured[name].float().numpy() for name in taps},
+            logits=logits.float().cpu().numpy(),
+            layers={name: captured[name].float().cpu().numpy() for name in taps},
         )
 
     def _downstream(self, layer: str) -> Downstream:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -68,6 +69,19 @@ class LayerEntry:
     readers: int = 0
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a model's forward passes run after ``TargetModel.place``.
+
+    Attributes:
+        device: ``cpu``, ``cuda`` or ``cuda:N``: where they run, which may differ from the device asked for.
+        note: Why they run elsewhere than asked (one line, for the report), else None.
+    """
+
+    device: str
+    note: str | None = None
+
+
 @dataclass
 class ForwardResult:
     logits: np.ndarray
@@ -99,6 +113,24 @@ class TargetModel(ABC):
     _batch_axes: dict[str, int] | None = None
     _frame_batching: dict[str, FrameBatching] | None = None
     _refused: dict[str, str] | None = None
+    device: str = "cpu"  # where forward passes run (``place``); inputs and outputs are numpy wherever that is
+
+    def place(self, device: str) -> Placement:
+        """Run later forward passes on ``device`` (``cpu``, ``cuda``, ``cuda:N``, already resolved) where the
+        format can, and say where they will run. The default stays on the CPU and says so."""
+        if device == "cpu":
+            return Placement("cpu")
+        return Placement("cpu", f"{self.format} models run on the CPU in this version of ser-audit, not on {device}")
+
+    @contextmanager
+    def placed(self, device: str) -> Iterator[Placement]:
+        """``place(device)`` for the ``with`` block, then back where the model was."""
+        previous = self.device
+        placement = self.place(device)
+        try:
+            yield placement
+        finally:
+            self.place(previous)
 
     @abstractmethod
     def _layer_entries(self) -> list[LayerEntry]:

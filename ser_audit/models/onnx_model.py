@@ -20,7 +20,7 @@ import onnx
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec, parse_spec
 from ser_audit.models.inputs import DeclaredInput, missing_inputs_error
-from ser_audit.models.interface import ForwardResult, LayerEntry, TargetModel
+from ser_audit.models.interface import ForwardResult, LayerEntry, Placement, TargetModel
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -149,8 +149,12 @@ def read_frontend(proto: onnx.ModelProto, origin: str) -> FrontEndSpec | None:
     return None
 
 
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
 class OnnxModel(TargetModel):
-    """An ONNX graph run by onnxruntime on the CPU."""
+    """An ONNX graph run by onnxruntime: on the CPU, or through CUDA's execution provider once placed on a
+    GPU where onnxruntime offers it (``onnxruntime-gpu``)."""
 
     format = "onnx"
 
@@ -175,10 +179,30 @@ class OnnxModel(TargetModel):
             raise missing_inputs_error(path, unfed)
         check_input_shapes(proto, self, path)
         self._logits_name = proto.graph.output[0].name
+        self._providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
         # One session per set of taps: every extra graph output keeps onnxruntime from fusing
         # the layers it splits, so the graph as shipped runs untapped and each tap set alone.
         self._sessions = {(): self._session(proto)}
         self._converted: nn.Module | None = None
+
+    def place(self, device: str) -> Placement:
+        """CUDA's execution provider (the CPU's behind it, for operators it lacks) when ``device`` is a GPU and
+        onnxruntime offers it; else the CPU, with a note saying why."""
+        import onnxruntime
+
+        placement = Placement(device)
+        providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if CUDA_PROVIDER in onnxruntime.get_available_providers():
+                providers = [(CUDA_PROVIDER, {"device_id": device.partition(":")[2] or "0"}), "CPUExecutionProvider"]
+            else:
+                placement = Placement("cpu", f"onnxruntime offers no {CUDA_PROVIDER} here, so the ONNX graph ran on the "
+                                             f"CPU, not {device} (pip install onnxruntime-gpu)")
+        if providers != self._providers:
+            self._providers = providers
+            self._sessions = {(): self._session(self.proto)}
+        self.device = placement.device
+        return placement
 
     def _session(self, proto: onnx.ModelProto) -> "onnxruntime.InferenceSession":
         import onnxruntime
@@ -188,7 +212,7 @@ class OnnxModel(TargetModel):
         # onnxruntime threads otherwise spin after each run and starve the pooling that follows.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            return onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            return onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=self._providers)
         except Exception as error:  # onnxruntime raises its own untyped exceptions
             raise ModelError(f"model {self.path} cannot be loaded by onnxruntime: {str(error).splitlines()[0]}") from None
 
@@ -286,6 +310,12 @@ class GraphBackedModel(TargetModel):
 
     def _run(self, inputs: Mapping[str, np.ndarray], taps: Sequence[str] = ()) -> ForwardResult:
         return self.graph._run(inputs, taps)
+
+    def place(self, device: str) -> Placement:
+        """Taps run through the wrapped graph, so onnxruntime's providers decide (``OnnxModel.place``)."""
+        placement = self.graph.place(device)
+        self.device = placement.device
+        return placement
 
     def operators(self) -> set[str]:
         return self.graph.operators()

@@ -138,7 +138,8 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
     inputs = load_inputs(config, loader or sources.Loader(config, observer))
     cache, seed, corpus = sources.cache_of(config), config.seed, inputs.corpus
     maps = [layer.name for layer in inputs.attacked] if inputs.run_scenarios else []
-    embeddings = extract(inputs.model, corpus, inputs.selected, maps=maps, cache_dir=cache, observer=observer)
+    embeddings = extract(inputs.model, corpus, inputs.selected, maps=maps, cache_dir=cache,
+                         device=resolve_device(config.device), observer=observer)
     notes = [*inputs.notes, *_cache_notes(embeddings, corpus.name, observer)]
     # One draw of speaker relabellings for every row, so the family-wise adjustment sees their dependence.
     labels, units = np.array(corpus.labels(config.attribute)), attack_units(corpus, config.attribute)
@@ -179,7 +180,8 @@ def _add_reference_ablation(report: Report, config: AuditConfig, inputs: Inputs,
 
     assert report.leakage is not None
     ablation = reference_ablation(inputs.model, inputs.corpus, inputs.selected, inputs.folds,
-                                  attribute=config.attribute, cache_dir=sources.cache_of(config), observer=observer)
+                                  attribute=config.attribute, cache_dir=sources.cache_of(config),
+                                  device=resolve_device(config.device), observer=observer)
     report.leakage.reference_ablation = ablation
     report.notes.append(
         f"neutral-sample ablation ({len(ablation.choices)} references per speaker): UAR {ablation.uar_mean:.3f} "
@@ -222,7 +224,7 @@ def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabelling
     maps = [layer.name for layer in inputs.attacked]
     if inputs.aux is not None:
         aux_embeddings = extract(inputs.model, inputs.aux, inputs.selected, maps=maps, cache_dir=sources.cache_of(config),
-                                 observer=observer)
+                                 device=resolve_device(config.device), observer=observer)
         notes += _cache_notes(aux_embeddings, inputs.aux.name, observer)
         aux_data = AttackData.of(inputs.aux, aux_embeddings, config.attribute)
     if len(inputs.attacked) < len(inputs.selected):
@@ -290,7 +292,7 @@ def verdict_threshold(config: AuditConfig, chance: float) -> float:
 
 
 def _cache_notes(embeddings: Any, corpus_name: str, observer: ProgressObserver) -> list[str]:
-    notes = list(embeddings.repairs)
+    notes = [*embeddings.repairs, *embeddings.notes]
     if embeddings.reused:
         notes.append(f"embeddings of {len(embeddings.reused)} layer(s) on {corpus_name} taken from the cache "
                      f"({embeddings.location})")
