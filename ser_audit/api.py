@@ -90,14 +90,15 @@ def full_audit(source: AuditConfig | ModelSource | str, *, settings: "ProbeSetti
 
 def harden_model(source: ModelSource | str, out: Path, *, recipe: "HardeningRecipe",
                  corpus: CorpusSource | str = CorpusSource(), cache_dir: Path | None = None,
-                 observer: ProgressObserver = NULL_OBSERVER) -> dict[str, Any]:
-    """Adversarially fine-tune a model (P2's vanilla or similarity-based training) and write it to ``out``.
+                 observer: ProgressObserver = NULL_OBSERVER, device: str = "auto") -> dict[str, Any]:
+    """Adversarially fine-tune a model (P2's vanilla or similarity-based training) on ``device`` (``auto``, ``cpu``,
+    ``cuda``, ``cuda:N``) and write it to ``out``.
 
     Returns held-out UAR on real and on FGSM data at the recipe's eps, before and after.
     """
     return _harden_model(ModelSource(source) if isinstance(source, str) else source, out, recipe=recipe,
                          corpus=CorpusSource(corpus) if isinstance(corpus, str) else corpus, cache_dir=cache_dir,
-                         observer=observer)
+                         observer=observer, device=device)
 
 
 def load_corpus(spec: str, *, cache_dir: Path, seed: int, corpus_root: Path | None = None,

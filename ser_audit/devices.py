@@ -15,9 +15,14 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 from ser_audit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
 
@@ -45,6 +50,19 @@ def resolve_device(text: str) -> str:
             raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                               f"numbered from 0")
     return device
+
+
+@contextmanager
+def moved(module: "nn.Module", device: str) -> Iterator["nn.Module"]:
+    """``module`` on ``device`` for the ``with`` block, then back where its first parameter or buffer was
+    (in place, as ``nn.Module.to`` moves; a no-op on the device it is already on)."""
+    home = next((tensor.device for tensor in (*module.parameters(), *module.buffers())), None)
+    module.to(device)
+    try:
+        yield module
+    finally:
+        if home is not None:
+            module.to(home)
 
 
 def usable_cores() -> int:

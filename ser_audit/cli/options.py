@@ -111,7 +111,8 @@ QuickLeakageOption = Annotated[
                                  "design per scenario, fewer epochs and permutations."),
 ]
 DeviceOption = Annotated[str, typer.Option(
-    "--device", help="Where attackers train: auto (CUDA when torch sees it), cpu, cuda or cuda:N.")]
+    "--device", help="Where every stage runs (extraction, attackers, probes, training): auto (CUDA when torch sees "
+                     "it), cpu, cuda or cuda:N.")]
 ExecutorOption = Annotated[str, typer.Option("--executor", help="local, or ray (needs the ray extra).")]
 FormatOption = Annotated[
     str, typer.Option("--format", help="Report files to write: comma-separated json,md,html,junit (json always).")

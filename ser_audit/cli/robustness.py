@@ -38,6 +38,7 @@ def robustness(
         "reference, a poisoned enrolment).")] = "primary",
     quick: Annotated[bool, typer.Option("--quick", help="PGD with 3 steps unless --pgd-steps is given.")] = False,
     seed: options.SeedOption = 0,
+    device: options.DeviceOption = "auto",
     out: options.OutOption = "ser-audit-report",
     cache_dir: options.CacheDirOption = None,
     frontend: options.FrontendOption = None,
@@ -57,7 +58,7 @@ def robustness(
     config = api.AuditConfig.create(
         options.model_source(model, frontend, weights, trust_pickle),
         corpus=options.corpus_source(corpus, corpus_root, corpus_option), probes=probes, quick=quick, seed=seed,
-        cache_dir=cache_dir, min_robust_uar=min_robust_uar, at_eps=at_eps, policy=policy,
+        device=device, cache_dir=cache_dir, min_robust_uar=min_robust_uar, at_eps=at_eps, policy=policy,
     )
     report = api.robustness_audit(config, command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet))
     finish(report, out, format, quiet=quiet, summary=robustness_summary)
@@ -75,6 +76,7 @@ def harden(
     corpus_root: options.CorpusRootOption = None,
     corpus_option: options.CorpusOptionOption = None,
     seed: options.SeedOption = 0,
+    device: options.DeviceOption = "auto",
     cache_dir: options.CacheDirOption = None,
     frontend: options.FrontendOption = None,
     weights: options.WeightsOption = None,
@@ -92,6 +94,7 @@ def harden(
     figures = api.harden_model(
         options.model_source(model, frontend, weights, trust_pickle), out, recipe=recipe,
         corpus=options.corpus_source(corpus, corpus_root, corpus_option), cache_dir=cache_dir, observer=observer_for(quiet),
+        device=device,
     )
     STDERR.print(plain(
         f"{method}: held-out UAR real {figures['real_before']:.3f} -> {figures['real_after']:.3f}, "

@@ -36,13 +36,15 @@ def train_command(
     name: Annotated[str, typer.Argument(help="Reference model name (see `zoo list`).")],
     out: Annotated[Path, typer.Option("--out", help="Output: .onnx, .pt (TorchScript), .pt2 (torch.export) or .ckpt (eager).")],
     seed: options.SeedOption = 0,
+    device: options.DeviceOption = "auto",
     cache_dir: options.CacheDirOption = None,
     quiet: options.QuietOption = False,
 ) -> None:
     """Train on the embedded corpus with a speaker-disjoint held-out session; export with the front-end spec."""
     check_writable(out, flag="--out")
     check_cache_dir(cache_dir)
-    metrics = api.train_reference_model(name, out, seed=seed, cache_dir=cache_dir, observer=observer_for(quiet))
+    metrics = api.train_reference_model(name, out, seed=seed, cache_dir=cache_dir, observer=observer_for(quiet),
+                                        device=device)
     STDERR.print(plain(
         f"zoo:{name}: held-out-speaker UAR {metrics['held_out_uar']:.3f}, accuracy {metrics['held_out_accuracy']:.3f} "
         f"(session {metrics['held_out_session']}); wrote {out}"

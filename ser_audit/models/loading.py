@@ -35,13 +35,15 @@ def load_model(
     seed: int = 0,
     observer: ProgressObserver = NULL_OBSERVER,
     strict: bool = False,
+    device: str = "cpu",
 ) -> TargetModel:
     """Load any supported model through the format that claims it (``ser_audit.models.formats``);
-    the front-end spec comes from ``--frontend``, a sidecar, the folder or the file itself."""
+    the front-end spec comes from ``--frontend``, a sidecar, the folder or the file itself. A ``zoo:`` model
+    not yet cached trains on ``device`` (resolved); the model returned is on the CPU whatever it is."""
     from ser_audit.models.formats import ModelRequest, claiming_format
 
     request = ModelRequest(spec, frontend=load_spec_file(frontend) if frontend else None, weights=weights,
-                           trust_pickle=trust_pickle, cache_dir=cache_dir, seed=seed, observer=observer)
+                           trust_pickle=trust_pickle, cache_dir=cache_dir, seed=seed, observer=observer, device=device)
     path = request.path
     if path.is_file() and path.stat().st_size == 0:
         raise ModelError(f"model {path} is empty (0 bytes)")

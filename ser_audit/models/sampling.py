@@ -103,6 +103,8 @@ class CorpusAudio:
         frontend: Waveform to model input, normalisation included.
         sample_rate: The waveforms' rate.
         seed: Seeds the random crops and references.
+        device: Where each batch of waveforms goes to be analysed (``frontend`` must be there too), and
+            so where the inputs are made.
     """
 
     waveforms: list[np.ndarray]
@@ -111,6 +113,7 @@ class CorpusAudio:
     frontend: nn.Module
     sample_rate: int = 16_000
     seed: int = 0
+    device: str = "cpu"
 
     def batch(self, rows: Sequence[int], *, crop_samples: int | None = None, random_reference: bool = False,
               rng: np.random.Generator | None = None, choice: int = 0) -> list[torch.Tensor]:
@@ -124,7 +127,7 @@ class CorpusAudio:
             return signal if crop_samples is None or rng is None else random_crop(signal, crop_samples, rng)
 
         def analyse(signals: list[np.ndarray]) -> torch.Tensor:
-            return self.frontend(torch.from_numpy(np.stack(signals)))
+            return self.frontend(torch.from_numpy(np.stack(signals)).to(self.device))
 
         primary = analyse([cut(int(row)) for row in rows])
         if not self.n_extra:

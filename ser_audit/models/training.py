@@ -98,6 +98,7 @@ def train_reference(
     seed: int = 0,
     observer: ProgressObserver = NULL_OBSERVER,
     corpora: Mapping[str, Corpus] | None = None,
+    device: str = "cpu",
 ) -> TrainedModel:
     """Train through the recipe's stages, holding out the last session (one male, one female
     speaker) of the training corpus (the last stage's) from every stage on that corpus.
@@ -105,6 +106,12 @@ def train_reference(
     The held-out UAR is measured on speakers the model never saw; the returned model is the
     one trained without them. ``corpora`` supplies loaded corpora by stage corpus name (tests
     pass tiny ones); the others are resolved like ``--corpus``.
+
+    Training runs on ``device`` (resolved: ``cpu``, ``cuda``, ``cuda:N``). Modules are built on the CPU (the
+    same initial weights on every device) and moved there; fixed-length inputs are computed and normalised on
+    the CPU and moved there once, random crops are analysed there batch by batch. The returned module is on
+    the CPU, so a checkpoint holds CPU tensors whatever trained it; only the numbers differ (a GPU's kernels
+    round differently).
     """
     if reference.frontend.auxiliary_inputs:
         raise ConfigError(f"zoo:{reference.name}: training recipes feed corpus inputs only; its front-end spec declares "
@@ -137,20 +144,21 @@ def train_reference(
     spec = reference.frontend.model_copy(update={"emotions": emotions, "normalisation": "global", "mean": mean, "std": std})
     for name, value in inputs.items():
         if isinstance(value, CorpusAudio):
-            value.frontend = FrontEnd(spec)
+            value.frontend, value.device = FrontEnd(spec).to(device), device
         else:
-            inputs[name] = [(tensor - mean) / std for tensor in value]
+            inputs[name] = [((tensor - mean) / std).to(device) for tensor in value]
 
     torch.manual_seed(seed)
     module, records = _run_stages(reference, loaded, inputs, corpus, train_index, emotions, seed, observer,
-                                  cache_dir=cache_dir)
+                                  cache_dir=cache_dir, device=device)
     module.eval()
     final_inputs = inputs[stages[-1].corpus]
     if isinstance(final_inputs, CorpusAudio):  # whole utterances, each with its fixed reference
         predicted = predict_whole(module, final_inputs, test_index.tolist())
     else:
         with torch.no_grad():
-            predicted = module(*(tensor[test_index] for tensor in final_inputs)).argmax(1).numpy()
+            predicted = module(*(tensor[test_index] for tensor in final_inputs)).argmax(1).cpu().numpy()
+    module.to("cpu")
     truth = np.array([emotions.index(corpus.utterances[i].emotion) for i in test_index])
     metrics = {
         "held_out_uar": unweighted_average_recall(truth, predicted, len(emotions)),
@@ -163,6 +171,7 @@ def train_reference(
         "training_speakers": records[-1]["speakers"],
         "stages": records,
         **_input_records(reference),
+        "training_device": device,
         # Wall time including corpus synthesis and feature extraction (what a first `zoo:` use costs).
         "training_seconds": round(time.perf_counter() - started, 1),
     }
@@ -207,8 +216,10 @@ def _input_records(reference: ReferenceModel) -> dict[str, Any]:
 def _run_stages(
     reference: ReferenceModel, corpora: dict[str, Corpus], inputs: dict[str, StageInputs], corpus: Corpus,
     train_index: np.ndarray, emotions: list[str], seed: int, observer: ProgressObserver, *, cache_dir: Path | None = None,
+    device: str = "cpu",
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Every stage in order on one module (rebuilt when the classes change); a record of each stage's data.
+    """Every stage in order on one module (rebuilt when the classes change, on the CPU, then moved to
+    ``device``); a record of each stage's data.
 
     One shuffle serves all stages; stages on the training ``corpus`` see its ``train_index`` only.
     """
@@ -220,7 +231,7 @@ def _run_stages(
     for number, stage in enumerate(stages, start=1):
         stage_corpus = corpora[stage.corpus]
         if stage.target == "transcript":  # CTC on module.transcribe, built for the final classes from the start
-            module = module if module is not None else _stage_module(reference, len(emotions), None, rebuild=True)
+            module = module if module is not None else _stage_module(reference, len(emotions), None, rebuild=True).to(device)
             classes = classes or list(emotions)
             stage_inputs = inputs[stage.corpus]
             if not isinstance(stage_inputs, list):
@@ -237,11 +248,11 @@ def _run_stages(
         rows = np.setdiff1d(rows, held_out)
         names, targets = _targets(stage_corpus, stage, rows, emotions if final_corpus else None)
         rows = rows[targets[rows].numpy() >= 0]
-        module = _stage_module(reference, len(names), module, rebuild=names != classes)
+        module = _stage_module(reference, len(names), module, rebuild=names != classes).to(device)
         classes = names
         label = f"training zoo:{reference.name}" + (
             f" (stage {number}/{len(stages)}: {stage.target} on {stage_corpus.name})" if len(stages) > 1 else "")
-        _train_stage(module, stage, inputs[stage.corpus], targets, len(names), rows, shuffle, observer, label)
+        _train_stage(module, stage, inputs[stage.corpus], targets, len(names), rows, shuffle, observer, label, device)
         record: dict[str, Any] = {
             "target": stage.target, "corpus": stage_corpus.name, "corpus_sha256": stage_corpus.manifest_sha256(),
             "n_train": int(len(rows)), "speakers": sorted({stage_corpus.utterances[i].speaker for i in rows}),
@@ -272,7 +283,8 @@ def _accuracy(module: nn.Module, inputs: StageInputs, targets: torch.Tensor, row
     if isinstance(inputs, CorpusAudio):  # whole utterances, one at a time
         return float((torch.from_numpy(predict_whole(module, inputs, rows.tolist())) == targets[index]).float().mean())
     with torch.no_grad():
-        predicted = torch.cat([module(*(t[index[k : k + 64]] for t in inputs)).argmax(1) for k in range(0, len(index), 64)])
+        predicted = torch.cat([module(*(t[index[k : k + 64]] for t in inputs)).argmax(1).cpu()
+                               for k in range(0, len(index), 64)])
     return float((predicted == targets[index]).float().mean())
 
 
@@ -310,11 +322,13 @@ def _stage_module(reference: ReferenceModel, n_classes: int, previous: nn.Module
 
 def _train_stage(
     module: nn.Module, stage: Stage, inputs: StageInputs, targets: torch.Tensor, n_classes: int,
-    rows: np.ndarray, shuffle: Callable[[int], torch.Tensor], observer: ProgressObserver, label: str,
+    rows: np.ndarray, shuffle: Callable[[int], torch.Tensor], observer: ProgressObserver, label: str, device: str = "cpu",
 ) -> None:
+    """One stage on ``module``, already on ``device``, where ``inputs`` are too (or are made, for crops)."""
     optimiser = stage_optimiser(module, stage)
     # Class-weighted loss: the corpus is imbalanced like IEMOCAP (happy is rare).
-    weights = balanced_class_weights(targets[rows], n_classes) if stage.class_weighted else None
+    weights = balanced_class_weights(targets[rows], n_classes).to(device) if stage.class_weighted else None
+    targets = targets.to(device)
     if isinstance(inputs, CorpusAudio):
         crop = None if stage.random_crop_s is None else int(round(stage.random_crop_s * inputs.sample_rate))
         loss = sampled_loss(module, inputs, targets, crop_samples=crop, random_reference=stage.random_reference,
@@ -331,10 +345,19 @@ def _train_stage(
         unfreeze(module)
 
 
+def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module.state_dict()`` (its metadata kept) with every tensor on the CPU: a checkpoint is the same
+    file whichever device trained it."""
+    state = module.state_dict()
+    for name, value in state.items():
+        state[name] = value.cpu()
+    return state
+
+
 def write_checkpoint(trained: TrainedModel, out: Path) -> None:
     """Eager checkpoint: tensors and plain data only, so it loads with ``weights_only=True``."""
     payload = {
-        "state_dict": trained.module.state_dict(),
+        "state_dict": cpu_state_dict(trained.module),
         "reference_model": trained.reference.name,
         "config": dict(trained.reference.config),
         "n_classes": len(trained.frontend.emotions),
@@ -348,6 +371,6 @@ def write_checkpoint(trained: TrainedModel, out: Path) -> None:
 def write_checkpoint_payload(source: Path, module: nn.Module, out: Path, *, extra_metrics: dict[str, Any]) -> None:
     """A copy of the reference checkpoint ``source`` with ``module``'s weights (e.g. after hardening)."""
     payload = torch.load(str(source), map_location="cpu", weights_only=True)
-    payload["state_dict"] = module.state_dict()
+    payload["state_dict"] = cpu_state_dict(module)
     payload["metrics"] = json.dumps({**json.loads(payload["metrics"]), **extra_metrics})
     atomic_write(out, lambda path: torch.save(payload, path))

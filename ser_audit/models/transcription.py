@@ -160,7 +160,8 @@ def train_transcript_stage(
     optimiser = stage_optimiser(module, stage)
     try:
         # The stage draws no global random numbers, so whatever comes after it does not depend on the cache.
-        with torch.random.fork_rng(devices=[]), observer.task(label, total=stage.epochs) as task:
+        gpus = sorted({p.device.index or 0 for p in module.parameters() if p.is_cuda})
+        with torch.random.fork_rng(devices=gpus), observer.task(label, total=stage.epochs) as task:
             run_epochs(module, optimiser, ctc_loss(module, inputs, labels), torch.from_numpy(rows), epochs=stage.epochs,
                        batch_size=stage.batch_size, shuffle=shuffle, clip_grad_norm=stage.clip_grad_norm,
                        rate_factor=stage.rate_factor if stage.lr_milestones else None,
@@ -175,7 +176,7 @@ def train_transcript_stage(
         f"{record['baseline_symbol_error_rate']:.3f})"
     )
     if cached is not None:
-        state = {name: value for name, value in module.state_dict().items() if _shared(name, stage.shares)}
+        state = {name: value.cpu() for name, value in module.state_dict().items() if _shared(name, stage.shares)}
         atomic_write(cached, lambda path: torch.save({"state": state, "record": record}, path))
     return dict(record, cached=False)
 

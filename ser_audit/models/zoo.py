@@ -3,7 +3,8 @@
 A plugin exposes a ``ReferenceModel`` (its module builder, front-end spec with any further
 inputs, and a recipe of training ``Stage``s with frozen or re-rated ``ParameterGroup``s);
 ``zoo:NAME`` trains it on the embedded corpora on first use and caches the checkpoint, keyed
-by name, seed and the plugin's version.
+by name, seed and the plugin's version (not the device that trained it: the checkpoint holds CPU
+tensors either way, and its metrics say which device it was).
 """
 
 from __future__ import annotations
@@ -40,14 +41,15 @@ def load_or_train(
     cache_dir: Path,
     seed: int = 0,
     observer: ProgressObserver = NULL_OBSERVER,
+    device: str = "cpu",
 ) -> Path:
-    """Path of the cached checkpoint of ``zoo:NAME``, training it first if needed."""
+    """Path of the cached checkpoint of ``zoo:NAME``, training it first if needed, on ``device`` (resolved)."""
     from ser_audit.models.training import train_reference, write_checkpoint
 
     model = get_reference_model(name)
     path = checkpoint_path(cache_dir, model, seed)
     if not path.is_file():
         observer.note(f"zoo:{name} is not cached; training it on the embedded corpus (once)")
-        trained = train_reference(model, cache_dir=cache_dir, seed=seed, observer=observer)
+        trained = train_reference(model, cache_dir=cache_dir, seed=seed, observer=observer, device=device)
         write_checkpoint(trained, path)
     return path

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ser_audit.corpus.interface import Corpus
+from ser_audit.devices import moved
 from ser_audit.embeddings.extract import equal_length_runs
 from ser_audit.errors import ConfigError, CorpusError
 from ser_audit.frontend.features import FrontEnd
@@ -132,9 +133,12 @@ def evaluation_set(model: TargetModel, corpus: Corpus, observer: ProgressObserve
     )
 
 
-def _predict(module: nn.Module, features: list[torch.Tensor], extra: list[list[torch.Tensor]]) -> np.ndarray:
+def _predict(module: nn.Module, features: list[torch.Tensor], extra: list[list[torch.Tensor]],
+             device: str = "cpu") -> np.ndarray:
+    """Predicted classes, each batch taken to ``device`` (where ``module`` is) and its classes brought back."""
     with torch.no_grad():
-        return torch.cat([module(batch, *others).argmax(1) for batch, others in zip(features, extra)]).numpy()
+        return torch.cat([module(batch.to(device), *(other.to(device) for other in others)).argmax(1).cpu()
+                          for batch, others in zip(features, extra)]).numpy()
 
 
 class _Bound(nn.Module):
@@ -197,15 +201,26 @@ def probe_model(
     frontend: FrontEnd,
     *,
     black_box: bool = False,
+    device: str = "cpu",
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> tuple[list[RobustnessResult], float]:
     """Clean scores, the FGSM grid from one gradient per batch, and PGD at one eps.
 
     With ``black_box`` the FGSM gradient is an SPSA estimate from forward passes and PGD is skipped.
     ``settings.perturb`` chooses the input attacked (the primary utterance, or the neutral reference).
+    ``module`` (and ``frontend``, for the waveform domain) run on ``device`` (resolved: ``cpu``, ``cuda``,
+    ``cuda:N``) and are back where they were afterwards; each batch goes there once and its adversarial
+    inputs come back once, and the norms and scores are computed on the CPU. A black-box ``module``
+    is a numpy function (``ForwardOnly``): pass ``cpu`` and place the model itself (``TargetModel.place``).
     Returns the rows and the attacked input's spread (the unit of the relative eps).
     """
-    clean = _predict(module, data.features, data.extra)
+    with moved(module, device), moved(frontend, device):
+        return _probe(module, data, settings, frontend, black_box, device, observer)
+
+
+def _probe(module: nn.Module, data: EvaluationSet, settings: ProbeSettings, frontend: FrontEnd, black_box: bool,
+           device: str, observer: ProgressObserver) -> tuple[list[RobustnessResult], float]:
+    clean = _predict(module, data.features, data.extra, device)
     reference = data.labels if settings.attack_target == "labels" else clean
     targeted = settings.targeted_class is not None
     if targeted:
@@ -241,14 +256,15 @@ def probe_model(
     attacked = "the neutral reference" if position else settings.domain
     with observer.task(f"probing {len(data.labels)} utterances ({attacked})", total=len(data.labels)) as task:
         for rows, batch, features, others in zip(data.batches, inputs, data.features, data.extra):
+            batch, features, others = batch.to(device), features.to(device), [other.to(device) for other in others]
             bound = _Bound(module, [features, *others], position, frontend if waveform_domain else None).eval()
-            targets = labels[torch.from_numpy(rows)]
+            targets = labels[torch.from_numpy(rows)].to(device)
             for k, result in enumerate(fgsm.sweep(bound, batch, targets, grid)):
-                adversarial[k].append(result)
+                adversarial[k].append(result.cpu())
             if pgd is not None:
-                pgd_batches.append(pgd(bound, batch, targets))
+                pgd_batches.append(pgd(bound, batch, targets).cpu())
             for (_name, probe), parts in zip(extra, extra_batches):
-                parts.append(probe(bound, batch, targets))
+                parts.append(probe(bound, batch, targets).cpu())
             task.advance(len(rows))
     rows_out = []
     runs: list[tuple[str, float, float, list[torch.Tensor], Probe]] = [
@@ -258,11 +274,12 @@ def probe_model(
     runs += [(name, extra_eps, extra_eps * spread, parts, probe)
              for (name, probe), parts in zip(extra, extra_batches)]
     for method, eps, raw, perturbed, probe in runs:
-        fed = [_features(frontend, batch) for batch in perturbed] if waveform_domain else perturbed
+        fed = [_features(frontend, batch.to(device)) for batch in perturbed] if waveform_domain else perturbed
         if position:
-            predicted = _predict(module, data.features, [[batch] * len(others) for batch, others in zip(fed, data.extra)])
+            predicted = _predict(module, data.features, [[batch] * len(others) for batch, others in zip(fed, data.extra)],
+                                 device)
         else:
-            predicted = _predict(module, fed, data.extra)
+            predicted = _predict(module, fed, data.extra, device)
         deltas = [(after - before).flatten(1) for after, before in zip(perturbed, inputs)]
         norms = (torch.cat([d.abs().amax(1) for d in deltas]).numpy(), torch.cat([d.norm(dim=1) for d in deltas]).numpy())
         snr = _snr_db(inputs, deltas) if waveform_domain else None

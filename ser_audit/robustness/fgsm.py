@@ -48,5 +48,5 @@ class FGSM(Probe):
     def sweep(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, grid: list[float]) -> list[torch.Tensor]:
         """Adversarial inputs for every eps in ``grid`` from one gradient."""
         check_eps("--eps", list(grid))
-        direction = self.loss_gradient(model, inputs, labels).sign()
+        direction = self.loss_gradient(model, inputs, labels.to(inputs.device)).sign()
         return [self._bound(inputs + eps * direction, inputs, self.eta).detach() for eps in grid]

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ser_audit.corpus.interface import Corpus
+from ser_audit.devices import moved
 from ser_audit.errors import ConfigError
 from ser_audit.frontend.features import FrontEnd
 from ser_audit.models.interface import TargetModel
@@ -120,6 +121,7 @@ def harden(
     corpus: Corpus,
     recipe: HardeningRecipe,
     *,
+    device: str = "cpu",
     observer: ProgressObserver = NULL_OBSERVER,
 ) -> nn.Module:
     """Fine-tune ``module`` (the model's differentiable path) with the recipe's adversarial loss, in place.
@@ -127,6 +129,8 @@ def harden(
     Further inputs (P4's neutral reference) are fed from ``corpus`` and never perturbed: the fixed
     reference for a fixed-length model; for a variable-length one, which trains on random crops of
     ``recipe.crop_s`` seconds as P4 does, a random neutral utterance of the speaker per example.
+    Training runs on ``device`` (resolved: ``cpu``, ``cuda``, ``cuda:N``): the inputs are made on the CPU and
+    each mini-batch goes there once; ``module`` is back where it was afterwards.
     """
     recipe.check()
     spec = model.frontend
@@ -137,7 +141,7 @@ def harden(
     with torch.no_grad():
         spread = float(torch.cat([batch_inputs(rows)[0].flatten() for rows in torch.arange(len(labels)).split(64)]).std())
     eps = recipe.eps * spread
-    loss_function = nn.CrossEntropyLoss(weight=balanced_class_weights(labels, len(spec.emotions)))
+    loss_function = nn.CrossEntropyLoss(weight=balanced_class_weights(labels, len(spec.emotions)).to(device))
     captured: list[torch.Tensor] = []
     hook = None
     if recipe.method == "similarity":
@@ -149,7 +153,7 @@ def harden(
     fgsm = FGSM(eps)
 
     def loss(rows: torch.Tensor, epoch: int) -> torch.Tensor:
-        (x, *extra), y = batch_inputs(rows), labels[rows]
+        (x, *extra), y = [tensor.to(device) for tensor in batch_inputs(rows)], labels[rows].to(device)
         bound = _WithExtraInputs(module, extra) if extra else module
         captured.clear()
         # Kept ahead of FGSM after the warm-up too: dropping it would change batch-norm statistics.
@@ -165,10 +169,10 @@ def harden(
         distance = (captured[0] - captured[1]).flatten(1).norm(dim=1).mean()
         return recipe.beta * clean_loss + recipe.gamma * adversarial_loss + (1 - recipe.beta - recipe.gamma) * distance
 
-    torch.manual_seed(recipe.seed)
-    optimiser = torch.optim.Adam(module.parameters(), lr=recipe.learning_rate)
     try:
-        with observer.task(f"adversarial training ({recipe.method})", total=recipe.epochs) as task:
+        with moved(module, device), observer.task(f"adversarial training ({recipe.method})", total=recipe.epochs) as task:
+            torch.manual_seed(recipe.seed)
+            optimiser = torch.optim.Adam(module.parameters(), lr=recipe.learning_rate)
             run_epochs(module, optimiser, loss, torch.arange(len(labels)), epochs=recipe.epochs,
                        batch_size=recipe.batch_size, shuffle=torch_shuffle(recipe.seed),
                        on_epoch=lambda _epoch: task.advance())

@@ -2,6 +2,10 @@
 
 Like torchattacks' ``Attack``: ``__init__`` stores hyper-parameters; ``__call__`` puts the model
 in eval mode, runs ``perturb`` and restores the model's mode in ``finally``.
+
+A probe computes on the device its inputs are on (the model must be there too): ``__call__`` puts the
+labels beside them, and random draws (PGD's start, SPSA's directions) come from seeded CPU generators
+and are moved there as drawn, so a seed gives the same draws on every device.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class Probe(ABC):
         modes = [(module, module.training) for module in model.modules()]
         model.eval()
         try:
-            return self.perturb(model, inputs.detach(), labels)
+            return self.perturb(model, inputs.detach(), labels.to(inputs.device))
         finally:
             for module, mode in modes:
                 module.training = mode

@@ -52,7 +52,7 @@ class PGD(Probe):
         adversarial = inputs.clone()
         if self.random_start:
             generator = torch.Generator().manual_seed(self.seed)
-            noise = torch.rand(inputs.shape, generator=generator, dtype=inputs.dtype) * 2 - 1
+            noise = (torch.rand(inputs.shape, generator=generator, dtype=inputs.dtype) * 2 - 1).to(inputs.device)
             adversarial = self._bound(inputs + self.eps * noise, inputs, self.eps)
         for _ in range(self.steps):
             adversarial = adversarial + step * self.loss_gradient(model, adversarial, labels).sign()

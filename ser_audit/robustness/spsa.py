@@ -22,8 +22,8 @@ class ForwardOnly(nn.Module):
         self.logits = logits
 
     def forward(self, inputs: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
-        arrays = [tensor.detach().numpy().astype(np.float32) for tensor in (inputs, *extra)]
-        return torch.from_numpy(self.logits(*arrays))
+        arrays = [tensor.detach().cpu().numpy().astype(np.float32) for tensor in (inputs, *extra)]
+        return torch.from_numpy(self.logits(*arrays)).to(inputs.device)
 
 
 class SpsaFGSM(FGSM):
@@ -43,7 +43,8 @@ class SpsaFGSM(FGSM):
         estimate = torch.zeros_like(inputs)
         with torch.no_grad():
             for _ in range(self.samples):
-                direction = torch.randint(0, 2, inputs.shape, generator=generator).to(inputs.dtype) * 2 - 1
+                direction = (torch.randint(0, 2, inputs.shape, generator=generator).to(inputs.dtype) * 2 - 1).to(
+                    inputs.device)
                 plus = nn.functional.cross_entropy(model(inputs + self.delta * direction), labels, reduction="none")
                 minus = nn.functional.cross_entropy(model(inputs - self.delta * direction), labels, reduction="none")
                 change = (plus - minus).view(-1, *([1] * (inputs.dim() - 1)))

@@ -81,20 +81,24 @@ def _stage_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_reference_model(name: str, out: Path, *, seed: int = 0, cache_dir: Path | None = None,
-                          observer: ProgressObserver = NULL_OBSERVER) -> dict[str, Any]:
-    """Train (or take from the cache) ``zoo:NAME`` and write it to ``out`` in the format its suffix names.
+                          observer: ProgressObserver = NULL_OBSERVER, device: str = "auto") -> dict[str, Any]:
+    """Train (or take from the cache) ``zoo:NAME`` on ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) and
+    write it to ``out`` in the format its suffix names (exported from the CPU, whichever device trained it).
 
     Returns:
         The held-out metrics recorded at training time.
     """
     import shutil
 
+    from ser_audit.devices import resolve_device
     from ser_audit.models.export import export_model
     from ser_audit.models.loading import load_checkpoint
     from ser_audit.models.zoo import load_or_train
 
     _check_out(out)
-    checkpoint = load_or_train(name, cache_dir=cache_dir or sources.default_cache_dir(), seed=seed, observer=observer)
+    resolved = resolve_device(device)  # a missing GPU fails before any work
+    checkpoint = load_or_train(name, cache_dir=cache_dir or sources.default_cache_dir(), seed=seed, observer=observer,
+                               device=resolved)
     if out.suffix.lower() == ".ckpt":
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(checkpoint, out)
@@ -105,11 +109,14 @@ def train_reference_model(name: str, out: Path, *, seed: int = 0, cache_dir: Pat
 
 
 def harden_model(source: ModelSource, out: Path, *, recipe: "HardeningRecipe", corpus: CorpusSource,
-                 cache_dir: Path | None = None, observer: ProgressObserver = NULL_OBSERVER) -> dict[str, Any]:
-    """Adversarially fine-tune a model (P2's vanilla or similarity-based training) and write it to ``out``.
+                 cache_dir: Path | None = None, observer: ProgressObserver = NULL_OBSERVER,
+                 device: str = "auto") -> dict[str, Any]:
+    """Adversarially fine-tune a model (P2's vanilla or similarity-based training) on ``device`` (``auto``,
+    ``cpu``, ``cuda``, ``cuda:N``) and write it to ``out`` from the CPU.
 
-    Returns held-out UAR on real and on FGSM data at the recipe's eps, before and after.
+    Returns held-out UAR on real and on FGSM data at the recipe's eps, before and after, and the device.
     """
+    from ser_audit.devices import resolve_device
     from ser_audit.frontend.features import FrontEnd
     from ser_audit.models.differentiable import torch_module
     from ser_audit.models.export import export_model
@@ -119,25 +126,27 @@ def harden_model(source: ModelSource, out: Path, *, recipe: "HardeningRecipe", c
 
     recipe.check()
     _check_out(out)
+    resolved = resolve_device(device)  # a missing GPU fails before any work
     cache = cache_dir or sources.default_cache_dir()
     training_corpus = sources.load_corpus(corpus, cache_dir=cache, seed=recipe.seed, observer=observer)
-    model = sources.load_model(source, cache_dir=cache, seed=recipe.seed, observer=observer)
+    model = sources.load_model(source, cache_dir=cache, seed=recipe.seed, observer=observer, device=resolved)
     if out.suffix.lower() == ".ckpt" and not (model.path and model.path.suffix == ".ckpt"):
         raise ConfigError(f"--out {out}: .ckpt is for reference-model checkpoints; use .onnx, .pt or .pt2")
     original = torch_module(model)
-    hardened = harden(copy.deepcopy(original), model, training_corpus, recipe, observer=observer)
+    hardened = harden(copy.deepcopy(original), model, training_corpus, recipe, device=resolved, observer=observer)
     settings = ProbeSettings(grid=(0.0, recipe.eps), pgd_eps=None, seed=recipe.seed)
     data = evaluation_set(model, training_corpus, observer)
     frontend = FrontEnd(model.frontend)
-    before, _ = probe_model(original, data, settings, frontend)
-    after, _ = probe_model(hardened, data, settings, frontend)
+    before, _ = probe_model(original, data, settings, frontend, device=resolved)
+    after, _ = probe_model(hardened, data, settings, frontend, device=resolved)
     if out.suffix.lower() == ".ckpt":
         assert model.path is not None
         write_checkpoint_payload(model.path, hardened, out, extra_metrics={"hardening": recipe.method})
     elif not _written_into_its_graph(model, hardened, out):
         export_model(hardened, model.frontend, out)
     return {"real_before": before[0].uar, "adversarial_before": before[1].uar, "real_after": after[0].uar,
-            "adversarial_after": after[1].uar, "eps": recipe.eps, "n": after[0].n, "evaluation_set": data.description}
+            "adversarial_after": after[1].uar, "eps": recipe.eps, "n": after[0].n, "evaluation_set": data.description,
+            "device": resolved}
 
 
 def _written_into_its_graph(model: Any, hardened: Any, out: Path) -> bool:

@@ -29,16 +29,19 @@ def probe_settings(config: AuditConfig) -> "ProbeSettings":
 
 def run_robustness(config: AuditConfig, *, model_source: ModelSource | None = None, command: Sequence[str] = (),
                    observer: ProgressObserver = NULL_OBSERVER, loader: sources.Loader | None = None) -> Report:
-    """The probes on ``model_source`` (default ``config.model``), on the emotion predictions.
+    """The probes on ``model_source`` (default ``config.model``), on the emotion predictions, on ``config.device``.
 
     Without a differentiable torch path, ``gradient="auto"`` falls back to an SPSA estimate: the
-    rows say black-box, PGD is skipped, and the score is marked an upper bound.
+    rows say black-box, PGD is skipped, and the score is marked an upper bound; the model's own
+    forward passes then run where its format can (``TargetModel.place``).
     """
+    from ser_audit.devices import resolve_device
     from ser_audit.frontend.features import FrontEnd
     from ser_audit.robustness.evaluate import evaluation_set, probe_model, robustness_score
     from ser_audit.runner.preflight import audio_notes
 
     created = now()
+    device = resolve_device(config.device)  # a missing GPU fails before any work
     settings = probe_settings(config)
     loader = loader or sources.Loader(config, observer)
     corpus = loader.corpus(config.corpus)
@@ -47,8 +50,14 @@ def run_robustness(config: AuditConfig, *, model_source: ModelSource | None = No
     notes = audio_notes(model, corpus)
     module, fallback = attackable(model, config.probes.gradient)
     data = evaluation_set(model, corpus, observer)
-    rows, spread = probe_model(module, data, settings, FrontEnd(model.frontend), black_box=fallback is not None,
-                               observer=observer)
+    black_box = fallback is not None
+    # White-box: the torch path runs on the device. Black-box: the model's forward passes do, and the
+    # estimate's tensors stay beside the numpy they come from.
+    with model.placed(device if black_box else "cpu") as placement:
+        rows, spread = probe_model(module, data, settings, FrontEnd(model.frontend), black_box=black_box,
+                                   device="cpu" if black_box else device, observer=observer)
+    if placement.note:
+        notes.append(placement.note)
     report = new_report(config, model, corpus, created=created, command=command, source=source)
     report.robustness = Robustness(evaluation_set=data.description, input_spread=spread, results=rows,
                                    score=robustness_score(rows), gradient_fallback=fallback,

@@ -29,11 +29,12 @@ def cache_of(config: AuditConfig) -> Path:
 
 
 def load_model(source: ModelSource, *, cache_dir: Path, seed: int,
-               observer: ProgressObserver = NULL_OBSERVER) -> "TargetModel":
+               observer: ProgressObserver = NULL_OBSERVER, device: str = "cpu") -> "TargetModel":
+    """The model on the CPU; ``device`` (resolved) is where a ``zoo:`` model trains on first use."""
     from ser_audit.models.loading import load_model as load
 
     return load(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
-                cache_dir=cache_dir, seed=seed, observer=observer)
+                cache_dir=cache_dir, seed=seed, observer=observer, device=device)
 
 
 def load_corpus(source: CorpusSource | str, *, cache_dir: Path, seed: int,
@@ -49,12 +50,16 @@ class Loader:
 
     def __init__(self, config: AuditConfig, observer: ProgressObserver = NULL_OBSERVER) -> None:
         self.cache_dir, self.seed, self.observer = cache_of(config), config.seed, observer
+        self.device = config.device
         self._models: dict[ModelSource, "TargetModel"] = {}
         self._corpora: dict[CorpusSource, Corpus] = {}
 
     def model(self, source: ModelSource) -> "TargetModel":
         if source not in self._models:
-            self._models[source] = load_model(source, cache_dir=self.cache_dir, seed=self.seed, observer=self.observer)
+            from ser_audit.devices import resolve_device
+
+            self._models[source] = load_model(source, cache_dir=self.cache_dir, seed=self.seed, observer=self.observer,
+                                              device=resolve_device(self.device))
         return self._models[source]
 
     def corpus(self, source: CorpusSource) -> Corpus:

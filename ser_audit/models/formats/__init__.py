@@ -34,6 +34,7 @@ class ModelRequest:
     cache_dir: Path = Path(".")
     seed: int = 0
     observer: ProgressObserver = field(default=NULL_OBSERVER, compare=False)
+    device: str = "cpu"  # where a format that trains on loading (zoo:NAME on first use) trains; resolved
 
     @property
     def path(self) -> Path:

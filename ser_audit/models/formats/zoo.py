@@ -22,7 +22,7 @@ class ZooFormat:
         from ser_audit.models.zoo import load_or_train
 
         checkpoint = load_or_train(request.spec[4:], cache_dir=request.cache_dir, seed=request.seed,
-                                   observer=request.observer)
+                                   observer=request.observer, device=request.device)
         return runs_on_its_spec(load_checkpoint(checkpoint, request.frontend), request.spec)
 
 
