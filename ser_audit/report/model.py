@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ser_audit.config import AuditConfig
 
+# 1.6: environment.device, where torch ran; 1.5: how the model was read (model.loading);
 # 1.4: one decision per layer (leakage.verdict): leaks / private / inconclusive, read by severity, gates, scores,
 # grade and recommendation; 1.3: the run's config and robustness upper bounds; 1.2: balanced accuracy with
 # speaker-level intervals and adjusted p-values; 1.1: egemaps_reference
 Severity = Literal["none", "low", "medium", "high", "critical"]
-REPORT_SCHEMA_VERSION: Literal["1.5"] = "1.5"
+REPORT_SCHEMA_VERSION: Literal["1.6"] = "1.6"
 Verdict = Literal["leaks", "private", "inconclusive"]
 
 Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe", "strongest"]
@@ -34,6 +35,10 @@ class Environment(_Strict):
     python: str = Field(description="Python version.")
     platform: str = Field(description="Operating system and machine.")
     packages: dict[str, str] = Field(description="Versions of the packages that shape the numbers.")
+    device: str | None = Field(
+        None, description="Where torch ran (1.6 on): the resolved --device (cpu, cuda:N) and a GPU's name. Every "
+                          "stage runs there; one that could not (an ONNX graph without onnxruntime's CUDA provider) "
+                          "says so in the notes.")
 
 
 class LayerRow(_Strict):
@@ -419,7 +424,7 @@ class ReportDiff(_Strict):
 class Report(_Strict):
     """A complete audit: provenance, inputs, results, scores and gate outcomes."""
 
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5"] = Field(
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6"] = Field(
         REPORT_SCHEMA_VERSION, description="Version of this schema.")
     tool: Tool
     command: list[str] = Field(description="Command line that produced the report.")

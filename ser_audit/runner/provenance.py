@@ -24,14 +24,29 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def environment() -> Environment:
+def environment(device: str | None = None) -> Environment:
+    """Versions and platform; with ``device`` (as given to ``--device``), where torch ran (``describe_device``)."""
     packages = {}
     for name in _PROVENANCE_PACKAGES:
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return Environment(python=sys.version.split()[0], platform=platform.platform(), packages=packages)
+    return Environment(python=sys.version.split()[0], platform=platform.platform(), packages=packages,
+                       device=None if device is None else describe_device(device))
+
+
+def describe_device(device: str) -> str:
+    """``cpu``, or a GPU's index and name (``cuda:0 (NVIDIA H200)``), ``device`` resolved first."""
+    from ser_audit.devices import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved == "cpu":
+        return "cpu"
+    import torch
+
+    index = int(resolved.partition(":")[2] or torch.cuda.current_device())
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
 
 def corpus_info(corpus: Corpus, *, seed: int | None = None) -> CorpusInfo:
@@ -63,5 +78,5 @@ def new_report(config: AuditConfig, model: "TargetModel", corpus: Corpus, *, cre
                source: ModelSource | None = None) -> Report:
     """A report with its provenance filled in and nothing measured yet (``source``: default ``config.model``)."""
     return Report(tool=Tool(version=__version__), command=list(command), seed=config.seed, created=created,
-                  finished=created, environment=environment(), model=model_info(source or config.model, model),
+                  finished=created, environment=environment(config.device), model=model_info(source or config.model, model),
                   corpus=corpus_info(corpus, seed=config.seed), config=config)
