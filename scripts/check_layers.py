@@ -1,4 +1,4 @@
-"""The import-layering check: cli → api → leakage/robustness/report → embeddings → models →
+"""The import-layering check: cli → api → leakage/robustness/defenses/report → embeddings → models →
 frontend → corpus, never backwards, and no import cycle between modules.
 
 Every ``import`` in ``ser_audit`` counts, the ones inside functions included: a lazy import
@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ser_audit"
 LAYERS = {
     "cli": 0, "__main__": 0,
     "api": 1, "runner": 1, "schemas": 1,
-    "leakage": 2, "robustness": 2, "report": 2, "execution": 2,
+    "leakage": 2, "robustness": 2, "defenses": 2, "report": 2, "execution": 2,
     "embeddings": 3,
     "models": 4,
     "frontend": 5,

@@ -25,6 +25,7 @@ from ser_audit.runner import sources
 from ser_audit.runner.leakage import scenario_layers
 from ser_audit.runner.models import harden_model as _harden_model
 from ser_audit.runner.models import list_layers, reference_model_table, train_reference_model
+from ser_audit.runner.protect import ProtectSettings
 from ser_audit.runner.provenance import corpus_info, environment
 from ser_audit.runner.sources import default_cache_dir
 
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTRIBUTES", "DEFAULT_AUX_CORPUS", "AuditConfig", "CorpusSource", "ModelSource", "ProbeOptions", "corpus_info",
-    "default_cache_dir", "environment", "full_audit", "harden_model", "leakage_audit", "list_layers", "load_corpus",
-    "reference_model_table", "robustness_audit", "scenario_layers", "train_reference_model",
+    "ProtectSettings", "default_cache_dir", "environment", "full_audit", "harden_model", "leakage_audit", "list_layers",
+    "load_corpus", "protect_model", "reference_model_table", "robustness_audit", "scenario_layers", "train_reference_model",
 ]
 
 
@@ -86,6 +87,16 @@ def full_audit(source: AuditConfig | ModelSource | str, *, settings: "ProbeSetti
                command: Sequence[str] = (), observer: ProgressObserver = NULL_OBSERVER, **options: Any) -> Report:
     """Leakage and robustness in one report; with ``hardened``, also how hardening moved each layer's leakage."""
     return runs.audit(_config(source, _probe_options(settings, None, options)), command=command, observer=observer)
+
+
+def protect_model(source: AuditConfig | ModelSource | str, settings: ProtectSettings, *, command: Sequence[str] = (),
+                  observer: ProgressObserver = NULL_OBSERVER, **options: Any) -> Report:
+    """Remove ``config.attribute`` from ``settings.layer`` (projection or adversarial), write the chosen copy to
+    ``settings.out``, and return the report: the written model's informed audit, with ``report.protection``
+    holding the trade-off per strength, each tapped layer before and after, and emotion UAR before and after."""
+    from ser_audit.runner.protect import run_protect
+
+    return run_protect(_config(source, options), settings, command=command, observer=observer)
 
 
 def harden_model(source: ModelSource | str, out: Path, *, recipe: "HardeningRecipe",

@@ -12,7 +12,7 @@ import traceback
 
 import typer
 
-from ser_audit.cli import audit, cache, corpus, gate, layers, leakage, report, robustness, zoo
+from ser_audit.cli import audit, cache, corpus, gate, layers, leakage, protect, report, robustness, zoo
 from ser_audit.dependencies import require_torch
 from ser_audit.devices import configure_threads
 from ser_audit.errors import SerAuditError
@@ -34,6 +34,7 @@ app.command("layers")(layers.layers)
 app.command("leakage")(leakage.leakage)
 app.command("robustness")(robustness.robustness)
 app.command("harden")(robustness.harden)
+app.command("protect")(protect.protect)
 app.command("audit")(audit.audit)
 app.command("report")(report.report)
 app.command("gate")(gate.gate)

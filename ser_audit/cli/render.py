@@ -73,3 +73,20 @@ def robustness_summary(report: Any) -> None:
                 [(r.method, r.eps, f"{r.uar:.3f}", f"{r.accuracy:.3f}",
                   "" if r.success_rate is None else f"{r.success_rate:.2f}", r.gradient)
                  for r in report.robustness.results])
+
+
+def protection_summary(report: Any) -> None:
+    """The informed audit of the written model, then the protection's trade-off and before/after, its verdict last."""
+    protection = report.protection
+    if protection is None:
+        return
+    if protection.chosen_strength is not None:
+        leakage_summary(report)
+    from ser_audit.report.render.sections import protection_tables
+
+    tradeoff, layers = protection_tables(protection)
+    print_table(f"trade-off ({tradeoff.caption})", tradeoff.headers, tradeoff.rows)
+    if protection.after:
+        print_table(f"{protection.attribute} leakage per layer, before and after ({layers.caption})", layers.headers,
+                    layers.rows)
+    STDOUT.print(plain(f"protection: {protection.statement}"))

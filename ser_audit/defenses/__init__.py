@@ -5,7 +5,7 @@ layer (``ser-audit protect``); plugins register through the ``ser_audit.defenses
 
 from __future__ import annotations
 
-from ser_audit.defenses.interface import Defense, ProtectionData, Protected
+from ser_audit.defenses.interface import Defense, Protected, ProtectionData
 
 DEFENSE_GROUP = "ser_audit.defenses"
 

@@ -23,18 +23,18 @@ from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
 class _Reversal(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, features: torch.Tensor, strength: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, features: torch.Tensor, strength: float) -> torch.Tensor:
         ctx.strength = strength
         return features.view_as(features)
 
     @staticmethod
-    def backward(ctx: Any, gradient: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, gradient: torch.Tensor) -> tuple[torch.Tensor, None]:
         return -ctx.strength * gradient, None
 
 
 def reversed_gradient(features: torch.Tensor, strength: float) -> torch.Tensor:
     """Identity forward; the gradient flips sign and is scaled by ``strength`` backward."""
-    return _Reversal.apply(features, strength)  # type: ignore[no-any-return]
+    return _Reversal.apply(features, strength)
 
 
 class AdversarialDefense(Defense):

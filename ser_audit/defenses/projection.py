@@ -29,6 +29,8 @@ class ConceptEraser(nn.Module):
 
     def __init__(self, erasure: torch.Tensor, mean: torch.Tensor, time_axis: int | None) -> None:
         super().__init__()
+        self.erasure: torch.Tensor
+        self.mean: torch.Tensor
         self.register_buffer("erasure", erasure)
         self.register_buffer("mean", mean)
         self.time_axis = time_axis
@@ -63,14 +65,14 @@ class ErasedLayer(nn.Module):
 def leace(frames_and_labels: list[tuple[np.ndarray, np.ndarray]], n_classes: int, tolerance: float = 1e-8
           ) -> tuple[np.ndarray, np.ndarray]:
     """The erasure matrix ``W⁺ P W`` and the mean, from ``(frames [n, d], class index [n])`` blocks (streamed)."""
-    total = count = None
+    total: dict[str, np.ndarray] | None = None
+    count = 0
     for features, labels in frames_and_labels:
         x = features.astype(np.float64)
         z = np.eye(n_classes)[labels]
         if total is None:
             total = {"x": np.zeros(x.shape[1]), "z": np.zeros(n_classes), "xx": np.zeros((x.shape[1],) * 2),
                      "xz": np.zeros((x.shape[1], n_classes))}
-            count = 0
         total["x"] += x.sum(0)
         total["z"] += z.sum(0)
         total["xx"] += x.T @ x

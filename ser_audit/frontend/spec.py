@@ -146,6 +146,10 @@ class FrontEndSpec(BaseModel):
     input_name: str = Field("features", description="The model's input name for the primary utterance.")
     extra_inputs: list[ExtraInput] = Field(default_factory=list, description="Further inputs, in model order.")
     emotions: list[str] = Field(description="Emotion label of each logit, in output order.")
+    audit_taps: list[str] = Field(
+        default_factory=list, description="Layers every audit taps by default, beside its own choice: a model written by "
+                                          "`ser-audit protect` names the layers audited before protection, so that later "
+                                          "audits compare like with like, whatever operator now ends each layer.")
 
     @property
     def reference_inputs(self) -> list[ExtraInput]:

@@ -342,9 +342,10 @@ class TargetModel(ABC):
         layers = [layer for layer in self.layers() if layer.refused is None]
         blocks = transformer_blocks([layer.name for layer in layers])
         if blocks:  # a transformer: every encoder block, and the projected output the head pools
-            wanted = {*encoder_blocks(blocks), "projector"}
+            wanted = {*encoder_blocks(blocks), "projector", *self.frontend.audit_taps}
             return [layer for layer in layers if layer.name in wanted]
-        chosen = {layer.index: layer for layer in layers if _default_tap(layer)}
+        chosen = {layer.index: layer for layer in layers
+                  if _default_tap(layer) or layer.name in self.frontend.audit_taps}
         hidden = [layer for layer in layers[:-1] if len(layer.shape) == 2] or layers[-2:-1]
         if hidden:
             chosen[hidden[-1].index] = hidden[-1]

@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ser_audit.config import AuditConfig
 
-# 1.6: environment.device, where torch ran; 1.5: how the model was read (model.loading);
+# 1.7: protection (ser-audit protect); 1.6: environment.device, where torch ran; 1.5: how the model was read (model.loading);
 # 1.4: one decision per layer (leakage.verdict): leaks / private / inconclusive, read by severity, gates, scores,
 # grade and recommendation; 1.3: the run's config and robustness upper bounds; 1.2: balanced accuracy with
 # speaker-level intervals and adjusted p-values; 1.1: egemaps_reference
 Severity = Literal["none", "low", "medium", "high", "critical"]
-REPORT_SCHEMA_VERSION: Literal["1.6"] = "1.6"
+REPORT_SCHEMA_VERSION: Literal["1.7"] = "1.7"
 Verdict = Literal["leaks", "private", "inconclusive"]
 
 Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe", "strongest"]
@@ -421,10 +421,72 @@ class ReportDiff(_Strict):
     only_after: list[str] = Field(default_factory=list)
 
 
+class Utility(_Strict):
+    """Emotion recognition on the audit speakers: what a protection costs."""
+
+    uar: float = Field(description="Unweighted average recall over the model's emotions.")
+    ci_low: float | None = Field(None, description="95% interval of the UAR, resampling speakers (cluster bootstrap).")
+    ci_high: float | None = None
+    recall_by_class: dict[str, float] = Field(default_factory=dict)
+    n: int = Field(description="Utterances scored.")
+    evaluation_set: str = Field(description="Which utterances.")
+
+
+class ProtectionPoint(_Strict):
+    """One strength of the sweep: the informed strongest leakage at LAYER against what emotion keeps."""
+
+    strength: float
+    description: str = Field(description="What the defense did at this strength.")
+    informed: LayerVerdict = Field(description="LAYER's decision from fresh attackers of every scenario trained on "
+                                               "the protected copy (the strongest row included).")
+    utility: Utility
+    uar_drop: float = Field(description="UAR before minus UAR after (positive: emotion got worse).")
+    within_budget: bool = Field(description="uar_drop <= max_uar_drop.")
+    own_adversary: float | None = Field(
+        None, description="The defense's own attribute classifier (balanced accuracy during its last epoch): a "
+                          "contrast only, never the result; attackers trained afterwards decide.")
+
+
+class IgnorantAttack(_Strict):
+    """The unprotected model's linear probe, trained per fold on its own layer, applied to the protected layer."""
+
+    layer: str
+    balanced_accuracy: float
+    ci_low: float | None = Field(None, description="95% speaker-bootstrap interval.")
+    ci_high: float | None = None
+    chance: float
+
+
+class Protection(_Strict):
+    """``ser-audit protect``: an attribute removed from one layer, judged by attackers trained afterwards (1.7 on)."""
+
+    method: str = Field(description="projection (LEACE, a fixed layer), adversarial (gradient reversal), or a plugin.")
+    layer: str
+    attribute: str
+    trained_on: CorpusInfo = Field(description="The protection's training corpus (--aux-corpus): no audit speaker.")
+    data: str = Field(description="The utterances the protection was fitted on.")
+    strengths: list[float]
+    max_uar_drop: float
+    chosen_strength: float | None = Field(
+        None, description="The least informed leakage at LAYER within the UAR budget; null when none qualified.")
+    verdict: Verdict = Field(description="LAYER's verdict in the informed audit of the written model.")
+    statement: str = Field(description="The outcome in one sentence.")
+    guarantees: str = Field(description="What the verdict does and does not promise.")
+    original_model: ModelInfo
+    protected_model: ModelInfo | None = Field(None, description="The written file (null when nothing qualified).")
+    utility_before: Utility
+    utility_after: Utility | None = None
+    before: list[LayerVerdict] = Field(description="Informed decision per tapped layer of the unprotected model.")
+    after: list[LayerVerdict] = Field(default_factory=list,
+                                      description="The same for the written model (its `leakage` section's verdict).")
+    ignorant: list[IgnorantAttack] = Field(default_factory=list)
+    tradeoff: list[ProtectionPoint] = Field(description="One point per strength.")
+
+
 class Report(_Strict):
     """A complete audit: provenance, inputs, results, scores and gate outcomes."""
 
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6"] = Field(
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"] = Field(
         REPORT_SCHEMA_VERSION, description="Version of this schema.")
     tool: Tool
     command: list[str] = Field(description="Command line that produced the report.")
@@ -442,6 +504,7 @@ class Report(_Strict):
     hardened_robustness: Robustness | None = Field(
         None, description="The same robustness probes on the hardened model (audit --hardened)."
     )
+    protection: Protection | None = Field(None, description="ser-audit protect: the protected layer, before and after.")
     scores: Scores = Field(default_factory=lambda: Scores())
     gates: list[Gate] = Field(default_factory=list)
     baseline: ReportDiff | None = Field(None, description="Changes against a baseline report, when one was given.")

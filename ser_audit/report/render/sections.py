@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ser_audit.report.diff import with_interval
-from ser_audit.report.model import BreakdownRow, LeakageResult, LeakageVerdict, Report, Robustness
+from ser_audit.report.model import BreakdownRow, LeakageResult, LeakageVerdict, Protection, Report, Robustness
 from ser_audit.report.scoring import GRADE_CAP
 
 VERDICTS = {True: "reproduced", False: "not reproduced", None: "cannot tell"}
@@ -135,8 +135,47 @@ def _robustness_table(robustness: Robustness) -> Table:
     )
 
 
+def protection_tables(protection: Protection) -> list[Table]:
+    """The trade-off per strength, then each tapped layer before and after (informed), with the ignorant probe."""
+    tradeoff = Table(
+        ["strength", "informed leakage at layer [95%]", "verdict", "attacker", "emotion UAR [95%]", "UAR drop",
+         "within budget", "own adversary (contrast)"],
+        [[f"{point.strength:g}" + (" (chosen)" if point.strength == protection.chosen_strength else ""),
+          f"{point.informed.balanced_accuracy:.3f} {_optional_interval(point.informed.ci_low, point.informed.ci_high)}".strip(),
+          point.informed.verdict, point.informed.attacker,
+          f"{point.utility.uar:.3f} {_optional_interval(point.utility.ci_low, point.utility.ci_high)}".strip(),
+          f"{point.uar_drop:+.3f}", "yes" if point.within_budget else "no", _optional(point.own_adversary)]
+         for point in protection.tradeoff],
+        f"{protection.method} at {protection.layer}; before: emotion UAR {protection.utility_before.uar:.3f}; "
+        f"budget: a UAR drop of at most {protection.max_uar_drop:.3f}",
+    )
+    after = {v.layer: v for v in protection.after}
+    ignorant = {row.layer: row for row in protection.ignorant}
+    layers = Table(
+        ["layer", "before: L [95%]", "before: verdict", "after: L [95%]", "after: verdict", "ignorant probe [95%]"],
+        [[v.layer, f"{v.balanced_accuracy:.3f} {_optional_interval(v.ci_low, v.ci_high)}".strip(), v.verdict,
+          *((f"{a.balanced_accuracy:.3f} {_optional_interval(a.ci_low, a.ci_high)}".strip(), a.verdict)
+            if (a := after.get(v.layer)) is not None else ("", "")),
+          (f"{i.balanced_accuracy:.3f} {_optional_interval(i.ci_low, i.ci_high)}".strip()
+           if (i := ignorant.get(v.layer)) is not None else "")]
+         for v in protection.before],
+        "informed: the strongest of fresh attackers of every scenario, trained on each model; ignorant: the "
+        "unprotected model's linear probe applied to the protected model",
+    )
+    return [tradeoff, layers]
+
+
+def _protection(protection: Protection) -> Section:
+    section = Section("protection", f"Protection of {protection.layer} against {protection.attribute} ({protection.method})")
+    section.paragraphs += [protection.statement, f"Fitted on {protection.data}. {protection.guarantees}"]
+    section.tables += protection_tables(protection)
+    return section
+
+
 def sections(report: Report) -> list[Section]:
     out = [_summary(report), _provenance(report)]
+    if report.protection is not None:
+        out.append(_protection(report.protection))
     if report.leakage:
         out += _leakage(report)
     if report.robustness:
