@@ -54,7 +54,10 @@ class AttackSettings:
     trains for up to ``epochs`` and keeps the epoch that did best on held-out training speakers
     (``NeuralAttacker``); the same-architecture one trains for up to ``epochs`` from each
     ``body_candidates`` start and rate, beside a linear readout of the tap, and keeps the one that
-    did best there.
+    did best there. An epoch reads at most ``rows_per_epoch`` training rows (a fresh sample each
+    epoch), so the attackers' cost stops growing with the corpus: ``quick`` bounds it at 1,024, a
+    full audit at 4,096 (both above every fold of the embedded corpora, whose audits they leave as
+    they were).
     """
 
     epochs: int = 8
@@ -68,6 +71,11 @@ class AttackSettings:
     quick: bool = False
     device: str = "cpu"
     seed: int = 0
+    rows_per_epoch: int | None = None  # None: 1,024 when quick, else 4,096
+
+    @property
+    def epoch_rows(self) -> int:
+        return self.rows_per_epoch or (1024 if self.quick else 4096)
 
     def width(self, family: str) -> float:
         return {"convolutional": self.convolutional_width, "recurrent": self.recurrent_width}.get(family, self.dense_width)
@@ -219,11 +227,13 @@ def plan_jobs(
                         freeze_body=design == SAME_ARCHITECTURE_FROZEN,
                         readout_axis="off" if design == SAME_ARCHITECTURE_FROZEN else layer.time_axis,
                         standardise=False, seed=settings.seed, device=settings.device,
+                        rows_per_epoch=settings.epoch_rows,
                     )
                 else:
                     attacker = NeuralAttacker(
                         design, epochs=settings.epochs, learning_rate=settings.learning_rate,
                         width=settings.width(designs()[design].family), seed=settings.seed, device=settings.device,
+                        rows_per_epoch=settings.epoch_rows,
                     )
                 audit_inputs = _inputs(referrer, "audit", audit, layer, design)
                 aux_inputs = (_inputs(referrer, "aux", aux, layer, design)
