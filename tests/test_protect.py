@@ -65,3 +65,38 @@ def test_the_written_model_reaudits_to_the_reported_rows(protected) -> None:
         if row.key in reported:
             assert reported[row.key].ci_low <= row.balanced_accuracy <= reported[row.key].ci_high, row.key
     assert {v.layer for v in again.leakage.verdict.layers} == {v.layer for v in report.protection.after}
+
+
+def test_policy_gates_read_the_protected_layer_after_protection(protected) -> None:
+    from ser_audit.report.policy import Policy, ProtectionRule, evaluate
+
+    report, _, _, _ = protected
+    gates = {g.name: g for g in evaluate(Policy(protection=ProtectionRule(max_informed_leakage=0.6, max_uar_drop=0.5)),
+                                         report)}
+    leak, drop = gates["policy protection max-informed-leakage"], gates["policy protection max-uar-drop"]
+    assert not leak.passed and leak.value > 0.6  # the layer still leaks: the gate sees it
+    assert drop.passed and drop.value <= 0.5
+    assert all(g.passed for g in report.gates)  # a strength was within the budget, and written
+
+
+def test_the_html_report_draws_the_tradeoff(protected) -> None:
+    from ser_audit.report.render.html import HtmlRenderer
+
+    report, _, _, _ = protected
+    page = HtmlRenderer().render(report)
+    assert "Trade-off at both" in page and "(chosen)" in page
+
+
+def test_the_choice_is_the_least_informed_leakage_within_the_budget() -> None:
+    from ser_audit.report.model import LayerVerdict, ProtectionPoint, Utility
+    from ser_audit.runner.protect import _choose
+
+    def point(strength: float, leakage: float, within: bool) -> ProtectionPoint:
+        verdict = LayerVerdict(layer="x", verdict="inconclusive", severity="none", headline="", attacker="",
+                               balanced_accuracy=leakage, chance=0.5, p_value_adjusted=1.0, significant=False,
+                               lower_bound=0.5, upper_bound=1.0, rows=1, attackers="", reason="")
+        return ProtectionPoint(strength=strength, description="", informed=verdict, utility=Utility(
+            uar=0.5, n=1, evaluation_set=""), uar_drop=0.0, within_budget=within)
+
+    assert _choose([point(0.5, 0.8, True), point(1.0, 0.6, True), point(2.0, 0.5, False)]) == 1
+    assert _choose([point(0.5, 0.8, False)]) is None

@@ -18,6 +18,10 @@ Example (``examples/policy.toml``)::
     [scores]
     min_privacy = 10
 
+    [protection]                # a report of `ser-audit protect`
+    max_informed_leakage = 0.6  # the protected layer, after, on adjusted evidence
+    max_uar_drop = 0.05
+
     [regression]                # needs a baseline report
     max_leakage_increase = 0.05
     max_uar_decrease = 0.05
@@ -83,12 +87,23 @@ class RegressionRule(_Strict):
     max_uar_decrease: float | None = Field(None, ge=0, le=1)
 
 
+class ProtectionRule(_Strict):
+    """Against a ``ser-audit protect`` report: what the protected layer may still leak, and what emotion may lose."""
+
+    max_informed_leakage: float | None = Field(
+        None, ge=0, le=1, description="Highest allowed informed leakage at the protected layer after protection, judged "
+                                      "like a leakage gate: the layer's simultaneous lower bound where it is significant, "
+                                      "else chance.")
+    max_uar_drop: float | None = Field(None, ge=0, le=1, description="Largest allowed emotion UAR drop.")
+
+
 class Policy(_Strict):
     """A CI policy: every rule becomes one gate in the report and one JUnit test case."""
 
     leakage: list[LeakageRule] = Field(default_factory=list)
     robustness: list[RobustnessRule] = Field(default_factory=list)
     scores: ScoreRule | None = None
+    protection: ProtectionRule | None = None
     regression: RegressionRule | None = None
 
 
@@ -177,6 +192,8 @@ def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> 
             gates.append(Gate(name=f"policy min-{key}-score", threshold=minimum, value=value or 0.0,
                               passed=value is not None and value >= minimum,
                               detail="" if value is not None else f"the report has no {key} score"))
+    if policy.protection is not None:
+        gates += _protection_gates(policy.protection, report)
     if policy.regression is not None:
         if baseline is None:
             raise ConfigError("the policy has a [regression] table; give the earlier report with --baseline OLD.json")
@@ -193,4 +210,30 @@ def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> 
             gates.append(Gate(name="policy regression max-uar-decrease", threshold=policy.regression.max_uar_decrease,
                               value=value, passed=value <= policy.regression.max_uar_decrease,
                               detail=decrease.key if decrease else "no matching rows"))
+    return gates
+
+
+def _protection_gates(rule: ProtectionRule, report: Report) -> list[Gate]:
+    protection = report.protection
+    gates = []
+    after = next((v for v in protection.after if v.layer == protection.layer), None) if protection else None
+    if rule.max_informed_leakage is not None:
+        if after is None:
+            gates.append(Gate(name="policy protection max-informed-leakage", threshold=rule.max_informed_leakage,
+                              value=1.0, passed=False, detail="the report has no protected model's audit (run protect)"))
+        else:
+            value = after.lower_bound if after.significant else after.chance
+            gates.append(Gate(name="policy protection max-informed-leakage", threshold=rule.max_informed_leakage,
+                              value=value, passed=value <= rule.max_informed_leakage,
+                              detail=f"{after.layer}: L {after.balanced_accuracy:.3f}, verdict {after.verdict} "
+                                     f"({after.attacker})"))
+    if rule.max_uar_drop is not None:
+        if protection is None or protection.utility_after is None:
+            gates.append(Gate(name="policy protection max-uar-drop", threshold=rule.max_uar_drop, value=1.0, passed=False,
+                              detail="the report has no protected model (run protect)"))
+        else:
+            drop = protection.utility_before.uar - protection.utility_after.uar
+            gates.append(Gate(name="policy protection max-uar-drop", threshold=rule.max_uar_drop, value=drop,
+                              passed=drop <= rule.max_uar_drop,
+                              detail=f"emotion UAR {protection.utility_before.uar:.3f} -> {protection.utility_after.uar:.3f}"))
     return gates

@@ -30,6 +30,7 @@ from ser_audit.config import AuditConfig, ModelSource
 from ser_audit.errors import ConfigError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import (
+    Gate,
     IgnorantAttack,
     LayerVerdict,
     Protection,
@@ -134,6 +135,7 @@ def run_protect(config: AuditConfig, settings: ProtectSettings, *, command: Sequ
                                 "larger --max-uar-drop.")
         report = before
         report.protection = protection
+        report.gates = [_budget_gate(settings, protection)]
         report.finished = now()
         return report
     from ser_audit.models.export import export_model
@@ -156,8 +158,19 @@ def run_protect(config: AuditConfig, settings: ProtectSettings, *, command: Sequ
     protection.protected_model = model_info(artifact.model, sources.Loader(artifact, observer).model(artifact.model))
     protection.statement = _statement(protection, verdict, points[chosen])
     after.protection = protection
+    after.gates = [_budget_gate(settings, protection)]
     after.created, after.finished = created, now()
     return after
+
+
+def _budget_gate(settings: ProtectSettings, protection: Protection) -> Gate:
+    """Exit 1 when no strength kept emotion within the budget (nothing was written)."""
+    drops = [point.uar_drop for point in protection.tradeoff]
+    chosen = protection.chosen_strength
+    return Gate(name="protect max-uar-drop", threshold=settings.max_uar_drop,
+                value=min(drops) if chosen is None else next(p.uar_drop for p in protection.tradeoff if p.strength == chosen),
+                passed=chosen is not None,
+                detail="no strength qualified" if chosen is None else f"strength {chosen:g} chosen")
 
 
 def _the_layer(model: "TargetModel", name: str) -> "LayerInfo":

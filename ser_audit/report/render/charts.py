@@ -110,3 +110,31 @@ def bar_chart(title: str, groups: Sequence[str], series: Mapping[str, Values], *
                     body.append(f'<line x1="{centre:.1f}" x2="{centre:.1f}" y1="{_y(low, y_range):.1f}" '
                                 f'y2="{_y(high, y_range):.1f}" stroke="#333"/>')
     return _frame(title, int(width), y_label, body, list(series), reference, y_range)
+
+
+def tradeoff_chart(title: str, points: Sequence[tuple[str, float, float, float | None, float | None]], *,
+                   x_label: str, y_label: str, threshold: float | None = None, threshold_name: str = "threshold",
+                   x_range: tuple[float, float] = (0.0, 1.0), y_range: tuple[float, float] = (0.0, 1.0)) -> str:
+    """Labelled points (label, x, y, y low, y high) on numeric axes, with vertical whiskers and a dashed threshold."""
+    width = 640
+    low, high = x_range
+
+    def x(value: float) -> float:
+        return _LEFT + (min(high, max(low, value)) - low) / (high - low) * (width - _LEFT - _RIGHT)
+
+    body = [_x_label(x(low + k * (high - low) / 4) + 4, f"{low + k * (high - low) / 4:.2f}") for k in range(5)]
+    body.append(f'<text x="{(_LEFT + width - _RIGHT) / 2:.0f}" y="{_HEIGHT - 6}" font-size="11" '
+                f'text-anchor="middle">{escape(x_label)}</text>')
+    if threshold is not None:
+        body.append(f'<line x1="{_LEFT}" x2="{width - _RIGHT}" y1="{_y(threshold, y_range):.1f}" '
+                    f'y2="{_y(threshold, y_range):.1f}" stroke="#d62728" stroke-dasharray="2 3"/>'
+                    f'<text x="{width - _RIGHT + 4}" y="{_y(threshold, y_range) - 4:.1f}" font-size="10">'
+                    f'{escape(threshold_name)} {threshold:.2f}</text>')
+    for k, (label, px, py, y_low, y_high) in enumerate(points):
+        colour = COLOURS[k % len(COLOURS)]
+        if y_low is not None and y_high is not None:
+            body.append(f'<line x1="{x(px):.1f}" x2="{x(px):.1f}" y1="{_y(y_low, y_range):.1f}" '
+                        f'y2="{_y(y_high, y_range):.1f}" stroke="{colour}" stroke-width="1.5"/>')
+        body.append(f'<circle cx="{x(px):.1f}" cy="{_y(py, y_range):.1f}" r="4" fill="{colour}">'
+                    f'<title>{escape(label)}: {x_label} {px:.3f}, {y_label} {py:.3f}</title></circle>')
+    return _frame(title, width, y_label, body, [label for label, *_ in points], None, y_range)

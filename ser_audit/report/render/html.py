@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ser_audit.report.model import BreakdownRow, LeakageResult, Report, Robustness
-from ser_audit.report.render.charts import bar_chart, line_chart
+from ser_audit.report.model import BreakdownRow, LeakageResult, Protection, Report, Robustness
+from ser_audit.report.render.charts import bar_chart, line_chart, tradeoff_chart
 from ser_audit.report.render.escaping import html as escape
 from ser_audit.report.render.sections import Section, Table, leakage_interval, sections
 
@@ -181,6 +181,21 @@ def hardening_figures(report: Report) -> list[str]:
     )]
 
 
+def protection_figure(protection: Protection) -> str:
+    """Emotion UAR against the informed strongest leakage at the protected layer, one point per strength."""
+    before = next((v for v in protection.before if v.layer == protection.layer), None)
+    points = [("before", protection.utility_before.uar, before.balanced_accuracy, before.ci_low, before.ci_high)
+              ] if before is not None else []
+    points += [(f"strength {p.strength:g}" + (" (chosen)" if p.strength == protection.chosen_strength else ""),
+                p.utility.uar, p.informed.balanced_accuracy, p.informed.ci_low, p.informed.ci_high)
+               for p in protection.tradeoff]
+    threshold = next((p.informed.chance for p in protection.tradeoff), None)
+    return tradeoff_chart(
+        f"Trade-off at {protection.layer}: emotion UAR against the informed strongest {protection.attribute} leakage "
+        "(whiskers: 95% interval; dotted: chance)", points, x_label="emotion UAR (held-out speakers)",
+        y_label=f"informed {protection.attribute} leakage", threshold=threshold, threshold_name="chance")
+
+
 class HtmlRenderer:
     suffix = ".html"
 
@@ -198,6 +213,8 @@ class HtmlRenderer:
             figures["robustness"] = robustness_figures(report)
         if report.hardening_effect:
             figures["hardening"] = hardening_figures(report)
+        if report.protection is not None:
+            figures["protection"] = [protection_figure(report.protection)]
         body = "".join(_section(s, figures.get(s.key, [])) for s in sections(report))
         return (
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
