@@ -109,6 +109,11 @@ def test_adversarial_removal_lowers_the_linear_leak_and_keeps_emotion() -> None:
     test[:, 1] = torch.randn(400, 20)
     test[:, 2] += (test_emotion * 2 - 1)[:, None].float()
     model = Encoder()
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(100):  # a working emotion model first: protection keeps what it predicts
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(model(x), emotion).backward()
+        optimiser.step()
     data = ProtectionData(inputs=lambda rows: [x[rows]], emotion=emotion, attribute=attribute,
                           attribute_classes=["female", "male"], time_axis=2, description="planted")
     trainer = AdversarialDefense(epochs=60)
