@@ -23,6 +23,7 @@ SMOKE = {
     "fgsm_sweep_vs_art.py": "max |ours - ART| = 0.00e+00",  # the one-gradient sweep equals ART's per-eps FGSM
     "embedding_extraction.py": "extraction of every layer",
     "scale.py": "within the 4 GB target",
+    "protect.py": "x the audit; target 180 s",
     "calibration.py": "## Minimum detectable leakage",
     "default_audit.py": "privacy score",
     "device.py": "| reference-model training, whole call |",
