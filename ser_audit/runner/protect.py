@@ -252,7 +252,7 @@ def utility(module: "nn.Module", model: "TargetModel", corpus: "Corpus", *, seed
     recall = {emotion: float(np.mean(predicted[truth == c] == c)) for c, emotion in enumerate(data.emotions)
               if np.any(truth == c)}
     return Utility(uar=uar, ci_low=low, ci_high=high, recall_by_class=recall, n=len(predicted),
-                   evaluation_set=data.description)
+                   evaluation_set=f"{data.description} ({len(names)} speakers)")
 
 
 def _logits(module: "nn.Module", features: Any, extra: Sequence[Any]) -> Any:
