@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ser_audit.defenses.interface import Defense, Protected, ProtectionData
+from ser_audit.defenses.interface import AttributeRemoval, Protected, ProtectionData
 from ser_audit.defenses.tap import captured, pooled
 from ser_audit.models.eager import logits_of
 from ser_audit.models.loop import balanced_class_weights, run_epochs, torch_shuffle
@@ -44,7 +44,7 @@ def reversed_gradient(features: torch.Tensor, strength: float) -> torch.Tensor:
     return _Reversal.apply(features, strength)
 
 
-class AdversarialDefense(Defense):
+class AdversarialDefense(AttributeRemoval):
     """Gradient reversal at the layer; strength is the reversal's scale."""
 
     name = "adversarial"

@@ -1,20 +1,27 @@
-"""A defense turns a model's torch path into a protected copy that carries less of an attribute at one layer.
+"""Defenses turn a model's torch path into a protected copy, for one of two purposes.
 
-What it is judged by is not its own doing: ``runner.protect`` re-audits the copy with attackers
-trained afterwards (informed) and with the unprotected model's attackers (ignorant). The
-defense's own adversary, where it has one, is reported only as a contrast.
+- ``AttributeRemoval`` (``ser-audit protect``): the copy carries less of an attribute at one layer.
+  What it is judged by is not its own doing: ``runner.protect`` re-audits the copy with attackers
+  trained afterwards (informed) and with the unprotected model's attackers (ignorant). The
+  defense's own adversary, where it has one, is reported only as a contrast.
+- ``AdversarialTraining`` (``ser-audit harden``): the copy keeps its predictions under FGSM (P2).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
 
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+
+if TYPE_CHECKING:
+    from ser_audit.corpus.interface import Corpus
+    from ser_audit.models.interface import TargetModel
+    from ser_audit.robustness.hardening import HardeningRecipe
 
 
 @dataclass
@@ -51,9 +58,27 @@ class Protected:
 
 
 class Defense(ABC):
-    """One way to remove an attribute from a layer; ``strength`` is the method's own knob (``default_strengths``)."""
+    """A registered defense: its name (the ``--method`` value) and its purpose."""
 
     name: str
+    purpose: str  # "attribute" (protect) or "robustness" (harden)
+
+
+class AdversarialTraining(Defense):
+    """Fine-tuning against FGSM data; ``recipe`` (``robustness.hardening.HardeningRecipe``) sets the losses."""
+
+    purpose = "robustness"
+
+    @abstractmethod
+    def harden(self, module: nn.Module, model: "TargetModel", corpus: "Corpus", recipe: "HardeningRecipe", *,
+               device: str = "cpu", observer: ProgressObserver = NULL_OBSERVER) -> nn.Module:
+        """``module`` fine-tuned in place on ``corpus``'s training utterances."""
+
+
+class AttributeRemoval(Defense):
+    """One way to remove an attribute from a layer; ``strength`` is the method's own knob (``default_strengths``)."""
+
+    purpose = "attribute"
     default_strengths: tuple[float, ...]
     # Whether the copy changes only by a fixed layer inserted after LAYER (no weight is trained).
     inserts_layer: bool = False

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ser_audit.defenses.interface import Defense, Protected, ProtectionData
+from ser_audit.defenses.interface import AttributeRemoval, Protected, ProtectionData
 from ser_audit.defenses.tap import captured, frames, replace, submodule
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
@@ -92,7 +92,7 @@ def leace(frames_and_labels: list[tuple[np.ndarray, np.ndarray]], n_classes: int
     return colouring @ basis @ basis.T @ whitening, mean
 
 
-class ProjectionDefense(Defense):
+class ProjectionDefense(AttributeRemoval):
     """LEACE at the layer, inserted as a fixed layer; strength scales the erasure (1 = complete)."""
 
     name = "projection"

@@ -116,14 +116,16 @@ def harden_model(source: ModelSource, out: Path, *, recipe: "HardeningRecipe", c
 
     Returns held-out UAR on real and on FGSM data at the recipe's eps, before and after, and the device.
     """
+    from ser_audit.defenses import AdversarialTraining, defense
     from ser_audit.devices import resolve_device
     from ser_audit.frontend.features import FrontEnd
     from ser_audit.models.differentiable import torch_module
     from ser_audit.models.export import export_model
     from ser_audit.models.training import write_checkpoint_payload
     from ser_audit.robustness.evaluate import ProbeSettings, evaluation_set, probe_model
-    from ser_audit.robustness.hardening import harden
 
+    method = defense(recipe.method, purpose="robustness")
+    assert isinstance(method, AdversarialTraining)
     recipe.check()
     _check_out(out)
     resolved = resolve_device(device)  # a missing GPU fails before any work
@@ -133,7 +135,7 @@ def harden_model(source: ModelSource, out: Path, *, recipe: "HardeningRecipe", c
     if out.suffix.lower() == ".ckpt" and not (model.path and model.path.suffix == ".ckpt"):
         raise ConfigError(f"--out {out}: .ckpt is for reference-model checkpoints; use .onnx, .pt or .pt2")
     original = torch_module(model)
-    hardened = harden(copy.deepcopy(original), model, training_corpus, recipe, device=resolved, observer=observer)
+    hardened = method.harden(copy.deepcopy(original), model, training_corpus, recipe, device=resolved, observer=observer)
     settings = ProbeSettings(grid=(0.0, recipe.eps), pgd_eps=None, seed=recipe.seed)
     data = evaluation_set(model, training_corpus, observer)
     frontend = FrontEnd(model.frontend)

@@ -78,12 +78,13 @@ class ProtectSettings:
 def run_protect(config: AuditConfig, settings: ProtectSettings, *, command: Sequence[str] = (),
                 observer: ProgressObserver = NULL_OBSERVER) -> Report:
     """Protect ``settings.layer`` of ``config.model``, write the chosen copy to ``settings.out``, and report."""
-    from ser_audit.defenses import defense
+    from ser_audit.defenses import AttributeRemoval, defense
     from ser_audit.devices import resolve_device
     from ser_audit.models.differentiable import torch_module
 
     settings.check()
-    method = defense(settings.method)
+    method = defense(settings.method, purpose="attribute")
+    assert isinstance(method, AttributeRemoval)
     strengths = settings.strengths or method.default_strengths
     if config.aux_corpus is None:
         raise ConfigError("protect trains on the aux corpus (other speakers than the audit's); give --aux-corpus")
