@@ -114,7 +114,7 @@ def run_protect(config: AuditConfig, settings: ProtectSettings, *, command: Sequ
                                    seed=config.seed, device=device, observer=observer)
         target = _in_memory(protected.module, model)
         source = ModelSource(f"protected:{settings.method}:{strength:g}")
-        loader._models[source] = target  # the copy is audited exactly as a loaded model is
+        loader.provide(source, target)  # the copy is audited exactly as a loaded model is
         informed = run_leakage(at_layer.model_copy(update={"model": source}), observer=observer, loader=loader)
         kept = utility(protected.module, model, audit_corpus, seed=config.seed)
         points.append(ProtectionPoint(
@@ -149,14 +149,16 @@ def run_protect(config: AuditConfig, settings: ProtectSettings, *, command: Sequ
         export_model(copies[chosen].module, spec, staged)
         staged.replace(written)  # never a half-written model under the user's name
     artifact = config.model_copy(update={"model": ModelSource(str(written), frontend=config.model.frontend)})
-    after = run_leakage(artifact, command=command, observer=observer, loader=sources.Loader(artifact, observer))
+    after_loader = sources.Loader(artifact, observer)
+    after = run_leakage(artifact, command=command, observer=observer, loader=after_loader)
+    written_model = after_loader.model(artifact.model)
     protection.after = _layers(after)
     protection.utility_after = points[chosen].utility
-    protection.ignorant = ignorant_attacks(before_model=model, after_model=sources.Loader(artifact, observer).model(
-        artifact.model), corpus=audit_corpus, layers=[v.layer for v in protection.after], config=config)
+    protection.ignorant = ignorant_attacks(before_model=model, after_model=written_model, corpus=audit_corpus,
+                                           layers=[v.layer for v in protection.after], config=config)
     verdict = next(v for v in protection.after if v.layer == layer.name)
     protection.verdict = verdict.verdict
-    protection.protected_model = model_info(artifact.model, sources.Loader(artifact, observer).model(artifact.model))
+    protection.protected_model = model_info(artifact.model, written_model)
     protection.statement = _statement(protection, verdict, points[chosen])
     after.protection = protection
     after.gates = [_budget_gate(settings, protection)]

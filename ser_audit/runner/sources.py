@@ -62,6 +62,10 @@ class Loader:
                                               device=resolve_device(self.device))
         return self._models[source]
 
+    def provide(self, source: ModelSource, model: "TargetModel") -> None:
+        """Hand over a model built in memory (a protected copy) under ``source``, to be audited as a loaded one."""
+        self._models[source] = model
+
     def corpus(self, source: CorpusSource) -> Corpus:
         if source not in self._corpora:
             self._corpora[source] = load_corpus(source, cache_dir=self.cache_dir, seed=self.seed, observer=self.observer)
