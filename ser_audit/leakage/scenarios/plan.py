@@ -55,9 +55,9 @@ class AttackSettings:
     (``NeuralAttacker``); the same-architecture one trains for up to ``epochs`` from each
     ``body_candidates`` start and rate, beside a linear readout of the tap, and keeps the one that
     did best there. An epoch reads at most ``rows_per_epoch`` training rows (a fresh sample each
-    epoch), so the attackers' cost stops growing with the corpus: ``quick`` bounds it at 1,024, a
-    full audit at 4,096 (both above every fold of the embedded corpora, whose audits they leave as
-    they were).
+    epoch), so the attackers' cost stops growing with the corpus: ``quick`` bounds it at 512, a full
+    audit at 4,096 (both above every fold of the embedded corpora, whose audits they leave as they
+    were).
     """
 
     epochs: int = 8
@@ -71,11 +71,11 @@ class AttackSettings:
     quick: bool = False
     device: str = "cpu"
     seed: int = 0
-    rows_per_epoch: int | None = None  # None: 1,024 when quick, else 4,096
+    rows_per_epoch: int | None = None  # None: 512 when quick, else 4,096
 
     @property
     def epoch_rows(self) -> int:
-        return self.rows_per_epoch or (1024 if self.quick else 4096)
+        return self.rows_per_epoch or (512 if self.quick else 4096)
 
     def width(self, family: str) -> float:
         return {"convolutional": self.convolutional_width, "recurrent": self.recurrent_width}.get(family, self.dense_width)
