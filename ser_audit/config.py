@@ -82,11 +82,23 @@ class ProbeOptions(_Frozen):
         "auto", description="auto falls back to an SPSA estimate (an upper bound on robustness) where no gradient exists.")
 
 
+def _older_names(schema: dict[str, Any]) -> None:
+    """The schema also admits what configs recorded before report 1.8 hold, as the model reads them."""
+    schema["properties"]["hardened"] = {
+        **schema["properties"]["compare_with"], "deprecated": True,
+        "description": "Reports before 1.8: audit --hardened, the older name of compare_with, read as it."}
+
+
 class AuditConfig(_Frozen):
     """Everything that decides an audit's numbers and verdict, with every default resolved."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_older_names)
+
     model: ModelSource
-    hardened: ModelSource | None = Field(None, description="audit --hardened: the hardened copy compared with.")
+    compare_with: ModelSource | None = Field(
+        None, description="audit --compare-with: another model audited beside this one (a hardened or protected copy, "
+                          "another version, another architecture with the same front-end). Reports before 1.8 called "
+                          "it `hardened`, which is still read as this.")
     corpus: CorpusSource = CorpusSource()
     aux_corpus: CorpusSource | None = Field(CorpusSource(DEFAULT_AUX_CORPUS),
                                             description="The attackers' own training data for s1, s3 and s4.")
@@ -148,7 +160,8 @@ class AuditConfig(_Frozen):
         if values.get("attribute", "gender") not in ATTRIBUTES:
             raise ConfigError(f"--attribute {values['attribute']!r}: choose one of {', '.join(ATTRIBUTES)}")
         values["device"] = parse_device(values.get("device", "auto"))
-        for key in ("model", "hardened"):
+        _read_hardened(values)
+        for key in ("model", "compare_with"):
             if isinstance(values.get(key), str):
                 values[key] = ModelSource(values[key])
         for key in ("corpus", "aux_corpus"):
@@ -179,8 +192,28 @@ class AuditConfig(_Frozen):
 
 _NULLABLE = {"eta", "pgd_eps", "pgd_step_size", "targeted_class"}
 # Config fields whose CLI flag is not their own name.
-_FLAGS = {"model": "MODEL", "hardened": "--hardened", "corpus": "--corpus", "aux_corpus": "--aux-corpus",
+_FLAGS = {"model": "MODEL", "compare_with": "--compare-with", "corpus": "--corpus", "aux_corpus": "--aux-corpus",
           "targeted_class": "--targeted", "grid": "--eps", "extra_probes": "--probe"}
+
+
+def _read_hardened(values: dict[str, Any]) -> None:
+    """``hardened`` (a config before report 1.8, the API's older keyword) is ``compare_with``; both may be given only
+    when they name the same model."""
+    if "hardened" not in values:
+        return
+    hardened = values.pop("hardened")
+    given = values.get("compare_with")
+    if hardened is None:
+        return
+    if given is not None and _spec(given) != _spec(hardened):
+        raise ConfigError(f"--hardened {_spec(hardened)!r} and --compare-with {_spec(given)!r}: give one "
+                          "(--hardened is the older name of --compare-with)")
+    values["compare_with"] = given if given is not None else hardened
+
+
+def _spec(source: Any) -> Any:
+    """The MODEL spec of a source given as a string, a ModelSource or its JSON form."""
+    return source.get("spec") if isinstance(source, dict) else getattr(source, "spec", source)
 
 
 def check_relative_eps(flag: str, values: Sequence[float], *, allow_zero: bool) -> None:

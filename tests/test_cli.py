@@ -6,8 +6,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import torch
+from torch import nn
 
 from ser_audit.config import AuditConfig
+from ser_audit_reference.cnn4 import CNN4
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json").read_text())
 
@@ -159,10 +162,98 @@ def test_speaker_attribute_end_to_end(run_cli, onnx_model, manifest, tmp_path) -
     assert all(v["eer_same_gender"] is not None and v["eer_ci_low"] <= v["eer"] <= v["eer_ci_high"] for v in verification)
 
 
-def test_audit_checks_the_hardened_copy_before_any_work(run_cli, onnx_model, manifest, tmp_path) -> None:
-    """A wrong --hardened path fails at once, not after the leakage study and the probes."""
+def test_audit_checks_the_compared_model_before_any_work(run_cli, onnx_model, manifest, tmp_path) -> None:
+    """A wrong --compare-with path fails at once, not after the leakage study and the probes."""
     missing = tmp_path / "missing.onnx"
-    result = run_cli("audit", str(onnx_model), "--corpus", str(manifest), "--hardened", str(missing), "--quick",
+    result = run_cli("audit", str(onnx_model), "--corpus", str(manifest), "--compare-with", str(missing), "--quick",
                      "--out", str(tmp_path / "report"), "--quiet")
-    assert result.code == 2 and result.stderr.startswith("ser-audit: error: --hardened:") and str(missing) in result.stderr
-    assert not (tmp_path / "report").exists()
+    assert result.code == 2 and result.stderr.startswith("ser-audit: error: --compare-with:")
+    assert str(missing) in result.stderr and not (tmp_path / "report").exists()
+
+
+class _OtherCNN(nn.Module):
+    """Another architecture on the same log-mel front-end as the tiny CNN-4: it shares the names conv1, relu1,
+    pool1, global_pool, flatten, fc, fc_relu and classifier, lacks pool2 to pool4, and has a mix block of its own."""
+
+    def __init__(self, n_classes: int = 4) -> None:
+        super().__init__()
+        self.conv1, self.relu1, self.pool1 = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)
+        self.mix, self.mix_relu, self.mix_pool = nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)
+        self.global_pool, self.flatten = nn.AdaptiveMaxPool2d(1), nn.Flatten()
+        self.fc, self.fc_relu, self.classifier = nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, n_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.relu1(self.conv1(features)))
+        x = self.mix_pool(self.mix_relu(self.mix(x)))
+        return self.classifier(self.fc_relu(self.fc(self.flatten(self.global_pool(x)))))
+
+
+def _compare(run_cli, onnx_model: Path, manifest: Path, out: Path, *flags: str):
+    result = run_cli("audit", str(onnx_model), *flags, "--corpus", str(manifest), "--layers", "pool1,pool2,fc_relu",
+                     "--scenarios", "worst", "--attackers", "generic", "--eps", "0,0.02", "--quick", "--out", str(out),
+                     "--format", "json,md,html")
+    assert result.code in (0, 1), result.stderr
+    report = json.loads((out / "report.json").read_text())
+    jsonschema.validate(report, SCHEMA)
+    assert report["schema_version"] == "1.8" and report["config"]["compare_with"] is not None
+    assert not {"hardened_model", "hardening_effect", "hardened_robustness"} & set(report)  # 1.8 writes comparison only
+    return result, report
+
+
+def test_audit_compares_a_model_of_another_architecture(run_cli, onnx_model, manifest, tmp_path) -> None:
+    """Layers in both get the linear probe on each model; layers of one model only are listed as such."""
+    from ser_audit.models.export import export_model
+    from ser_audit.models.loading import load_model
+
+    other = tmp_path / "other.onnx"
+    torch.manual_seed(1)
+    export_model(_OtherCNN(), load_model(str(onnx_model), cache_dir=tmp_path).frontend, other)
+    result, report = _compare(run_cli, onnx_model, manifest, tmp_path / "report", "--compare-with", str(other))
+    comparison = report["comparison"]
+    assert comparison["model"]["path"] == str(other) and comparison["model"]["sha256"] != report["model"]["sha256"]
+    assert [layer["layer"] for layer in comparison["layers"]] == ["pool1", "fc_relu"]
+    assert comparison["only_in_model"] == ["pool2"] and comparison["only_in_compared"] == ["mix_pool"]
+    assert not any("other input features" in note for note in report["notes"])  # the same front-end
+    probes = {row["layer"]: row for row in report["leakage"]["results"] if row["scenario"] == "probe"}
+    verdicts = {layer["layer"]: layer["verdict"] for layer in report["leakage"]["verdict"]["layers"]}
+    for layer in comparison["layers"]:
+        before, after = layer["before_interval"], layer["after_interval"]
+        assert layer["leakage_before"] == probes[layer["layer"]]["balanced_accuracy"]
+        assert before == [probes[layer["layer"]]["ci_low"], probes[layer["layer"]]["ci_high"]]
+        assert after[0] <= layer["leakage_after"] <= after[1]
+        assert layer["change"] == pytest.approx(layer["leakage_after"] - layer["leakage_before"])
+        assert layer["significant"] == (after[0] > before[1] or after[1] < before[0])
+        assert layer["verdict_before"] == verdicts[layer["layer"]]
+        assert layer["verdict_after"] in ("leaks", "private", "inconclusive")
+    eps = [row["eps"] for row in report["robustness"]["results"]]
+    assert [row["eps"] for row in comparison["robustness"]["results"]] == eps
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert f"## Comparison with {other}" in markdown and "- only in this model: pool2" in markdown
+    assert "- only in the compared model: mix_pool" in markdown and "| pool1 |" in markdown.split("## Comparison")[1]
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "Linear-probe leakage per layer, this model and compared model" in page
+    assert "only in the compared model: mix_pool" in result.stdout
+
+
+def test_hardened_is_a_deprecated_alias_of_compare_with(run_cli, onnx_model, manifest, tmp_path) -> None:
+    """--hardened means --compare-with (here a copy of the same architecture: every layer compared) and says so in
+    one line on stderr; given beside --compare-with, it must name the same model."""
+    from ser_audit.models.export import export_model
+    from ser_audit.models.loading import load_model
+
+    copy = tmp_path / "copy.onnx"
+    torch.manual_seed(2)
+    export_model(CNN4(4, width=0.0625), load_model(str(onnx_model), cache_dir=tmp_path).frontend, copy)
+    result, report = _compare(run_cli, onnx_model, manifest, tmp_path / "report", "--hardened", str(copy))
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("ser-audit: warning:")]
+    assert warnings == ["ser-audit: warning: --hardened is deprecated; use --compare-with, which means the same"]
+    comparison = report["comparison"]
+    assert comparison["model"]["path"] == str(copy) and report["config"]["compare_with"]["spec"] == str(copy)
+    assert [layer["layer"] for layer in comparison["layers"]] == ["pool1", "pool2", "fc_relu"]
+    assert comparison["only_in_model"] == [] and comparison["only_in_compared"] == []
+    both = run_cli("audit", str(onnx_model), "--hardened", str(copy), "--compare-with", str(tmp_path / "x.onnx"),
+                   "--corpus", str(manifest), "--out", str(tmp_path / "both"), "--quiet")
+    assert both.code == 2 and "give one (--hardened is the older name of --compare-with)" in both.stderr
+    assert not (tmp_path / "both").exists()
+    help_text = " ".join(run_cli("audit", "--help").stdout.replace("│", " ").split())
+    assert "--hardened FILE Deprecated: the older name of --compare-with" in help_text

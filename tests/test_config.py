@@ -120,3 +120,17 @@ def test_a_wrong_executor_fails_before_any_work(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="--executor 'dask'"):
         leakage_audit(str(tmp_path / "missing.onnx"), executor="dask", cache_dir=tmp_path)
+
+
+def test_hardened_is_the_older_name_of_compare_with() -> None:
+    """--hardened and a config recorded before report 1.8 read as compare_with; two different models are refused."""
+    assert AuditConfig.create("a.onnx", hardened="b.onnx").compare_with == ModelSource("b.onnx")
+    assert AuditConfig.create("a.onnx", hardened="b.onnx", compare_with="b.onnx").compare_with == ModelSource("b.onnx")
+    with pytest.raises(ConfigError, match="--hardened 'b.onnx' and --compare-with 'c.onnx'"):
+        AuditConfig.create("a.onnx", hardened="b.onnx", compare_with="c.onnx")
+    recorded = AuditConfig.create("a.onnx").model_dump(mode="json")
+    assert "hardened" not in recorded and recorded["compare_with"] is None
+    del recorded["compare_with"]
+    for old, read in ((None, None), ({"spec": "b.onnx", "frontend": None, "weights": None, "trust_pickle": False},
+                                     ModelSource("b.onnx"))):
+        assert AuditConfig.model_validate({**recorded, "hardened": old}).compare_with == read

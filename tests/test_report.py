@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -252,3 +253,56 @@ def test_markdown_and_html_summaries_lead_with_the_verdict_the_rows_support(gate
     assert verdict.statement in html.unescape(page)
     for layer in verdict.layers:  # one line per layer, with the layer's own verdict and severity
         assert f"| {layer.layer} | {layer.verdict} | {layer.severity} |" in summary
+
+
+@pytest.fixture(scope="module")
+def hardening_report(gated_report: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A report as 1.7 wrote it for `audit --hardened`: the three hardening fields, `hardened` in the recorded
+    config, no `comparison` (a current report dumped with the old fields)."""
+    from ser_audit.report.model import Robustness, RobustnessResult
+
+    data = json.loads(gated_report.read_text())
+    assert data["schema_version"] == "1.8" and "hardening_effect" not in data  # 1.8 on: comparison only
+    del data["comparison"], data["config"]["compare_with"]
+    data["schema_version"] = "1.7"
+    data["config"]["hardened"] = {"spec": "hardened.onnx", "frontend": None, "weights": None, "trust_pickle": False}
+    data["hardened_model"] = {**data["model"], "path": "hardened.onnx", "sha256": "0" * 64}
+    data["hardening_effect"] = [
+        {"layer": "pool1", "leakage_before": 0.9, "leakage_after": 0.6, "change": -0.3, "significant": True},
+        {"layer": "fc_relu", "leakage_before": 0.55, "leakage_after": 0.65, "change": 0.1, "significant": False}]
+    rows = [RobustnessResult(method="fgsm", eps=eps, eps_raw=eps * 2, domain="features", gradient="white-box",
+                             attack_target="labels", steps=1, uar=uar, accuracy=uar, prediction_change_rate=0.1,
+                             mean_linf=eps * 2, mean_l2=eps, n=40) for eps, uar in ((0.0, 0.5), (0.02, 0.4))]
+    data["hardened_robustness"] = Robustness(evaluation_set="all of manifest", input_spread=2.0, results=rows,
+                                             score=90.0).model_dump(mode="json")
+    path = tmp_path_factory.mktemp("old") / "report-1.7.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_report_before_1_8_keeps_its_hardening_section(hardening_report: Path) -> None:
+    """An `audit --hardened` report of 1.7 still validates against the committed schema, loads, and renders its
+    hardening section (as the comparison of 1.8 on, with its old names) in every format, without torch."""
+    import jsonschema
+
+    from ser_audit.report.model import Report
+
+    data = json.loads(hardening_report.read_text())
+    jsonschema.validate(data, json.loads((ROOT / "schemas" / "report.schema.json").read_text()))
+    report = Report.model_validate(data)
+    assert report.comparison is None and report.config is not None and report.config.compare_with is not None
+    compared = report.compared
+    assert compared is not None and compared.model.path == "hardened.onnx"
+    assert [(layer.layer, layer.change, layer.before_interval) for layer in compared.layers] == [
+        ("pool1", -0.3, None), ("fc_relu", 0.1, None)]
+    markdown = _render(hardening_report, "--format", "md")
+    assert markdown.returncode == 0, markdown.stderr
+    section = markdown.stdout.split("## Leakage before and after hardening", 1)[1].split("\n## ", 1)[0]
+    assert "| layer | before: L [95%] | after hardening: L [95%] | change | significant |" in section
+    assert "| pool1 | 0.900 | 0.600 | -0.300 | yes |" in section and "| fc_relu | 0.550 | 0.650 | +0.100 | no |" in section
+    assert "*Robustness, after hardening: hardened.onnx; robustness score 90.0*" in section
+    page = _render(hardening_report, "--format", "html")
+    assert page.returncode == 0 and "Linear-probe leakage per layer, before and after hardening" in page.stdout
+    again = json.loads(_render(hardening_report, "--format", "json").stdout)  # re-rendered, the old fields stay
+    assert again["hardening_effect"] == data["hardening_effect"] and again["hardened_model"]["path"] == "hardened.onnx"
+    assert again["schema_version"] == "1.7" and again["comparison"] is None

@@ -151,13 +151,13 @@ def test_hardening_raises_held_out_adversarial_uar(hardened, method: str) -> Non
     assert figures["real_after"] > 0.5, figures
 
 
-def test_audit_reports_leakage_robustness_and_the_hardening_effect(run_cli, hardened, cache_dir: Path, tmp_path: Path) -> None:
+def test_audit_compares_leakage_and_robustness_with_the_hardened_copy(run_cli, hardened, cache_dir: Path, tmp_path: Path) -> None:
     path, _ = hardened["similarity"]
-    result = run_cli("audit", "zoo:cnn4", "--hardened", str(path), "--layers", "pool2,fc_relu", "--eps", "0,0.02",
+    result = run_cli("audit", "zoo:cnn4", "--compare-with", str(path), "--layers", "pool2,fc_relu", "--eps", "0,0.02",
                      "--quick", "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--quiet", "--format", "json,md,html")
     assert result.code == 0, result.stderr
     page = (tmp_path / "report.html").read_text()
-    assert "before and after hardening" in page and "(hardened)" in page
+    assert "Linear-probe leakage per layer, this model and compared model" in page and "(compared model)" in page
     if shutil.which("chromium"):
         check = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "scripts" / "check_html.py"),
                                 str(tmp_path / "report.html")], capture_output=True, text=True, timeout=300)
@@ -167,8 +167,9 @@ def test_audit_reports_leakage_robustness_and_the_hardening_effect(run_cli, hard
     report = json.loads((tmp_path / "report.json").read_text())
     schema = Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json"
     jsonschema.validate(report, json.loads(schema.read_text()))
-    assert [e["layer"] for e in report["hardening_effect"]] == ["pool2", "fc_relu"]
+    comparison = report["comparison"]
+    assert [layer["layer"] for layer in comparison["layers"]] == ["pool2", "fc_relu"] and not comparison["only_in_model"]
     assert report["scores"]["privacy"] is not None and report["scores"]["grade"] in "ABCDF"
     assert report["robustness"]["results"][0]["eps"] == 0.0 and report["leakage"]["results"]
-    assert report["hardened_model"]["sha256"] != report["model"]["sha256"]
-    assert [r["eps"] for r in report["hardened_robustness"]["results"]] == [r["eps"] for r in report["robustness"]["results"]]
+    assert comparison["model"]["sha256"] != report["model"]["sha256"]
+    assert [r["eps"] for r in comparison["robustness"]["results"]] == [r["eps"] for r in report["robustness"]["results"]]

@@ -12,13 +12,17 @@ from ser_audit import api
 from ser_audit.cli import options
 from ser_audit.cli.output import check_outputs, finish
 from ser_audit.cli.progress import observer_for
-from ser_audit.cli.render import leakage_summary, print_table, robustness_summary
+from ser_audit.cli.render import comparison_summary, leakage_summary, robustness_summary
 from ser_audit.report.model import Report
 
 
 def audit(
     model: options.ModelArgument,
-    hardened: Annotated[Optional[Path], typer.Option("--hardened", help="A hardened copy: report how leakage moved.")] = None,
+    compare_with: Annotated[Optional[str], typer.Option(
+        "--compare-with", metavar="FILE|MODEL", help="Another model (a hardened or protected copy, another version, "
+        "another architecture with the same front-end): the same probes on it, layer by layer.")] = None,
+    hardened: Annotated[Optional[str], typer.Option(
+        "--hardened", metavar="FILE", help="Deprecated: the older name of --compare-with, with the same meaning.")] = None,
     corpus: options.CorpusOption = "synthetic",
     corpus_root: options.CorpusRootOption = None,
     corpus_option: options.CorpusOptionOption = None,
@@ -51,7 +55,7 @@ def audit(
     check_outputs(format, policy, out, cache_dir)
     config = api.AuditConfig.create(
         options.model_source(model, frontend, weights, trust_pickle),
-        hardened=api.ModelSource(str(hardened), frontend=frontend) if hardened else None,
+        compare_with=_source(compare_with, frontend), hardened=_source(hardened, frontend, deprecated=True),
         corpus=options.corpus_source(corpus, corpus_root, corpus_option), aux_corpus=api.CorpusSource(aux_corpus),
         layers=layers, attribute=attribute, scenarios=scenarios, attackers=attackers, folds=folds,
         sentence_disjoint=sentence_disjoint, quick=quick, device=device, executor=executor, seed=seed,
@@ -63,9 +67,14 @@ def audit(
     def summary(report: Report) -> None:
         leakage_summary(report)
         robustness_summary(report)
-        if report.hardening_effect:
-            print_table("leakage before and after hardening", ["layer", "before", "after", "change"],
-                        [(e.layer, f"{e.leakage_before:.3f}", f"{e.leakage_after:.3f}", f"{e.change:+.3f}")
-                         for e in report.hardening_effect])
+        comparison_summary(report)
 
     finish(report, out, format, quiet=quiet, summary=summary)
+
+
+def _source(spec: str | None, frontend: Path | None, *, deprecated: bool = False) -> api.ModelSource | None:
+    """--compare-with's model (read with --frontend where it carries no spec); ``deprecated``: --hardened, its older
+    name, which one line on stderr says."""
+    if spec is not None and deprecated:
+        sys.stderr.write("ser-audit: warning: --hardened is deprecated; use --compare-with, which means the same\n")
+    return None if spec is None else api.ModelSource(spec, frontend=frontend)

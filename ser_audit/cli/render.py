@@ -69,10 +69,12 @@ def robustness_summary(report: Any) -> None:
     if report.robustness is None:
         return
     print_table(f"robustness of {report.model.path} ({report.robustness.evaluation_set})",
-                ["method", "eps", "UAR", "accuracy", "success", "gradient"],
-                [(r.method, r.eps, f"{r.uar:.3f}", f"{r.accuracy:.3f}",
-                  "" if r.success_rate is None else f"{r.success_rate:.2f}", r.gradient)
-                 for r in report.robustness.results])
+                ["method", "eps", "UAR", "accuracy", "success", "gradient"], _robustness_rows(report.robustness))
+
+
+def _robustness_rows(robustness: Any) -> list[tuple[Any, ...]]:
+    return [(r.method, r.eps, f"{r.uar:.3f}", f"{r.accuracy:.3f}", "" if r.success_rate is None else f"{r.success_rate:.2f}",
+             r.gradient) for r in robustness.results]
 
 
 def protection_summary(report: Any) -> None:
@@ -90,3 +92,24 @@ def protection_summary(report: Any) -> None:
         print_table(f"{protection.attribute} leakage per layer, before and after ({layers.caption})", layers.headers,
                     layers.rows)
     STDOUT.print(plain(f"protection: {protection.statement}"))
+
+
+def comparison_summary(report: Any) -> None:
+    """``audit --compare-with``: each shared layer's leakage on both models, the layers of one model only, and the
+    compared model's robustness."""
+    comparison = report.compared
+    if comparison is None:
+        return
+    from ser_audit.report.render.sections import ComparisonNames, comparison_table
+
+    names = ComparisonNames.of(report)
+    if comparison.layers:
+        table = comparison_table(comparison, names)
+        print_table(f"{names.title} ({table.caption})", table.headers, table.rows)
+    for name in comparison.only_in_model:
+        STDOUT.print(plain(f"only in this model: {name}"))
+    for name in comparison.only_in_compared:
+        STDOUT.print(plain(f"only in the compared model: {name}"))
+    if comparison.robustness is not None:
+        print_table(f"robustness of {comparison.model.path} ({comparison.robustness.evaluation_set})",
+                    ["method", "eps", "UAR", "accuracy", "success", "gradient"], _robustness_rows(comparison.robustness))

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from ser_audit.config import AuditConfig
 
-# 1.7: protection (ser-audit protect); 1.6: environment.device, where torch ran; 1.5: how the model was read (model.loading);
+# 1.8: comparison (audit --compare-with), replacing hardened_model, hardening_effect and hardened_robustness, which
+# older reports still carry and still render; 1.7: protection (ser-audit protect); 1.6: environment.device, where
+# torch ran; 1.5: how the model was read (model.loading);
 # 1.4: one decision per layer (leakage.verdict): leaks / private / inconclusive, read by severity, gates, scores,
 # grade and recommendation; 1.3: the run's config and robustness upper bounds; 1.2: balanced accuracy with
 # speaker-level intervals and adjusted p-values; 1.1: egemaps_reference
 Severity = Literal["none", "low", "medium", "high", "critical"]
-REPORT_SCHEMA_VERSION: Literal["1.7"] = "1.7"
+REPORT_SCHEMA_VERSION: Literal["1.8"] = "1.8"
 Verdict = Literal["leaks", "private", "inconclusive"]
 
 Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe", "strongest"]
@@ -364,13 +366,49 @@ class Robustness(_Strict):
 
 
 class HardeningEffect(_Strict):
-    """Leakage of one layer before and after adversarial training (``audit --hardened``)."""
+    """Leakage of one layer before and after adversarial training (``audit --hardened``, reports before 1.8)."""
 
     layer: str
     leakage_before: float
     leakage_after: float
     change: float = Field(description="after - before; positive means hardening increased leakage.")
     significant: bool = Field(description="The two 95% intervals do not overlap.")
+
+
+class LayerComparison(_Strict):
+    """One layer present in both models: the linear probe's leakage L on each, with its 95% interval."""
+
+    layer: str
+    leakage_before: float = Field(description="L of the linear probe on MODEL's layer (its `probe` row).")
+    before_interval: list[float] | None = Field(None, description="That row's 95% interval.")
+    leakage_after: float = Field(description="L of the same probe, trained afresh, on the compared model's layer.")
+    after_interval: list[float] | None = Field(None, description="That row's 95% interval.")
+    change: float = Field(description="after - before; positive means the compared model leaks more.")
+    significant: bool = Field(description="The two 95% intervals do not overlap.")
+    verdict_before: Verdict | None = Field(
+        None, description="MODEL's verdict on the layer (its `leakage.verdict`: every attacker of the run).")
+    verdict_after: Verdict | None = Field(
+        None, description="The compared model's verdict on the layer, from the linear probe alone.")
+
+
+class Comparison(_Strict):
+    """``audit --compare-with``: MODEL beside another model (a hardened or protected copy, another version, another
+    architecture with the same front-end), on the same corpus, seed and probes (1.8 on).
+
+    Layers are matched by name. The compared model gets the linear probe on every shared layer (not the scenario
+    attackers), so `change` compares like with like; its verdicts are certified against the probe alone.
+    """
+
+    model: ModelInfo = Field(description="The compared model (--compare-with).")
+    layers: list[LayerComparison] = Field(default_factory=list, description="Each of MODEL's tapped layers that the "
+                                                                            "compared model has, in MODEL's order.")
+    only_in_model: list[str] = Field(default_factory=list, description="MODEL's tapped layers the compared model has "
+                                                                       "no tappable layer of that name for.")
+    only_in_compared: list[str] = Field(
+        default_factory=list, description="Layers the compared model taps (its default taps, or --layers where they "
+                                          "resolve there) that MODEL has no layer of that name for.")
+    robustness: Robustness | None = Field(None, description="The same robustness probes on the compared model, when "
+                                                            "robustness ran.")
 
 
 class Scores(_Strict):
@@ -486,7 +524,7 @@ class Protection(_Strict):
 class Report(_Strict):
     """A complete audit: provenance, inputs, results, scores and gate outcomes."""
 
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"] = Field(
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8"] = Field(
         REPORT_SCHEMA_VERSION, description="Version of this schema.")
     tool: Tool
     command: list[str] = Field(description="Command line that produced the report.")
@@ -499,10 +537,15 @@ class Report(_Strict):
     aux_corpus: CorpusInfo | None = None
     leakage: Leakage | None = None
     robustness: Robustness | None = None
-    hardened_model: ModelInfo | None = Field(None, description="The hardened model compared with (audit --hardened).")
-    hardening_effect: list[HardeningEffect] = Field(default_factory=list)
+    comparison: Comparison | None = Field(None, description="audit --compare-with: the same audit of another model, "
+                                                            "layer by layer (1.8 on).")
+    hardened_model: ModelInfo | None = Field(None, description="Reports before 1.8: the hardened model compared with "
+                                                               "(audit --hardened); 1.8 on: comparison.model.")
+    hardening_effect: list[HardeningEffect] = Field(default_factory=list,
+                                                    description="Reports before 1.8; 1.8 on: comparison.layers.")
     hardened_robustness: Robustness | None = Field(
-        None, description="The same robustness probes on the hardened model (audit --hardened)."
+        None, description="Reports before 1.8: the robustness probes on the hardened model; 1.8 on: "
+                          "comparison.robustness."
     )
     protection: Protection | None = Field(None, description="ser-audit protect: the protected layer, before and after.")
     scores: Scores = Field(default_factory=lambda: Scores())
@@ -510,3 +553,29 @@ class Report(_Strict):
     baseline: ReportDiff | None = Field(None, description="Changes against a baseline report, when one was given.")
     notes: list[str] = Field(default_factory=list, description="Things the reader should know (cache use, reductions).")
     config: AuditConfig | None = Field(None, description="Every setting of the run, defaults resolved (1.3 on).")
+
+    @property
+    def compared(self) -> Comparison | None:
+        """The comparison section; a report before 1.8 has its ``audit --hardened`` fields read as one (no
+        intervals, no verdicts)."""
+        if self.comparison is not None or self.hardened_model is None:
+            return self.comparison
+        return Comparison(
+            model=self.hardened_model, robustness=self.hardened_robustness,
+            layers=[LayerComparison(layer=e.layer, leakage_before=e.leakage_before, leakage_after=e.leakage_after,
+                                    change=e.change, significant=e.significant) for e in self.hardening_effect])
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unused_legacy_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Reports from 1.8 on write `comparison` only: the fields it replaced appear only where an older report
+        filled them."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in _LEGACY:
+                if key in data and not data[key]:
+                    del data[key]
+        return data
+
+
+# Fields `comparison` replaced in 1.8, kept so that older reports load and render.
+_LEGACY = ("hardened_model", "hardening_effect", "hardened_robustness")

@@ -11,7 +11,7 @@ from typing import Sequence
 from ser_audit.report.model import BreakdownRow, LeakageResult, Protection, Report, Robustness
 from ser_audit.report.render.charts import bar_chart, line_chart, tradeoff_chart
 from ser_audit.report.render.escaping import html as escape
-from ser_audit.report.render.sections import Section, Table, leakage_interval, sections
+from ser_audit.report.render.sections import ComparisonNames, Section, Table, leakage_interval, sections
 
 SCENARIO_ORDER = ("probe", "worst", "s1", "s2", "s3", "s4", "strongest")
 
@@ -156,29 +156,45 @@ def _uar_series(robustness: Robustness, suffix: str, grid: Sequence[float]) -> d
     return series
 
 
-def robustness_figures(report: Report) -> list[str]:
-    assert report.robustness is not None
-    runs = [(report.robustness, "")]
-    if report.hardened_robustness:
-        runs.append((report.hardened_robustness, " (hardened)"))
+def _uar_figure(title: str, runs: Sequence[tuple[Robustness, str]]) -> list[str]:
     grid = sorted({r.eps for robustness, _ in runs for r in robustness.results if r.targeted_class is None})
     if not grid:
         return []
     series: dict[str, list[float | None]] = {}
     for robustness, suffix in runs:
         series.update(_uar_series(robustness, suffix, grid))
-    title = "UAR against eps (relative to the input's spread)" + (", before and after hardening" if len(runs) > 1 else "")
     return [line_chart(title, [f"{eps:g}" for eps in grid], series, y_label="UAR")]
 
 
-def hardening_figures(report: Report) -> list[str]:
-    effects = report.hardening_effect
-    return [bar_chart(
-        "Linear-probe accuracy per layer before and after hardening",
-        [e.layer for e in effects],
-        {"before": [e.leakage_before for e in effects], "after": [e.leakage_after for e in effects]},
-        y_label="leakage (balanced accuracy)",
-    )]
+def robustness_figures(report: Report) -> list[str]:
+    assert report.robustness is not None
+    return _uar_figure("UAR against eps (relative to the input's spread)", [(report.robustness, "")])
+
+
+def comparison_figures(report: Report) -> list[str]:
+    """Each shared layer's linear-probe L on both models (whiskers where the rows have intervals), and both models'
+    UAR against eps."""
+    comparison, names = report.compared, ComparisonNames.of(report)
+    assert comparison is not None
+    figures = []
+    layers = comparison.layers
+    if layers:
+        intervals = {names.before: [layer.before_interval for layer in layers],
+                     names.after: [layer.after_interval for layer in layers]}
+        errors = None
+        if all(interval is not None for side in intervals.values() for interval in side):
+            errors = {name: ([i[0] if i else None for i in side], [i[1] if i else None for i in side])
+                      for name, side in intervals.items()}
+        figures.append(bar_chart(
+            f"Linear-probe leakage per layer, {names.before} and {names.after}"
+            + (" (whiskers: 95% interval)" if errors else ""), [layer.layer for layer in layers],
+            {names.before: [layer.leakage_before for layer in layers],
+             names.after: [layer.leakage_after for layer in layers]},
+            errors=errors, y_label="leakage (balanced accuracy)"))
+    if report.robustness is not None and comparison.robustness is not None:
+        figures += _uar_figure(f"UAR against eps (relative to each input's spread), {names.before} and {names.after}",
+                               [(report.robustness, f" ({names.before})"), (comparison.robustness, f" ({names.after})")])
+    return figures
 
 
 def protection_figure(protection: Protection) -> str:
@@ -211,8 +227,8 @@ class HtmlRenderer:
             ]
         if report.robustness:
             figures["robustness"] = robustness_figures(report)
-        if report.hardening_effect:
-            figures["hardening"] = hardening_figures(report)
+        if report.compared is not None:
+            figures["comparison"] = comparison_figures(report)
         if report.protection is not None:
             figures["protection"] = [protection_figure(report.protection)]
         body = "".join(_section(s, figures.get(s.key, [])) for s in sections(report))

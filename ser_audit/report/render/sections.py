@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ser_audit.report.diff import with_interval
-from ser_audit.report.model import BreakdownRow, LeakageResult, LeakageVerdict, Protection, Report, Robustness
+from ser_audit.report.model import BreakdownRow, Comparison, LeakageResult, LeakageVerdict, Protection, Report, Robustness
 from ser_audit.report.scoring import GRADE_CAP
 
 VERDICTS = {True: "reproduced", False: "not reproduced", None: "cannot tell"}
@@ -165,6 +165,61 @@ def protection_tables(protection: Protection) -> list[Table]:
     return [tradeoff, layers]
 
 
+@dataclass(frozen=True)
+class ComparisonNames:
+    """How a comparison names its two sides: MODEL and the --compare-with model, or before and after hardening in a
+    report before 1.8 (its `hardening_effect`)."""
+
+    title: str
+    before: str
+    after: str
+    legacy: bool
+
+    @classmethod
+    def of(cls, report: Report) -> ComparisonNames:
+        if report.comparison is None:
+            return cls("Leakage before and after hardening", "before", "after hardening", legacy=True)
+        return cls(f"Comparison with {report.comparison.model.path}", "this model", "compared model", legacy=False)
+
+
+def comparison_table(comparison: Comparison, names: ComparisonNames) -> Table:
+    """One line per layer in both models: each one's linear-probe L with its interval, the change, and (1.8 on) each
+    one's verdict on the layer."""
+    headers = ["layer", f"{names.before}: L [95%]", f"{names.after}: L [95%]", "change", "significant"]
+    if not names.legacy:
+        headers += [f"{names.before}: verdict", f"{names.after}: verdict (probe)"]
+    rows = []
+    for layer in comparison.layers:
+        row = [layer.layer, with_interval(layer.leakage_before, layer.before_interval),
+               with_interval(layer.leakage_after, layer.after_interval), f"{layer.change:+.3f}",
+               "yes" if layer.significant else "no"]
+        if not names.legacy:
+            row += [layer.verdict_before or "", layer.verdict_after or ""]
+        rows.append(row)
+    return Table(headers, rows, "linear-probe leakage L; significant when the two 95% intervals do not overlap")
+
+
+def _comparison(comparison: Comparison, names: ComparisonNames) -> Section:
+    section = Section("comparison", names.title)
+    if not names.legacy:
+        model = comparison.model
+        section.paragraphs += [
+            f"The same corpus, seed and probes on {model.path} ({model.format}, sha256 {model.sha256}). Layers are "
+            "matched by name; each is read by the linear probe on both models. This model's verdict comes from every "
+            "attacker of the run, the compared model's from the linear probe alone.",
+        ]
+        section.bullets += [f"only in this model: {name}" for name in comparison.only_in_model]
+        section.bullets += [f"only in the compared model: {name}" for name in comparison.only_in_compared]
+    if comparison.layers:
+        section.tables.append(comparison_table(comparison, names))
+    if comparison.robustness is not None:
+        robustness = _robustness_table(comparison.robustness)
+        robustness.caption = (f"Robustness, {names.after}: {comparison.model.path}; robustness score "
+                              f"{_robustness_score(comparison.robustness.score, comparison.robustness.gradient_fallback)}")
+        section.tables.append(robustness)
+    return section
+
+
 def _protection(protection: Protection) -> Section:
     section = Section("protection", f"Protection of {protection.layer} against {protection.attribute} ({protection.method})")
     section.paragraphs += [protection.statement, f"Fitted on {protection.data}. {protection.guarantees}"]
@@ -185,20 +240,10 @@ def sections(report: Report) -> list[Section]:
             f"robustness score {_robustness_score(report.robustness.score, report.robustness.gradient_fallback)}."
         )
         robustness.tables.append(_robustness_table(report.robustness))
-        if report.hardened_robustness:
-            robustness.tables.append(_robustness_table(report.hardened_robustness))
-            robustness.tables[-1].caption = f"After hardening: {report.hardened_model.path if report.hardened_model else ''}"
         out.append(robustness)
-    if report.hardening_effect:
-        out.append(Section(
-            "hardening", "Leakage before and after hardening",
-            paragraphs=["Linear-probe accuracy per layer; significant when the two 95% intervals do not overlap."],
-            tables=[Table(["layer", "before", "after", "change", "significant"], [
-                [e.layer, f"{e.leakage_before:.3f}", f"{e.leakage_after:.3f}", f"{e.change:+.3f}",
-                 "yes" if e.significant else "no"]
-                for e in report.hardening_effect
-            ])],
-        ))
+    comparison = report.compared
+    if comparison is not None:
+        out.append(_comparison(comparison, ComparisonNames.of(report)))
     if report.baseline:
         diff = report.baseline
         section = Section("baseline", f"Changes against the baseline of {diff.baseline_created}")
