@@ -41,3 +41,27 @@ def test_each_epoch_reads_a_fresh_sample_of_the_bound_and_still_learns(monkeypat
     assert np.mean(fitted.predict(test_X) == test_y) > 0.9
     again = neural.NeuralAttacker("mlp", epochs=3, seed=0, rows_per_epoch=256).fit(X, y, groups=speakers)
     np.testing.assert_array_equal(fitted.decision_function(test_X), again.decision_function(test_X))
+
+
+def test_the_scenario_bar_weighs_jobs_by_their_expected_work() -> None:
+    from types import SimpleNamespace
+
+    from ser_audit.corpus.folds import Fold
+    from ser_audit.leakage.scenarios.plan import AttackSettings
+    from ser_audit.leakage.scenarios.run import _expected_cost
+
+    folds = [Fold(name=f"f{k}", train=np.arange(320), test=np.arange(80)) for k in range(5)]
+    settings = AttackSettings(quick=True, epochs=3)
+
+    def job(design: str, shape: tuple[int, ...], *, frozen: bool = False, aux: bool = False) -> SimpleNamespace:
+        return SimpleNamespace(layer=SimpleNamespace(shape=shape), design=design, on_aux=aux,
+                               attacker=SimpleNamespace(freeze_body=frozen))
+
+    worst = _expected_cost(job("same-architecture", (1, 64, 8, 23)), folds, 400, settings)  # type: ignore[arg-type]
+    dense = _expected_cost(job("mlp", (1, 128)), folds, 400, settings)  # type: ignore[arg-type]
+    frozen = _expected_cost(job("frozen-body-readout", (1, 64, 8, 23), frozen=True), folds, 400, settings)  # type: ignore[arg-type]
+    assert worst > 50 * dense and worst > 5 * frozen >= 1 and dense >= 1
+    # A bounded epoch: a corpus ten times larger costs no more per epoch once every fold is past the bound.
+    large = [Fold(name="f", train=np.arange(5000), test=np.arange(10))] * 5
+    assert _expected_cost(job("mlp", (1, 128)), large, 0, settings) == _expected_cost(  # type: ignore[arg-type]
+        job("mlp", (1, 128)), [Fold(name="f", train=np.arange(600), test=np.arange(10))] * 5, 0, settings)  # type: ignore[arg-type]

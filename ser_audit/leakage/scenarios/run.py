@@ -134,12 +134,24 @@ def run_scenarios(
                      sees=executor.sees, origin=origin)
     speakers = np.array(audit.corpus.labels("speaker"))
     results = ScenarioResults(skipped=plan.skipped, family=plan.family)
+    # The bar advances by each job's expected work, not by jobs: the same-architecture attacker on an early
+    # map costs a hundred times a dense one on the last layer, and a count would make the ETA meaningless.
+    costs = [_expected_cost(job, folds, len(aux.attribute) if aux is not None else 0, settings) for job in plan.jobs]
     with plan.referrer.lend(), observer.task(f"training {len(plan.jobs)} scenario attackers",
-                                             total=len(plan.jobs)) as task:
-        for outcome in executor.map(run_attack, plan.jobs, plan.shared):
+                                             total=sum(costs)) as task:
+        for outcome, cost in zip(executor.map(run_attack, plan.jobs, plan.shared), costs):
             results.attacked.append(_row(outcome, plan.shared, speakers, attribute, settings, permutations, inflation))
-            task.advance()
+            task.advance(cost)
     return results
+
+
+def _expected_cost(job: AttackJob, folds: Sequence[Fold], aux_rows: int, settings: AttackSettings) -> int:
+    """Rough work units of one job: rows read per epoch, times epochs, fits and the size of one input."""
+    size = int(np.prod(job.layer.shape[1:])) if len(job.layer.shape) > 1 else 1
+    fits = (0.3 if job.attacker.freeze_body else 3.0) if job.design in SAME_ARCHITECTURE_DESIGNS else 1.0
+    fitted = [aux_rows] if job.on_aux else [len(fold.train) for fold in folds]
+    rows = sum(min(n, settings.epoch_rows) for n in fitted)
+    return max(1, int(rows * settings.epochs * size * fits / 1e6))
 
 
 def _row(
