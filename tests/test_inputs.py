@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +141,10 @@ def test_normalise_feeds_global_normalisation_where_the_inputs_are_made(corpus: 
     with pytest.raises(ValueError, match="global"):
         inputs.normalise(LOG_MEL)
 
+
+def test_no_other_module_cuts_corpus_audio_to_a_model_input() -> None:
+    """``fit_length`` is how an utterance becomes a fixed-length input: only the pipeline calls it."""
+    package = Path(__file__).resolve().parents[1] / "ser_audit"
+    callers = sorted(str(path.relative_to(package)) for path in package.rglob("*.py")
+                     if re.search(r"\bfit_length\(", path.read_text(encoding="utf-8")))
+    assert callers == ["frontend/features.py", "frontend/inputs.py"]

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ser_audit.corpus.audio import read_audio
 from ser_audit.corpus.interface import Corpus, Utterance
 from ser_audit.embeddings.store import ArrayWriter, EmbeddingStore, StoredLayer, store_key
 from ser_audit.errors import ModelError
-from ser_audit.frontend.features import FrontEnd, fit_length
+from ser_audit.frontend.inputs import EvaluationInputs
+from ser_audit.frontend.inputs import equal_length_runs as equal_length_runs  # re-exported: its earlier import path
+from ser_audit.frontend.inputs import reference_utterances as reference_utterances  # likewise
 from ser_audit.models.interface import ForwardResult, LayerInfo, TargetModel
-from ser_audit.models.sampling import reference_rows
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
 MAX_FEATURES = 4096
@@ -94,12 +94,6 @@ def pool(activation: np.ndarray, axis: int | None, max_features: int = MAX_FEATU
     return torch.cat([mean, std], dim=1).numpy(), reduction
 
 
-def reference_utterances(corpus: Corpus, *, choice: int = 0) -> list[Utterance]:
-    """For each utterance, the neutral utterance of the same speaker, never itself, that feeds P4's
-    conditioning input: ``models.sampling``'s fixed choice number ``choice``."""
-    return [corpus.utterances[row] for row in reference_rows(corpus, choice=choice)]
-
-
 def map_shape_within(shape: tuple[int, ...], n_utterances: int, budget_bytes: int) -> tuple[int, ...]:
     """Halve the longest non-channel axis of a per-utterance map until ``n`` float16 maps fit the budget."""
     shape = tuple(shape)
@@ -124,23 +118,6 @@ def fit_map(activation: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if len(shape) == 3:
         return F.adaptive_avg_pool3d(tensor[:, None], shape)[:, 0].numpy()
     raise ValueError(f"cannot resize a map of rank {len(shape)}")
-
-
-def equal_length_runs(
-    signals: Sequence[np.ndarray], references: Sequence[np.ndarray] | None = None
-) -> list[range]:
-    """Consecutive stretches of equal-length inputs: a batch never pads, so an utterance's
-    activations do not depend on its neighbours (variable-length models run them apart)."""
-    def length(i: int) -> tuple[int, int]:
-        return len(signals[i]), len(references[i]) if references is not None else 0
-
-    runs: list[range] = []
-    start = 0
-    for i in range(1, len(signals) + 1):
-        if i == len(signals) or length(i) != length(start):
-            runs.append(range(start, i))
-            start = i
-    return runs
 
 
 def _forward_or_name_the_short(model: TargetModel, inputs: dict[str, np.ndarray], names: Sequence[str],
@@ -184,7 +161,7 @@ def extract(
     One forward pass per batch computes every missing layer at once; layers already in the
     store under the same (model, front-end, corpus) key are read from it. With ``cache_dir``
     ``None``, or a model that has no file to hash, the store is a temporary folder. A model with
-    further inputs is fed reference number ``reference_choice`` (``models.sampling``), part of the key.
+    further inputs is fed reference number ``reference_choice`` (``frontend.inputs``), part of the key.
     The passes run on ``device`` (resolved: ``cpu``, ``cuda``, ``cuda:N``) where the model's format can
     (``TargetModel.place``), and the model is back where it was afterwards; the front-end and the pooling
     stay on the CPU, so each batch crosses once each way.
@@ -244,9 +221,10 @@ def _compute(
     reference_choice: int = 0,
 ) -> None:
     spec = model.frontend
-    frontend = FrontEnd(spec)
-    # Auxiliary inputs (zeros, constant, length, mask) are made by the model from each batch.
-    references = reference_utterances(corpus, choice=reference_choice) if spec.reference_inputs else None
+    # Whole utterances with their fixed reference, a batch of one length at a time (never padded); the auxiliary
+    # inputs (zeros, constant, length, mask) are made by the model from each batch.
+    inputs = EvaluationInputs(spec, corpus, reference_choice=reference_choice)
+    fed_names = [spec.input_name, *(extra.name for extra in spec.reference_inputs)]
     names = [layer.name for layer in layers]
     n = len(corpus)
     pooled: dict[str, ArrayWriter] = {}
@@ -267,28 +245,16 @@ def _compute(
         map_writers[layer.name] = store.writer(store.file_names(layer.name)[1], (n, *shape), np.float16)
     logits_writer: ArrayWriter | None = None
 
-    def signal(utterance: Utterance) -> np.ndarray:
-        return fit_length(read_audio(utterance.path, spec.sample_rate), spec.num_samples, spec.crop)
-
-    def features(signals: Sequence[np.ndarray]) -> np.ndarray:
-        with torch.no_grad():
-            return frontend(torch.from_numpy(np.stack(signals))).numpy()
-
     listed_shapes = {layer.name: tuple(layer.shape[1:]) for layer in layers}
     time_axes = {layer.name: layer.time_axis for layer in layers}
     try:
         with observer.task(f"extracting {len(names)} layer(s) on {corpus.name}", total=n) as task:
             for start in range(0, n, batch_size):
                 chunk = corpus.utterances[start : start + batch_size]
-                signals = [signal(u) for u in chunk]
-                reference_signals = [signal(u) for u in references[start : start + batch_size]] if references else None
-                for run in equal_length_runs(signals, reference_signals):
-                    inputs = {spec.input_name: features([signals[i] for i in run])}
-                    if reference_signals is not None:
-                        reference_features = features([reference_signals[i] for i in run])
-                        inputs.update({extra.name: reference_features for extra in spec.reference_inputs})
-                    result = _forward_or_name_the_short(model, inputs, names, [chunk[i] for i in run],
-                                                        len(signals[run[0]]))
+                for batch in inputs.batches(range(start, start + len(chunk))):
+                    fed = {name: tensor.numpy() for name, tensor in zip(fed_names, batch.fed)}
+                    result = _forward_or_name_the_short(model, fed, names, [chunk[i] for i in batch.rows],
+                                                        batch.audio.shape[-1])
                     if logits_writer is None:
                         logits_writer = store.writer("logits.npy", (n, *result.logits.shape[1:]), np.float32)
                     logits_writer.append(result.logits)

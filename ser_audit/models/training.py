@@ -6,36 +6,21 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from ser_audit.corpus.audio import read_audio
-from ser_audit.corpus.interface import Corpus, Utterance
+from ser_audit.corpus.interface import Corpus
 from ser_audit.corpus.registry import resolve_corpus
 from ser_audit.errors import ConfigError
 from ser_audit.files import atomic_write
-from ser_audit.frontend.features import FrontEnd, fit_length
-from ser_audit.frontend.spec import METADATA_KEY, ExtraInput, FrontEndSpec
-from ser_audit.models.loop import (
-    balanced_class_weights,
-    classification_loss,
-    run_epochs,
-    stage_optimiser,
-    torch_shuffle,
-    unfreeze,
-)
+from ser_audit.frontend.inputs import TrainingInputs, describe_choice
+from ser_audit.frontend.inputs import waveforms as waveforms  # re-exported: its earlier import path
+from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec
+from ser_audit.models.loop import balanced_class_weights, run_epochs, stage_optimiser, torch_shuffle, unfreeze
 from ser_audit.models.reference import ReferenceModel, Stage
-from ser_audit.models.sampling import (
-    CorpusAudio,
-    describe_choice,
-    predict_whole,
-    reference_candidates,
-    reference_rows,
-    sampled_loss,
-)
 from ser_audit.models.transcription import train_transcript_stage
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 
@@ -55,40 +40,10 @@ def unweighted_average_recall(truth: np.ndarray, predicted: np.ndarray, n_classe
     return float(np.mean(recalls))
 
 
-def waveforms(
-    utterances: Iterable[Utterance], spec: FrontEndSpec, observer: ProgressObserver = NULL_OBSERVER, *, label: str = "audio"
-) -> list[np.ndarray]:
-    """Every utterance read at the spec's rate and cut or padded to its length."""
-    items = list(utterances)
-    out = []
-    with observer.task(f"reading {label}", total=len(items)) as task:
-        for utterance in items:
-            out.append(fit_length(read_audio(utterance.path, spec.sample_rate), spec.num_samples, spec.crop))
-            task.advance()
-    return out
-
-
-def extract_features(frontend: FrontEnd, signals: list[np.ndarray], batch_size: int = 32) -> torch.Tensor:
-    parts = []
-    with torch.no_grad():
-        for start in range(0, len(signals), batch_size):
-            batch = torch.from_numpy(np.stack(signals[start : start + batch_size]))
-            parts.append(frontend(batch))
-    return torch.cat(parts)
-
-
-def extra_input_rows(corpus: Corpus, extra: ExtraInput, *, choice: int = 0) -> np.ndarray:
-    """For each utterance, the index of the utterance that feeds ``extra`` (P4's conditioning input:
-    a neutral utterance of the same speaker other than itself, chosen as ``models.sampling`` documents)."""
-    if extra.source != "neutral_same_speaker":
-        raise ConfigError(f"input {extra.name!r}: unknown source {extra.source!r}")
-    return reference_rows(corpus, choice=choice)
-
-
 def corpus_inputs(corpus: Corpus, spec: FrontEndSpec, observer: ProgressObserver = NULL_OBSERVER) -> list[torch.Tensor]:
-    """The model's input tensors for every utterance: the primary features, then one per extra input."""
-    features = extract_features(FrontEnd(spec), waveforms(corpus, spec, observer, label=f"{corpus.name} audio"))
-    return [features, *(features[torch.from_numpy(extra_input_rows(corpus, extra))] for extra in spec.reference_inputs)]
+    """The model's input tensors for every utterance of a fixed-length spec: the primary features, then one per
+    reference input (:class:`~ser_audit.frontend.inputs.TrainingInputs`, made)."""
+    return TrainingInputs(spec, corpus, observer=observer, label=f"{corpus.name} audio").tensors
 
 
 def train_reference(
@@ -123,7 +78,7 @@ def train_reference(
         if name not in loaded:
             loaded[name] = resolve_corpus(name, cache_dir=cache_dir, seed=seed, observer=observer)
     corpus = loaded[stages[-1].corpus]
-    # Stages that crop or draw references at random train from whole waveforms (CorpusAudio).
+    # Stages that crop or draw references at random train from whole waveforms (kept audio).
     sampled = {stage.corpus for stage in stages if stage.random_crop_s is not None or stage.random_reference}
     variable = reference.frontend.duration_s is None
     if variable and not all(s.random_crop_s for s in stages):
@@ -131,33 +86,23 @@ def train_reference(
                           "or of variable length with random crops (Stage.random_crop_s) in every stage")
     emotions = list(corpus.emotions)
     base_spec = reference.frontend.model_copy(update={"emotions": emotions, "normalisation": "none"})
-    inputs: dict[str, StageInputs] = {
-        name: _corpus_audio(loaded[name], base_spec, observer, seed) if name in sampled
-        else corpus_inputs(loaded[name], base_spec, observer)
-        for name in dict.fromkeys(s.corpus for s in stages)
-    }
+    inputs = {name: TrainingInputs(base_spec, loaded[name], keep_audio=name in sampled, observer=observer,
+                                   label=f"{loaded[name].name} audio")
+              for name in dict.fromkeys(s.corpus for s in stages)}
     sessions = np.array([u.session for u in corpus])
     held_out = sorted(set(sessions))[-1]
     train_index = np.flatnonzero(sessions != held_out)
     test_index = np.flatnonzero(sessions == held_out)
-    mean, std = _feature_moments(inputs[stages[-1].corpus], train_index)
+    mean, std = inputs[stages[-1].corpus].moments(train_index)
     spec = reference.frontend.model_copy(update={"emotions": emotions, "normalisation": "global", "mean": mean, "std": std})
-    for name, value in inputs.items():
-        if isinstance(value, CorpusAudio):
-            value.frontend, value.device = FrontEnd(spec).to(device), device
-        else:
-            inputs[name] = [((tensor - mean) / std).to(device) for tensor in value]
+    for value in inputs.values():
+        value.normalise(spec, device=device)
 
     torch.manual_seed(seed)
     module, records = _run_stages(reference, loaded, inputs, corpus, train_index, emotions, seed, observer,
                                   cache_dir=cache_dir, device=device)
     module.eval()
-    final_inputs = inputs[stages[-1].corpus]
-    if isinstance(final_inputs, CorpusAudio):  # whole utterances, each with its fixed reference
-        predicted = predict_whole(module, final_inputs, test_index.tolist())
-    else:
-        with torch.no_grad():
-            predicted = module(*(tensor[test_index] for tensor in final_inputs)).argmax(1).cpu().numpy()
+    predicted = _predict(module, inputs[stages[-1].corpus], test_index)
     module.to("cpu")
     truth = np.array([emotions.index(corpus.utterances[i].emotion) for i in test_index])
     metrics = {
@@ -178,24 +123,13 @@ def train_reference(
     return TrainedModel(reference, module, spec, metrics, seed)
 
 
-StageInputs = list[torch.Tensor] | CorpusAudio
-
-
-def _corpus_audio(corpus: Corpus, spec: FrontEndSpec, observer: ProgressObserver, seed: int) -> CorpusAudio:
-    """Whole waveforms (the spec's length when fixed) for stages that cut and reference at random."""
-    candidates = reference_candidates(corpus) if spec.reference_inputs else []
-    return CorpusAudio(waveforms(corpus, spec, observer, label=f"{corpus.name} audio"), candidates,
-                       len(spec.reference_inputs), FrontEnd(spec), spec.sample_rate, seed)
-
-
-def _feature_moments(inputs: StageInputs, rows: np.ndarray) -> tuple[float, float]:
-    """Mean and std of the primary input's features over ``rows`` (whole utterances), for global normalisation."""
-    if not isinstance(inputs, CorpusAudio):
-        features = inputs[0][rows]
-        return float(features.mean()), float(features.std())
+def _predict(module: nn.Module, inputs: TrainingInputs, rows: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    """Predicted classes of ``rows`` as at test time (whole utterances, each with its fixed reference): one at a
+    time from kept audio (lengths may differ), else in batches of ``batch_size`` (all at once when None)."""
+    step = 1 if inputs.audio is not None else batch_size or len(rows)
     with torch.no_grad():
-        values = torch.cat([inputs.frontend(torch.from_numpy(inputs.waveforms[row][None])).flatten() for row in rows])
-    return float(values.mean()), float(values.std())
+        return torch.cat([module(*inputs.whole(rows[k : k + step])).argmax(1).cpu()
+                          for k in range(0, len(rows), step)]).numpy()
 
 
 def _input_records(reference: ReferenceModel) -> dict[str, Any]:
@@ -214,7 +148,7 @@ def _input_records(reference: ReferenceModel) -> dict[str, Any]:
 
 
 def _run_stages(
-    reference: ReferenceModel, corpora: dict[str, Corpus], inputs: dict[str, StageInputs], corpus: Corpus,
+    reference: ReferenceModel, corpora: dict[str, Corpus], inputs: dict[str, TrainingInputs], corpus: Corpus,
     train_index: np.ndarray, emotions: list[str], seed: int, observer: ProgressObserver, *, cache_dir: Path | None = None,
     device: str = "cpu",
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
@@ -234,10 +168,10 @@ def _run_stages(
             module = module if module is not None else _stage_module(reference, len(emotions), None, rebuild=True).to(device)
             classes = classes or list(emotions)
             stage_inputs = inputs[stage.corpus]
-            if not isinstance(stage_inputs, list):
+            if stage_inputs.audio is not None:
                 raise ConfigError(f"zoo:{reference.name}: a transcript stage trains on fixed-length inputs, not random crops")
             records.append(train_transcript_stage(
-                module, stage, stage_corpus, stage_inputs, max_seconds=reference.frontend.duration_s, shuffle=shuffle,
+                module, stage, stage_corpus, stage_inputs.tensors, max_seconds=reference.frontend.duration_s, shuffle=shuffle,
                 seed=seed, cache_dir=cache_dir, observer=observer,
                 label=f"training zoo:{reference.name} (stage {number}/{len(stages)}: transcript on {stage_corpus.name})"))
             continue
@@ -252,7 +186,8 @@ def _run_stages(
         classes = names
         label = f"training zoo:{reference.name}" + (
             f" (stage {number}/{len(stages)}: {stage.target} on {stage_corpus.name})" if len(stages) > 1 else "")
-        _train_stage(module, stage, inputs[stage.corpus], targets, len(names), rows, shuffle, observer, label, device)
+        _train_stage(module, stage, inputs[stage.corpus], targets, len(names), rows, shuffle, observer, label, device,
+                     seed)
         record: dict[str, Any] = {
             "target": stage.target, "corpus": stage_corpus.name, "corpus_sha256": stage_corpus.manifest_sha256(),
             "n_train": int(len(rows)), "speakers": sorted({stage_corpus.utterances[i].speaker for i in rows}),
@@ -277,15 +212,10 @@ def _speaker_held_out(corpus: Corpus, rows: np.ndarray) -> np.ndarray:
     return np.array(sorted(held_out), dtype=np.int64)
 
 
-def _accuracy(module: nn.Module, inputs: StageInputs, targets: torch.Tensor, rows: np.ndarray) -> float:
+def _accuracy(module: nn.Module, inputs: TrainingInputs, targets: torch.Tensor, rows: np.ndarray) -> float:
     module.eval()
-    index = torch.from_numpy(rows)
-    if isinstance(inputs, CorpusAudio):  # whole utterances, one at a time
-        return float((torch.from_numpy(predict_whole(module, inputs, rows.tolist())) == targets[index]).float().mean())
-    with torch.no_grad():
-        predicted = torch.cat([module(*(t[index[k : k + 64]] for t in inputs)).argmax(1).cpu()
-                               for k in range(0, len(index), 64)])
-    return float((predicted == targets[index]).float().mean())
+    predicted = torch.from_numpy(_predict(module, inputs, rows, batch_size=64))
+    return float((predicted == targets[torch.from_numpy(rows)]).float().mean())
 
 
 def _targets(corpus: Corpus, stage: Stage, rows: np.ndarray, emotions: list[str] | None) -> tuple[list[str], torch.Tensor]:
@@ -321,20 +251,22 @@ def _stage_module(reference: ReferenceModel, n_classes: int, previous: nn.Module
 
 
 def _train_stage(
-    module: nn.Module, stage: Stage, inputs: StageInputs, targets: torch.Tensor, n_classes: int,
+    module: nn.Module, stage: Stage, inputs: TrainingInputs, targets: torch.Tensor, n_classes: int,
     rows: np.ndarray, shuffle: Callable[[int], torch.Tensor], observer: ProgressObserver, label: str, device: str = "cpu",
+    seed: int = 0,
 ) -> None:
-    """One stage on ``module``, already on ``device``, where ``inputs`` are too (or are made, for crops)."""
+    """One stage on ``module``, already on ``device``, where ``inputs`` are too (or are made, for crops); random
+    crops and references are drawn from a generator seeded with ``seed``, restarted by each stage."""
     optimiser = stage_optimiser(module, stage)
     # Class-weighted loss: the corpus is imbalanced like IEMOCAP (happy is rare).
     weights = balanced_class_weights(targets[rows], n_classes).to(device) if stage.class_weighted else None
     targets = targets.to(device)
-    if isinstance(inputs, CorpusAudio):
-        crop = None if stage.random_crop_s is None else int(round(stage.random_crop_s * inputs.sample_rate))
-        loss = sampled_loss(module, inputs, targets, crop_samples=crop, random_reference=stage.random_reference,
-                            seed=inputs.seed, class_weights=weights)
-    else:
-        loss = classification_loss(module, inputs, targets, class_weights=weights)
+    criterion = nn.CrossEntropyLoss(weight=weights)
+    sample = inputs.sampler(crop_s=stage.random_crop_s, random_reference=stage.random_reference, seed=seed)
+
+    def loss(batch: torch.Tensor, _epoch: int) -> torch.Tensor:
+        return criterion(module(*sample(batch)), targets[batch])
+
     try:
         with observer.task(label, total=stage.epochs) as task:
             run_epochs(module, optimiser, loss, torch.from_numpy(rows), epochs=stage.epochs, batch_size=stage.batch_size,

@@ -11,12 +11,11 @@ from torch import nn
 
 from ser_audit.corpus.interface import Corpus
 from ser_audit.devices import moved
-from ser_audit.embeddings.extract import equal_length_runs
 from ser_audit.errors import ConfigError, CorpusError
 from ser_audit.frontend.features import FrontEnd
+from ser_audit.frontend.inputs import EvaluationInputs
 from ser_audit.models.interface import TargetModel
-from ser_audit.models.sampling import describe_choice, reference_rows
-from ser_audit.models.training import unweighted_average_recall, waveforms
+from ser_audit.models.training import unweighted_average_recall
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import RobustnessResult
 from ser_audit.robustness.interface import Probe, check_eps, probe_class
@@ -102,34 +101,19 @@ def evaluation_set(model: TargetModel, corpus: Corpus, observer: ProgressObserve
         raise CorpusError(f"no utterance of {corpus.name!r} carries one of the model's emotions {spec.emotions}")
     subset = corpus.subset(indices)
     description = f"held-out session {held_out} of {corpus.name}" if held_out and same_corpus else f"all of {corpus.name}"
-    signals = waveforms(subset, spec, observer, label=description)
-    references: list[np.ndarray] | None = None
-    if spec.reference_inputs:
-        rows = reference_rows(corpus)
-        references = waveforms([corpus.utterances[rows[i]] for i in indices], spec)
-    batches = [np.array(run) for whole in equal_length_runs(signals, references)
-               for run in (whole[k : k + BATCH] for k in range(0, len(whole), BATCH))]
-    frontend = FrontEnd(spec)
-
-    def stack(values: list[np.ndarray], rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.stack([values[i] for i in rows]))
-
-    audio = [stack(signals, rows) for rows in batches]
-    reference_audio = [stack(references, rows) for rows in batches] if references is not None else []
-    with torch.no_grad():
-        features = [frontend(batch) for batch in audio]
-        extra = [[frontend(batch)] * len(spec.reference_inputs) for batch in reference_audio] or [[] for _ in batches]
+    inputs = EvaluationInputs(spec, corpus)
+    batches = list(inputs.batches(indices, batch_size=BATCH, observer=observer, label=description))
     return EvaluationSet(
         description=description,
-        batches=batches,
-        features=features,
-        extra=extra,
-        audio=audio,
-        reference_audio=reference_audio,
+        batches=[batch.rows for batch in batches],
+        features=[batch.fed[0] for batch in batches],
+        extra=[batch.fed[1:] for batch in batches],
+        audio=[batch.audio for batch in batches],
+        reference_audio=[batch.reference_audio for batch in batches if batch.reference_audio is not None],
         labels=np.array([spec.emotions.index(u.emotion) for u in subset]),
         genders=np.array([u.gender for u in subset]),
         emotions=list(spec.emotions),
-        reference=describe_choice(0) if spec.reference_inputs else None,
+        reference=inputs.reference,
     )
 
 

@@ -11,7 +11,6 @@ warm-up, as P2 lets it in from iteration 1000 of 10 000.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -20,11 +19,9 @@ from torch import nn
 from ser_audit.corpus.interface import Corpus
 from ser_audit.devices import moved
 from ser_audit.errors import ConfigError
-from ser_audit.frontend.features import FrontEnd
+from ser_audit.frontend.inputs import FINE_TUNING_CROP_S, TrainingInputs
 from ser_audit.models.interface import TargetModel
 from ser_audit.models.loop import balanced_class_weights, run_epochs, torch_shuffle
-from ser_audit.models.sampling import CorpusAudio, reference_candidates
-from ser_audit.models.training import extra_input_rows, extract_features, waveforms
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.robustness.fgsm import FGSM
 
@@ -43,7 +40,7 @@ class HardeningRecipe:
     beta: float = 0.4
     gamma: float = 0.4
     feature_layer: str | None = None
-    crop_s: float = 2.0  # variable-length models train on random crops this long (P4's training crops)
+    crop_s: float = FINE_TUNING_CROP_S  # variable-length models train on random crops this long (P4's training crops)
     seed: int = 0
 
     def check(self) -> None:
@@ -92,29 +89,6 @@ class _WithExtraInputs(nn.Module):
         return self.module(features, *self.extra)
 
 
-def _batch_inputs(
-    model: TargetModel, corpus: Corpus, indices: np.ndarray, recipe: HardeningRecipe, observer: ProgressObserver
-) -> Callable[[torch.Tensor], list[torch.Tensor]]:
-    """``inputs(rows)``: the model's fed inputs (primary, then any reference) for rows of the training subset
-    ``indices`` of ``corpus``; ``torch_module`` makes the auxiliary ones."""
-    spec = model.frontend
-    frontend = FrontEnd(spec)
-    if spec.duration_s is not None:
-        subset = corpus.subset(indices)
-        features = extract_features(frontend, waveforms(subset, spec, observer, label="training audio"))
-        extra = [
-            extract_features(frontend, waveforms([corpus.utterances[k] for k in extra_input_rows(corpus, entry)[indices]], spec))
-            for entry in spec.reference_inputs
-        ]
-        return lambda rows: [features[rows], *(tensor[rows] for tensor in extra)]
-    audio = CorpusAudio(waveforms(corpus, spec, observer, label="training audio"),
-                        reference_candidates(corpus) if spec.reference_inputs else [], len(spec.reference_inputs), frontend,
-                        spec.sample_rate, recipe.seed)
-    crop, rng = int(round(recipe.crop_s * spec.sample_rate)), np.random.default_rng(recipe.seed)
-    return lambda rows: audio.batch(indices[rows.numpy()].tolist(), crop_samples=crop,
-                                    random_reference=bool(spec.reference_inputs), rng=rng)
-
-
 def harden(
     module: nn.Module,
     model: TargetModel,
@@ -137,7 +111,9 @@ def harden(
     indices = training_indices(model, corpus)
     subset = corpus.subset(indices)
     labels = torch.tensor([spec.emotions.index(u.emotion) for u in subset])
-    batch_inputs = _batch_inputs(model, corpus, indices, recipe, observer)
+    # The model's fed inputs (primary, then any reference); ``torch_module`` makes the auxiliary ones.
+    batch_inputs = TrainingInputs.fine_tuning(spec, corpus, indices, crop_s=recipe.crop_s, seed=recipe.seed,
+                                              observer=observer)
     with torch.no_grad():
         spread = float(torch.cat([batch_inputs(rows)[0].flatten() for rows in torch.arange(len(labels)).split(64)]).std())
     eps = recipe.eps * spread

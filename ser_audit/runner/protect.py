@@ -189,7 +189,8 @@ def protection_data(model: "TargetModel", corpus: "Corpus", layer: "LayerInfo", 
     import torch
 
     from ser_audit.defenses import ProtectionData
-    from ser_audit.robustness.hardening import HardeningRecipe, _batch_inputs, training_indices
+    from ser_audit.frontend.inputs import TrainingInputs
+    from ser_audit.robustness.hardening import training_indices
 
     indices = training_indices(model, corpus)
     if not len(indices):
@@ -201,7 +202,7 @@ def protection_data(model: "TargetModel", corpus: "Corpus", layer: "LayerInfo", 
     if len(classes) < 2:
         raise ConfigError(f"--aux-corpus {corpus.name}: every utterance has {attribute} {classes[0]!r}; "
                           "protection needs both classes")
-    inputs = _batch_inputs(model, corpus, indices, HardeningRecipe(method="vanilla", seed=seed), observer)
+    inputs = TrainingInputs.fine_tuning(model.frontend, corpus, indices, seed=seed, observer=observer)
     return ProtectionData(
         inputs=inputs, emotion=torch.tensor([model.frontend.emotions.index(u.emotion) for u in subset]),
         attribute=torch.tensor([classes.index(v) for v in values]), attribute_classes=classes,
