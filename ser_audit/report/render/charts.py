@@ -1,140 +1,280 @@
-"""Inline SVG charts for the HTML page: no scripts, fonts or images from anywhere else."""
+"""Inline SVG charts for the HTML page: no scripts, fonts or images from anywhere else.
+
+Every chart has a ``viewBox`` and no fixed size: the page's style sheet stretches it to the
+content column, on a laptop and in print. Series are told apart three ways at once, so they
+survive greyscale printing and colour-blindness: the Okabe–Ito palette, a marker shape and a
+dash pattern each. The legend sits in its own band above the plot, so it never covers a mark;
+reference lines (chance, threshold) are labelled at the right, outside the plotted area.
+Data marks carry ``class="mark"`` and legends ``class="legend"`` (``scripts/check_html.py``
+checks that the two never overlap).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from ser_audit.report.render.escaping import html as escape
 
-COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-_HEIGHT, _LEFT, _RIGHT, _TOP, _BOTTOM = 280, 48, 150, 16, 56
+# Okabe & Ito (2008), "Color Universal Design": distinguishable under every common colour-vision deficiency.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
+MARKERS = ("circle", "square", "triangle", "diamond")
+DASHES = ("", "7 3", "2 3", "9 3 2 3")
+WIDTH = 960
+_LEFT, _RIGHT, _BOTTOM = 56, 110, 60
+_FONT = 'font-family="system-ui,sans-serif"'
 
 Values = Sequence[float | None]
+Intervals = Mapping[str, tuple[Values, Values]]
 
 
-def _frame(title: str, width: int, y_label: str, body: list[str], legend: Sequence[str], reference: float | None,
-           y_range: tuple[float, float]) -> str:
-    low, high = y_range
+@dataclass(frozen=True)
+class Reference:
+    """A labelled horizontal line: chance (dashed) or a threshold (dotted)."""
 
-    def y(v: float) -> float:
-        return _y(v, y_range)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {_HEIGHT}" width="{width}" '
-             f'height="{_HEIGHT}" role="img" aria-label="{escape(title)}">']
-    for k in range(5):
-        tick = low + k * (high - low) / 4
-        parts.append(f'<line x1="{_LEFT}" x2="{width - _RIGHT}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#e5e5e5"/>'
-                     f'<text x="{_LEFT - 6}" y="{y(tick) + 4:.1f}" font-size="10" text-anchor="end">{tick:.2g}</text>')
-    if reference is not None:
-        parts.append(f'<line x1="{_LEFT}" x2="{width - _RIGHT}" y1="{y(reference):.1f}" y2="{y(reference):.1f}" '
-                     f'stroke="#555" stroke-dasharray="4 3"/><text x="{width - _RIGHT + 4}" y="{y(reference) + 4:.1f}" '
-                     f'font-size="10">chance {reference:.2f}</text>')
-    parts += body
-    for k, name in enumerate(legend):
-        parts.append(f'<rect x="{width - _RIGHT + 8}" y="{_TOP + 14 * k}" width="10" height="10" '
-                     f'fill="{COLOURS[k % len(COLOURS)]}"/><text x="{width - _RIGHT + 22}" y="{_TOP + 9 + 14 * k}" '
-                     f'font-size="11">{escape(name)}</text>')
-    parts.append(f'<text x="12" y="{_HEIGHT / 2:.0f}" font-size="11" transform="rotate(-90 12 {_HEIGHT / 2:.0f})" '
-                 f'text-anchor="middle">{escape(y_label)}</text></svg>')
-    return f"<figure>{''.join(parts)}<figcaption>{escape(title)}</figcaption></figure>"
+    value: float
+    label: str
+    dash: str = "5 4"
 
 
-def _y(v: float, y_range: tuple[float, float]) -> float:
-    low, high = y_range
-    return _TOP + (1 - (min(high, max(low, v)) - low) / (high - low)) * (_HEIGHT - _TOP - _BOTTOM)
+@dataclass(frozen=True)
+class _Area:
+    """The plotted rectangle of one panel, in viewBox units."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    y_range: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def right(self) -> float:
+        return self.left + self.width
+
+    @property
+    def bottom(self) -> float:
+        return self.top + self.height
+
+    def y(self, value: float) -> float:
+        low, high = self.y_range
+        return self.top + (1 - (min(high, max(low, value)) - low) / (high - low)) * self.height
 
 
-def _x_label(x: float, label: str) -> str:
-    return (f'<text x="{x:.1f}" y="{_HEIGHT - _BOTTOM + 12}" font-size="10" text-anchor="end" '
-            f'transform="rotate(-30 {x:.1f} {_HEIGHT - _BOTTOM + 12})">{escape(label)}</text>')
+def _marker(k: int, x: float, y: float, title: str, size: float = 4.0) -> str:
+    colour, kind = PALETTE[k % len(PALETTE)], MARKERS[k % len(MARKERS)]
+    tip = f"<title>{escape(title)}</title>" if title else ""
+    if kind == "circle":
+        shape = f'<circle class="mark" cx="{x:.1f}" cy="{y:.1f}" r="{size:.1f}" fill="{colour}">'
+        return shape + tip + "</circle>"
+    if kind == "square":
+        s = size * 0.9
+        return (f'<rect class="mark" x="{x - s:.1f}" y="{y - s:.1f}" width="{2 * s:.1f}" height="{2 * s:.1f}" '
+                f'fill="{colour}">{tip}</rect>')
+    if kind == "triangle":
+        s = size * 1.2
+        points = f"{x:.1f},{y - s:.1f} {x + s:.1f},{y + s * 0.8:.1f} {x - s:.1f},{y + s * 0.8:.1f}"
+    else:
+        s = size * 1.2
+        points = f"{x:.1f},{y - s:.1f} {x + s:.1f},{y:.1f} {x:.1f},{y + s:.1f} {x - s:.1f},{y:.1f}"
+    return f'<polygon class="mark" points="{points}" fill="{colour}">{tip}</polygon>'
+
+
+def _legend(names: Sequence[str], *, bars: bool, left: float, top: float, width: float) -> tuple[str, float]:
+    """The legend laid out in rows above the plot; returns its SVG and the height it takes."""
+    if not names:
+        return "", 0.0
+    parts, x, y = ['<g class="legend">'], left, top
+    for k, name in enumerate(names):
+        item = 40 + 6.4 * len(name)
+        if x + item > left + width and x > left:
+            x, y = left, y + 18
+        if bars:
+            parts.append(f'<rect x="{x:.1f}" y="{y + 2:.1f}" width="14" height="10" fill="{PALETTE[k % len(PALETTE)]}" '
+                         'stroke="#222" stroke-width="0.5"/>')
+        else:
+            dash = f' stroke-dasharray="{DASHES[k % len(DASHES)]}"' if DASHES[k % len(DASHES)] else ""
+            parts.append(f'<line x1="{x:.1f}" x2="{x + 26:.1f}" y1="{y + 7:.1f}" y2="{y + 7:.1f}" '
+                         f'stroke="{PALETTE[k % len(PALETTE)]}" stroke-width="2"{dash}/>'
+                         + _marker(k, x + 13, y + 7, "").replace(' class="mark"', ""))
+        parts.append(f'<text x="{x + 32:.1f}" y="{y + 11:.1f}" font-size="12">{escape(name)}</text>')
+        x += item + 14
+    parts.append("</g>")
+    return "".join(parts), y - top + 22
+
+
+def _axes(area: _Area, y_label: str, references: Sequence[Reference], *, ticks: int = 5) -> list[str]:
+    low, high = area.y_range
+    parts = []
+    for k in range(ticks):
+        value = low + k * (high - low) / (ticks - 1)
+        y = area.y(value)
+        parts.append(f'<line x1="{area.left:.1f}" x2="{area.right:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e3e3"/>'
+                     f'<text x="{area.left - 6:.1f}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{value:.2g}</text>')
+    parts.append(f'<line x1="{area.left:.1f}" x2="{area.left:.1f}" y1="{area.top:.1f}" y2="{area.bottom:.1f}" '
+                 'stroke="#888"/>')
+    placed: list[float] = []
+    for reference in sorted(references, key=lambda r: -r.value):
+        y = area.y(reference.value)
+        label_y = y + 4
+        while any(abs(label_y - other) < 12 for other in placed):
+            label_y += 12
+        placed.append(label_y)
+        parts.append(f'<line x1="{area.left:.1f}" x2="{area.right:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#333" '
+                     f'stroke-width="1.2" stroke-dasharray="{reference.dash}"/>'
+                     f'<text x="{area.right + 4:.1f}" y="{label_y:.1f}" font-size="11">{escape(reference.label)}</text>')
+    if y_label:
+        middle = (area.top + area.bottom) / 2
+        parts.append(f'<text x="{area.left - 40:.1f}" y="{middle:.0f}" font-size="12" text-anchor="middle" '
+                     f'transform="rotate(-90 {area.left - 40:.1f} {middle:.0f})">{escape(y_label)}</text>')
+    return parts
+
+
+def _x_labels(area: _Area, positions: Sequence[float], labels: Sequence[str]) -> list[str]:
+    room = area.width / max(1, len(labels))
+    rotate = any(6.5 * len(label) > room for label in labels)
+    parts = []
+    for x, label in zip(positions, labels):
+        y = area.bottom + 15
+        turn = f' transform="rotate(-30 {x:.1f} {y:.1f})"' if rotate else ""
+        parts.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="11" text-anchor="{"end" if rotate else "middle"}"'
+                     f"{turn}>{escape(label)}</text>")
+    return parts
+
+
+def _figure(title: str, height: float, parts: Sequence[str]) -> str:
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height:.0f}" preserveAspectRatio="xMinYMin '
+           f'meet" role="img" aria-label="{escape(title)}" {_FONT}>{"".join(parts)}</svg>')
+    return f"<figure>{svg}<figcaption>{escape(title)}</figcaption></figure>"
+
+
+def _whisker(x: float, low: float, high: float, area: _Area, colour: str = "#333", cap: float = 3.0) -> str:
+    top, bottom = area.y(high), area.y(low)
+    return (f'<path d="M{x:.1f},{top:.1f}V{bottom:.1f}M{x - cap:.1f},{top:.1f}h{2 * cap:.1f}M{x - cap:.1f},'
+            f'{bottom:.1f}h{2 * cap:.1f}" stroke="{colour}" stroke-width="1" fill="none"/>')
 
 
 def line_chart(title: str, labels: Sequence[str], series: Mapping[str, Values], *,
-               bands: Mapping[str, tuple[Values, Values]] | None = None, y_label: str = "",
-               reference: float | None = None, y_range: tuple[float, float] = (0.0, 1.0)) -> str:
-    """Series over categorical x positions; ``None`` leaves a gap; optional interval bands."""
-    width = max(560, _LEFT + _RIGHT + 48 * len(labels))
-    step = (width - _LEFT - _RIGHT) / max(1, len(labels) - 1)
-
-    def x(i: int) -> float:
-        return _LEFT + i * step if len(labels) > 1 else _LEFT + (width - _LEFT - _RIGHT) / 2
-
-    body = [_x_label(x(i) + 4, label) for i, label in enumerate(labels)]
+               errors: Intervals | None = None, y_label: str = "", references: Sequence[Reference] = (),
+               y_range: tuple[float, float] = (0.0, 1.0), height: float = 300) -> str:
+    """Series over categorical x positions; ``None`` leaves a gap; optional 95% whiskers (series dodged apart)."""
+    legend, legend_height = _legend(list(series), bars=False, left=_LEFT, top=8, width=WIDTH - _LEFT - _RIGHT)
+    area = _Area(_LEFT, 14 + legend_height, WIDTH - _LEFT - _RIGHT, height - _BOTTOM - 14 - legend_height, y_range)
+    step = area.width / max(1, len(labels))
+    centres = [area.left + (i + 0.5) * step for i in range(len(labels))]
+    parts = [legend, *_axes(area, y_label, references), *_x_labels(area, centres, labels)]
+    dodge = min(8.0, step / (2 * max(1, len(series))))
     for k, (name, values) in enumerate(series.items()):
-        colour = COLOURS[k % len(COLOURS)]
-        if bands and name in bands:
-            low, high = bands[name]
-            kept = [i for i in range(len(labels)) if low[i] is not None and high[i] is not None]
-            if kept:
-                outline = [f"{x(i):.1f},{_y(high[i], y_range):.1f}" for i in kept]  # type: ignore[arg-type]
-                outline += [f"{x(i):.1f},{_y(low[i], y_range):.1f}" for i in reversed(kept)]  # type: ignore[arg-type]
-                body.append(f'<polygon points="{" ".join(outline)}" fill="{colour}" fill-opacity="0.12"/>')
+        colour = PALETTE[k % len(PALETTE)]
+        shift = (k - (len(series) - 1) / 2) * dodge
+        xs = [c + shift for c in centres]
         run: list[str] = []
+        dash = f' stroke-dasharray="{DASHES[k % len(DASHES)]}"' if DASHES[k % len(DASHES)] else ""
         for i, value in enumerate([*values, None]):
-            if value is None:
-                if len(run) > 1:
-                    body.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" stroke-width="2"/>')
-                run = []
+            if value is not None:
+                run.append(f"{xs[i]:.1f},{area.y(value):.1f}")
                 continue
-            run.append(f"{x(i):.1f},{_y(value, y_range):.1f}")
-            body.append(f'<circle cx="{x(i):.1f}" cy="{_y(value, y_range):.1f}" r="3" fill="{colour}">'
-                        f'<title>{escape(name)} {escape(labels[i])}: {value:.3f}</title></circle>')
-    return _frame(title, int(width), y_label, body, list(series), reference, y_range)
+            if len(run) > 1:
+                parts.append(f'<polyline class="mark" points="{" ".join(run)}" fill="none" stroke="{colour}" '
+                             f'stroke-width="2"{dash}/>')
+            run = []
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            if errors and name in errors:
+                low, high = errors[name][0][i], errors[name][1][i]
+                if low is not None and high is not None:
+                    parts.append(_whisker(xs[i], low, high, area, colour))
+            parts.append(_marker(k, xs[i], area.y(value), f"{name} {labels[i]}: {value:.3f}"))
+    return _figure(title, height, parts)
 
 
-def bar_chart(title: str, groups: Sequence[str], series: Mapping[str, Values], *,
-              errors: Mapping[str, tuple[Values, Values]] | None = None, y_label: str = "",
-              reference: float | None = None, y_range: tuple[float, float] = (0.0, 1.0)) -> str:
-    """Grouped bars (one group per label, one bar per series) with optional interval whiskers."""
+def _bar_panel(area: _Area, groups: Sequence[str], series: Mapping[str, Values], errors: Intervals | None,
+               *, title: str = "") -> list[str]:
     n = max(1, len(series))
-    bar = 14 if n > 3 else 20
-    group_width = n * bar + 16
-    width = max(420, _LEFT + _RIGHT + group_width * len(groups))
-    body = []
+    slot = area.width / max(1, len(groups))
+    bar = min(28.0, slot * 0.8 / n)
+    parts = _x_labels(area, [area.left + (g + 0.5) * slot for g in range(len(groups))], groups)
+    if title:
+        parts.append(f'<text x="{area.left:.1f}" y="{area.top - 6:.1f}" font-size="12" font-weight="bold">'
+                     f"{escape(title)}</text>")
     for g, group in enumerate(groups):
-        left = _LEFT + g * group_width + 8
-        body.append(_x_label(left + n * bar / 2 + 4, group))
+        left = area.left + (g + 0.5) * slot - n * bar / 2
         for k, (name, values) in enumerate(series.items()):
             value = values[g]
             if value is None:
                 continue
-            colour = COLOURS[k % len(COLOURS)]
-            top, base = _y(value, y_range), _y(y_range[0], y_range)
-            x = left + k * bar
-            body.append(f'<rect x="{x:.1f}" y="{top:.1f}" width="{bar - 2}" height="{max(0.5, base - top):.1f}" '
-                        f'fill="{colour}"><title>{escape(name)} {escape(group)}: {value:.3f}</title></rect>')
+            top, base, x = area.y(value), area.y(area.y_range[0]), left + k * bar
+            parts.append(f'<rect class="mark" x="{x + 1:.1f}" y="{top:.1f}" width="{bar - 2:.1f}" '
+                         f'height="{max(0.5, base - top):.1f}" fill="{PALETTE[k % len(PALETTE)]}" stroke="#222" '
+                         f'stroke-width="0.5"><title>{escape(name)} {escape(group)}: {value:.3f}</title></rect>')
             if errors and name in errors:
                 low, high = errors[name][0][g], errors[name][1][g]
                 if low is not None and high is not None:
-                    centre = x + (bar - 2) / 2
-                    body.append(f'<line x1="{centre:.1f}" x2="{centre:.1f}" y1="{_y(low, y_range):.1f}" '
-                                f'y2="{_y(high, y_range):.1f}" stroke="#333"/>')
-    return _frame(title, int(width), y_label, body, list(series), reference, y_range)
+                    parts.append(_whisker(x + bar / 2, low, high, area, "#444", cap=min(3.0, bar / 4)))
+    return parts
+
+
+def bar_chart(title: str, groups: Sequence[str], series: Mapping[str, Values], *,
+              errors: Intervals | None = None, y_label: str = "", references: Sequence[Reference] = (),
+              y_range: tuple[float, float] = (0.0, 1.0), height: float = 300) -> str:
+    """Grouped bars (one group per label, one bar per series) with thin 95% whiskers clipped to the axis."""
+    legend, legend_height = _legend(list(series), bars=True, left=_LEFT, top=8, width=WIDTH - _LEFT - _RIGHT)
+    area = _Area(_LEFT, 14 + legend_height, WIDTH - _LEFT - _RIGHT, height - _BOTTOM - 14 - legend_height, y_range)
+    return _figure(title, height, [legend, *_axes(area, y_label, references),
+                                   *_bar_panel(area, groups, series, errors)])
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One small multiple: grouped bars under their own title."""
+
+    title: str
+    groups: Sequence[str]
+    series: Mapping[str, Values]
+    errors: Intervals | None = None
+
+
+def small_multiples(title: str, panels: Sequence[Panel], *, y_label: str = "", references: Sequence[Reference] = (),
+                    y_range: tuple[float, float] = (0.0, 1.0), columns: int = 3) -> str:
+    """One panel per item on a shared scale and a shared legend: one figure, at the page width."""
+    names = list(dict.fromkeys(name for panel in panels for name in panel.series))
+    legend, legend_height = _legend(names, bars=True, left=_LEFT, top=8, width=WIDTH - _LEFT - _RIGHT)
+    columns = max(1, min(columns, len(panels)))
+    cell_width, cell_height = (WIDTH - _LEFT) / columns, 230.0
+    parts = [legend]
+    for i, panel in enumerate(panels):
+        row, column = divmod(i, columns)
+        area = _Area(_LEFT + column * cell_width, 14 + legend_height + 20 + row * cell_height,
+                     cell_width - 125, cell_height - 20 - _BOTTOM, y_range)
+        parts += _axes(area, y_label if column == 0 else "", references, ticks=3)
+        # every panel colours a series as the shared legend does
+        ordered = {name: panel.series.get(name, [None] * len(panel.groups)) for name in names}
+        parts += _bar_panel(area, panel.groups, ordered, panel.errors, title=panel.title)
+    rows = -(-len(panels) // columns)
+    return _figure(title, 14 + legend_height + rows * cell_height, parts)
 
 
 def tradeoff_chart(title: str, points: Sequence[tuple[str, float, float, float | None, float | None]], *,
                    x_label: str, y_label: str, threshold: float | None = None, threshold_name: str = "threshold",
                    x_range: tuple[float, float] = (0.0, 1.0), y_range: tuple[float, float] = (0.0, 1.0)) -> str:
     """Labelled points (label, x, y, y low, y high) on numeric axes, with vertical whiskers and a dashed threshold."""
-    width = 640
+    height = 340
+    legend, legend_height = _legend([label for label, *_ in points], bars=False, left=_LEFT, top=8,
+                                    width=WIDTH - _LEFT - _RIGHT)
+    legend = legend.replace("<line ", '<line stroke-opacity="0" ')  # points, not lines: the marker alone
+    area = _Area(_LEFT, 14 + legend_height, WIDTH - _LEFT - _RIGHT, height - _BOTTOM - 14 - legend_height, y_range)
     low, high = x_range
 
     def x(value: float) -> float:
-        return _LEFT + (min(high, max(low, value)) - low) / (high - low) * (width - _LEFT - _RIGHT)
+        return area.left + (min(high, max(low, value)) - low) / (high - low) * area.width
 
-    body = [_x_label(x(low + k * (high - low) / 4) + 4, f"{low + k * (high - low) / 4:.2f}") for k in range(5)]
-    body.append(f'<text x="{(_LEFT + width - _RIGHT) / 2:.0f}" y="{_HEIGHT - 6}" font-size="11" '
-                f'text-anchor="middle">{escape(x_label)}</text>')
-    if threshold is not None:
-        body.append(f'<line x1="{_LEFT}" x2="{width - _RIGHT}" y1="{_y(threshold, y_range):.1f}" '
-                    f'y2="{_y(threshold, y_range):.1f}" stroke="#d62728" stroke-dasharray="2 3"/>'
-                    f'<text x="{width - _RIGHT + 4}" y="{_y(threshold, y_range) - 4:.1f}" font-size="10">'
-                    f'{escape(threshold_name)} {threshold:.2f}</text>')
+    ticks = [low + k * (high - low) / 4 for k in range(5)]
+    references = [Reference(threshold, f"{threshold_name} {threshold:.2f}")] if threshold is not None else []
+    parts = [legend, *_axes(area, y_label, references), *_x_labels(area, [x(t) for t in ticks], [f"{t:.2f}" for t in ticks]),
+             f'<text x="{area.left + area.width / 2:.0f}" y="{height - 8}" font-size="12" text-anchor="middle">'
+             f"{escape(x_label)}</text>"]
     for k, (label, px, py, y_low, y_high) in enumerate(points):
-        colour = COLOURS[k % len(COLOURS)]
         if y_low is not None and y_high is not None:
-            body.append(f'<line x1="{x(px):.1f}" x2="{x(px):.1f}" y1="{_y(y_low, y_range):.1f}" '
-                        f'y2="{_y(y_high, y_range):.1f}" stroke="{colour}" stroke-width="1.5"/>')
-        body.append(f'<circle cx="{x(px):.1f}" cy="{_y(py, y_range):.1f}" r="4" fill="{colour}">'
-                    f'<title>{escape(label)}: {x_label} {px:.3f}, {y_label} {py:.3f}</title></circle>')
-    return _frame(title, width, y_label, body, [label for label, *_ in points], None, y_range)
+            parts.append(_whisker(x(px), y_low, y_high, area, PALETTE[k % len(PALETTE)]))
+        parts.append(_marker(k, x(px), area.y(py), f"{label}: {x_label} {px:.3f}, {y_label} {py:.3f}", size=5))
+    return _figure(title, height, parts)

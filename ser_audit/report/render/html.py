@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ser_audit.report.model import BreakdownRow, LeakageResult, Protection, Report, Robustness
-from ser_audit.report.render.charts import bar_chart, line_chart, tradeoff_chart
+from ser_audit.report.render.charts import Panel, Reference, bar_chart, line_chart, small_multiples, tradeoff_chart
 from ser_audit.report.render.escaping import html as escape
 from ser_audit.report.render.sections import ComparisonNames, Section, Table, leakage_interval, sections
 
@@ -23,7 +23,7 @@ th{cursor:pointer;background:#f4f4f4;user-select:none}th:after{content:' \\2195'
 caption{caption-side:top;text-align:left;font-style:italic;padding:.25rem 0}
 .fail{color:#b00;font-weight:bold}.pass{color:#070}
 .sev-critical{background:#f8c9c9}.sev-high{background:#fbe0c4}.sev-medium{background:#fdf3c2}.sev-low{background:#eef7d9}
-figure{margin:1rem 0;overflow-x:auto}figcaption{font-size:.9rem;color:#555}
+figure{margin:1rem 0}figure svg{display:block;width:100%;height:auto}figcaption{font-size:.9rem;color:#444;margin-top:.25rem}
 """
 
 # Sorting by clicking a header: inline, so the page needs nothing from the network.
@@ -78,29 +78,33 @@ def _layers_in_order(rows: Sequence[LeakageResult]) -> list[str]:
     return sorted(index, key=lambda name: index[name])
 
 
-def leakage_figures(report: Report) -> list[str]:
+def _depth_curve(report: Report, layers: Sequence[str]) -> str:
+    """The strongest row of each layer and the linear probe, with 95% whiskers, against chance and the threshold."""
     assert report.leakage is not None
-    rows = report.leakage.results
-    if not rows:
-        return []
-    layers = _layers_in_order(rows)
-    chance = rows[0].chance
-    attribute = report.leakage.attribute
-    series, bands = {}, {}
-    for scenario in SCENARIO_ORDER:
-        picked: list[LeakageResult | None] = []
-        for layer in layers:
-            cell = [r for r in rows if r.scenario == scenario and r.layer == layer]
-            picked.append(_strongest(cell) if cell else None)
+    rows, verdict = report.leakage.results, report.leakage.verdict
+    series, errors = {}, {}
+    for name, keep in (("strongest attacker", lambda r: True), ("linear probe", lambda r: r.scenario == "probe")):
+        picked = [_strongest(cell) if (cell := [r for r in rows if r.layer == layer and keep(r)]) else None
+                  for layer in layers]
         if any(picked):
-            series[scenario], bands[scenario] = _accuracies(picked)
+            series[name], errors[name] = _accuracies(picked)
+    chance = rows[0].chance
+    references = [Reference(chance, f"chance {chance:.2f}")]
+    if verdict is not None:
+        references.append(Reference(verdict.threshold, f"threshold T {verdict.threshold:.2f}", dash="2 3"))
     sources = {"input:lld": "from the raw audio's LLDs", "input:egemaps": "from eGeMAPS"}
-    references = "".join(f"; {sources.get(r.layer, r.layer)}: {r.balanced_accuracy:.3f}" for r in report.leakage.references)
-    figures = [line_chart(
-        f"Depth curve: {attribute} leakage (balanced accuracy) per layer, strongest attacker of each scenario (band: 95% "
-        f"interval; dashed: chance){references}",
-        layers, series, bands=bands, y_label="leakage (balanced accuracy)", reference=chance,
-    )]
+    inputs = "".join(f"; {sources.get(r.layer, r.layer)}: {r.balanced_accuracy:.3f}" for r in report.leakage.references)
+    message = f"{verdict.statement}. " if verdict is not None else ""
+    return line_chart(
+        f"Depth curve: {message}{report.leakage.attribute} leakage per layer, the strongest attacker and the linear "
+        f"probe (whiskers: 95% interval){inputs}",
+        layers, series, errors=errors, y_label="leakage (balanced accuracy)", references=references)
+
+
+def _scenario_panels(report: Report, layers: Sequence[str]) -> str | None:
+    """One small panel per layer the scenario attackers ran on: the strongest attacker per scenario and kind."""
+    assert report.leakage is not None
+    rows, panels = report.leakage.results, []
     for layer in layers:
         audited = [r for r in rows if r.layer == layer and r.scenario != "probe"]
         if not audited:
@@ -108,17 +112,27 @@ def leakage_figures(report: Report) -> list[str]:
         scenarios = [s for s in SCENARIO_ORDER if any(r.scenario == s for r in audited)]
         values, errors = {}, {}
         for kind in ("generic", "aware"):
-            picked = []
-            for scenario in scenarios:
-                cell = [r for r in audited if r.scenario == scenario and r.attacker_kind == kind]
-                picked.append(_strongest(cell) if cell else None)
+            picked = [_strongest(cell) if (cell := [r for r in audited if r.scenario == scenario
+                                                    and r.attacker_kind == kind]) else None for scenario in scenarios]
             if any(picked):
                 values[kind], errors[kind] = _accuracies(picked)
-        figures.append(bar_chart(
-            f"Scenarios at {layer}: strongest attacker per scenario and kind (whiskers: 95% interval)",
-            scenarios, values, errors=errors, y_label="leakage (balanced accuracy)", reference=rows[0].chance,
-        ))
-    return figures
+        panels.append(Panel(f"Scenarios at {layer}", scenarios, values, errors))
+    if not panels:
+        return None
+    chance = rows[0].chance
+    return small_multiples(
+        "Scenarios per layer: the strongest attacker of each scenario and kind (whiskers: 95% interval, clipped to "
+        "the axis; dashed: chance)", panels, y_label="leakage L", references=[Reference(chance, f"chance {chance:.2f}")])
+
+
+def leakage_figures(report: Report) -> list[str]:
+    assert report.leakage is not None
+    rows = report.leakage.results
+    if not rows:
+        return []
+    layers = _layers_in_order(rows)
+    scenarios = _scenario_panels(report, layers)
+    return [_depth_curve(report, layers), *([scenarios] if scenarios else [])]
 
 
 def _breakdown_figure(report: Report, by: Sequence[BreakdownRow], what: str) -> str | None:
