@@ -29,7 +29,7 @@ LONG = "long" * 1000  # lowercase: the manifest loader lowercases emotions
 # Tags and attributes the HTML renderer writes itself; data may add none.
 OWN_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "section", "p", "ul", "li", "table",
             "caption", "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "svg", "line", "text", "rect",
-            "polygon", "polyline", "circle", "script"}
+            "polygon", "polyline", "circle", "script", "main", "details", "summary"}
 OWN_ATTRIBUTES = {"charset", "name", "content", "lang", "id", "class", "xmlns", "viewbox", "width", "height", "role",
                   "aria-label", "x1", "x2", "y1", "y2", "stroke", "x", "y", "font-size", "text-anchor", "fill",
                   "stroke-dasharray", "transform", "points", "fill-opacity", "stroke-width", "cx", "cy", "r"}

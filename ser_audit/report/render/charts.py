@@ -5,7 +5,7 @@ content column, on a laptop and in print. Series are told apart three ways at on
 survive greyscale printing and colour-blindness: the Okabe–Ito palette, a marker shape and a
 dash pattern each. The legend sits in its own band above the plot, so it never covers a mark;
 reference lines (chance, threshold) are labelled at the right, outside the plotted area.
-Data marks carry ``class="mark"`` and legends ``class="legend"`` (``scripts/check_html.py``
+Data marks carry ``class="mark"`` and every legend element ``class="legend"`` (``scripts/check_html.py``
 checks that the two never overlap).
 """
 
@@ -22,7 +22,6 @@ MARKERS = ("circle", "square", "triangle", "diamond")
 DASHES = ("", "7 3", "2 3", "9 3 2 3")
 WIDTH = 960
 _LEFT, _RIGHT, _BOTTOM = 56, 110, 60
-_FONT = 'font-family="system-ui,sans-serif"'
 
 Values = Sequence[float | None]
 Intervals = Mapping[str, tuple[Values, Values]]
@@ -79,26 +78,29 @@ def _marker(k: int, x: float, y: float, title: str, size: float = 4.0) -> str:
     return f'<polygon class="mark" points="{points}" fill="{colour}">{tip}</polygon>'
 
 
-def _legend(names: Sequence[str], *, bars: bool, left: float, top: float, width: float) -> tuple[str, float]:
-    """The legend laid out in rows above the plot; returns its SVG and the height it takes."""
+def _legend(names: Sequence[str], *, bars: bool | None, left: float, top: float, width: float) -> tuple[str, float]:
+    """The legend laid out in rows above the plot (``bars``: swatches; ``False``: line and marker; ``None``: the marker
+    alone); returns its SVG and the height it takes."""
     if not names:
         return "", 0.0
-    parts, x, y = ['<g class="legend">'], left, top
+    parts: list[str] = []
+    x, y = left, top
     for k, name in enumerate(names):
         item = 40 + 6.4 * len(name)
         if x + item > left + width and x > left:
             x, y = left, y + 18
         if bars:
-            parts.append(f'<rect x="{x:.1f}" y="{y + 2:.1f}" width="14" height="10" fill="{PALETTE[k % len(PALETTE)]}" '
-                         'stroke="#222" stroke-width="0.5"/>')
-        else:
+            parts.append(f'<rect class="legend" x="{x:.1f}" y="{y + 2:.1f}" width="14" height="10" '
+                         f'fill="{PALETTE[k % len(PALETTE)]}" stroke="#222" stroke-width="0.5"/>')
+        elif bars is False:
             dash = f' stroke-dasharray="{DASHES[k % len(DASHES)]}"' if DASHES[k % len(DASHES)] else ""
-            parts.append(f'<line x1="{x:.1f}" x2="{x + 26:.1f}" y1="{y + 7:.1f}" y2="{y + 7:.1f}" '
+            parts.append(f'<line class="legend" x1="{x:.1f}" x2="{x + 26:.1f}" y1="{y + 7:.1f}" y2="{y + 7:.1f}" '
                          f'stroke="{PALETTE[k % len(PALETTE)]}" stroke-width="2"{dash}/>'
-                         + _marker(k, x + 13, y + 7, "").replace(' class="mark"', ""))
-        parts.append(f'<text x="{x + 32:.1f}" y="{y + 11:.1f}" font-size="12">{escape(name)}</text>')
+                         + _marker(k, x + 13, y + 7, "").replace(' class="mark"', ' class="legend"'))
+        else:
+            parts.append(_marker(k, x + 13, y + 7, "").replace(' class="mark"', ' class="legend"'))
+        parts.append(f'<text class="legend" x="{x + 32:.1f}" y="{y + 11:.1f}" font-size="12">{escape(name)}</text>')
         x += item + 14
-    parts.append("</g>")
     return "".join(parts), y - top + 22
 
 
@@ -142,15 +144,17 @@ def _x_labels(area: _Area, positions: Sequence[float], labels: Sequence[str]) ->
 
 
 def _figure(title: str, height: float, parts: Sequence[str]) -> str:
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height:.0f}" preserveAspectRatio="xMinYMin '
-           f'meet" role="img" aria-label="{escape(title)}" {_FONT}>{"".join(parts)}</svg>')
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height:.0f}" role="img" '
+           f'aria-label="{escape(title)}">{"".join(parts)}</svg>')
     return f"<figure>{svg}<figcaption>{escape(title)}</figcaption></figure>"
 
 
 def _whisker(x: float, low: float, high: float, area: _Area, colour: str = "#333", cap: float = 3.0) -> str:
     top, bottom = area.y(high), area.y(low)
-    return (f'<path d="M{x:.1f},{top:.1f}V{bottom:.1f}M{x - cap:.1f},{top:.1f}h{2 * cap:.1f}M{x - cap:.1f},'
-            f'{bottom:.1f}h{2 * cap:.1f}" stroke="{colour}" stroke-width="1" fill="none"/>')
+    stroke = f'stroke="{colour}" stroke-width="1"'
+    return (f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top:.1f}" y2="{bottom:.1f}" {stroke}/>'
+            + "".join(f'<line x1="{x - cap:.1f}" x2="{x + cap:.1f}" y1="{y:.1f}" y2="{y:.1f}" {stroke}/>'
+                      for y in (top, bottom)))
 
 
 def line_chart(title: str, labels: Sequence[str], series: Mapping[str, Values], *,
@@ -195,7 +199,7 @@ def _bar_panel(area: _Area, groups: Sequence[str], series: Mapping[str, Values],
     bar = min(28.0, slot * 0.8 / n)
     parts = _x_labels(area, [area.left + (g + 0.5) * slot for g in range(len(groups))], groups)
     if title:
-        parts.append(f'<text x="{area.left:.1f}" y="{area.top - 6:.1f}" font-size="12" font-weight="bold">'
+        parts.append(f'<text x="{area.left:.1f}" y="{area.top - 6:.1f}" font-size="13">'
                      f"{escape(title)}</text>")
     for g, group in enumerate(groups):
         left = area.left + (g + 0.5) * slot - n * bar / 2
@@ -259,9 +263,8 @@ def tradeoff_chart(title: str, points: Sequence[tuple[str, float, float, float |
                    x_range: tuple[float, float] = (0.0, 1.0), y_range: tuple[float, float] = (0.0, 1.0)) -> str:
     """Labelled points (label, x, y, y low, y high) on numeric axes, with vertical whiskers and a dashed threshold."""
     height = 340
-    legend, legend_height = _legend([label for label, *_ in points], bars=False, left=_LEFT, top=8,
+    legend, legend_height = _legend([label for label, *_ in points], bars=None, left=_LEFT, top=8,
                                     width=WIDTH - _LEFT - _RIGHT)
-    legend = legend.replace("<line ", '<line stroke-opacity="0" ')  # points, not lines: the marker alone
     area = _Area(_LEFT, 14 + legend_height, WIDTH - _LEFT - _RIGHT, height - _BOTTOM - 14 - legend_height, y_range)
     low, high = x_range
 

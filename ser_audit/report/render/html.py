@@ -23,11 +23,21 @@ th{cursor:pointer;background:#f4f4f4;user-select:none}th:after{content:' \\2195'
 caption{caption-side:top;text-align:left;font-style:italic;padding:.25rem 0}
 .fail{color:#b00;font-weight:bold}.pass{color:#070}
 .sev-critical{background:#f8c9c9}.sev-high{background:#fbe0c4}.sev-medium{background:#fdf3c2}.sev-low{background:#eef7d9}
-figure{margin:1rem 0}figure svg{display:block;width:100%;height:auto}figcaption{font-size:.9rem;color:#444;margin-top:.25rem}
+.headline{font-size:1.15rem;font-weight:600;border-left:4px solid #0072B2;padding:.3rem .7rem;background:#f3f8fc}
+details{margin:.3rem 0}summary{cursor:pointer;padding:.2rem 0}details table{margin-top:.3rem}
+figure{margin:1rem 0;break-inside:avoid}
+figure svg{display:block;width:100%;height:auto}figcaption{font-size:.9rem;color:#444;margin-top:.25rem}
+@media print{
+ body{max-width:none;margin:0;padding:0;font-size:10pt}
+ details::details-content{content-visibility:visible;display:block}details>summary{font-weight:bold}
+ figure,svg,tr,caption,.headline{break-inside:avoid}h2{break-after:avoid}thead{display:table-header-group}
+ table{font-size:8pt;width:100%}th{background:#eee}th:after{content:none}
+}
 """
 
 # Sorting by clicking a header: inline, so the page needs nothing from the network.
 _SORT = """
+window.addEventListener('beforeprint',()=>document.querySelectorAll('details').forEach(d=>d.open=true));
 document.querySelectorAll('table').forEach(t=>t.querySelectorAll('th').forEach((th,i)=>th.addEventListener('click',()=>{
  const body=t.tBodies[0];const rows=[...body.rows];const asc=th.dataset.asc!=='1';
  rows.sort((a,b)=>{const x=a.cells[i].innerText,y=b.cells[i].innerText;const p=parseFloat(x),q=parseFloat(y);
@@ -48,11 +58,15 @@ def _table(table: Table) -> str:
     caption = f"<caption>{escape(table.caption)}</caption>" if table.caption else ""
     head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
     body = "".join("<tr>" + "".join(_cell(h, c) for h, c in zip(table.headers, row)) + "</tr>" for row in table.rows)
-    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    anchor = f" id='{escape(table.key)}'" if table.key else ""
+    built = f"<table{anchor}>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<details><summary>{escape(table.collapsed)}</summary>{built}</details>" if table.collapsed else built
 
 
 def _section(section: Section, figures: Sequence[str]) -> str:
     parts = [f"<section id='{section.key}'><h2>{escape(section.title)}</h2>"]
+    if section.headline:
+        parts.append(f"<p class='headline'>{escape(section.headline)}</p>")
     parts += [f"<p>{escape(p)}</p>" for p in section.paragraphs]
     if section.bullets:
         parts.append("<ul>" + "".join(f"<li>{escape(b)}</li>" for b in section.bullets) + "</ul>")
@@ -250,5 +264,5 @@ class HtmlRenderer:
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>ser-audit: {escape(report.model.path)}</title><style>{_STYLE}</style></head><body>"
-            f"<h1>ser-audit report: {escape(report.model.path)}</h1>{body}<script>{_SORT}</script></body></html>\n"
+            f"<main><h1>ser-audit report: {escape(report.model.path)}</h1>{body}</main><script>{_SORT}</script></body></html>\n"
         )

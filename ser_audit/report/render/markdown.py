@@ -12,7 +12,8 @@ from ser_audit.report.render.sections import Table, sections
 
 
 def _table(table: Table) -> list[str]:
-    lines = [f"*{markdown(table.caption)}*", ""] if table.caption else []
+    lines = [f"**{markdown(table.collapsed)}**", ""] if table.collapsed else []
+    lines += [f"*{markdown(table.caption)}*", ""] if table.caption else []
     lines += ["| " + " | ".join(markdown(h) for h in table.headers) + " |", "|" + "---|" * len(table.headers)]
     lines += ["| " + " | ".join(markdown(c) for c in row) + " |" for row in table.rows]
     return [*lines, ""]
@@ -25,6 +26,7 @@ class MarkdownRenderer:
         lines = [f"# ser-audit report: {markdown(report.model.path)}", ""]
         for section in sections(report):
             lines += [f"## {markdown(section.title)}", ""]
+            lines += [f"**{markdown(section.headline)}**", ""] if section.headline else []
             lines += [*(f"{markdown(p)}\n" for p in section.paragraphs)]
             if section.bullets:
                 lines += [*(f"- {markdown(b)}" for b in section.bullets), ""]

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ser_audit.report.diff import with_interval
-from ser_audit.report.model import BreakdownRow, Comparison, LeakageResult, LeakageVerdict, Protection, Report, Robustness
+from ser_audit.report.model import (
+    BreakdownRow,
+    Comparison,
+    Leakage,
+    LeakageResult,
+    LeakageVerdict,
+    Protection,
+    Report,
+    Robustness,
+)
 from ser_audit.report.scoring import GRADE_CAP
 
 VERDICTS = {True: "reproduced", False: "not reproduced", None: "cannot tell"}
@@ -19,17 +28,24 @@ VERDICTS = {True: "reproduced", False: "not reproduced", None: "cannot tell"}
 
 @dataclass
 class Table:
+    """``collapsed``: the one-line summary of a table shown folded (HTML ``<details>``, a bold line in Markdown);
+    ``key``: an id for renderers that anchor it (HTML)."""
+
     headers: list[str]
     rows: list[list[str]]
     caption: str = ""
+    collapsed: str = ""
+    key: str = ""
 
 
 @dataclass
 class Section:
-    """``key`` names the section for renderers that add figures to it (HTML)."""
+    """``key`` names the section for renderers that add figures to it (HTML); ``headline`` is its one sentence
+    in front of everything else."""
 
     key: str
     title: str
+    headline: str = ""
     paragraphs: list[str] = field(default_factory=list)
     bullets: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
@@ -86,6 +102,49 @@ def leakage_table(rows: Sequence[LeakageResult]) -> Table:
     )
 
 
+def _layers(rows: Sequence[LeakageResult]) -> list[str]:
+    depth = {r.layer: (r.layer_index if r.layer_index is not None else 10**6) for r in rows}
+    return sorted(depth, key=lambda name: depth[name])
+
+
+def rows_per_layer(leakage: Leakage) -> list[Table]:
+    """The row-level table cut per layer in depth order, each folded under a line with its strongest row and the
+    layer's verdict; the input references last, unfolded."""
+    verdicts = {v.layer: v for v in leakage.verdict.layers} if leakage.verdict else {}
+    tables = []
+    for layer in _layers(leakage.results):
+        rows = [r for r in leakage.results if r.layer == layer]
+        strongest = max(rows, key=lambda r: r.balanced_accuracy)
+        verdict = f"; {verdicts[layer].verdict}, severity {verdicts[layer].severity}" if layer in verdicts else ""
+        table = leakage_table(rows)
+        table.collapsed = (f"{layer}: {len(rows)} row{'s' if len(rows) > 1 else ''}, strongest L "
+                           f"{strongest.balanced_accuracy:.3f} ({strongest.scenario} / {strongest.attacker_kind} / "
+                           f"{strongest.attacker_design}){verdict}")
+        tables.append(table)
+    if leakage.references:
+        references = leakage_table(leakage.references)
+        references.caption = "Input references: the attribute read from the input itself (the ceiling)"
+        tables.append(references)
+    return tables
+
+
+def depth_messages(leakage: Leakage) -> list[str]:
+    """What the depth curve shows, in words (for Markdown and screen readers)."""
+    if not leakage.results:
+        return []
+    strongest = {layer: max((r for r in leakage.results if r.layer == layer), key=lambda r: r.balanced_accuracy)
+                 for layer in _layers(leakage.results)}
+    top = max(strongest.values(), key=lambda r: r.balanced_accuracy)
+    low = min(strongest.values(), key=lambda r: r.balanced_accuracy)
+    text = (f"Depth curve: the strongest attacker reaches L {top.balanced_accuracy:.3f} at {top.layer} and "
+            f"{low.balanced_accuracy:.3f} at {low.layer}, against chance {top.chance:.3f}")
+    if leakage.verdict is not None:
+        past = [v.layer for v in leakage.verdict.layers if v.verdict == "leaks"]
+        text += (f"; the layers shown to leak past the threshold T {leakage.verdict.threshold:.3f}: "
+                 + (", ".join(past) if past else "none"))
+    return [text + "."]
+
+
 def verdict_table(verdict: LeakageVerdict, *, compact: bool = False) -> Table:
     """One line per layer: its verdict, severity, headline leakage and who achieved it (``compact``: only
     those, for a terminal)."""
@@ -102,7 +161,7 @@ def verdict_table(verdict: LeakageVerdict, *, compact: bool = False) -> Table:
     if not compact:
         headers += ["layer adjusted p", "lower bound", "upper bound", "detectable from", "speakers to decide"]
     caption = f"threshold T = {verdict.threshold:.3f}; lower and upper bounds each hold jointly at {1 - verdict.alpha:.0%}"
-    return Table(headers, rows, caption)
+    return Table(headers, rows, caption, key="verdict-table")
 
 
 def _breakdown_table(rows: Sequence[BreakdownRow], caption: str) -> Table | None:
@@ -228,11 +287,12 @@ def _protection(protection: Protection) -> Section:
 
 
 def sections(report: Report) -> list[Section]:
-    out = [_summary(report), _provenance(report)]
+    out = [_summary(report)]
     if report.protection is not None:
         out.append(_protection(report.protection))
     if report.leakage:
         out += _leakage(report)
+    out.append(_provenance(report))
     if report.robustness:
         robustness = Section("robustness", f"Robustness ({report.robustness.evaluation_set})")
         robustness.paragraphs.append(
@@ -275,7 +335,7 @@ def _summary(report: Report) -> Section:
     section = Section("summary", "Summary")
     verdict = report.leakage.verdict if report.leakage else None
     if verdict is not None:
-        section.bullets.append(f"{report.leakage.attribute if report.leakage else ''} verdict: {verdict.statement}")
+        section.headline = f"{report.leakage.attribute if report.leakage else ''} verdict: {verdict.statement}"
     fallback = report.robustness.gradient_fallback if report.robustness else None
     grade = scores.grade or ("none (the robustness score is only an upper bound)" if scores.robustness_upper_bound else "n/a")
     section.bullets.append(
@@ -328,10 +388,10 @@ def _leakage(report: Report) -> list[Section]:
     )
     if leakage.target_family:
         table.paragraphs.append(f"Target family read from the graph: {leakage.target_family}.")
-    rows = [*leakage.results, *leakage.references]
-    table.tables.append(leakage_table(rows))
     if leakage.recommendation:
         table.paragraphs.append(f"Recommendation: {leakage.recommendation.reason}")
+    table.paragraphs += depth_messages(leakage)
+    table.tables += rows_per_layer(leakage)
     out = [table]
     if leakage.findings:
         out.append(Section("findings", "P0's findings on this run", tables=[Table(
