@@ -104,3 +104,21 @@ def test_check_html_fails_on_a_narrow_figure_a_covering_legend_and_a_contradicti
     assert "of the 1152 px content column" in failed  # 420 px of 1152
     assert "legend (1 elements) covers 1 mark(s)" in failed
     assert "headline (pool1 leaks, high) agrees with the verdict table: NO" in failed
+
+
+def test_the_terminal_ends_with_the_verdict_table_and_sentence(report) -> None:
+    from ser_audit.cli import render
+    from ser_audit.report.model import Robustness, RobustnessResult
+
+    rows = [RobustnessResult(method="fgsm", eps=eps, eps_raw=eps, domain="features", gradient="white-box",
+                             attack_target="labels", steps=1, uar=uar, accuracy=uar, prediction_change_rate=0.1,
+                             mean_linf=eps, mean_l2=eps, n=40) for eps, uar in ((0.0, 0.5), (0.02, 0.4))]
+    audited = report.model_copy(update={"robustness": Robustness(evaluation_set="all", input_spread=1.0, results=rows)})
+    with render.STDOUT.capture() as captured:  # as `audit` calls them
+        render.leakage_summary(audited)
+        render.robustness_summary(audited)
+        render.comparison_summary(audited)
+    text = " ".join(captured.get().split())
+    verdict = report.leakage.verdict
+    assert text.endswith(" ".join(f"gender verdict: {verdict.statement}".split()))
+    assert text.index("robustness of") < text.index("verdict per layer") and text.count("robustness of") == 1

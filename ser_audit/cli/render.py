@@ -34,6 +34,9 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
 
 
 def leakage_summary(report: Any) -> None:
+    """A report with leakage, whole: its rows and notes, the robustness and comparison tables it carries, and the
+    verdict table and sentence last, where a reader's eye lands. (``audit`` calls robustness_summary and
+    comparison_summary after this one: for a report with leakage they print nothing.)"""
     leakage = report.leakage
     if leakage is None:
         return
@@ -57,6 +60,8 @@ def leakage_summary(report: Any) -> None:
     for gate in report.gates:
         verdict = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
         STDOUT.print(f"gate {plain(gate.name)} <= {gate.threshold}: {gate.value:.3f} {verdict} ({plain(gate.detail)})")
+    _robustness_tables(report)
+    _comparison_tables(report)
     if leakage.verdict is not None:  # the verdict last, where a reader's eye lands
         from ser_audit.report.render.sections import verdict_table
 
@@ -66,6 +71,12 @@ def leakage_summary(report: Any) -> None:
 
 
 def robustness_summary(report: Any) -> None:
+    """A robustness report's table (a report with leakage prints it from leakage_summary, before its verdict)."""
+    if report.leakage is None:
+        _robustness_tables(report)
+
+
+def _robustness_tables(report: Any) -> None:
     if report.robustness is None:
         return
     print_table(f"robustness of {report.model.path} ({report.robustness.evaluation_set})",
@@ -96,7 +107,12 @@ def protection_summary(report: Any) -> None:
 
 def comparison_summary(report: Any) -> None:
     """``audit --compare-with``: each shared layer's leakage on both models, the layers of one model only, and the
-    compared model's robustness."""
+    compared model's robustness (a report with leakage prints them from leakage_summary, before its verdict)."""
+    if report.leakage is None:
+        _comparison_tables(report)
+
+
+def _comparison_tables(report: Any) -> None:
     comparison = report.compared
     if comparison is None:
         return
