@@ -131,9 +131,17 @@ def _axes(area: _Area, y_label: str, references: Sequence[Reference], *, ticks: 
     return parts
 
 
+def _rotated(labels: Sequence[str], width: float) -> bool:
+    """Whether the x labels must turn to fit their slots."""
+    return any(6.5 * len(label) > width / max(1, len(labels)) for label in labels)
+
+
+def _bottom(labels: Sequence[str], width: float) -> float:
+    return _BOTTOM if _rotated(labels, width) else 30
+
+
 def _x_labels(area: _Area, positions: Sequence[float], labels: Sequence[str]) -> list[str]:
-    room = area.width / max(1, len(labels))
-    rotate = any(6.5 * len(label) > room for label in labels)
+    rotate = _rotated(labels, area.width)
     parts = []
     for x, label in zip(positions, labels):
         y = area.bottom + 15
@@ -162,11 +170,12 @@ def line_chart(title: str, labels: Sequence[str], series: Mapping[str, Values], 
                y_range: tuple[float, float] = (0.0, 1.0), height: float = 300) -> str:
     """Series over categorical x positions; ``None`` leaves a gap; optional 95% whiskers (series dodged apart)."""
     legend, legend_height = _legend(list(series), bars=False, left=_LEFT, top=8, width=WIDTH - _LEFT - _RIGHT)
-    area = _Area(_LEFT, 14 + legend_height, WIDTH - _LEFT - _RIGHT, height - _BOTTOM - 14 - legend_height, y_range)
+    bottom = _bottom(labels, WIDTH - _LEFT - _RIGHT)
+    area = _Area(_LEFT, 14 + legend_height, WIDTH - _LEFT - _RIGHT, height - bottom - 14 - legend_height, y_range)
     step = area.width / max(1, len(labels))
     centres = [area.left + (i + 0.5) * step for i in range(len(labels))]
     parts = [legend, *_axes(area, y_label, references), *_x_labels(area, centres, labels)]
-    dodge = min(8.0, step / (2 * max(1, len(series))))
+    dodge = min(8.0, step / (2 * max(1, len(series)))) if errors else 0.0
     for k, (name, values) in enumerate(series.items()):
         colour = PALETTE[k % len(PALETTE)]
         shift = (k - (len(series) - 1) / 2) * dodge
@@ -223,7 +232,8 @@ def bar_chart(title: str, groups: Sequence[str], series: Mapping[str, Values], *
               y_range: tuple[float, float] = (0.0, 1.0), height: float = 300) -> str:
     """Grouped bars (one group per label, one bar per series) with thin 95% whiskers clipped to the axis."""
     legend, legend_height = _legend(list(series), bars=True, left=_LEFT, top=8, width=WIDTH - _LEFT - _RIGHT)
-    area = _Area(_LEFT, 14 + legend_height, WIDTH - _LEFT - _RIGHT, height - _BOTTOM - 14 - legend_height, y_range)
+    bottom = _bottom(groups, WIDTH - _LEFT - _RIGHT)
+    area = _Area(_LEFT, 14 + legend_height, WIDTH - _LEFT - _RIGHT, height - bottom - 14 - legend_height, y_range)
     return _figure(title, height, [legend, *_axes(area, y_label, references),
                                    *_bar_panel(area, groups, series, errors)])
 
