@@ -1,6 +1,6 @@
 """Executors ship references, not arrays: a scenario job names its layer's stored embeddings and the
 target's sub-network, a worker resolves them once, and the rows are those of the local executor,
-in a worker process of its own and on a two-node Ray cluster."""
+in a worker process of its own, in a pool of them, and on a two-node Ray cluster."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -27,9 +27,10 @@ from ser_audit.api import ModelSource, leakage_audit
 from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import extract
-from ser_audit.errors import CacheError, ModelError
+from ser_audit.errors import CacheError, ConfigError, ModelError
 from ser_audit.execution.interface import Executor
 from ser_audit.execution.local import LocalExecutor
+from ser_audit.execution.processes import ProcessExecutor
 from ser_audit.leakage.scenarios.plan import AttackData, AttackSettings, plan_jobs
 from ser_audit.leakage.scenarios.references import BodyReference, EmbeddingReference, ModelOrigin, StoreFile
 from ser_audit.leakage.scenarios.run import run_scenarios
@@ -38,7 +39,8 @@ from ser_audit.models.loading import load_model
 from ser_audit.testing import tiny_corpus, write_planted_cnn
 
 
-@pytest.mark.parametrize("module", ["ser_audit.execution.interface", "ser_audit.execution.resolved"])
+@pytest.mark.parametrize("module", ["ser_audit.execution.interface", "ser_audit.execution.resolved",
+                                    "ser_audit.execution.processes"])
 def test_doctests(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted and not result.failed
@@ -152,6 +154,66 @@ def test_a_worker_process_resolving_the_references_gives_the_local_rows(stored: 
     local = _scenario_rows(stored, LocalExecutor())
     assert {row["attacker_design"] for row in local} >= {"same-architecture", "vgg"}
     assert _scenario_rows(stored, SpawnedExecutor()) == local
+
+
+# ----------------------------------------------------------------------------------------------
+# The process pool: spawned workers, one torch thread each, ``shared`` unpickled once per worker.
+
+def test_a_process_pool_under_one_torch_thread_gives_the_local_rows(stored: dict[str, Any]) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker: the same float sums
+    try:
+        local = _scenario_rows(stored, LocalExecutor())
+    finally:
+        torch.set_num_threads(threads)
+    assert len(local) >= 3 and {row["attacker_design"] for row in local} >= {"same-architecture", "vgg"}
+    assert _scenario_rows(stored, ProcessExecutor(workers=2)) == local
+
+
+def _where(delay: float, shared: dict[str, Any]) -> tuple[float, int, int, int]:
+    time.sleep(delay)
+    return delay, os.getpid(), torch.get_num_threads(), id(shared)
+
+
+def test_pool_workers_take_one_thread_and_the_shared_data_once_and_results_keep_job_order(tmp_path: Path) -> None:
+    delays = [1.0, 0.0, 0.5, 0.0, 0.0]  # the first job finishes last
+    seen = list(ProcessExecutor(workers=2).map(_where, delays, {"labels": np.arange(3)}))
+    assert [delay for delay, *_ in seen] == delays
+    workers = {pid for _, pid, _, _ in seen}
+    assert len(workers) == 2 and os.getpid() not in workers
+    assert {threads for _, _, threads, _ in seen} == {1}
+    assert len({(pid, shared) for _, pid, _, shared in seen}) == 2, "one unpickled copy per worker, kept for its jobs"
+    assert ProcessExecutor().sees(tmp_path)
+
+
+def _fail_on_second(job: int) -> int:
+    if job == 1:
+        raise ModelError("model m.onnx cannot be tapped at conv9; choose one of conv1, conv2")
+    return job
+
+
+def _killed_on_second(job: int) -> int:
+    if job == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return job
+
+
+def test_a_typed_error_in_a_worker_is_raised_as_it_is_and_a_killed_worker_in_one_line() -> None:
+    with pytest.raises(ModelError, match="cannot be tapped at conv9") as raised:
+        list(ProcessExecutor(workers=2).map(_fail_on_second, [0, 1, 2]))
+    assert type(raised.value) is ModelError
+    with pytest.raises(ConfigError, match=r"was killed by SIGKILL \(.*; rerun with --executor local$") as raised:
+        list(ProcessExecutor(workers=2).map(_killed_on_second, [0, 1, 2]))
+    assert "\n" not in str(raised.value)
+
+
+def test_leaving_a_run_early_stops_its_workers() -> None:
+    before = set(active_children())
+    started = time.monotonic()
+    results = ProcessExecutor(workers=2).map(time.sleep, [0, 600, 600])
+    assert next(results) is None
+    results.close()  # as an error or Ctrl-C in the caller does
+    assert time.monotonic() - started < 120 and not set(active_children()) - before
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""Jobs in a pool of worker processes on this machine, one torch thread each (``--executor processes``).
+
+One small attacker keeps torch's threads on a second core mostly waiting (#25); here each core
+trains an attacker of its own. Workers are spawned, not forked: a fork copies torch's thread pools
+in whatever state they are in. Each worker receives the function and ``shared`` once, as one
+pickle made here and handed over by its initializer, and unpickles it on its first job, so that
+what fails there fails as that job. Jobs seed themselves, and one thread sums as the local executor
+sums under one thread: the rows are the local executor's.
+
+A job's error (``ConfigError``, ``CacheError``, ``ModelError``, ...) is pickled back and raised here
+as the job raised it. A worker that ends without answering (the kernel's out-of-memory killer, say)
+ends the run with a one-line ``ConfigError`` that says how it ended and names ``--executor local``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ser_audit.devices import usable_cores
+from ser_audit.errors import ConfigError
+from ser_audit.execution.interface import Executor, Job, Result, Shared
+
+
+class ProcessExecutor(Executor):
+    """``workers`` spawned processes: by default one per core this process may use, never more than jobs.
+
+    >>> from operator import add
+    >>> list(ProcessExecutor(workers=2).map(add, [1, 2, 3], 10))
+    [11, 12, 13]
+    """
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers
+
+    def run(self, function: Callable[[Job, Shared], Result], jobs: Iterable[Job], shared: Shared) -> Iterator[Result]:
+        """Submits every job at once and yields their results in job order, each as soon as it and those
+        before it are done. Leaving early (an error, Ctrl-C, a caller that stops reading) stops the workers."""
+        jobs = list(jobs)
+        if not jobs:
+            return
+        payload = pickle.dumps((function, shared), protocol=pickle.HIGHEST_PROTOCOL)
+        context = _RecordingSpawn()
+        workers = max(1, min(self.workers or usable_cores(), len(jobs)))
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_initialise, initargs=(payload,))
+        finished = False
+        try:
+            for future in [pool.submit(_apply, job) for job in jobs]:
+                yield future.result()
+            finished = True
+        except BrokenProcessPool as error:
+            pool.shutdown(wait=True)  # the pool has reaped its workers: their exit codes are known
+            raise ConfigError(_lost(context.started)) from error
+        finally:
+            if not finished:  # the run is over: its running jobs are not waited for
+                for process in context.started:
+                    process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def sees(self, path: Path) -> bool:
+        return True
+
+
+class _RecordingSpawn(SpawnContext):
+    """The spawn context, keeping the processes it starts (to stop them, and to say how one ended)."""
+
+    def __init__(self) -> None:
+        self.started: list[BaseProcess] = []
+
+    def Process(self, *args: Any, **kwargs: Any) -> BaseProcess:  # type: ignore[override]  # a class attribute there
+        process = SpawnProcess(*args, **kwargs)
+        self.started.append(process)
+        return process
+
+
+def _lost(processes: list[BaseProcess]) -> str:
+    """One line on a worker that ended without answering, from the exit codes of the pool's processes."""
+    codes = [process.exitcode for process in processes if process.exitcode not in (None, 0)]
+    codes.sort(key=lambda code: code == -signal.SIGTERM)  # the pool terminates the others once one is lost
+    code = codes[0] if codes else None
+    if code is None:
+        how = "ended"
+    elif code == -signal.SIGKILL:
+        how = "was killed by SIGKILL (as the kernel kills the largest process when memory runs out)"
+    elif code < 0:
+        how = f"was killed by {signal.Signals(-code).name}"
+    else:
+        how = f"exited with code {code} (what it wrote is above)"
+    return f"--executor processes: a worker process {how} before its job finished; rerun with --executor local"
+
+
+# In a worker: the pickled (function, shared) until its first job, then the two.
+_WORKER: dict[str, Any] = {}
+
+
+def _initialise(payload: bytes) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent stops the pool
+    _WORKER["payload"] = payload
+
+
+def _apply(job: Any) -> Any:
+    if "function" not in _WORKER:
+        _WORKER["function"], _WORKER["shared"] = pickle.loads(_WORKER["payload"])
+        del _WORKER["payload"]
+    return _WORKER["function"](job, _WORKER["shared"])
