@@ -4,8 +4,9 @@ One small attacker keeps torch's threads on a second core mostly waiting (#25); 
 trains an attacker of its own. Workers are spawned, not forked: a fork copies torch's thread pools
 in whatever state they are in. Each worker receives the function and ``shared`` once, as one
 pickle made here and handed over by its initializer, and unpickles it on its first job, so that
-what fails there fails as that job. Jobs seed themselves, and one thread sums as the local executor
-sums under one thread: the rows are the local executor's.
+what fails there fails as that job; the BLAS and OpenMP thread pools loaded by then are set to one
+thread as well. Jobs seed themselves, and one thread sums as the local executor sums under one
+thread: the rows are the local executor's.
 
 A job's error (``ConfigError``, ``CacheError``, ``ModelError``, ...) is pickled back and raised here
 as the job raised it. A worker that ends without answering (the kernel's out-of-memory killer, say)
@@ -111,6 +112,11 @@ def _initialise(payload: bytes) -> None:
 
 def _apply(job: Any) -> Any:
     if "function" not in _WORKER:
+        from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+
         _WORKER["function"], _WORKER["shared"] = pickle.loads(_WORKER["payload"])
         del _WORKER["payload"]
+        # The BLAS and OpenMP pools loaded by now (numpy's, torch's, scikit-learn's) take one thread too:
+        # without OMP_NUM_THREADS they would take every core, and the workers would spend ~15% more.
+        threadpool_limits(1)
     return _WORKER["function"](job, _WORKER["shared"])
