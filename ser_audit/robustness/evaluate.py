@@ -26,7 +26,7 @@ BATCH = 32
 
 @dataclass
 class EvaluationSet:
-    """Inputs of the utterances probed, their emotion labels and genders, in batches of equal length.
+    """Inputs of the utterances probed, their emotion labels, genders and speakers, in batches of equal length.
 
     Each list holds one tensor per batch (``batches``: the rows of each, in order), so a
     variable-length model sees every utterance whole and unpadded. ``features`` are the primary
@@ -43,6 +43,7 @@ class EvaluationSet:
     reference_audio: list[torch.Tensor]
     labels: np.ndarray
     genders: np.ndarray
+    speakers: np.ndarray
     emotions: list[str]
     reference: str | None = None
 
@@ -112,6 +113,7 @@ def evaluation_set(model: TargetModel, corpus: Corpus, observer: ProgressObserve
         reference_audio=[batch.reference_audio for batch in batches if batch.reference_audio is not None],
         labels=np.array([spec.emotions.index(u.emotion) for u in subset]),
         genders=np.array([u.gender for u in subset]),
+        speakers=np.array([u.speaker for u in subset]),
         emotions=list(spec.emotions),
         reference=inputs.reference,
     )

@@ -244,7 +244,7 @@ def utility(module: "nn.Module", model: "TargetModel", corpus: "Corpus", *, seed
         predicted = np.concatenate([_logits(module, features, extra).argmax(1).numpy()
                                     for features, extra in zip(data.features, data.extra)])
     order = np.concatenate(data.batches)  # batches group equal lengths: rows of the subset, reordered
-    truth, speakers = data.labels[order], _speakers_of(model, corpus)[order]
+    truth, speakers = data.labels[order], data.speakers[order]
     n_classes = len(data.emotions)
     uar = unweighted_average_recall(truth, predicted, n_classes)
     rng = np.random.default_rng([seed, 0xA7])
@@ -263,15 +263,6 @@ def _logits(module: "nn.Module", features: Any, extra: Sequence[Any]) -> Any:
     from ser_audit.models.eager import logits_of
 
     return logits_of(module(features, *extra))
-
-
-def _speakers_of(model: "TargetModel", corpus: "Corpus") -> np.ndarray:
-    """The speaker of each row of ``evaluation_set(model, corpus)``, in its order before batching."""
-    spec = model.frontend
-    held_out = (model.training or {}).get("held_out_session")
-    same_corpus = (model.training or {}).get("training_corpus") == corpus.name
-    return np.array([u.speaker for u in corpus if u.emotion in spec.emotions
-                     and (not (held_out and same_corpus) or u.session == held_out)])
 
 
 def _layer_verdict(report: Report, layer: str) -> LayerVerdict:
