@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from torch import nn
 
 from ser_audit.leakage.attackers import neural
 
@@ -65,3 +66,56 @@ def test_the_scenario_bar_weighs_jobs_by_their_expected_work() -> None:
     large = [Fold(name="f", train=np.arange(5000), test=np.arange(10))] * 5
     assert _expected_cost(job("mlp", (1, 128)), large, 0, settings) == _expected_cost(  # type: ignore[arg-type]
         job("mlp", (1, 128)), [Fold(name="f", train=np.arange(600), test=np.arange(10))] * 5, 0, settings)  # type: ignore[arg-type]
+
+
+def _maps(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, 4 channels, 6, 10) maps whose first channel carries gender plainly."""
+    X, gender, speakers = _planted(n, seed)
+    rng = np.random.default_rng(seed + 7)
+    maps = rng.normal(size=(len(X), 4, 6, 10)).astype(np.float32)
+    maps[:, 0] += np.where(gender == "female", 1.0, -1.0)[:, None, None]
+    return maps, gender, speakers
+
+
+def _small_body() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten())
+
+
+def _epochs_trained(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    original = neural.run_epochs
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(neural, "run_epochs", counting)
+    return calls
+
+
+def test_a_perfect_validation_score_ends_training_with_the_same_attacker(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y, speakers = _planted(400)
+    X[:, 0] += np.where(y == "female", 4.0, -4.0)  # separable: held-out speakers all right within an epoch or two
+    calls = _epochs_trained(monkeypatch)
+    early = neural.NeuralAttacker("mlp", epochs=8, patience=8, seed=0).fit(X, y, groups=speakers)
+    trained_early = len(calls)
+    monkeypatch.setattr(neural, "_perfect", lambda score: False)
+    calls.clear()
+    full = neural.NeuralAttacker("mlp", epochs=8, patience=8, seed=0).fit(X, y, groups=speakers)
+    assert early.validation_score_ == 1.0 and trained_early < len(calls) == 8
+    assert early.best_epoch_ == full.best_epoch_
+    np.testing.assert_array_equal(early.decision_function(X), full.decision_function(X))
+
+
+def test_a_later_body_candidate_is_skipped_only_when_it_could_not_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y, speakers = _maps(400)
+    options = dict(body=_small_body(), body_description="a small conv body", epochs=4, seed=0,
+                   body_candidates=(("target", 1e-3), ("fresh", 1e-3)))
+    early = neural.NeuralAttacker("same-architecture", **options).fit(X, y, groups=speakers)
+    monkeypatch.setattr(neural, "_perfect", lambda score: False)
+    full = neural.NeuralAttacker("same-architecture", **options).fit(X, y, groups=speakers)
+    assert early.candidate_scores_["target@0.001"] == 1.0 and "fresh@0.001" not in early.candidate_scores_
+    assert full.candidate_scores_["fresh@0.001"] <= 1.0 and early.choice_ == full.choice_
+    np.testing.assert_array_equal(early.predict(X), full.predict(X))
+    np.testing.assert_allclose(early.decision_function(X), full.decision_function(X))
