@@ -32,7 +32,8 @@ def _leakage(run_cli, model: Path, manifest: Path, cache: Path, out: Path) -> di
 
 
 def _entry(cache: Path) -> Path:
-    (folder,) = (cache / "embeddings").iterdir()
+    """The model's entry (the input-level LLDs have their own, with no maps)."""
+    (folder,) = [entry for entry in (cache / "embeddings").iterdir() if list(entry.glob("*.map.f16.npy"))]
     return folder
 
 
@@ -157,10 +158,13 @@ def test_cache_info_and_clear(run_cli, onnx_model: Path, manifest: Path, tmp_pat
     (cache / "zoo").mkdir()
     (cache / "zoo" / "model.ckpt").write_bytes(b"x" * 1000)
     info = json.loads(run_cli("cache", "info", "--cache-dir", str(cache), "--json").stdout)
-    (entry,) = info["embeddings"]
+    # The model's layers, and the audio's own descriptors (the input reference), each an entry.
+    entry, lld = sorted(info["embeddings"], key=lambda item: item["model"] != str(onnx_model))
     assert entry["model"] == str(onnx_model) and entry["corpus"] == "manifest" and entry["layers"] == 1
+    assert lld["model"] == "input:lld" and lld["corpus"] == "manifest" and lld["layers"] == 1
     assert entry["bytes"] > 0 and info["other"] == {"zoo": 1000}
-    assert info["by_model"] == {str(onnx_model): entry["bytes"]} and info["by_corpus"] == {"manifest": entry["bytes"]}
+    assert info["by_model"] == {str(onnx_model): entry["bytes"], "input:lld": lld["bytes"]}
+    assert info["by_corpus"] == {"manifest": entry["bytes"] + lld["bytes"]}
     # Like report and gate, the cache commands run where torch cannot be imported.
     blocked = subprocess.run([sys.executable, "-c", BLOCK_TORCH + "from ser_audit.cli.main import main; "
                               f"sys.exit(main(['cache', 'verify', '--cache-dir', {str(cache)!r}]))"],

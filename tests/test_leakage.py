@@ -244,3 +244,20 @@ def test_closed_set_folds_keep_dialogues_apart() -> None:
     dialog = np.array([u.extra["dialog"] for u in utterances])
     for fold in folds:
         assert not set(dialog[fold.train]) & set(dialog[fold.test])
+
+
+def test_the_input_descriptors_are_computed_once_per_corpus(small_corpus: Corpus, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from ser_audit.leakage import probe
+
+    computed: list[int] = []
+    original = probe.lld_features
+
+    def counting(corpus, observer=None):
+        computed.append(1)
+        return original(corpus)
+
+    monkeypatch.setattr(probe, "lld_features", counting)
+    folds, permutations = speaker_disjoint_folds(small_corpus), relabellings(small_corpus, n=19)
+    first, again = (probe.input_reference(small_corpus, folds, permutations, cache_dir=tmp_path) for _ in range(2))
+    assert len(computed) == 1 and first == again  # the second audit reads the store, with the same numbers

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
+from ser_audit import __version__
 from ser_audit.corpus.audio import read_audio
 from ser_audit.corpus.folds import Fold, assert_speaker_disjoint, inner_split
 from ser_audit.corpus.interface import Corpus
@@ -223,7 +224,8 @@ def input_reference(
 ) -> LeakageResult:
     """How much of the attribute the audio itself carries: the same probe on pooled LLDs (P0's S4
     input, ``source="lld"``) or on eGeMAPS functionals (``"egemaps"``, needs openSMILE; about
-    40x slower than the LLDs, so kept in the embedding store under ``cache_dir``)."""
+    40x slower than the LLDs). Both are kept in the embedding store under ``cache_dir``: the LLDs
+    of a 5,000-utterance corpus take 20 s on one core."""
     if source == "egemaps":
         from ser_audit.frontend.egemaps import egemaps_functionals, feature_version
 
@@ -231,7 +233,10 @@ def input_reference(
         features, _ = cached_array(cache_dir, key, "input:egemaps", lambda: egemaps_functionals(corpus, observer),
                                    corpus=corpus.name)
     else:
-        features = lld_features(corpus, observer)
+        # Keyed by the tool's version too: the descriptors are this package's own code, not a versioned library.
+        key = store_key("input", f"lld {__version__} {LLD_SPEC.model_dump_json()}", corpus.manifest_sha256())
+        features, _ = cached_array(cache_dir, key, "input:lld", lambda: lld_features(corpus, observer),
+                                   corpus=corpus.name)
     labels = np.array(corpus.labels(attribute))
     probe = attack(LinearProbe(), features, labels, attack_units(corpus, attribute), folds, permutations, seed=seed)
     return result_row(

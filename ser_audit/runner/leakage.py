@@ -199,7 +199,7 @@ def _input_references(config: AuditConfig, inputs: Inputs, relabellings: "Speake
     from ser_audit.leakage.probe import input_reference
 
     lld = input_reference(inputs.corpus, inputs.folds, relabellings, attribute=config.attribute, seed=config.seed,
-                          observer=observer)
+                          cache_dir=sources.cache_of(config), observer=observer)
     if config.quick:
         notes.append("--quick leaves out the eGeMAPS input reference")
         return lld, None

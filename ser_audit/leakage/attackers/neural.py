@@ -208,9 +208,11 @@ class NeuralAttacker(Attacker):
         read from the (memory-mapped) array batch by batch.
 
         Every epoch would otherwise convert the same float16 rows again, which costs about as much
-        as the forward pass of a small attacker.
+        as the forward pass of a small attacker. When epochs sample far fewer rows than ``X`` holds
+        (``rows_per_epoch``), most rows are read once or never, and the copy would cost more than it saves.
         """
-        if not len(X) or len(X) * int(np.prod(X.shape[1:])) * 4 > IN_MEMORY_BYTES:
+        sampled = self.rows_per_epoch is not None and len(X) > 2 * self.rows_per_epoch
+        if not len(X) or sampled or len(X) * int(np.prod(X.shape[1:])) * 4 > IN_MEMORY_BYTES:
             return lambda rows: self._batch(X, rows)
         whole = torch.empty((len(X), *X.shape[1:]), dtype=torch.float32, device=self.device)
         for start in range(0, len(X), 256):
