@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from ser_audit.leakage.attackers import neural
@@ -119,3 +120,25 @@ def test_a_later_body_candidate_is_skipped_only_when_it_could_not_win(monkeypatc
     assert full.candidate_scores_["fresh@0.001"] <= 1.0 and early.choice_ == full.choice_
     np.testing.assert_array_equal(early.predict(X), full.predict(X))
     np.testing.assert_allclose(early.decision_function(X), full.decision_function(X))
+
+
+class _Flattening(nn.Module):
+    """A target's own layers as people write them: ``.view`` assumes a contiguous activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, activation: torch.Tensor) -> torch.Tensor:
+        out = self.conv(activation)
+        return out.view(out.size(0), -1)
+
+
+def test_a_body_that_views_its_activation_trains_in_the_layout_it_expects() -> None:
+    X, y, speakers = _maps(200)
+    fitted = neural.NeuralAttacker("same-architecture", body=_Flattening(), body_description="a flattening body",
+                                   epochs=2, seed=0).fit(X, y, groups=speakers)
+    assert not fitted.channels_last_ and (fitted.predict(X) == y).mean() > 0.9
+    plain = neural.NeuralAttacker("same-architecture", body=_small_body(), body_description="a small conv body",
+                                  epochs=2, seed=0).fit(X, y, groups=speakers)
+    assert plain.channels_last_  # a body that takes either layout gets the faster one

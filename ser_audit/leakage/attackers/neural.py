@@ -37,13 +37,6 @@ IN_MEMORY_BYTES = 1 << 30
 SETTLE_ROWS = 512
 
 
-def _channels_last(batch: torch.Tensor) -> torch.Tensor:
-    """Maps (rows, channels, height, width) laid out channels-last, the layout oneDNN's and cuDNN's
-    convolutions are fastest on: a training step of the same-architecture body on a pool3 map of
-    ``zoo:cnn4`` took 14 ms instead of 18 on one CPU thread."""
-    return batch.contiguous(memory_format=torch.channels_last) if batch.ndim == 4 else batch
-
-
 class Rows:
     """Selected rows of a (memory-mapped) array, read only when a mini-batch asks for them.
 
@@ -197,11 +190,17 @@ class NeuralAttacker(Attacker):
         shape = (1, -1) + (1,) * (X.ndim - 2)
         return mean.reshape(shape).astype(np.float32), std.reshape(shape).astype(np.float32)
 
+    def _layout(self) -> torch.memory_format:
+        return torch.channels_last if getattr(self, "channels_last_", False) else torch.contiguous_format
+
+    def _laid_out(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch.contiguous(memory_format=self._layout()) if batch.ndim == 4 else batch
+
     def _batch(self, X: np.ndarray, rows: np.ndarray) -> torch.Tensor:
         block = np.asarray(X[np.sort(rows)], dtype=np.float32)
         if self.standardised_:
             block = (block - self.mean_) / self.std_
-        return _channels_last(torch.from_numpy(block).to(self.device))
+        return self._laid_out(torch.from_numpy(block).to(self.device))
 
     def _reader(self, X: np.ndarray) -> Callable[[np.ndarray], torch.Tensor]:
         """Mini-batches of ``X`` (sorted rows): from one float32 copy when it is small enough, else
@@ -217,7 +216,7 @@ class NeuralAttacker(Attacker):
         whole = torch.empty((len(X), *X.shape[1:]), dtype=torch.float32, device=self.device)
         for start in range(0, len(X), 256):
             whole[start : start + 256] = self._batch(X, np.arange(start, min(start + 256, len(X))))
-        return lambda rows: _channels_last(whole[torch.from_numpy(np.sort(rows)).to(whole.device)])
+        return lambda rows: self._laid_out(whole[torch.from_numpy(np.sort(rows)).to(whole.device)])
 
     def fit(
         self, X: np.ndarray, y: np.ndarray, emotion: np.ndarray | None = None, groups: np.ndarray | None = None
@@ -232,11 +231,20 @@ class NeuralAttacker(Attacker):
         if self.standardised_:
             self.mean_, self.std_ = self._statistics(X)
         body, self.architecture_ = self._network(tuple(X.shape[1:]))
-        if X.ndim == 4:
-            body = body.to(memory_format=torch.channels_last)
+        # Maps travel channels-last, the layout oneDNN's and cuDNN's convolutions are fastest on (a training
+        # step of the same-architecture body on zoo:cnn4's pool3 map: 14 ms instead of 18 on one CPU thread),
+        # unless the body cannot take it: a target's own forward may .view() an activation it expects contiguous.
+        self.channels_last_ = X.ndim == 4
         batch = self._reader(X)
+        first = np.arange(min(2, len(X)))
         with torch.no_grad():
-            width = body.to(self.device).eval()(batch(np.arange(min(2, len(X))))).shape[1]
+            try:
+                width = body.to(self.device).to(memory_format=self._layout()).eval()(batch(first)).shape[1]
+            except RuntimeError:
+                if not self.channels_last_:
+                    raise
+                self.channels_last_ = False
+                width = body.to(memory_format=torch.contiguous_format).eval()(batch(first)).shape[1]
         # Heads read normalised features: a body taken from the target emits activations on its
         # own scale, which would otherwise make the new head's learning rate arbitrary.
         body = nn.Sequential(body, nn.BatchNorm1d(width, affine=False)).to(self.device)
