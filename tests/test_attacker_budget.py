@@ -117,7 +117,7 @@ def test_a_later_body_candidate_is_skipped_only_when_it_could_not_win(monkeypatc
     monkeypatch.setattr(neural, "_perfect", lambda score: False)
     full = neural.NeuralAttacker("same-architecture", **options).fit(X, y, groups=speakers)
     assert early.candidate_scores_["target@0.001"] == 1.0 and "fresh@0.001" not in early.candidate_scores_
-    assert full.candidate_scores_["fresh@0.001"] <= 1.0 and early.choice_ == full.choice_
+    assert "fresh@0.001" in full.candidate_scores_ and early.choice_ == full.choice_  # the control trained both
     np.testing.assert_array_equal(early.predict(X), full.predict(X))
     np.testing.assert_allclose(early.decision_function(X), full.decision_function(X))
 
