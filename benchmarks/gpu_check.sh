@@ -2,7 +2,8 @@
 # The GPU check of issue #25, for a lent machine with CUDA (the H200 of the device tool: Python 3.12 and
 # torch 2.11 there, but no pydantic, onnx2torch or soundfile). One run prints:
 #   1. benchmarks/device.py: each stage's wall time on the CPU and on CUDA, side by side, with the ratio;
-#   2. the demo audit (`ser-audit audit zoo:cnn4`: leakage and robustness in one report) with --device cuda
+#   2. benchmarks/batched_attackers.py: one training step of the folds' attackers, stacked against one by one;
+#   3. the demo audit (`ser-audit audit zoo:cnn4`: leakage and robustness in one report) with --device cuda
 #      and with --device cpu, each on its own fresh embedding store: wall times, the verdicts side by side,
 #      and the largest difference between matching rows (leakage L, robustness UAR).
 # The audits are --quick (a default audit takes many minutes on a CPU, and the device time is 15 minutes
@@ -44,6 +45,9 @@ log "== stages, cpu against cuda (benchmarks/device.py; trains zoo:cnn4 into the
 started=$(date +%s)
 python3 benchmarks/device.py 2>&1 | tee "$out/device.txt"
 log "device.py: $(($(date +%s) - started)) s in all"
+
+log "== batched attackers: F folds' same-architecture attackers one after another against stacked (torch.func)"
+python3 benchmarks/batched_attackers.py 2>&1 | tee -a "$out/gpu-check.txt"
 
 quick=(--quick)
 if [[ ${GPU_CHECK_DEFAULT_AUDIT:-0} == 1 ]]; then
