@@ -100,6 +100,33 @@ def test_closed_form_refits_equal_scikit_learn_refits(n_classes: int, n_train: i
     assert np.array_equal(closed_form, refits)
 
 
+def test_closed_form_refits_equal_scikit_learn_refits_on_a_layer_constant_up_to_rounding() -> None:
+    """Silent audio or a dead unit gives float32 features whose spread is rounding; the probe's scaler
+    zeroes them, and the relabellings must see the same zeros (they once saw unit-variance noise)."""
+    rng = np.random.default_rng(0)
+    value = rng.standard_normal(16).astype(np.float32)
+    train, test = np.tile(value, (51, 1)), np.tile(value, (13, 1))
+    train[:, :4] = rng.standard_normal((51, 4)).astype(np.float32)  # a few live features beside the dead ones
+    test[:, :4] = rng.standard_normal((13, 4)).astype(np.float32)
+    classes = np.array(["female", "male"])
+    label_sets = rng.integers(0, 2, (6, 51))
+    closed_form = LinearProbe().permuted_predictions(train, test, label_sets, classes)
+    refits = np.stack([LinearProbe().fit(train, classes[labels]).predict(test) for labels in label_sets])
+    assert np.array_equal(closed_form, refits)
+
+
+def test_a_constant_layer_is_chance_and_never_significant(small_corpus: Corpus) -> None:
+    """The all-silent corpus of a user: every row identical, so every relabelling scores what the labels
+    score, and the exact p-value is 1 (it was the smallest attainable, 1/70, with the row at chance)."""
+    labels = np.array(small_corpus.labels("gender"))
+    speakers = np.array(small_corpus.labels("speaker"))
+    features = np.tile(np.float32(0.1) * np.arange(1, 33, dtype=np.float32), (len(labels), 1))
+    folds = speaker_disjoint_folds(small_corpus)
+    statistics = attack(LinearProbe(), features, labels, speakers, folds, relabellings(small_corpus), seed=0).statistics
+    assert statistics.balanced_accuracy == 0.5
+    assert statistics.p_value == 1.0
+
+
 def test_balanced_accuracy_of_uninformative_predictions_is_chance_however_unbalanced() -> None:
     from ser_audit.leakage.statistics.inference import balanced_accuracy
 

@@ -74,11 +74,11 @@ class LinearProbe(Attacker):
         Returns:
             ``[n_sets, n_test]`` predicted labels, equal to ``clone(self).fit(X_train, classes[row]).predict(X_test)``.
         """
-        mean = X_train.mean(0)
-        scale = X_train.std(0)
-        scale[scale == 0] = 1.0  # StandardScaler leaves constant features at zero the same way
-        train = (X_train - mean) / scale
-        test = (X_test - mean) / scale
+        # The probe's own scaler: it treats features that are constant up to rounding as constant (a dead layer,
+        # silent audio); dividing their rounding noise by its tiny spread would hand the relabellings signal the
+        # probe itself never sees, and a null unlike the statistic it tests.
+        scaler = StandardScaler().fit(X_train)
+        train, test = scaler.transform(X_train), scaler.transform(X_test)
         alpha = self.regularisation * X_train.shape[1]
         # The hat matrix [n_test, n_train] maps training targets to test scores; solve in whichever
         # of the dual (n_train) or primal (n_features) spaces is smaller.
