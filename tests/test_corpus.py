@@ -98,6 +98,45 @@ def test_manifest_rejects_absolute_path_outside(tmp_path: Path) -> None:
         load_manifest(_manifest(folder, [{"path": outside, "speaker": "s", "gender": "f", "emotion": "sad"}]))
 
 
+def test_jsonl_manifest_keeps_zero_valued_folds_and_speakers(tmp_path: Path) -> None:
+    """JSON folds and speaker ids numbered from 0: a 0 is a value, not a missing one."""
+    rows = [{"path": f"{i}.wav", "speaker": i // 2, "gender": "female" if i < 2 else "male", "emotion": "sad",
+             "fold": i % 2} for i in range(4)]
+    for row in rows:
+        _tone(tmp_path / row["path"])
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    corpus = load_manifest(path)
+    assert [u.session for u in corpus] == ["0", "1", "0", "1"]
+    assert [u.speaker for u in corpus] == ["0", "0", "1", "1"]
+
+
+def test_manifest_ids_tell_apart_same_named_files_of_different_speakers(tmp_path: Path) -> None:
+    rows = [{"path": f"{speaker}/001.wav", "speaker": speaker, "gender": gender, "emotion": "sad"}
+            for speaker, gender in (("spk1", "f"), ("spk2", "m"))]
+    for row in rows:
+        _tone(tmp_path / row["path"])
+    assert [u.id for u in load_manifest(_manifest(tmp_path, rows))] == ["spk1/001", "spk2/001"]
+    _tone(tmp_path / "a.wav")
+    assert [u.id for u in load_manifest(_manifest(tmp_path, [{**rows[0], "path": "a.wav"}]))] == ["a"]  # stems when unique
+
+
+def test_semicolon_separated_csv_is_read(tmp_path: Path) -> None:
+    _tone(tmp_path / "a.wav")
+    path = tmp_path / "m.csv"
+    path.write_text("path;speaker;gender;emotion\na.wav;s1;F;sad\n")
+    assert [(u.speaker, u.gender) for u in load_manifest(path)] == [("s1", "female")]
+
+
+def test_duplicate_ids_name_both_files_and_the_fix(tmp_path: Path) -> None:
+    _tone(tmp_path / "a.wav")
+    _tone(tmp_path / "b.wav")
+    path = tmp_path / "m.csv"
+    path.write_text("path,speaker,gender,emotion,id\na.wav,s1,f,sad,x\nb.wav,s2,m,sad,x\n")
+    with pytest.raises(CorpusError, match=r"duplicate utterance id 'x' \(.*a\.wav and .*b\.wav\).*'id' column"):
+        load_manifest(path)
+
+
 def test_manifest_missing_column(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     path.write_text("path,speaker,emotion\na.wav,s,sad\n")

@@ -76,7 +76,9 @@ class Corpus:
         ids = [u.id for u in self.utterances]
         duplicates = [i for i, n in Counter(ids).items() if n > 1]
         if duplicates:
-            raise CorpusError(f"corpus {self.name!r}: duplicate utterance id {duplicates[0]!r}")
+            paths = [str(u.path) for u in self.utterances if u.id == duplicates[0]][:2]
+            raise CorpusError(f"corpus {self.name!r}: duplicate utterance id {duplicates[0]!r} ({' and '.join(paths)}); "
+                              "give every utterance its own id (a manifest's 'id' column)")
         for u in self.utterances:
             if u.gender not in GENDERS:
                 raise CorpusError(

@@ -37,13 +37,42 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         return rows
     if path.suffix.lower() not in (".csv", ".tsv"):
         raise CorpusError(f"manifest {path} must end in .csv, .tsv or .jsonl")
-    reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    lines = text.splitlines()
+    reader = csv.DictReader(lines, delimiter=_delimiter(path, lines[0] if lines else ""))
     missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise CorpusError(
             f"manifest {path} lacks column(s) {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}"
         )
     return list(reader)
+
+
+def _delimiter(path: Path, header: str) -> str:
+    """Tab for .tsv; for .csv a comma, or the semicolon, tab or bar a spreadsheet wrote instead of one."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    if "," not in header:
+        for other in (";", "\t", "|"):
+            if other in header:
+                return other
+    return ","
+
+
+def _first(row: dict[str, Any], *columns: str) -> str | None:
+    """The first of ``columns`` with a value (0 is a value: JSON folds are often numbered from it)."""
+    for column in columns:
+        value = row.get(column)
+        if value is not None and str(value).strip() != "":
+            return str(value).strip()
+    return None
+
+
+def _default_ids(rows: list[dict[str, Any]]) -> list[str]:
+    """File stems, or the paths without their suffix where two speakers' folders hold the same file name."""
+    stems = [Path(str(row["path"])).stem for row in rows]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [Path(str(row["path"])).with_suffix("").as_posix() for row in rows]
 
 
 def _resolve_audio(root: Path, value: str, manifest: Path, number: int) -> Path:
@@ -73,27 +102,30 @@ def load_manifest(path: Path, *, name: str | None = None) -> Corpus:
         raise CorpusError(f"manifest {path} has no rows")
     root = path.parent
     utterances = []
-    for number, row in enumerate(rows, start=2 if path.suffix.lower() != ".jsonl" else 1):
+    first_row = 2 if path.suffix.lower() not in (".jsonl", ".ndjson") else 1
+    for number, row in enumerate(rows, start=first_row):
         for column in REQUIRED_COLUMNS:
-            if not str(row.get(column) or "").strip():
+            if _first(row, column) is None:
                 raise CorpusError(f"manifest {path} row {number}: empty {column!r}")
+    default_ids = _default_ids(rows)
+    for number, (row, default_id) in enumerate(zip(rows, default_ids), start=first_row):
         gender = _GENDER_SPELLINGS.get(str(row["gender"]).strip().lower())
         if gender is None:
             raise CorpusError(
                 f"manifest {path} row {number}: gender {row['gender']!r} not understood; use female/male (or f/m)"
             )
         audio = _resolve_audio(root, str(row["path"]), path, number)
-        session = row.get("session") or row.get("fold") or row.get("split") or None
+        session = _first(row, "session", "fold", "split")
         utterances.append(
             Utterance(
-                id=str(row.get("id") or Path(str(row["path"])).stem),
+                id=_first(row, "id") or default_id,
                 path=audio,
                 speaker=str(row["speaker"]).strip(),
                 gender=gender,
                 emotion=str(row["emotion"]).strip().lower(),
-                session=str(session) if session else None,
-                spontaneity=(row.get("spontaneity") or None),
-                sentence=(str(row["sentence"]) if row.get("sentence") else None),
+                session=session,
+                spontaneity=_first(row, "spontaneity"),
+                sentence=_first(row, "sentence"),
                 text=(str(row["text"]) if row.get("text") not in (None, "") else None),
                 extra={k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and v not in (None, "")},
             )
