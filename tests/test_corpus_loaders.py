@@ -79,6 +79,41 @@ def test_crema_d_actor_missing_from_demographics(tmp_path: Path) -> None:
         load("crema-d", root)
 
 
+def test_crema_d_demographics_from_a_spreadsheet(tmp_path: Path) -> None:
+    """Re-saved from a spreadsheet: a byte-order mark before ActorID is read; a renamed column is named."""
+    root = fixtures.crema_d(tmp_path / "CREMA-D")
+    table = root / "VideoDemographics.csv"
+    text = table.read_text()
+    table.write_text(text, encoding="utf-8-sig")
+    assert len(load("crema-d", root)) == 15
+    table.write_text(text.replace("Sex", "Gender"))
+    with pytest.raises(CorpusError, match="lacks the column.s. Sex"):
+        load("crema-d", root)
+
+
+def test_iemocap_session_without_its_wav_folder(tmp_path: Path) -> None:
+    root = fixtures.iemocap(tmp_path / "IEMOCAP")
+    shutil.rmtree(root / "Session3" / "sentences" / "wav")
+    with pytest.raises(CorpusError, match="Session3/sentences/wav is missing"):
+        load("iemocap", root)
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ("actor,gender\nActor_01,male\nActor_02,female\n", None),
+    ("id,sex\n1,male\n", "lacks the column.s. actor, gender"),
+    ("actor,gender\nfirst,male\n", "row 2: actor 'first'"),
+])
+def test_ravdess_demographics_spellings(tmp_path: Path, table: str, message: str | None) -> None:
+    root = fixtures.ravdess(tmp_path / "RAVDESS")
+    demographics = tmp_path / "actors.csv"
+    demographics.write_text(table)
+    if message is None:
+        assert len(load("ravdess", root, f"demographics={demographics}")) == 192
+    else:
+        with pytest.raises(CorpusError, match=message):
+            load("ravdess", root, f"demographics={demographics}")
+
+
 def test_emodb(tmp_path: Path) -> None:
     corpus = load("emodb", fixtures.emodb(tmp_path / "emodb"))
     assert counts(corpus) == (12, 4, {"male": 6, "female": 6}, {"angry": 4, "neutral": 4, "sad": 4})
@@ -100,6 +135,24 @@ def test_msp_podcast(tmp_path: Path, label_file: str) -> None:
     assert "Unknown" not in corpus.speakers
     assert {u.session for u in corpus} == {"Train", "Development", "Test1"}
     assert len(load("msp-podcast", tmp_path / "MSP", "classes=all")) == 5
+
+
+def test_msp_podcast_with_every_row_left_out_says_why(tmp_path: Path) -> None:
+    root = fixtures.msp_podcast(tmp_path / "MSP")
+    labels = root / "Labels" / "labels_concensus.csv"
+    lines = labels.read_text().splitlines()
+    labels.write_text("\n".join([lines[0], *(",".join([*line.split(",")[:5], "Unknown", *line.split(",")[6:]])
+                                             for line in lines[1:])]) + "\n")
+    with pytest.raises(CorpusError, match="every row .* was left out .6 with an Unknown speaker or gender"):
+        load("msp-podcast", root)
+
+
+def test_msp_podcast_reads_padded_values(tmp_path: Path) -> None:
+    root = fixtures.msp_podcast(tmp_path / "MSP")
+    labels = root / "Labels" / "labels_concensus.csv"
+    labels.write_text(labels.read_text().replace(",A,", ", A,").replace(",Train", ", Train "))
+    corpus = load("msp-podcast", root)
+    assert "angry" in {u.emotion for u in corpus} and "Train" in {u.session for u in corpus}
 
 
 def test_root_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

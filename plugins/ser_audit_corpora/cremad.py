@@ -53,11 +53,18 @@ class CremaDLoader(CorpusLoader):
 def _demographics(path: Path) -> dict[str, str]:
     spellings = {"male": "male", "female": "female"}
     actors = {}
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            sex = spellings.get(str(row.get("Sex", "")).strip().lower())
+    # utf-8-sig: a copy re-saved from a spreadsheet often starts with a byte-order mark, which would glue itself to ActorID.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in ("ActorID", "Sex") if column not in (reader.fieldnames or [])]
+        if missing:
+            raise CorpusError(f"crema-d: {path} lacks the column(s) {', '.join(missing)}; it needs ActorID and Sex "
+                              f"(found {', '.join(reader.fieldnames or []) or 'no header'})")
+        for number, row in enumerate(reader, start=2):
+            sex = spellings.get(str(row.get("Sex") or "").strip().lower())
             if sex is None:
-                raise CorpusError(f"crema-d: {path.name} gives actor {row.get('ActorID')} the sex {row.get('Sex')!r}")
+                raise CorpusError(f"crema-d: {path.name} row {number} gives actor {row.get('ActorID')} the sex "
+                                  f"{row.get('Sex')!r}; Sex must be Male or Female")
             actors[str(row["ActorID"]).strip()] = sex
     return actors
 

@@ -51,6 +51,9 @@ class IemocapLoader(CorpusLoader):
         utterances = []
         for session in sorted(root.glob("Session[1-5]")):
             wav_root = session / "sentences" / "wav"
+            if not wav_root.is_dir():
+                raise CorpusError(f"iemocap: {wav_root} is missing; the copy is incomplete (every SessionN needs "
+                                  "sentences/wav and dialog/EmoEvaluation)")
             for dialog in sorted(p for p in wav_root.iterdir() if p.is_dir()):
                 labels = session / "dialog" / "EmoEvaluation" / f"{dialog.name}.txt"
                 if not labels.is_file():

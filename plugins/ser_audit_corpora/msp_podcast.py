@@ -8,6 +8,7 @@ speaker (or gender) is ``Unknown`` cannot enter speaker-disjoint folds and are l
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -50,18 +51,29 @@ class MspPodcastLoader(CorpusLoader):
             missing = {"FileName", "EmoClass", "SpkrID", "Gender", "Split_Set"} - set(reader.fieldnames or [])
             if missing:
                 raise CorpusError(f"msp-podcast: {label_file.name} lacks column(s) {', '.join(sorted(missing))}")
+            left_out: Counter[str] = Counter()
             for row in reader:
-                speaker, gender = row["SpkrID"].strip(), genders.get(row["Gender"].strip().lower())
-                if row["EmoClass"] not in keep or speaker.lower() == "unknown" or gender is None:
+                speaker, gender = (row["SpkrID"] or "").strip(), genders.get((row["Gender"] or "").strip().lower())
+                emotion = (row["EmoClass"] or "").strip()
+                if speaker.lower() in ("unknown", "") or gender is None:
+                    left_out["an Unknown speaker or gender"] += 1
                     continue
-                path = root / "Audios" / row["FileName"]
+                if emotion not in keep:
+                    left_out[f"an EmoClass outside classes={options['classes']}"] += 1
+                    continue
+                path = root / "Audios" / row["FileName"].strip()
                 utterances.append(
                     Utterance(
-                        id=Path(row["FileName"]).stem, path=path, speaker=speaker, gender=gender,
-                        emotion=EMOTIONS[row["EmoClass"]], session=row["Split_Set"],
+                        id=Path(row["FileName"].strip()).stem, path=path, speaker=speaker, gender=gender,
+                        emotion=EMOTIONS[emotion], session=(row["Split_Set"] or "").strip(),
                         extra={k: row[k] for k in ("EmoAct", "EmoVal", "EmoDom") if row.get(k)},
                     )
                 )
+        if not utterances and left_out:
+            reasons = "; ".join(f"{count} with {reason}" for reason, count in left_out.items())
+            raise CorpusError(f"msp-podcast: every row of {label_file} was left out ({reasons}); speaker-disjoint folds "
+                              "need known speakers and genders" + ("" if options["classes"] == "all" else
+                                                                   ", and --corpus-option classes=all keeps O and X"))
         return utterances
 
 

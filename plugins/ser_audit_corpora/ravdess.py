@@ -67,9 +67,19 @@ def _demographics(path: Path) -> dict[str, str]:
         raise CorpusError(f"--corpus-option demographics={path}: file not found")
     spellings = {"m": "male", "male": "male", "f": "female", "female": "female"}
     rows = {}
-    for row in csv.DictReader(path.open()):
-        actor = f"{int(row['actor']):02d}"
-        rows[actor] = spellings.get(row["gender"].strip().lower(), row["gender"])
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in ("actor", "gender") if column not in (reader.fieldnames or [])]
+        if missing:
+            raise CorpusError(f"--corpus-option demographics={path}: lacks the column(s) {', '.join(missing)}; "
+                              "write a CSV with the header actor,gender (e.g. 1,male or Actor_01,female)")
+        for number, row in enumerate(reader, start=2):
+            # The folder name (Actor_01) or its number (1, 01).
+            number_text = str(row["actor"] or "").strip().removeprefix("Actor_")
+            if not number_text.isdigit():
+                raise CorpusError(f"--corpus-option demographics={path} row {number}: actor {row['actor']!r} is "
+                                  "neither a number nor an Actor_NN folder name")
+            rows[f"{int(number_text):02d}"] = spellings.get(str(row["gender"] or "").strip().lower(), row["gender"])
     return rows
 
 
