@@ -213,6 +213,15 @@ def test_corpus_info_cli(run_cli, tmp_path: Path) -> None:
     assert "merge_excited" in table.stdout
 
 
+def test_corpus_info_on_a_file_that_is_not_audio_gives_exit_2(run_cli, tmp_path: Path) -> None:
+    fixtures.tone(tmp_path / "a.wav")
+    (tmp_path / "b.wav").write_bytes(b"this is not a wave file at all" * 10)
+    (tmp_path / "m.csv").write_text("path,speaker,gender,emotion\na.wav,s1,f,sad\nb.wav,s2,m,sad\n")
+    result = run_cli("corpus", "info", str(tmp_path / "m.csv"))
+    assert result.code == 2, result.stderr
+    assert "b.wav cannot be decoded" in result.stderr and "Traceback" not in result.stderr
+
+
 
 def test_bad_roots_give_exit_2_and_say_what_is_missing(run_cli, tmp_path: Path) -> None:
     iemocap = fixtures.iemocap(tmp_path / "IEMOCAP")

@@ -136,7 +136,11 @@ def audio_summary(utterances: Iterable[Utterance]) -> dict[str, Any]:
     rates: Counter[int] = Counter()
     durations = []
     for utterance in utterances:
-        info = soundfile.info(str(utterance.path))
+        try:
+            info = soundfile.info(str(utterance.path))
+        except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
+            raise CorpusError(f"audio file {utterance.path} cannot be decoded ({error}); re-export it as WAV/FLAC "
+                              "or remove it from the corpus") from None
         rates[info.samplerate] += 1
         durations.append(info.duration)
     return {
