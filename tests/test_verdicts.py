@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -49,7 +51,7 @@ def test_too_few_speakers_say_how_many_would_do() -> None:
     assert speakers_for_a_verdict([3, 1]) is not None
 
 
-def audit(women: int, men: int, leak: float, seed: int, *, n_layers: int = 2):
+def audit(women: int, men: int, leak: float, seed: int, *, n_layers: int = 2, spread: float = 1.0):
     data = clustered_layers(women=women, men=men, leak=leak, n_layers=n_layers, seed=seed, model_seed=seed)
     folds = speaker_folds(data.speakers, data.labels, data.sessions, seed=seed)
     permutations = SpeakerPermutations.draw(data.labels, data.speakers, n=199, seed=seed)
@@ -57,6 +59,8 @@ def audit(women: int, men: int, leak: float, seed: int, *, n_layers: int = 2):
     for layer, features in enumerate(data.layers):
         probe = attack(LinearProbe(), features, data.labels, data.speakers, folds, permutations, seed=seed)
         s = probe.statistics
+        s = dataclasses.replace(s, standard_error=s.standard_error * spread,
+                                evidence=dataclasses.replace(s.evidence, standard_error=s.evidence.standard_error * spread))
         attacked.append(AttackedRow(LeakageResult(
             layer=f"layer{layer}", layer_index=layer, scenario="probe", attacker_kind="generic",
             attacker_architecture="probe", attacker_parameters=1, training_data="same", attribute="gender",
@@ -112,3 +116,17 @@ def test_every_relabelling_of_a_perfect_split_is_counted() -> None:
     permutations = SpeakerPermutations.draw(labels, np.repeat(np.arange(6), 4), n=199, seed=0)
     assert permutations.exact and permutations.distinct == 20
     assert not (permutations.smallest_p_value < 0.05)
+
+
+@pytest.mark.parametrize(("women", "men", "spread"), [(3, 3, 0.3), (3, 3, 1.0), (5, 5, 0.3)])
+def test_speakers_needed_are_more_than_the_corpus_has_and_enough_for_a_verdict(women: int, men: int,
+                                                                              spread: float) -> None:
+    """An undecided layer never asks for the speakers the corpus already has, nor for fewer than any
+    verdict needs: 3 + 3 speakers with a tight row once read 'about 6 speakers would decide (... at least
+    8 could)'. ``spread`` narrows the rows' standard errors, as a steady attacker's are."""
+    for seed in range(3):
+        _, verdict = audit(women, men, leak=1.5, seed=seed, spread=spread)
+        for layer in verdict.layers:
+            if layer.speakers_needed is not None:
+                assert layer.speakers_needed > women + men
+                assert layer.speakers_needed >= (verdict.speakers_for_a_verdict or 0)

@@ -131,13 +131,14 @@ def decide(
             row.simultaneous_ci_high = float(min(1.0, item.statistic + z_high * item.standard_error))
             row.severity = severity(row)
         verdict.layers.append(_layer_verdict(layer, [rows[i] for i in layer.rows], float(p_layer), threshold, alpha,
-                                             z_low, n_speakers=n_speakers or sum(permutations.unit_counts)))
+                                             z_low, n_speakers=n_speakers or sum(permutations.unit_counts),
+                                             fewest=verdict.speakers_for_a_verdict))
     _conclude(verdict)
     return verdict
 
 
 def _layer_verdict(layer: _Layer, rows: Sequence[LeakageResult], p_layer: float, threshold: float, alpha: float,
-                   z_low: float, *, n_speakers: int) -> LayerVerdict:
+                   z_low: float, *, n_speakers: int, fewest: int | None = None) -> LayerVerdict:
     probe_only = all(row.scenario == "probe" for row in rows)
     significant_rows = [row for row in rows if row.significant]
     significant = p_layer < alpha
@@ -163,6 +164,10 @@ def _layer_verdict(layer: _Layer, rows: Sequence[LeakageResult], p_layer: float,
             bound = headline.standard_error or spread
             factor = ((z_low + stats.norm.ppf(POWER)) * bound / abs(distance)) ** 2
             needed = math.ceil(n_speakers * factor) if n_speakers * factor < SPEAKERS_OUT_OF_REACH else None
+            if needed is not None:
+                # This corpus did not decide, so more speakers than it has, and at least the fewest whose
+                # relabellings can reach alpha at all.
+                needed = max(needed, n_speakers + 1, fewest or 0)
     attacker = ("linear probe" if headline.scenario == "probe"
                 else f"{headline.scenario} {headline.attacker_design} ({headline.attacker_kind})")
     figure = (f"L {headline.balanced_accuracy:.3f} [{_fmt(headline.ci_low)}, {_fmt(headline.ci_high)}] by {attacker}, "
