@@ -32,3 +32,21 @@ def test_generic_versus_aware_leaves_out_pairs_identical_by_construction() -> No
     finding = generic_versus_aware(rows)
     assert "over 1 pairs" in finding.evidence and "identical by construction" in finding.evidence
     assert finding.reproduced is True
+
+
+def test_a_flat_depth_curve_is_said_so_without_a_warning() -> None:
+    """Silence, or a layer stack that is perfect everywhere: every layer at one value, no rank correlation."""
+    import warnings
+
+    from ser_audit.leakage.statistics.findings import depth
+    from ser_audit.report.model import Leakage
+    from ser_audit.report.render.sections import depth_messages
+
+    rows = [row("generic", "probe", 0.5, 0.05).model_copy(update={"layer": f"pool{i}", "layer_index": i, "scenario": "probe"})
+            for i in range(1, 5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        finding = depth(rows)
+    assert "Spearman(depth, leakage) undefined (a flat curve)" in finding.evidence
+    [message] = depth_messages(Leakage.model_construct(results=rows, verdict=None))
+    assert message.startswith("Depth curve: flat, the strongest attacker reaches L 0.500 at every one of the 4 layers")

@@ -149,7 +149,10 @@ def depth(probe_rows: Sequence[LeakageResult]) -> Finding:
     curve = sorted((r for r in probe_rows if r.layer_index is not None), key=lambda r: r.layer_index or 0)
     if len(curve) < 3:
         return Finding(name="depth", claim=claim, reproduced=None, evidence="fewer than three layers audited")
-    rho = float(stats.spearmanr([r.layer_index for r in curve], [r.balanced_accuracy for r in curve]).statistic)
+    leakage = [r.balanced_accuracy for r in curve]
+    # A flat curve (every layer at chance on silence, or every one at 1.0) has no rank correlation.
+    flat = max(leakage) == min(leakage)
+    rho = float("nan") if flat else float(stats.spearmanr([r.layer_index for r in curve], leakage).statistic)
     first, deepest = curve[0], curve[-1]
     fall = of_row(first).minus(of_row(deepest))
     low = deepest.ci_low if deepest.ci_low is not None else deepest.accuracy.ci_low
@@ -159,7 +162,8 @@ def depth(probe_rows: Sequence[LeakageResult]) -> Finding:
     points = ", ".join(f"{r.layer} {r.balanced_accuracy:.3f}" for r in curve)
     return Finding(
         name="depth", claim=claim, reproduced=verdict,
-        evidence=f"linear probe {points}; Spearman(depth, leakage) {rho:+.2f}; {first.layer} - {deepest.layer} "
+        evidence=f"linear probe {points}; Spearman(depth, leakage) {'undefined (a flat curve)' if flat else f'{rho:+.2f}'}; "
+        f"{first.layer} - {deepest.layer} "
         f"{fall.text()}; deepest layer's interval [{low:.3f}, ...] {'above' if above else 'not above'} chance "
         f"{deepest.chance:.3f}",
     )

@@ -136,8 +136,15 @@ def depth_messages(leakage: Leakage) -> list[str]:
                  for layer in _layers(leakage.results)}
     top = max(strongest.values(), key=lambda r: r.balanced_accuracy)
     low = min(strongest.values(), key=lambda r: r.balanced_accuracy)
-    text = (f"Depth curve: the strongest attacker reaches L {top.balanced_accuracy:.3f} at {top.layer} and "
-            f"{low.balanced_accuracy:.3f} at {low.layer}, against chance {top.chance:.3f}")
+    if len(strongest) == 1:
+        text = (f"Depth curve: one layer, where the strongest attacker reaches L {top.balanced_accuracy:.3f} at "
+                f"{top.layer}, against chance {top.chance:.3f}")
+    elif top.balanced_accuracy == low.balanced_accuracy:
+        text = (f"Depth curve: flat, the strongest attacker reaches L {top.balanced_accuracy:.3f} at every one of the "
+                f"{len(strongest)} layers, against chance {top.chance:.3f}")
+    else:
+        text = (f"Depth curve: the strongest attacker reaches L {top.balanced_accuracy:.3f} at {top.layer} and "
+                f"{low.balanced_accuracy:.3f} at {low.layer}, against chance {top.chance:.3f}")
     if leakage.verdict is not None:
         past = [v.layer for v in leakage.verdict.layers if v.verdict == "leaks"]
         text += (f"; the layers shown to leak past the threshold T {leakage.verdict.threshold:.3f}: "
