@@ -184,3 +184,17 @@ def test_speaker_overlap_is_detected() -> None:
 def test_too_few_speakers_for_folds() -> None:
     with pytest.raises(CorpusError, match="too few"):
         speaker_disjoint_folds(_fake_corpus(3), n_folds=5)
+
+
+def test_a_corpus_that_mixes_sample_rates_gets_a_note_and_a_warning_where_the_rate_follows_gender() -> None:
+    from ser_audit.runner.preflight import rate_notes
+
+    corpus = _fake_corpus(4)  # s0, s2 female; s1, s3 male
+    one_rate = {u.id: 16_000 for u in corpus}
+    assert rate_notes(corpus, one_rate, 16_000) == []
+    by_gender = {u.id: 48_000 if u.gender == "female" else 16_000 for u in corpus}
+    [note] = rate_notes(corpus, by_gender, 16_000)
+    assert "mixes sample rates (16000 Hz: 8 file(s), 48000 Hz: 8 file(s))" in note and "one gender only" in note
+    by_speaker = {u.id: 48_000 if u.speaker in ("s0", "s1") else 16_000 for u in corpus}
+    [note] = rate_notes(corpus, by_speaker, 16_000)
+    assert "resampled to the model's 16000 Hz" in note and "one gender only" not in note

@@ -45,24 +45,24 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
 FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
 
 
-def scan_audio(paths: Iterable[tuple[str, Path]]) -> dict[str, float]:
+def scan_audio(paths: Iterable[tuple[str, Path]]) -> dict[str, tuple[float, int]]:
     """Before any long work: every file's header is read and floating-point files are decoded, which
-    must hold only finite samples; returns each readable file's duration in seconds, by id (of the
-    ``(id, path)`` pairs).
+    must hold only finite samples; returns each readable file's duration in seconds and its sample
+    rate, by id (of the ``(id, path)`` pairs).
 
     Raises:
         CorpusError: a floating-point file holds NaN or infinity (named with its first bad sample).
     """
-    durations = {}
+    headers = {}
     for identifier, path in paths:
         try:
             info = soundfile.info(str(path))
         except (soundfile.LibsndfileError, RuntimeError):
             continue  # read_audio names unreadable files when they are read
-        durations[identifier] = info.frames / info.samplerate
+        headers[identifier] = (info.frames / info.samplerate, int(info.samplerate))
         if info.subtype in FLOAT_SUBTYPES:
             read_audio(path, info.samplerate)
-    return durations
+    return headers
 
 
 def resample(signal: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:

@@ -2,13 +2,15 @@
 
 Floating-point files must hold finite samples (integer PCM cannot hold anything else); audio
 shorter than one analysis window is zero-padded to one frame by the front-end, and the report
-says which; and a variable-length model must run on the shortest utterance: the layer listing
-ran it on 1 s of audio, but its pooling may need more frames than a short utterance gives, and
-that should fail now, naming the utterance, not in the middle of a run.
+says which, as it says when the corpus mixes sample rates; and a variable-length model must run
+on the shortest utterance: the layer listing ran it on 1 s of audio, but its pooling may need
+more frames than a short utterance gives, and that should fail now, naming the utterance, not in
+the middle of a run.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -36,17 +38,37 @@ def audio_notes(model: "TargetModel", corpus: Corpus, *, also: Sequence["FrontEn
         CorpusError: a file holds NaN or infinite samples.
         ModelError: the shortest utterance is too short for a variable-length model.
     """
-    durations = scan_audio((u.id, u.path) for u in corpus)
-    if not durations:
+    headers = scan_audio((u.id, u.path) for u in corpus)
+    if not headers:
         return []
+    durations = {identifier: seconds for identifier, (seconds, _) in headers.items()}
     check_shortest(model, durations)
+    notes = rate_notes(corpus, {identifier: rate for identifier, (_, rate) in headers.items()}, model.frontend.sample_rate)
     seconds = max(window_seconds(spec) for spec in (model.frontend, *also))
     short = [identifier for identifier, duration in durations.items() if duration < seconds]
-    if not short:
+    if short:
+        shown = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
+        notes.append(f"{len(short)} utterance(s) of {corpus.name} are shorter than one analysis window "
+                     f"({seconds * 1000:.0f} ms) and were zero-padded to it: {shown}")
+    return notes
+
+
+def rate_notes(corpus: Corpus, rates: dict[str, int], model_rate: int) -> list[str]:
+    """A corpus that mixes sample rates is resampled file by file; where the rate follows the gender, what
+    resampling leaves behind (a band limit, its ripple) can pass for the attribute."""
+    counts = Counter(rates.values())
+    if len(counts) < 2:
         return []
-    shown = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
-    return [f"{len(short)} utterance(s) of {corpus.name} are shorter than one analysis window ({seconds * 1000:.0f} ms) "
-            f"and were zero-padded to it: {shown}"]
+    genders: dict[int, set[str]] = {}
+    for utterance in corpus:
+        if utterance.id in rates:
+            genders.setdefault(rates[utterance.id], set()).add(utterance.gender)
+    mixed = ", ".join(f"{rate} Hz: {count} file(s)" for rate, count in sorted(counts.items()))
+    note = f"{corpus.name} mixes sample rates ({mixed}); every file was resampled to the model's {model_rate} Hz"
+    if all(len(held) == 1 for held in genders.values()) and len(set().union(*genders.values())) > 1:
+        note += ("; each rate holds one gender only, so what resampling leaves behind can pass for gender: "
+                 "re-export the corpus at one rate before trusting a leak")
+    return [note]
 
 
 def check_shortest(model: "TargetModel", durations: dict[str, float]) -> None:
