@@ -273,6 +273,23 @@ def test_closed_set_folds_keep_dialogues_apart() -> None:
         assert not set(dialog[fold.train]) & set(dialog[fold.test])
 
 
+def test_speaker_verification_is_checked_before_any_long_work() -> None:
+    """Two speakers (one a half) cannot give a non-target trial: say so up front, naming the flag and the fix."""
+    from ser_audit.corpus.interface import Corpus as CorpusType
+    from ser_audit.corpus.interface import Utterance
+    from ser_audit.errors import CorpusError
+    from ser_audit.leakage.speaker import check_verifiable
+
+    def corpus(speakers: int) -> CorpusType:
+        return CorpusType(name="few", root=Path("/x"), utterances=[
+            Utterance(id=f"s{s}_{k}", path=Path(f"/x/s{s}_{k}.wav"), speaker=f"s{s}",
+                      gender="female" if s % 2 else "male", emotion="sad") for s in range(speakers) for k in range(3)])
+
+    with pytest.raises(CorpusError, match="--attribute speaker on corpus 'few' .2 speakers.*--attribute gender"):
+        check_verifiable(corpus(2))
+    check_verifiable(corpus(4))
+
+
 def test_the_input_descriptors_are_computed_once_per_corpus(small_corpus: Corpus, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from ser_audit.leakage import probe

@@ -61,6 +61,20 @@ def verification_folds(corpus: Corpus, *, seed: int = 0) -> list[Fold]:
                          name=corpus.name)
 
 
+def check_verifiable(corpus: Corpus, *, seed: int = 0) -> None:
+    """Before any long work: some half of ``verification_folds`` holds two speakers with two utterances each
+    (a target and a non-target trial); else the run would fail after extracting every layer."""
+    speakers = np.array(corpus.labels("speaker"))
+    for fold in verification_folds(corpus, seed=seed):
+        _, counts = np.unique(speakers[fold.test], return_counts=True)
+        if (counts >= 2).sum() >= 2:
+            return
+    raise CorpusError(
+        f"--attribute speaker on corpus {corpus.name!r} ({len(set(speakers.tolist()))} speakers): open-set verification "
+        "needs two held-out speakers with two utterances each in one of two speaker-disjoint halves; add speakers "
+        "(four or more, two utterances each), or audit --attribute gender")
+
+
 def _trials(embeddings: np.ndarray, speakers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cosine scores of every pair, whether it is a target trial, and the pair's two speaker positions."""
     unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)

@@ -108,9 +108,10 @@ def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
             f"({', '.join(seen)}): its layers have heard them, so leakage on them may exceed what new speakers would "
             "show; audit another corpus (or --corpus-option seed=N) to test unseen speakers")
     if config.attribute == "speaker":
-        from ser_audit.leakage.speaker import closed_set_folds
+        from ser_audit.leakage.speaker import check_verifiable, closed_set_folds
 
         inputs.folds = closed_set_folds(corpus, n_folds=config.folds or 5, seed=seed)
+        check_verifiable(corpus, seed=seed)
         inputs.notes.append("attribute speaker: closed-set identification (every speaker on both sides of a fold) and "
                             "open-set verification EER; P0's scenarios need an attacker trained on other speakers, so "
                             "they do not apply")
