@@ -125,3 +125,67 @@ def test_a_model_with_a_reference_input_in_eager_and_onnx(small_corpus, tmp_path
     from_eager, from_onnx = extract(eager, subset, layers), extract(exported, subset, layers)
     for name in from_eager.layers:
         assert np.abs(from_eager.layers[name] - from_onnx.layers[name]).max() < 1e-4
+
+
+class _Waveform(torch.nn.Module):
+    """A raw-waveform SER model of any length: strided convolution, mean over time, a linear head."""
+
+    def __init__(self, reshape_to_one_second: bool = False) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(1, 4, 400, stride=160)
+        self.fc = torch.nn.Linear(4, 4)
+        self.reshape_to_one_second = reshape_to_one_second
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if self.reshape_to_one_second:  # a length baked in, as tracing a .view() on the example's shape does
+            wave = wave.reshape(wave.shape[0], 16_000)
+        return self.fc(torch.relu(self.conv(wave.unsqueeze(1))).mean(-1))
+
+
+def _variable_length_spec():
+    from ser_audit.frontend.spec import Features, FrontEndSpec
+
+    return FrontEndSpec(features=Features(kind="waveform"), layout=["batch", "time"], duration_s=None,
+                        emotions=["neutral", "happy", "sad", "angry"])
+
+
+@pytest.mark.parametrize("convert", ["script", "trace"])
+def test_torchscript_models_run_at_every_length_of_a_variable_length_spec(tmp_path: Path, convert: str) -> None:
+    from ser_audit.frontend.spec import EXTRA_FILE
+
+    module = _Waveform().eval()
+    archive = torch.jit.script(module) if convert == "script" else torch.jit.trace(module, torch.zeros(2, 16_000))
+    path = tmp_path / "wave.pt"
+    torch.jit.save(archive, str(path), _extra_files={EXTRA_FILE: _variable_length_spec().to_json()})
+    model = load_model(str(path), cache_dir=tmp_path)
+    for seconds in (0.6, 1.0, 2.3):
+        wave = np.random.default_rng(0).standard_normal((3, int(seconds * 16_000))).astype(np.float32)
+        with torch.no_grad():
+            expected = module(torch.from_numpy(wave)).numpy()
+        assert np.abs(model.forward({model.input_names[0]: wave}, ["conv"]).logits - expected).max() < 1e-4, seconds
+
+
+def test_a_torchscript_graph_that_fixed_its_length_is_refused_at_load(tmp_path: Path, capfd) -> None:
+    from ser_audit.frontend.spec import EXTRA_FILE
+
+    archive = torch.jit.trace(_Waveform(reshape_to_one_second=True).eval(), torch.zeros(2, 16_000))
+    path = tmp_path / "fixed.pt"
+    torch.jit.save(archive, str(path), _extra_files={EXTRA_FILE: _variable_length_spec().to_json()})
+    with pytest.raises(ModelError, match="runs only at the length it was converted at.*duration_s"):
+        load_model(str(path), cache_dir=tmp_path)
+
+
+def test_a_torchscript_graph_the_exporter_cannot_convert_says_what_to_do_and_prints_nothing(tmp_path: Path,
+                                                                                          capfd) -> None:
+    from ser_audit.frontend.spec import EXTRA_FILE
+
+    class Dictionary(torch.nn.Module):
+        def forward(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"logits": wave[:, :4]}
+
+    path = tmp_path / "dict.pt"
+    torch.jit.save(torch.jit.script(Dictionary()), str(path), _extra_files={EXTRA_FILE: _variable_length_spec().to_json()})
+    capfd.readouterr()
+    with pytest.raises(ModelError, match=r"cannot be converted for tapping \(.*DictConstruct.*\); export the model"):
+        load_model(str(path), cache_dir=tmp_path)
+    assert capfd.readouterr().out == ""  # the exporter's IR dump once went to stdout, breaking --json

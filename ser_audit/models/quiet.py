@@ -26,3 +26,25 @@ def quiet_torch() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
+
+
+@contextmanager
+def no_stdout() -> Iterator[None]:
+    """Standard output closed at the file-descriptor level for the block: the TorchScript exporter prints the
+    whole IR graph from C++ when it fails, which Python's ``redirect_stdout`` cannot catch and which would
+    corrupt ``--json`` output."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 1)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)

@@ -16,7 +16,7 @@ import torch
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import EXTRA_FILE, FrontEndSpec, missing_spec_error, parse_spec
 from ser_audit.models.onnx_model import GraphBackedModel, OnnxModel
-from ser_audit.models.quiet import quiet_torch
+from ser_audit.models.quiet import no_stdout, quiet_torch
 
 
 class TorchScriptModel(GraphBackedModel):
@@ -29,17 +29,40 @@ class TorchScriptModel(GraphBackedModel):
         self._layers = None
         example = self.example_inputs(batch=2)
         tensors = tuple(torch.from_numpy(example[name]) for name in self.input_names)
+        time_axis = frontend.layout.index("time")
+        # A variable-length spec needs a variable time axis, or every utterance but a 1 s one would be refused.
+        axes = {name: ({0: "batch"} if frontend.duration_s else {0: "batch", time_axis: f"time{i}"})
+                for i, name in enumerate(self.input_names)}
         buffer = io.BytesIO()
         try:
-            with quiet_torch():
+            with quiet_torch(), no_stdout():
                 torch.onnx.export(
                     self.script_module, tensors, buffer,  # type: ignore[arg-type]  # a file-like works
-                    dynamo=False, input_names=self.input_names,
-                    output_names=["logits"], dynamic_axes={name: {0: "batch"} for name in self.input_names},
+                    dynamo=False, input_names=self.input_names, output_names=["logits"], dynamic_axes=axes,
                 )
         except Exception as error:  # the exporter raises many types
-            raise ModelError(f"model {path}: cannot trace the TorchScript graph for tapping ({error})") from None
+            lines = [line.strip() for line in str(error).replace("\\n", "\n").splitlines() if line.strip()]
+            reason = (lines[0].split(" [Caused by")[0].strip() if lines else type(error).__name__)[:300]
+            raise ModelError(f"model {path}: its TorchScript graph cannot be converted for tapping ({reason}); export "
+                             "the model to ONNX or with torch.export (.pt2), or give it as python:module:factory with "
+                             "--weights") from None
         self.graph = OnnxModel(onnx.load_from_string(buffer.getvalue()), frontend, path=path)
+        if frontend.num_samples is None:
+            self._check_variable_length(path)
+
+    def _check_variable_length(self, path: Path) -> None:
+        """A traced graph may have baked its example's length into a reshape; find out now, not mid-run."""
+        from ser_audit.frontend.features import FrontEnd
+
+        with torch.no_grad():
+            features = FrontEnd(self.frontend)(torch.zeros(2, int(1.37 * self.frontend.sample_rate))).numpy()
+        try:
+            self.forward(self.complete_inputs({name: features for name in self.fed_names}))
+        except Exception as error:  # onnxruntime raises its own types
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ModelError(f"model {path} runs only at the length it was converted at (1 s; at 1.37 s: {reason}): "
+                             "a traced model may have fixed its input length; give a front-end spec with duration_s "
+                             "(--frontend), or script or export the model with a dynamic time axis") from None
 
     def differentiable(self) -> torch.nn.Module:
         return self.script_module
