@@ -189,3 +189,20 @@ def test_a_torchscript_graph_the_exporter_cannot_convert_says_what_to_do_and_pri
     with pytest.raises(ModelError, match=r"cannot be converted for tapping \(.*DictConstruct.*\); export the model"):
         load_model(str(path), cache_dir=tmp_path)
     assert capfd.readouterr().out == ""  # the exporter's IR dump once went to stdout, breaking --json
+
+
+@pytest.mark.parametrize(("batch", "duration", "message"), [
+    (1, 1.0, r"fixed batch size of 1 .*dynamic_axes=\{'features': \{0: 'batch'\}\}"),
+    (None, None, r"fixes the time axis of input 'features' at 16000, but the front-end spec is variable-length"),
+])
+def test_onnx_graphs_with_a_fixed_batch_or_length_are_refused_at_load(tmp_path: Path, batch: int | None,
+                                                                      duration: float | None, message: str) -> None:
+    """Batch-1 exports are common; they once ended in exit 3 inside onnxruntime when layers ran at batch 2."""
+    spec = _variable_length_spec().model_copy(update={"duration_s": duration})
+    path = tmp_path / "wave.onnx"
+    axes = None if batch else {"features": {0: "batch"}}
+    torch.onnx.export(_Waveform().eval(), (torch.zeros(batch or 2, 16_000),), str(path), dynamo=False,
+                      input_names=["features"], output_names=["logits"], dynamic_axes=axes)
+    (tmp_path / "wave.frontend.json").write_text(spec.to_json())
+    with pytest.raises(ModelError, match=message):
+        load_model(str(path), cache_dir=tmp_path)

@@ -407,6 +407,22 @@ def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | 
                 f"graph declares {graph_shape}; fix the spec (layout, n_mels, n_mfcc, n_fft, hop_length, deltas, "
                 "duration_s) in --frontend FILE or MODEL.frontend.json"
             )
+        if isinstance(graph_shape[0], int) and graph_shape[0] > 0:
+            raise ModelError(
+                f"model {path}: input {name!r} has a fixed batch size of {graph_shape[0]} (the graph declares "
+                f"{graph_shape}), but utterances are run in batches; re-export it with a dynamic batch axis, e.g. "
+                + ("torch.export.export(..., dynamic_shapes=...) with a torch.export.Dim for it"
+                   if path is not None and path.suffix == ".pt2"
+                   else f"torch.onnx.export(..., dynamic_axes={{{name!r}: {{0: 'batch'}}}})")
+            )
+        time_axis = model.frontend.layout.index("time") if "time" in model.frontend.layout else None
+        if (model.frontend.num_samples is None and time_axis is not None and time_axis < len(graph_shape)
+                and isinstance(graph_shape[time_axis], int) and graph_shape[time_axis] > 0):
+            raise ModelError(
+                f"model {path}: the graph fixes the time axis of input {name!r} at {graph_shape[time_axis]}, but the "
+                "front-end spec is variable-length; set duration_s in the spec to the length the model was exported "
+                "at, or re-export it with a dynamic time axis"
+            )
 
 
 def load_onnx(path: Path, frontend: FrontEndSpec | None) -> OnnxModel:
