@@ -194,8 +194,21 @@ def test_report_against_a_baseline_lists_changes(gated_report: Path) -> None:
 def test_example_policy_validates() -> None:
     from ser_audit.report.policy import load_policy
 
-    policy = load_policy(Path(__file__).resolve().parent.parent / "examples" / "policy.toml")
-    assert policy.leakage and policy.robustness and policy.regression is not None
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    policy = load_policy(examples / "policy.toml")
+    assert policy.leakage and policy.robustness and policy.regression is None  # the CI example gates a running audit
+    assert load_policy(examples / "regression-policy.toml").regression is not None
+
+
+def test_a_regression_policy_on_an_audit_is_refused_before_any_work(run_cli, tmp_path: Path) -> None:
+    """A [regression] table needs an earlier report; an audit once ran to the end, then failed without a report."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    result = run_cli("leakage", "zoo:nonexistent-model", "--policy", str(examples / "regression-policy.toml"),
+                     "--out", str(tmp_path / "out"))
+    assert result.code == 2 and "[regression] table, which needs an earlier report" in result.stderr, result.stderr
+    assert "--baseline OLD/report.json" in result.stderr and not (tmp_path / "out").exists()
+    assert run_cli("leakage", "zoo:nonexistent-model", "--policy", str(examples / "policy.toml"),
+                   "--out", str(tmp_path / "out")).stderr.count("[regression]") == 0
 
 
 def test_baseline_changes_carry_both_intervals_and_the_change_interval(gated_report: Path) -> None:

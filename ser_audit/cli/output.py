@@ -9,6 +9,7 @@ import typer
 
 from ser_audit.cli.progress import STDERR
 from ser_audit.cli.render import plain
+from ser_audit.errors import ConfigError
 from ser_audit.files import check_writable
 from ser_audit.report.model import Report
 from ser_audit.report.writer import check_report_out, parse_formats, write_report
@@ -26,7 +27,11 @@ def check_outputs(formats: str, policy: Path | None = None, out: str | None = No
     if policy is not None:
         from ser_audit.report.policy import load_policy
 
-        load_policy(policy)
+        if load_policy(policy).regression is not None:
+            # An audit has no earlier report to compare with; failing after the whole run would lose it.
+            raise ConfigError(f"--policy {policy} has a [regression] table, which needs an earlier report: audit with a "
+                              "policy without it, then run ser-audit gate NEW/report.json --policy "
+                              f"{policy} --baseline OLD/report.json")
 
 
 def check_cache_dir(cache_dir: Path | None) -> None:
