@@ -95,3 +95,19 @@ def test_corpus_is_cached_and_audio_is_plausible(tmp_path: Path) -> None:
     assert rate == 16_000
     assert 1.0 < len(audio) / rate < 6.0
     assert 0.01 < np.sqrt(np.mean(audio**2)) < 0.5
+
+
+def test_a_synthetic_corpus_takes_a_seed_option_for_other_voices(monkeypatch, tmp_path: Path) -> None:
+    """The report's seen-speakers note says '--corpus-option seed=N'; it was refused for synthetic corpora."""
+    import pytest
+
+    from ser_audit.corpus import registry
+    from ser_audit.errors import ConfigError
+
+    drawn: list[int] = []
+    monkeypatch.setattr(registry, "synthetic_corpus", lambda name, *, cache_dir, seed, observer: drawn.append(seed))
+    registry.resolve_corpus("synthetic", cache_dir=tmp_path, seed=0, options=["seed=3"])
+    registry.resolve_corpus("ravdess-like", cache_dir=tmp_path, seed=5)
+    assert drawn == [3, 5]
+    with pytest.raises(ConfigError, match="takes only seed=N"):
+        registry.resolve_corpus("synthetic", cache_dir=tmp_path, seed=0, options=["speakers=4"])

@@ -59,10 +59,11 @@ def resolve_corpus(
     """
     name = ALIASES.get(spec, spec)
     loaders = corpus_loaders()
-    if options and name not in loaders:
-        raise ConfigError(f"--corpus-option applies to real-corpus loaders ({', '.join(loaders)}), not to {spec!r}")
     if name in PRESETS:
-        return synthetic_corpus(name, cache_dir=cache_dir, seed=seed, observer=observer)
+        return synthetic_corpus(name, cache_dir=cache_dir, seed=_synthetic_seed(spec, options, seed), observer=observer)
+    if options and name not in loaders:
+        raise ConfigError(f"--corpus-option applies to real-corpus loaders ({', '.join(loaders)}) and to a synthetic "
+                          f"preset's seed=N, not to {spec!r}")
     path = Path(spec)
     if path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson") or path.is_file():
         return load_manifest(path)
@@ -72,3 +73,13 @@ def resolve_corpus(
     raise CorpusError(
         f"--corpus {spec!r} is neither a known corpus ({', '.join(known)}) nor a manifest file (.csv/.jsonl)"
     )
+
+
+def _synthetic_seed(spec: str, options: Sequence[str], seed: int) -> int:
+    """A synthetic preset takes one option, ``seed=N``: other voices than the run's ``--seed`` draws."""
+    for item in options:
+        key, separator, text = item.partition("=")
+        if key != "seed" or not separator or not text.strip().lstrip("-").isdigit():
+            raise ConfigError(f"--corpus-option {item!r}: the synthetic corpus {spec!r} takes only seed=N (an integer)")
+        seed = int(text)
+    return seed
