@@ -616,3 +616,19 @@ def test_pickle_is_never_loaded_without_trust(context: Context, run_cli) -> None
     for candidate in (path, context.root / "evil.zip.pt"):
         result = run_cli("layers", str(candidate))
         assert result.code == 2 and not marker.exists(), result.stderr
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b"PK\x03\x04 cut short"])
+def test_a_damaged_cached_zoo_model_is_named_with_the_fix(run_cli, tmp_path: Path, content: bytes) -> None:
+    """A cached checkpoint cut short or overwritten ended in exit 3 with torch's advice to load it unsafely."""
+    from ser_audit.models.zoo import checkpoint_path, get_reference_model
+
+    cache = tmp_path / "cache"
+    path = checkpoint_path(cache, get_reference_model("cnn4"), 0)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    for command in (("layers", "zoo:cnn4"), ("zoo", "list")):
+        result = run_cli(*command, "--cache-dir", str(cache))
+        assert result.code == 2, (command, result.stderr)
+        assert f"the cached zoo:cnn4 checkpoint {path} is unreadable" in result.stderr and "cache clear" in result.stderr
+        assert "weights_only set to False" not in result.stderr and "Traceback" not in result.stderr

@@ -416,10 +416,10 @@ def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | 
                    else f"torch.onnx.export(..., dynamic_axes={{{name!r}: {{0: 'batch'}}}})")
             )
         time_axis = model.frontend.layout.index("time") if "time" in model.frontend.layout else None
-        if (model.frontend.num_samples is None and time_axis is not None and time_axis < len(graph_shape)
-                and isinstance(graph_shape[time_axis], int) and graph_shape[time_axis] > 0):
+        frames = graph_shape[time_axis] if time_axis is not None and time_axis < len(graph_shape) else None
+        if model.frontend.num_samples is None and isinstance(frames, int) and frames > 0:
             raise ModelError(
-                f"model {path}: the graph fixes the time axis of input {name!r} at {graph_shape[time_axis]}, but the "
+                f"model {path}: the graph fixes the time axis of input {name!r} at {frames}, but the "
                 "front-end spec is variable-length; set duration_s in the spec to the length the model was exported "
                 "at, or re-export it with a dynamic time axis"
             )

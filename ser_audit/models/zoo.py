@@ -10,8 +10,9 @@ tensors either way, and its metrics say which device it was).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from ser_audit.errors import ConfigError
+from ser_audit.errors import ConfigError, ModelError
 from ser_audit.models.reference import ParameterGroup, ReferenceModel, Stage, Training  # noqa: F401  (for plugins)
 from ser_audit.plugins import load_plugins
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
@@ -53,3 +54,21 @@ def load_or_train(
         trained = train_reference(model, cache_dir=cache_dir, seed=seed, observer=observer, device=device)
         write_checkpoint(trained, path)
     return path
+
+
+def read_cached_checkpoint(path: Path, name: str) -> dict[str, Any]:
+    """The payload of a cached reference checkpoint; a damaged file (a disk filled mid-write by another
+    tool, a copy cut short) is named with the fix, not left to fail deep inside torch."""
+    import pickle
+
+    import torch
+
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or "reference_model" not in payload or "metrics" not in payload:
+            raise ValueError("not a reference-model checkpoint")
+        return payload
+    except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise ModelError(f"the cached zoo:{name} checkpoint {path} is unreadable ({reason}); delete it (or run "
+                         "ser-audit cache clear --all) and it is trained again on first use") from None

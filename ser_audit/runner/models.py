@@ -38,10 +38,8 @@ def reference_model_table(*, cache_dir: Path | None = None, seed: int = 0) -> li
     already trained in the cache, its held-out UAR, training speakers and training time."""
     import json
 
-    import torch
-
     from ser_audit.corpus.synthetic.presets import PRESETS
-    from ser_audit.models.zoo import checkpoint_path, reference_models
+    from ser_audit.models.zoo import checkpoint_path, read_cached_checkpoint, reference_models
 
     cache = cache_dir or sources.default_cache_dir()
     rows = []
@@ -52,7 +50,7 @@ def reference_model_table(*, cache_dir: Path | None = None, seed: int = 0) -> li
         path = checkpoint_path(cache, model, seed)
         metrics: dict[str, Any] = {}
         if path.is_file():
-            metrics = json.loads(torch.load(str(path), map_location="cpu", weights_only=True)["metrics"])
+            metrics = json.loads(read_cached_checkpoint(path, model.name)["metrics"])
         rows.append({
             "name": model.name, "paper": model.paper, "description": model.description, "version": str(model.version),
             "input": f"{features.kind}, {model.frontend.sample_rate} Hz, {model.frontend.duration_s} s, "
@@ -93,16 +91,16 @@ def train_reference_model(name: str, out: Path, *, seed: int = 0, cache_dir: Pat
     from ser_audit.devices import resolve_device
     from ser_audit.models.export import export_model
     from ser_audit.models.loading import load_checkpoint
-    from ser_audit.models.zoo import load_or_train
+    from ser_audit.models.zoo import load_or_train, read_cached_checkpoint
 
     _check_out(out)
     resolved = resolve_device(device)  # a missing GPU fails before any work
     checkpoint = load_or_train(name, cache_dir=cache_dir or sources.default_cache_dir(), seed=seed, observer=observer,
                                device=resolved)
+    model = load_checkpoint(checkpoint, payload=read_cached_checkpoint(checkpoint, name))
     if out.suffix.lower() == ".ckpt":
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(checkpoint, out)
-    model = load_checkpoint(checkpoint)
     if out.suffix.lower() != ".ckpt":
         export_model(model.module, model.frontend, out)
     return dict(model.training or {})

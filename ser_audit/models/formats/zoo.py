@@ -19,11 +19,12 @@ class ZooFormat:
 
     def load(self, request: ModelRequest) -> "TargetModel":
         from ser_audit.models.loading import load_checkpoint, runs_on_its_spec
-        from ser_audit.models.zoo import load_or_train
+        from ser_audit.models.zoo import load_or_train, read_cached_checkpoint
 
         checkpoint = load_or_train(request.spec[4:], cache_dir=request.cache_dir, seed=request.seed,
                                    observer=request.observer, device=request.device)
-        return runs_on_its_spec(load_checkpoint(checkpoint, request.frontend), request.spec)
+        payload = read_cached_checkpoint(checkpoint, request.spec[4:])
+        return runs_on_its_spec(load_checkpoint(checkpoint, request.frontend, payload), request.spec)
 
 
 FORMAT = ZooFormat()
