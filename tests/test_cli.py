@@ -117,6 +117,7 @@ def test_failed_gate_gives_exit_1_and_keeps_the_report(run_cli, onnx_model, mani
     assert result.code == 1
     report = json.loads(out.read_text())
     assert report["gates"][0]["passed"] is False
+    assert "gate failed: max-leakage" in result.stderr  # --quiet hides progress, not why the run failed
 
 
 def test_report_on_stdout(run_cli, onnx_model, manifest) -> None:

@@ -33,6 +33,8 @@ def _render(report: Path, *args: str, command: str = "report") -> subprocess.Com
 def test_report_renders_without_torch(gated_report: Path) -> None:
     result = _render(gated_report, "--format", "md")
     assert result.returncode == 0, result.stderr
+    dash = _render(gated_report, "--format", "md", "--out", "-")  # stdout, as the audit commands read it
+    assert dash.returncode == 0 and dash.stdout == result.stdout and not Path("-").exists()
     assert "## Leakage of gender" in result.stdout and "| pool1 |" in result.stdout
     assert "| max-leakage | 0 |" in result.stdout and "| FAIL |" in result.stdout
     assert "## Summary" in result.stdout and "## P0's findings on this run" in result.stdout

@@ -49,5 +49,10 @@ def finish(report: Report, out: str, formats: str, *, quiet: bool, summary: Call
             summary(report)
         for path in written:
             STDERR.print(plain(f"report written to {path}"))
-    if not all(gate.passed for gate in report.gates):
+    failed = [gate for gate in report.gates if not gate.passed]
+    if failed:
+        if quiet:  # the summary that names them was not printed; exit 1 must not come unexplained
+            for gate in failed:
+                STDERR.print(plain(f"gate failed: {gate.name}: {gate.value:.3f} against {gate.threshold:.3f}"
+                                   + (f" ({gate.detail})" if gate.detail else "")))
         raise typer.Exit(1)

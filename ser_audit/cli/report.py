@@ -17,13 +17,15 @@ from ser_audit.report.writer import read_report, write_text_atomic
 def report(
     path: Annotated[Path, typer.Argument(help="A report.json written by ser-audit.")],
     format: Annotated[str, typer.Option("--format", help="html, md, junit or json.")] = "md",
-    out: Annotated[Optional[Path], typer.Option("--out", help="File to write; stdout when omitted.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="File to write; stdout when omitted or '-'.")] = None,
     baseline: Annotated[
         Optional[Path], typer.Option("--baseline", help="An earlier report: show what got better or worse.")
     ] = None,
 ) -> None:
     """Re-render a saved report; with --baseline, what changed since an earlier one."""
     renderer = renderer_for(format)
+    if out is not None and str(out) == "-":  # as the audit commands read --out -
+        out = None
     if out is not None:
         check_writable(out, flag="--out")
     current = read_report(path)
