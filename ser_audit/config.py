@@ -150,6 +150,9 @@ class AuditConfig(_Frozen):
             check_relative_eps("--pgd-eps", (probes["pgd_eps"],), allow_zero=False)
         if isinstance(values.get("at_eps"), (int, float)):
             check_relative_eps("--at-eps", (values["at_eps"],), allow_zero=True)
+            if values.get("min_robust_uar") is None:
+                raise ConfigError(f"--at-eps {values['at_eps']} sets the eps of the --min-robust-uar gate, which is not "
+                                  "given; add --min-robust-uar X (or leave --at-eps out)")
         layers = values.get("layers")
         if isinstance(layers, str) and not any(token.strip() for token in layers.split(",")):
             raise ConfigError(f"--layers {layers!r} names no layer; give names, globs, indices, ranges (2-5) or all "

@@ -410,6 +410,7 @@ CASES = [
     Case("eps-words", lambda c: robustness(c, "--eps", "abc"), message="comma-separated"),
     Case("pgd-eps-above-one", lambda c: robustness(c, "--pgd-eps", "5"), message="--pgd-eps 5"),
     Case("at-eps-above-one", lambda c: robustness(c, "--min-robust-uar", "0.5", "--at-eps", "3"), message="--at-eps"),
+    Case("at-eps-without-its-gate", lambda c: robustness(c, "--at-eps", "0.02"), message="add --min-robust-uar X"),
     Case("harden-eps-above-one", lambda c: ["harden", str(c.model), "--method", "vanilla", "--eps", "3",
                                             "--out", str(c.root / "h.onnx")], message="--eps 3"),
     Case("scenarios-unknown", lambda c: leakage(c, "--scenarios", "worst,s9"), message="--scenarios"),

@@ -81,9 +81,11 @@ EpsOption = Annotated[
     str, typer.Option("--eps", help="FGSM eps grid, relative to the input's spread (P2's grid by default).")
 ]
 MinRobustUarOption = Annotated[
-    Optional[float], typer.Option("--min-robust-uar", min=0.0, max=1.0, help="Gate: FGSM UAR at --at-eps must reach this.")
+    Optional[float], typer.Option("--min-robust-uar", min=0.0, max=1.0,
+                                 help="Gate: FGSM UAR at --at-eps (default: the grid's largest eps) must reach this.")
 ]
-AtEpsOption = Annotated[Optional[float], typer.Option("--at-eps", help="Eps of the --min-robust-uar gate.")]
+AtEpsOption = Annotated[Optional[float], typer.Option(
+    "--at-eps", help="Eps of the --min-robust-uar gate (needs it); default: the grid's largest.")]
 
 
 def parse_eps_grid(text: str) -> tuple[float, ...]:
