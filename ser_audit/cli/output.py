@@ -16,12 +16,12 @@ from ser_audit.report.writer import check_report_out, parse_formats, write_repor
 
 
 def check_outputs(formats: str, policy: Path | None = None, out: str | None = None, cache_dir: Path | None = None, *,
-                  uses_cache: bool = True) -> None:
+                  uses_cache: bool = True, out_flag: str = "--out") -> None:
     """Fail on a bad --format, --policy, or an --out or --cache-dir that cannot be written, before any work.
     ``uses_cache=False`` (commands that may not write the cache) checks --cache-dir only when it is given."""
     parsed = parse_formats(formats)
     if out is not None:
-        check_report_out(out, parsed)
+        check_report_out(out, parsed, flag=out_flag)
     if uses_cache or cache_dir is not None:
         check_cache_dir(cache_dir)
     if policy is not None:

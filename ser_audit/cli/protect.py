@@ -55,7 +55,7 @@ def protect(
     quiet: options.QuietOption = False,
 ) -> None:
     """Remove an attribute from one layer, then re-audit with attackers trained afterwards and report the trade-off."""
-    check_outputs(format, None, report, cache_dir)
+    check_outputs(format, None, report, cache_dir, out_flag="--report")
     check_writable(out, flag="--out")
     config = api.AuditConfig.create(
         options.model_source(model, frontend, weights, trust_pickle),

@@ -371,7 +371,7 @@ class TargetModel(ABC):
         blocks = set(transformer_blocks([layer.name for layer in layers]))
         return layers if everything or not blocks else [layer for layer in layers if layer.name in blocks]
 
-    def select_layers(self, spec: str | None) -> list[LayerInfo]:
+    def select_layers(self, spec: str | None, *, flag: str = "--layers") -> list[LayerInfo]:
         """Layers matching a comma-separated list of names, globs, indices, ranges (``2-5``) or ``all``;
         ``None`` selects ``default_taps()``. A token that is a layer's name is that layer, even when
         it reads as an index or range too (an ``nn.Sequential``'s children are named ``0``, ``1``...)."""
@@ -399,7 +399,7 @@ class TargetModel(ABC):
             if not matched:
                 names = ", ".join(layer.name for layer in layers[:12])
                 raise LayerSelectionError(
-                    f"--layers {token!r} matches no layer of {self.path or 'the model'}; "
+                    f"{flag} {token!r} matches no layer of {self.path or 'the model'}; "
                     f"run `ser-audit layers MODEL` to list them (first: {names})"
                 )
             chosen.update({layer.index: layer for layer in matched})

@@ -60,19 +60,19 @@ def report_paths(out: Path | str, formats: Sequence[str] = ("json",)) -> list[Pa
     return [base, *(base.with_name(base.stem + renderer_for(name).suffix) for name in extra)]
 
 
-def check_report_out(out: Path | str, formats: Sequence[str] = ("json",)) -> None:
+def check_report_out(out: Path | str, formats: Sequence[str] = ("json",), *, flag: str = "--out") -> None:
     """Before any work: ``--out`` can take every report file (see ``report_paths``).
 
     Raises:
-        ConfigError, OutputError: naming --out and the path that cannot be written.
+        ConfigError, OutputError: naming ``flag`` (--out) and the path that cannot be written.
     """
     from ser_audit.files import check_writable
 
     paths = report_paths(out, formats)
     if paths and Path(out).suffix.lower() != ".json":
-        check_writable(Path(out), flag="--out", folder=True)
+        check_writable(Path(out), flag=flag, folder=True)
     for path in paths:
-        check_writable(path, flag="--out")
+        check_writable(path, flag=flag)
 
 
 def write_report(report: Report, out: Path | str, formats: Sequence[str] = ("json",)) -> list[Path]:

@@ -177,7 +177,7 @@ def _budget_gate(settings: ProtectSettings, protection: Protection) -> Gate:
 
 
 def _the_layer(model: "TargetModel", name: str) -> "LayerInfo":
-    chosen = model.select_layers(name)
+    chosen = model.select_layers(name, flag="--layer")
     if len(chosen) != 1:
         raise ConfigError(f"--layer {name!r} names {len(chosen)} layers; name exactly one (see `ser-audit layers`)")
     return chosen[0]
