@@ -321,3 +321,18 @@ def test_a_report_before_1_8_keeps_its_hardening_section(hardening_report: Path)
     again = json.loads(_render(hardening_report, "--format", "json").stdout)  # re-rendered, the old fields stay
     assert again["hardening_effect"] == data["hardening_effect"] and again["hardened_model"]["path"] == "hardened.onnx"
     assert again["schema_version"] == "1.7" and again["comparison"] is None
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "checks nothing"),
+    ('[[leakage]]\nlayer = "pool4"\n', r"\[\[leakage\]\] rule 1 sets no threshold"),
+    ("[scores]\n", r"\[scores\] sets no threshold"),
+])
+def test_a_policy_that_cannot_fail_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    from ser_audit.errors import ConfigError
+    from ser_audit.report.policy import load_policy
+
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_policy(path)

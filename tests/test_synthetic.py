@@ -111,3 +111,9 @@ def test_a_synthetic_corpus_takes_a_seed_option_for_other_voices(monkeypatch, tm
     assert drawn == [3, 5]
     with pytest.raises(ConfigError, match="takes only seed=N"):
         registry.resolve_corpus("synthetic", cache_dir=tmp_path, seed=0, options=["speakers=4"])
+
+
+def test_corpus_synth_takes_the_default_corpus_name() -> None:
+    from ser_audit.corpus.synthetic.presets import get_preset
+
+    assert get_preset("synthetic") is IEMOCAP_LIKE  # `corpus list` shows it as the alias it is

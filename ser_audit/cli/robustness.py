@@ -26,7 +26,7 @@ def robustness(
     eta: Annotated[Optional[float], typer.Option("--eta", help="FGSM clip around x (P2 eq. 2), relative like eps.")] = None,
     pgd_eps: Annotated[float, typer.Option("--pgd-eps", help="PGD radius, relative.")] = 0.02,
     pgd_steps: Annotated[Optional[int], typer.Option("--pgd-steps", help="PGD iterations (default 10, 3 with --quick).")] = None,
-    pgd_step_size: Annotated[Optional[float], typer.Option("--pgd-step-size", help="Relative; default eps/4.")] = None,
+    pgd_step_size: Annotated[Optional[float], typer.Option("--pgd-step-size", help="Relative; default 2.5 eps / steps.")] = None,
     domain: Annotated[str, typer.Option("--domain", help="features (model input) or waveform.")] = "features",
     attack_target: Annotated[str, typer.Option("--attack-target", help="labels or predictions.")] = "labels",
     targeted: Annotated[Optional[str], typer.Option("--targeted", help="Push every prediction towards this emotion.")] = None,

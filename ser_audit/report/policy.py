@@ -132,11 +132,24 @@ def load_policy(path: Path) -> Policy:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"--policy {path} is not valid TOML ({error})") from None
     try:
-        return Policy.model_validate(data)
+        policy = Policy.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"--policy {path}: {where}: {first['msg']} (see schemas/policy.schema.json)") from None
+    # A rule without a threshold would pass whatever the report says: a CI gate that cannot fail.
+    for number, rule in enumerate(policy.leakage, start=1):
+        if rule.max_leakage is None and rule.max_gap is None and rule.max_severity is None:
+            raise ConfigError(f"--policy {path}: [[leakage]] rule {number} sets no threshold; give it max_leakage, "
+                              "max_gap or max_severity")
+    for table, rule in (("[scores]", policy.scores), ("[protection]", policy.protection),
+                        ("[regression]", policy.regression)):
+        if rule is not None and all(value is None for value in rule.model_dump().values()):
+            raise ConfigError(f"--policy {path}: {table} sets no threshold")
+    if not (policy.leakage or policy.robustness or policy.scores or policy.protection or policy.regression):
+        raise ConfigError(f"--policy {path} checks nothing; add a [[leakage]], [[robustness]], [scores], [protection] "
+                          "or [regression] rule (see examples/policy.toml)")
+    return policy
 
 
 def gate_severity(row: LeakageResult, report: Report) -> str:

@@ -156,7 +156,7 @@ PRESETS: dict[str, Preset] = {
 
 def get_preset(name: str) -> Preset:
     try:
-        return PRESETS[name]
+        return PRESETS["iemocap-like" if name == "synthetic" else name]  # the default corpus's name, as --corpus takes it
     except KeyError:
         raise ConfigError(f"unknown synthetic preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
