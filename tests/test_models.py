@@ -206,3 +206,29 @@ def test_onnx_graphs_with_a_fixed_batch_or_length_are_refused_at_load(tmp_path: 
     (tmp_path / "wave.frontend.json").write_text(spec.to_json())
     with pytest.raises(ModelError, match=message):
         load_model(str(path), cache_dir=tmp_path)
+
+
+def test_an_onnx_graph_whose_logits_are_not_its_first_output(tmp_path: Path) -> None:
+    """Probabilities listed first: the output named logits is read, on both the onnxruntime and the torch path."""
+
+    class ProbabilitiesFirst(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = _Waveform()
+
+        def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = self.inner(wave)
+            return torch.softmax(logits, -1), logits
+
+    module = ProbabilitiesFirst().eval()
+    path = tmp_path / "two.onnx"
+    torch.onnx.export(module, (torch.zeros(2, 16_000),), str(path), dynamo=False, input_names=["features"],
+                      output_names=["probs", "logits"], dynamic_axes={"features": {0: "batch"}})
+    (tmp_path / "two.frontend.json").write_text(_variable_length_spec().model_copy(update={"duration_s": 1.0}).to_json())
+    model = load_model(str(path), cache_dir=tmp_path)
+    wave = np.random.default_rng(0).standard_normal((3, 16_000)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(wave))[1].numpy()
+        through_torch = model.differentiable()(torch.from_numpy(wave)).numpy()
+    assert np.abs(model.forward({"features": wave}).logits - expected).max() < 1e-4
+    assert np.abs(through_torch - expected).max() < 1e-4

@@ -52,17 +52,18 @@ class WithAuxiliaryInputs(nn.Module):
         return self.module(*(given[name] for name in self.input_names))
 
 
-class FirstOutput(nn.Module):
-    """A converted graph with several outputs (a voice-activity model's logits and new state) as its logits,
-    the first output, as onnxruntime's path takes them."""
+class ChosenOutput(nn.Module):
+    """A converted graph with several outputs, reduced to the one that holds the logits (``logits_output``), as
+    onnxruntime's path takes them."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, index: int = 0) -> None:
         super().__init__()
         self.module = module
+        self.index = index
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         output = self.module(*inputs)
-        return output[0] if isinstance(output, (tuple, list)) else output
+        return output[self.index] if isinstance(output, (tuple, list)) else output
 
 
 def verified_conversion(model: "OnnxModel") -> nn.Module:
@@ -76,7 +77,9 @@ def verified_conversion(model: "OnnxModel") -> nn.Module:
             failures.append(module)
             continue
         if len(model.proto.graph.output) > 1:
-            module = FirstOutput(module)
+            from ser_audit.models.onnx_model import logits_output
+
+            module = ChosenOutput(module, logits_output(model.proto))
         inputs = model.example_inputs(batch=2)
         try:
             with torch.no_grad():

@@ -178,7 +178,7 @@ class OnnxModel(TargetModel):
         if unfed:
             raise missing_inputs_error(path, unfed)
         check_input_shapes(proto, self, path)
-        self._logits_name = proto.graph.output[0].name
+        self._logits_name = proto.graph.output[logits_output(proto)].name
         self._providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
         # One session per set of taps: every extra graph output keeps onnxruntime from fusing
         # the layers it splits, so the graph as shipped runs untapped and each tap set alone.
@@ -363,6 +363,16 @@ def declared_inputs(proto: onnx.ModelProto) -> dict[str, DeclaredInput]:
         shape = _declared_shape(value)
         declared[value.name] = DeclaredInput(None if shape is None else tuple(shape), dtype)
     return declared
+
+
+def logits_output(proto: onnx.ModelProto) -> int:
+    """Which graph output holds the logits: the one named so (a model may list its probabilities first), else
+    the first (a voice-activity model's logits come before its new state)."""
+    names = [output.name.lower() for output in proto.graph.output]
+    for wanted in ("logits", "logit"):
+        if wanted in names:
+            return names.index(wanted)
+    return next((i for i, name in enumerate(names) if "logit" in name), 0)
 
 
 def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | None) -> None:
