@@ -142,9 +142,10 @@ def load_policy(path: Path) -> Policy:
         if rule.max_leakage is None and rule.max_gap is None and rule.max_severity is None:
             raise ConfigError(f"--policy {path}: [[leakage]] rule {number} sets no threshold; give it max_leakage, "
                               "max_gap or max_severity")
-    for table, rule in (("[scores]", policy.scores), ("[protection]", policy.protection),
-                        ("[regression]", policy.regression)):
-        if rule is not None and all(value is None for value in rule.model_dump().values()):
+    tables: list[tuple[str, BaseModel | None]] = [
+        ("[scores]", policy.scores), ("[protection]", policy.protection), ("[regression]", policy.regression)]
+    for table, thresholds in tables:
+        if thresholds is not None and all(value is None for value in thresholds.model_dump().values()):
             raise ConfigError(f"--policy {path}: {table} sets no threshold")
     if not (policy.leakage or policy.robustness or policy.scores or policy.protection or policy.regression):
         raise ConfigError(f"--policy {path} checks nothing; add a [[leakage]], [[robustness]], [scores], [protection] "
