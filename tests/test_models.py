@@ -232,3 +232,26 @@ def test_an_onnx_graph_whose_logits_are_not_its_first_output(tmp_path: Path) -> 
         through_torch = model.differentiable()(torch.from_numpy(wave)).numpy()
     assert np.abs(model.forward({"features": wave}).logits - expected).max() < 1e-4
     assert np.abs(through_torch - expected).max() < 1e-4
+
+
+def test_a_model_with_more_logits_than_its_spec_has_emotions_is_refused(tmp_path: Path) -> None:
+    """Seven outputs read against four emotions gave UAR 0 at every eps, and a robustness grade, with no word."""
+    module = _Waveform().eval()
+    module.fc = torch.nn.Linear(4, 7)
+    path = tmp_path / "seven.onnx"
+    torch.onnx.export(module, (torch.zeros(2, 16_000),), str(path), dynamo=False, input_names=["features"],
+                      output_names=["logits"], dynamic_axes={"features": {0: "batch"}})
+    (tmp_path / "seven.frontend.json").write_text(_variable_length_spec().model_copy(update={"duration_s": 1.0}).to_json())
+    with pytest.raises(ModelError, match="outputs 7 logits, but its front-end spec names 4 emotions"):
+        load_model(str(path), cache_dir=tmp_path)
+
+
+def test_an_onnx_graph_under_another_extension_is_named_so(tmp_path: Path) -> None:
+    path = tmp_path / "model.bin"
+    torch.onnx.export(_Waveform().eval(), (torch.zeros(2, 16_000),), str(path), dynamo=False, input_names=["features"],
+                      output_names=["logits"], dynamic_axes={"features": {0: "batch"}})
+    with pytest.raises(ModelError, match="is an ONNX graph under another extension; rename it to model.onnx"):
+        load_model(str(path), cache_dir=tmp_path)
+    path.write_bytes(b"not a model at all")
+    with pytest.raises(ModelError, match="neither ONNX"):
+        load_model(str(path), cache_dir=tmp_path)

@@ -8,6 +8,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ser_audit.errors import ModelError, SerAuditError
@@ -49,14 +50,46 @@ def load_model(
         raise ModelError(f"model {path} is empty (0 bytes)")
     found = claiming_format(request, strict=strict)
     if found is not None:
-        return found.load(request)
+        return one_logit_per_emotion(found.load(request), spec)
     if not path.exists():
         raise ModelError(f"model {path} does not exist; pass a .onnx/.pt/.pt2 file, a transformers save_pretrained "
                          "folder, zoo:NAME or python:module:factory")
     if path.is_dir():
         raise ModelError(f"model {path} is a folder without a config.json; pass the model file itself, or a folder "
                          "written by transformers' save_pretrained")
+    if _parses_as_onnx(path):
+        raise ModelError(f"model {path} is an ONNX graph under another extension; rename it to {path.stem}.onnx")
     raise ModelError(f"model {path} is neither ONNX (.onnx) nor a torch archive (.pt/.pt2); check the file")
+
+
+def _parses_as_onnx(path: Path) -> bool:
+    """Whether an unclaimed file is an ONNX model after all (one saved as .bin or .model)."""
+    import onnx
+
+    try:
+        proto = onnx.load_model(str(path), load_external_data=False)
+    except Exception:  # protobuf raises its own types on anything else
+        return False
+    return len(proto.graph.node) > 0 and len(proto.graph.output) > 0
+
+
+def one_logit_per_emotion(model: TargetModel, origin: str) -> TargetModel:
+    """The logits must have one column per emotion the spec names: with more, predictions past the list
+    index no emotion and every UAR reads 0; with fewer, some emotions can never be predicted.
+
+    Raises:
+        ModelError: naming both counts and the spec field to fix.
+    """
+    emotions = list(model.frontend.emotions)
+    if not emotions:
+        return model
+    logits = np.asarray(model.forward(model.example_inputs(batch=2)).logits)
+    if logits.ndim >= 1 and logits.shape[-1] != len(emotions):
+        raise ModelError(
+            f"model {origin} outputs {logits.shape[-1]} logits, but its front-end spec names {len(emotions)} emotions "
+            f"({', '.join(emotions)}); list one emotion per output, in the model's order, in the spec's emotions "
+            "(--frontend, the sidecar MODEL.frontend.json, or the checkpoint's id2label)")
+    return model
 
 
 def runs_on_its_spec(model: TargetModel, origin: str) -> TargetModel:
@@ -160,6 +193,19 @@ def load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | Non
     if not isinstance(module, torch.nn.Module):
         raise ModelError(f"model python:{target}: {attribute}() returned a {type(module).__name__}, not a "
                          "torch.nn.Module; name the factory that builds the model")
+    expected = module.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    resized = [f"{key} {list(state[key].shape)} for {list(value.shape)}" for key, value in expected.items()
+               if key in state and hasattr(state[key], "shape") and tuple(state[key].shape) != tuple(value.shape)]
+    if missing or unexpected or resized:
+        def listed(keys: list[str]) -> str:
+            return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+        parts = [f"{len(keys)} key(s) {what} ({listed(keys)})" for what, keys in (
+            ("missing", missing), ("unexpected", unexpected), ("of another shape", resized)) if keys]
+        raise ModelError(f"--weights {weights} do not fit python:{target}: {'; '.join(parts)}; pass the weights "
+                         "of this factory's model (a state dict saved from it)")
     try:
         module.load_state_dict(state)
     except RuntimeError as error:

@@ -99,7 +99,11 @@ def evaluation_set(model: TargetModel, corpus: Corpus, observer: ProgressObserve
         if u.emotion in spec.emotions and (not (held_out and same_corpus) or u.session == held_out)
     ]
     if not indices:
-        raise CorpusError(f"no utterance of {corpus.name!r} carries one of the model's emotions {spec.emotions}")
+        present = sorted({u.emotion for u in corpus})
+        raise CorpusError(f"no utterance of corpus {corpus.name!r} ({corpus.root}) carries one of the model's emotions "
+                          f"{spec.emotions} (the corpus has {present[:8]}); name the model's outputs with the corpus's "
+                          "emotions (the spec's emotions, or id2label in a transformers config.json), or audit a corpus "
+                          "labelled with them")
     subset = corpus.subset(indices)
     description = f"held-out session {held_out} of {corpus.name}" if held_out and same_corpus else f"all of {corpus.name}"
     inputs = EvaluationInputs(spec, corpus)
