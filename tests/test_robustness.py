@@ -145,3 +145,15 @@ def test_audit_loads_the_model_and_corpus_once(onnx_model, manifest, tmp_path, m
     assert sorted(loads) == ["corpus", "model"]
     assert report.leakage is not None and report.robustness is not None
     assert [gate.name for gate in report.gates] == ["min-robust-uar"] and report.config is not None
+
+
+def test_a_model_at_chance_gets_no_robustness_score() -> None:
+    """Predicting one class everywhere: clean UAR at chance and no loss under attack, which scored 100 (grade A)."""
+    from ser_audit.report.model import RobustnessResult
+    from ser_audit.robustness.evaluate import robustness_score
+
+    def rows(*uars: float) -> list[RobustnessResult]:
+        return [RobustnessResult.model_construct(method="fgsm", eps=eps, uar=uar) for eps, uar in zip((0.0, 0.02, 0.04), uars)]
+
+    assert robustness_score(rows(0.25, 0.25, 0.25), chance=0.25) is None
+    assert robustness_score(rows(0.8, 0.6, 0.4), chance=0.25) == pytest.approx(100 * (0.875 + 0.625) / 2)

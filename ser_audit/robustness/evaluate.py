@@ -288,10 +288,14 @@ def _snr_db(signals: list[torch.Tensor], noises: list[torch.Tensor]) -> float | 
     return None if noise_power == 0 else float(10 * np.log10(signal_power / noise_power))
 
 
-def robustness_score(rows: Sequence[RobustnessResult]) -> float | None:
-    """100 x area under the FGSM UAR-eps curve relative to clean UAR (1 = no loss), over the grid's span."""
+def robustness_score(rows: Sequence[RobustnessResult], *, chance: float = 0.0) -> float | None:
+    """100 x area under the FGSM UAR-eps curve relative to clean UAR (1 = no loss), over the grid's span.
+
+    None where the clean UAR is no better than ``chance`` (1 / the classes evaluated): a model that recognises
+    nothing has nothing to lose, and would otherwise score 100.
+    """
     curve = sorted((r.eps, r.uar) for r in rows if r.method == "fgsm")
-    if len(curve) < 2 or curve[0][0] != 0.0 or curve[0][1] == 0:
+    if len(curve) < 2 or curve[0][0] != 0.0 or curve[0][1] <= chance + 1e-9:
         return None
     eps, uar = np.array(curve).T
     return float(100 * np.trapezoid(uar / uar[0], eps) / (eps[-1] - eps[0]))

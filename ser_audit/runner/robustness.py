@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from ser_audit.config import AuditConfig, ModelSource
 from ser_audit.errors import ModelError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
@@ -59,8 +61,13 @@ def run_robustness(config: AuditConfig, *, model_source: ModelSource | None = No
     if placement.note:
         notes.append(placement.note)
     report = new_report(config, model, corpus, created=created, command=command, source=source)
+    chance = 1 / max(1, len(np.unique(data.labels)))
+    clean = [row.uar for row in rows if row.method == "fgsm" and row.eps == 0.0]
+    if clean and clean[0] <= chance + 1e-9:
+        notes.append(f"the model's clean UAR {clean[0]:.3f} is at chance ({chance:.3f}) on {data.description}: it "
+                     "recognises no emotion there, so it has no robustness to measure and gets no robustness score")
     report.robustness = Robustness(evaluation_set=data.description, input_spread=spread, results=rows,
-                                   score=robustness_score(rows), gradient_fallback=fallback,
+                                   score=robustness_score(rows, chance=chance), gradient_fallback=fallback,
                                    perturbed_input=settings.perturb, reference=data.reference)
     report.notes += notes
     if data.reference is not None:
