@@ -230,8 +230,14 @@ def register() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
+    import warnings
+
     import onnx.defs
     from onnx2torch.node_converters.registry import add_converter, get_converter
+
+    # onnx2torch's Slice indexes with a list, which torch warns about on every forward of the converted graph
+    # (every FGSM step); it concerns onnx2torch's code, not the user's model, and floods the terminal.
+    warnings.filterwarnings("ignore", category=UserWarning, module="onnx2torch")
 
     history: dict[str, set[int]] = {}
     for schema in onnx.defs.get_all_schemas_with_history():
