@@ -258,3 +258,16 @@ def test_hardened_is_a_deprecated_alias_of_compare_with(run_cli, onnx_model, man
     assert not (tmp_path / "both").exists()
     help_text = " ".join(run_cli("audit", "--help").stdout.replace("│", " ").split())
     assert "--hardened FILE Deprecated: the older name of --compare-with" in help_text
+
+
+def test_tables_piped_to_a_file_are_not_squeezed(tmp_path) -> None:
+    """A CI log is no terminal: rich assumed 80 columns there and cut a leakage table's numbers to '0.…'."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    result = subprocess.run([sys.executable, "-m", "ser_audit", "zoo", "list", "--cache-dir", str(tmp_path)],
+                            capture_output=True, text=True, env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout and max(len(line) for line in result.stdout.splitlines()) > 80

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Any, Sequence
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-STDOUT = Console()
+
+def _width() -> int | None:
+    """The terminal's width, or, where stdout is a file or a CI log (rich would assume 80 columns and squeeze a
+    leakage table's numbers to '0.…'), one wide enough for the widest table; COLUMNS still decides where set."""
+    if os.environ.get("COLUMNS") or sys.stdout.isatty():
+        return None
+    return 200
+
+
+STDOUT = Console(width=_width())
 
 
 def plain(value: Any) -> str:
