@@ -255,3 +255,31 @@ def test_an_onnx_graph_under_another_extension_is_named_so(tmp_path: Path) -> No
     path.write_bytes(b"not a model at all")
     with pytest.raises(ModelError, match="neither ONNX"):
         load_model(str(path), cache_dir=tmp_path)
+
+
+def test_an_exported_program_whose_guards_admit_one_length_is_refused_at_load(tmp_path: Path) -> None:
+    """Dim.AUTO on a strided, pooled waveform model specialises the length (a guard on T // 16); the ONNX graph ran
+    other lengths, then the probes, which run the program, failed mid-run with exit 3."""
+    from ser_audit.frontend.spec import EXTRA_FILE
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv1d(1, 4, 80, stride=16)
+            self.pool = torch.nn.MaxPool1d(4)
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, wave: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.pool(torch.relu(self.conv(wave.unsqueeze(1)))).mean(-1))
+
+    auto = torch.export.Dim.AUTO
+    program = torch.export.export(Pooled().eval(), (torch.zeros(2, 16_000),), dynamic_shapes=({0: auto, 1: auto},))
+    path = tmp_path / "pooled.pt2"
+    torch.export.save(program, str(path), extra_files={EXTRA_FILE: _variable_length_spec().to_json()})
+    try:
+        program.module()(torch.zeros(2, int(1.37 * 16_000)))
+    except Exception:
+        with pytest.raises(ModelError, match="does not run at 1.37 s of audio.*duration_s"):
+            load_model(str(path), cache_dir=tmp_path)
+    else:
+        pytest.skip("this torch kept the length dynamic; nothing to refuse")

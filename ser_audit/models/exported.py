@@ -40,6 +40,25 @@ class ExportedProgramModel(GraphBackedModel):
         if len(names) < len(self.input_names):
             raise ModelError(f"model {path} takes {len(names)} inputs; the front-end spec names {self.input_names}")
         self.graph = OnnxModel(proto, frontend, path=path)
+        if frontend.num_samples is None:
+            self._check_variable_length(path)
+
+    def _check_variable_length(self, path: Path) -> None:
+        """A program's shape guards (``Dim.AUTO`` specialising ``T // 16``, say) may admit only some lengths; the
+        ONNX graph would still run others, and the probes, which run the program, would fail mid-run."""
+        from ser_audit.frontend.features import FrontEnd
+
+        with torch.no_grad():
+            features = FrontEnd(self.frontend)(torch.zeros(2, int(1.37 * self.frontend.sample_rate))).numpy()
+        inputs = self.complete_inputs({name: features for name in self.fed_names})
+        try:
+            with torch.no_grad():
+                self.program.module()(*(torch.from_numpy(inputs[name]) for name in self.input_names))
+        except Exception as error:  # guard failures are AssertionErrors, other mismatches RuntimeErrors
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ModelError(f"model {path}: the exported program does not run at 1.37 s of audio ({reason}); its "
+                             "guards admit only some lengths: give a front-end spec with duration_s (--frontend), "
+                             "or export with a dynamic time dimension (torch.export.Dim with a range)") from None
 
     def differentiable(self) -> torch.nn.Module:
         return _AlwaysInference(self.program.module())
