@@ -125,6 +125,8 @@ def test_every_scenario_and_kind_runs_or_says_why(planted_study) -> None:
     # The part after `noise` reads `pitch` too, so the target's own sub-network cannot be cut there.
     assert "skip connection" in skipped[("noise", "worst", "generic")]
     assert planted_study.family == "convolutional"
+    entries = [(s.layer, s.scenario, s.attacker_kind, s.reason) for s in planted_study.skipped]
+    assert len(entries) == len(set(entries))  # both same-architecture designs once listed each skip twice
 
 
 def test_planted_gender_map_leaks_in_every_scenario(planted_study) -> None:

@@ -131,6 +131,17 @@ def onnx_layers(graph: onnx.GraphProto) -> list[GraphLayer]:
             continue  # a container that passes a child's output on
         kind = defining if defining and not block else nodes[producer].op_type
         layers.append((producer, GraphLayer(module, kind, tensor, block=block, note=note)))
+    # A scripted recurrent module exports without a scope while the traced modules around it keep theirs;
+    # dropping it would drop the very layer (and the recurrent family) a user came to audit.
+    taken = {layer.name for _, layer in layers}
+    for index, node in enumerate(nodes):
+        if node.op_type in _RECURRENT_OPS and not paths[index]:
+            name = node.name.strip("/") or node.output[0]
+            if name not in taken:
+                taken.add(name)
+                layers.append((index, GraphLayer(name, node.op_type, node.output[0], note=(
+                    "a recurrent layer exported without its module's name (a scripted module), named by its ONNX "
+                    "node; its sequence output"))))
     return [layer for _, layer in sorted(layers, key=lambda item: item[0])]
 
 

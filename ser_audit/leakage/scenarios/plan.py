@@ -188,7 +188,11 @@ def plan_jobs(
     skipped: list[SkippedAttack] = []
 
     def skip(layer: LayerInfo, scenario: str, reason: str) -> None:
-        skipped.extend(SkippedAttack(layer=layer.name, scenario=scenario, attacker_kind=kind, reason=reason) for kind in kinds)
+        # Once per layer, scenario, kind and reason: both same-architecture designs of a scenario meet the same cause.
+        for kind in kinds:
+            entry = SkippedAttack(layer=layer.name, scenario=scenario, attacker_kind=kind, reason=reason)
+            if entry not in skipped:
+                skipped.append(entry)
 
     for layer in layers:
         body = body_reason = body_reference = None
