@@ -283,3 +283,26 @@ def test_an_exported_program_whose_guards_admit_one_length_is_refused_at_load(tm
             load_model(str(path), cache_dir=tmp_path)
     else:
         pytest.skip("this torch kept the length dynamic; nothing to refuse")
+
+
+def test_a_scripted_recurrent_layer_is_listed(tmp_path: Path) -> None:
+    """torch.jit.script exports an LSTM without its module's scope while the Linear keeps one: it vanished from
+    `layers`, and with it the recurrent family and every recurrent attacker."""
+    from ser_audit.frontend.spec import EXTRA_FILE
+
+    class Recurrent(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = torch.nn.LSTM(160, 8, batch_first=True)
+            self.fc = torch.nn.Linear(8, 4)
+
+        def forward(self, wave: torch.Tensor) -> torch.Tensor:
+            frames = wave[:, : (wave.shape[1] // 160) * 160].reshape(wave.shape[0], -1, 160)
+            sequence, _ = self.lstm(frames)
+            return self.fc(sequence.mean(1))
+
+    path = tmp_path / "recurrent.pt"
+    torch.jit.save(torch.jit.script(Recurrent().eval()), str(path),
+                   _extra_files={EXTRA_FILE: _variable_length_spec().to_json()})
+    kinds = {layer.kind for layer in load_model(str(path), cache_dir=tmp_path).layers()}
+    assert "LSTM" in kinds and "Gemm" in kinds
