@@ -40,7 +40,7 @@ def test_unconvertible_onnx_falls_back_to_black_box(run_cli, onnx_model, manifes
     report = json.loads(out.read_text())
     assert {r["gradient"] for r in report["robustness"]["results"]} == {"black-box"}
     assert all(r["method"] == "fgsm" for r in report["robustness"]["results"])
-    assert "SPSA" in report["notes"][0] and "upper bound" in report["notes"][0]
+    assert any("SPSA" in note and "upper bound" in note for note in report["notes"]), report["notes"]
     # An estimated gradient can only understate vulnerability: the score is an upper bound and earns no grade.
     assert "Foo" in report["robustness"]["gradient_fallback"]
     assert report["scores"]["robustness_upper_bound"] is True and report["scores"]["grade"] is None
