@@ -225,3 +225,18 @@ def test_an_onnx_export_is_audited_white_box(run_cli, exports, manifest, kind, t
     audio = {original.frontend.input_name: np.random.default_rng(3).standard_normal((2, samples)).astype(np.float32)}
     assert hardened.forward(audio).logits.shape == (2, len(EMOTIONS))
     assert not np.allclose(hardened.forward(audio).logits, original.forward(audio).logits, atol=1e-6)
+
+
+def test_a_weighted_layer_sum_head_keeps_the_projector_cut(tmp_path) -> None:
+    """The projector comes after the weighted sum: its cut is the mean and the head (it was refused with the blocks')."""
+    from ser_audit.models.subnetwork import Unavailable
+
+    model = load_model(str(tiny_checkpoint("wav2vec2", tmp_path / "weighted", weighted_layer_sum=True)), cache_dir=tmp_path)
+    audio = np.random.default_rng(2).standard_normal((2, 16_000)).astype(np.float32) * 0.1
+    result = model.forward({model.frontend.input_name: audio}, taps=["projector"])
+    part = model.downstream("projector")
+    with torch.no_grad():
+        logits = part.head(part.body(torch.from_numpy(result.layers["projector"])))
+    np.testing.assert_allclose(logits.numpy(), result.logits, atol=1e-4)
+    with pytest.raises(Unavailable, match="weighted sum"):
+        model.downstream(model.encoder_blocks()[0])

@@ -294,11 +294,13 @@ class TransformersModel(EagerTorchModel):
         """Sliced from the block list (no fx): the encoder blocks after the tap, the closing norm,
         the projector and the mean over time; the head is the classifier."""
         config = self.classifier.config
-        if getattr(config, "use_weighted_layer_sum", False):
-            raise Unavailable("the head reads a weighted sum of every encoder block, not the tapped one alone")
         head = getattr(self.classifier, "classifier", None)
         if not isinstance(head, nn.Linear):
             raise Unavailable("the classifier's head is not one linear layer")
+        if layer == "projector":  # after the weighted sum, where the model has one: only the mean and the head follow
+            return Downstream(body=MeanOverTime(), head=head, description="the mean over time of the projector")
+        if getattr(config, "use_weighted_layer_sum", False):
+            raise Unavailable("the head reads a weighted sum of every encoder block, not the tapped one alone")
         blocks = self.encoder_blocks()
         projector = getattr(self.classifier, "projector", None)
         if layer in blocks:
@@ -307,8 +309,6 @@ class TransformersModel(EagerTorchModel):
             body: nn.Module = EncoderRemainder(rest, first, self._closing_norm(), projector)
             return Downstream(body=body, head=head, description=f"encoder blocks after {layer}, then the projector "
                               "and the mean over time")
-        if layer == "projector":
-            return Downstream(body=MeanOverTime(), head=head, description="the mean over time of the projector")
         raise Unavailable(f"{layer} is not an encoder block; the same-architecture cut is sliced from the block list")
 
     @property

@@ -24,9 +24,11 @@ def _labels() -> dict[str, Any]:
     return {"id2label": dict(enumerate(EMOTIONS)), "label2id": {name: i for i, name in enumerate(EMOTIONS)}}
 
 
-def tiny_checkpoint(kind: str, folder: Path, *, seed: int = 0, head: bool = True, do_normalize: bool = True) -> Path:
+def tiny_checkpoint(kind: str, folder: Path, *, seed: int = 0, head: bool = True, do_normalize: bool = True,
+                    weighted_layer_sum: bool = False) -> Path:
     """Write a tiny ``kind`` classifier to ``folder`` as ``save_pretrained`` does; ``head=False`` drops
-    the classifier and projector weights from the saved file (a checkpoint saved without its head)."""
+    the classifier and projector weights from the saved file (a checkpoint saved without its head);
+    ``weighted_layer_sum`` makes its head read a learnt weighted sum of every encoder block (not Whisper)."""
     import torch
     import transformers as hf
 
@@ -58,6 +60,7 @@ def tiny_checkpoint(kind: str, folder: Path, *, seed: int = 0, head: bool = True
         for key, value in settings.items():
             setattr(config, key, value)
         config.num_feat_extract_layers = len(config.conv_dim)
+        config.use_weighted_layer_sum = weighted_layer_sum
         model = hf.AutoModelForAudioClassification.from_config(config)
         extractor = hf.Wav2Vec2FeatureExtractor(sampling_rate=16_000, do_normalize=do_normalize,
                                                 return_attention_mask=kind == "wavlm")
