@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ser_audit.errors import LayerSelectionError
+from ser_audit.errors import LayerSelectionError, ModelError
 from ser_audit.frontend.spec import FrontEndSpec
 from ser_audit.hashing import file_sha256
 from ser_audit.models.frames import FrameBatching, frames_per_utterance, refusal, regroup, row_order
@@ -222,13 +222,30 @@ class TargetModel(ABC):
             features = FrontEnd(self.frontend)(waveform).numpy()
         return self.complete_inputs({name: features for name in self.fed_names})
 
+    def _check_logits(self, logits: np.ndarray) -> None:
+        """One logit per emotion the spec names: with more, predictions past the list index no emotion and every
+        UAR reads 0; with fewer, some emotions can never be predicted.
+
+        Raises:
+            ModelError: naming both counts and the spec field to fix.
+        """
+        emotions = list(self.frontend.emotions)
+        width = np.asarray(logits).shape[-1] if np.ndim(logits) else None
+        if emotions and width is not None and width != len(emotions):
+            raise ModelError(
+                f"model {self.path or 'given'} outputs {width} logits, but its front-end spec names {len(emotions)} "
+                f"emotions ({', '.join(emotions)}); list one emotion per output, in the model's order, in the spec's "
+                "emotions (--frontend, the sidecar MODEL.frontend.json, or the checkpoint's id2label)")
+
     def layers(self) -> list[LayerInfo]:
         if self._layers is None:
             entries = self._layer_entries()
             names = [entry.name for entry in entries]
             # Shapes read by running the model: the axis that follows the batch size (2, then 3)
             # is the batch axis; the one that follows the number of frames is time.
-            base = self._run(self.example_inputs(batch=2), names).layers
+            first = self._run(self.example_inputs(batch=2), names)
+            self._check_logits(first.logits)
+            base = first.layers
             wider = self._run(self.example_inputs(batch=3), names).layers
             self._batch_axes, self._frame_batching, self._refused = {}, {}, {}
             frames: dict[str, int] = {}

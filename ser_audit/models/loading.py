@@ -8,7 +8,6 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ser_audit.errors import ModelError, SerAuditError
@@ -50,7 +49,7 @@ def load_model(
         raise ModelError(f"model {path} is empty (0 bytes)")
     found = claiming_format(request, strict=strict)
     if found is not None:
-        return one_logit_per_emotion(found.load(request), spec)
+        return found.load(request)
     if not path.exists():
         raise ModelError(f"model {path} does not exist; pass a .onnx/.pt/.pt2 file, a transformers save_pretrained "
                          "folder, zoo:NAME or python:module:factory")
@@ -71,25 +70,6 @@ def _parses_as_onnx(path: Path) -> bool:
     except Exception:  # protobuf raises its own types on anything else
         return False
     return len(proto.graph.node) > 0 and len(proto.graph.output) > 0
-
-
-def one_logit_per_emotion(model: TargetModel, origin: str) -> TargetModel:
-    """The logits must have one column per emotion the spec names: with more, predictions past the list
-    index no emotion and every UAR reads 0; with fewer, some emotions can never be predicted.
-
-    Raises:
-        ModelError: naming both counts and the spec field to fix.
-    """
-    emotions = list(model.frontend.emotions)
-    if not emotions:
-        return model
-    logits = np.asarray(model.forward(model.example_inputs(batch=2)).logits)
-    if logits.ndim >= 1 and logits.shape[-1] != len(emotions):
-        raise ModelError(
-            f"model {origin} outputs {logits.shape[-1]} logits, but its front-end spec names {len(emotions)} emotions "
-            f"({', '.join(emotions)}); list one emotion per output, in the model's order, in the spec's emotions "
-            "(--frontend, the sidecar MODEL.frontend.json, or the checkpoint's id2label)")
-    return model
 
 
 def runs_on_its_spec(model: TargetModel, origin: str) -> TargetModel:
