@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from ser_audit.corpus.interface import Corpus
 from ser_audit.corpus.loader import CorpusLoader
 from ser_audit.corpus.manifest import load_manifest
-from ser_audit.corpus.synthetic.presets import PRESETS, synthetic_corpus
+from ser_audit.corpus.synthetic.presets import ALIASES, PRESETS, synthetic_corpus
 from ser_audit.errors import ConfigError, CorpusError
 from ser_audit.plugins import load_plugins
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
@@ -16,7 +16,6 @@ from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 DEFAULT_CORPUS = "synthetic"
 DEFAULT_AUX_CORPUS = "ravdess-like"
 # "synthetic" names the embedded default audit corpus.
-ALIASES = {"synthetic": "iemocap-like"}
 LOADER_GROUP = "ser_audit.corpora"
 
 

@@ -154,9 +154,13 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# Names --corpus and `corpus synth` take for a preset: the default corpus is `synthetic`.
+ALIASES = {"synthetic": "iemocap-like"}
+
+
 def get_preset(name: str) -> Preset:
     try:
-        return PRESETS["iemocap-like" if name == "synthetic" else name]  # the default corpus's name, as --corpus takes it
+        return PRESETS[ALIASES.get(name, name)]
     except KeyError:
         raise ConfigError(f"unknown synthetic preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
