@@ -12,6 +12,7 @@ import torch
 
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import EXTRA_FILE, FrontEndSpec, missing_spec_error, parse_spec
+from ser_audit.models.interface import ANOTHER_LENGTH_S
 from ser_audit.models.onnx_model import GraphBackedModel, OnnxModel
 from ser_audit.models.quiet import quiet_torch
 
@@ -46,19 +47,16 @@ class ExportedProgramModel(GraphBackedModel):
     def _check_variable_length(self, path: Path) -> None:
         """A program's shape guards (``Dim.AUTO`` specialising ``T // 16``, say) may admit only some lengths; the
         ONNX graph would still run others, and the probes, which run the program, would fail mid-run."""
-        from ser_audit.frontend.features import FrontEnd
-
-        with torch.no_grad():
-            features = FrontEnd(self.frontend)(torch.zeros(2, int(1.37 * self.frontend.sample_rate))).numpy()
-        inputs = self.complete_inputs({name: features for name in self.fed_names})
+        inputs = self.example_inputs(batch=2, seconds=ANOTHER_LENGTH_S)
         try:
             with torch.no_grad():
                 self.program.module()(*(torch.from_numpy(inputs[name]) for name in self.input_names))
         except Exception as error:  # guard failures are AssertionErrors, other mismatches RuntimeErrors
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-            raise ModelError(f"model {path}: the exported program does not run at 1.37 s of audio ({reason}); its "
-                             "guards admit only some lengths: give a front-end spec with duration_s (--frontend), "
-                             "or export with a dynamic time dimension (torch.export.Dim with a range)") from None
+            raise ModelError(f"model {path}: the exported program does not run at {ANOTHER_LENGTH_S} s of audio "
+                             f"({reason}); its guards admit only some lengths: give a front-end spec with duration_s "
+                             "(--frontend), or export with a dynamic time dimension (torch.export.Dim with a range)"
+                             ) from None
 
     def differentiable(self) -> torch.nn.Module:
         return _AlwaysInference(self.program.module())

@@ -95,6 +95,11 @@ def is_recurrent(kind: str) -> bool:
     return any(name in kind.lower() for name in _RECURRENT_KINDS)
 
 
+# A variable-length model must also run at a length other than the 1 s its layers were listed at; a converted
+# graph that baked in its example's length fails here, at load, not mid-run.
+ANOTHER_LENGTH_S = 1.37
+
+
 class TargetModel(ABC):
     """A model under audit.
 
@@ -209,14 +214,15 @@ class TargetModel(ABC):
 
         return complete_inputs(self.frontend, inputs, self.declared_inputs(), origin=f"model {self.path or 'in memory'}")
 
-    def example_inputs(self, batch: int = 1) -> dict[str, np.ndarray]:
-        """Front-end output for silence of the spec's length (1 s when variable), every input completed: used
-        to read shapes."""
+    def example_inputs(self, batch: int = 1, seconds: float | None = None) -> dict[str, np.ndarray]:
+        """Front-end output for silence of the spec's length (1 s when variable, or ``seconds``), every input
+        completed: used to read shapes."""
         import torch
 
         from ser_audit.frontend.features import FrontEnd
 
-        samples = self.frontend.num_samples or self.frontend.sample_rate
+        samples = int(seconds * self.frontend.sample_rate) if seconds else (
+            self.frontend.num_samples or self.frontend.sample_rate)
         waveform = torch.zeros(batch, samples)
         with torch.no_grad():
             features = FrontEnd(self.frontend)(waveform).numpy()

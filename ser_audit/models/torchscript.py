@@ -15,6 +15,7 @@ import torch
 
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import EXTRA_FILE, FrontEndSpec, missing_spec_error, parse_spec
+from ser_audit.models.interface import ANOTHER_LENGTH_S
 from ser_audit.models.onnx_model import GraphBackedModel, OnnxModel
 from ser_audit.models.quiet import no_stdout, quiet_torch
 
@@ -52,17 +53,13 @@ class TorchScriptModel(GraphBackedModel):
 
     def _check_variable_length(self, path: Path) -> None:
         """A traced graph may have baked its example's length into a reshape; find out now, not mid-run."""
-        from ser_audit.frontend.features import FrontEnd
-
-        with torch.no_grad():
-            features = FrontEnd(self.frontend)(torch.zeros(2, int(1.37 * self.frontend.sample_rate))).numpy()
         try:
-            self.forward(self.complete_inputs({name: features for name in self.fed_names}))
+            self.forward(self.example_inputs(batch=2, seconds=ANOTHER_LENGTH_S))
         except Exception as error:  # onnxruntime raises its own types
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-            raise ModelError(f"model {path} runs only at the length it was converted at (1 s; at 1.37 s: {reason}): "
-                             "a traced model may have fixed its input length; give a front-end spec with duration_s "
-                             "(--frontend), or script or export the model with a dynamic time axis") from None
+            raise ModelError(f"model {path} runs only at the length it was converted at (1 s; at {ANOTHER_LENGTH_S} s: "
+                             f"{reason}): a traced model may have fixed its input length; give a front-end spec with "
+                             "duration_s (--frontend), or script or export the model with a dynamic time axis") from None
 
     def differentiable(self) -> torch.nn.Module:
         return self.script_module
