@@ -9,7 +9,7 @@ from torch import nn
 
 from ser_audit.errors import ModelError
 from ser_audit.models.interface import TargetModel
-from ser_audit.models.onnx_converters import convert_onnx_graph
+from ser_audit.models.onnx_converters import convert_onnx_graph, logits_output
 
 if TYPE_CHECKING:
 
@@ -77,8 +77,6 @@ def verified_conversion(model: "OnnxModel") -> nn.Module:
             failures.append(module)
             continue
         if len(model.proto.graph.output) > 1:
-            from ser_audit.models.onnx_model import logits_output
-
             module = ChosenOutput(module, logits_output(model.proto))
         inputs = model.example_inputs(batch=2)
         try:

@@ -274,6 +274,16 @@ def register() -> None:
     _REGISTERED = True
 
 
+def logits_output(proto: "onnx.ModelProto") -> int:
+    """Which graph output holds the logits: the one named so (a model may list its probabilities first), else
+    the first (a voice-activity model's logits come before its new state)."""
+    names = [output.name.lower() for output in proto.graph.output]
+    for wanted in ("logits", "logit"):
+        if wanted in names:
+            return names.index(wanted)
+    return next((i for i, name in enumerate(names) if "logit" in name), 0)
+
+
 def convert_onnx_graph(proto: "onnx.ModelProto") -> Iterator[tuple[str, nn.Module | str]]:
     """onnx2torch on the graph as it is, then on the graph moved to opset 17 (onnx2torch predates
     the opset-18 forms that torch's dynamo exporter writes, e.g. ReduceMax with axes as an input).

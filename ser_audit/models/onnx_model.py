@@ -21,6 +21,7 @@ from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec, parse_spec
 from ser_audit.models.inputs import DeclaredInput, missing_inputs_error
 from ser_audit.models.interface import ForwardResult, LayerEntry, Placement, TargetModel
+from ser_audit.models.onnx_converters import logits_output
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -374,16 +375,6 @@ def declared_inputs(proto: onnx.ModelProto) -> dict[str, DeclaredInput]:
         shape = _declared_shape(value)
         declared[value.name] = DeclaredInput(None if shape is None else tuple(shape), dtype)
     return declared
-
-
-def logits_output(proto: onnx.ModelProto) -> int:
-    """Which graph output holds the logits: the one named so (a model may list its probabilities first), else
-    the first (a voice-activity model's logits come before its new state)."""
-    names = [output.name.lower() for output in proto.graph.output]
-    for wanted in ("logits", "logit"):
-        if wanted in names:
-            return names.index(wanted)
-    return next((i for i, name in enumerate(names) if "logit" in name), 0)
 
 
 def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | None) -> None:
