@@ -32,7 +32,8 @@ class TorchScriptModel(GraphBackedModel):
         tensors = tuple(torch.from_numpy(example[name]) for name in self.input_names)
         time_axis = frontend.layout.index("time")
         # A variable-length spec needs a variable time axis, or every utterance but a 1 s one would be refused.
-        axes = {name: ({0: "batch"} if frontend.duration_s else {0: "batch", time_axis: f"time{i}"})
+        fed = set(self.fed_names)  # the front-end's features; further inputs keep their own sizes
+        axes = {name: ({0: "batch", time_axis: f"time{i}"} if name in fed and not frontend.duration_s else {0: "batch"})
                 for i, name in enumerate(self.input_names)}
         buffer = io.BytesIO()
         try:
