@@ -236,7 +236,7 @@ class TargetModel(ABC):
             ModelError: naming both counts and the spec field to fix.
         """
         emotions = list(self.frontend.emotions)
-        width = np.asarray(logits).shape[-1] if np.ndim(logits) else None
+        width = np.asarray(logits).shape[-1] if np.ndim(logits) >= 2 else None  # [rows, classes]
         if emotions and width is not None and width != len(emotions):
             raise ModelError(
                 f"model {self.path or 'given'} outputs {width} logits, but its front-end spec names {len(emotions)} "
