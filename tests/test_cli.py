@@ -78,6 +78,12 @@ def test_bad_model_and_layers_give_exit_2(run_cli, onnx_model, manifest, tmp_pat
         assert result.stderr.count("\n") == 1, result.stderr
 
 
+def test_debug_shows_the_traceback_of_a_usage_error_too(run_cli) -> None:
+    result = run_cli("leakage", "zoo:cnn4", "--seed", "abc", "--debug")
+    assert result.code == 2 and "Traceback" in result.stderr and "--seed" in result.stderr
+    assert "Traceback" not in run_cli("leakage", "zoo:cnn4", "--seed", "abc").stderr
+
+
 def test_debug_shows_the_traceback(run_cli, tmp_path) -> None:
     result = run_cli("layers", str(tmp_path / "missing.onnx"), "--debug")
     assert result.code == 2 and "Traceback" in result.stderr

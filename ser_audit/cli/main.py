@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         _fail("aborted")
         return EXIT_INTERNAL
     except typer.TyperException as error:  # usage errors: unknown option, bad value, missing argument
+        if debug:
+            traceback.print_exc()
         context = getattr(error, "ctx", None)
         hint = f" (see `{context.command_path} --help`)" if context is not None else ""
         _fail(f"{error.format_message() or 'missing command'}{hint}")  # a group without its command says nothing
