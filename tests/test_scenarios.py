@@ -186,3 +186,22 @@ def test_in_memory_and_streamed_training_rows_give_the_same_attacker(design: str
     monkeypatch.setattr(neural, "IN_MEMORY_BYTES", 0)  # every mini-batch read from X again
     streamed = neural.NeuralAttacker(design, epochs=2, seed=0).fit(X, y).decision_function(X)
     np.testing.assert_array_equal(fitted, streamed)
+
+
+def test_a_refused_cut_names_what_it_reads_as_a_user_knows_it() -> None:
+    """A skip from an intermediate value was named by fx's own node name (``getitem``), which means nothing outside fx."""
+    import torch
+
+    from ser_audit.models.subnetwork import split_eager
+
+    class Skip(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first, self.second, self.head = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            early = x[:, :4]
+            return self.head(self.second(self.first(early)) + early)
+
+    with pytest.raises(Unavailable, match=r"reads an intermediate value of the forward \(getitem\)"):
+        split_eager(Skip(), "first")

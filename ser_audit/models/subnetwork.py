@@ -116,7 +116,8 @@ def split_eager(module: nn.Module, layer: str) -> Downstream:
         for source in node.all_input_nodes:
             if source not in env and source.op != "get_attr":
                 raise Unavailable(
-                    f"the part after {layer} also reads {source.name}, computed before the tap (skip connection or second input)"
+                    f"the part after {layer} also reads {_described(source)}, computed before the tap (skip connection "
+                    "or second input)"
                 )
         env[node] = graph.node_copy(node, lambda n: env[n] if n in env else graph.node_copy(n))
     graph.output(env[end] if end in env else activation)
@@ -269,3 +270,14 @@ def _topological(nodes: list) -> list:
     for node in nodes:
         visit(node)
     return ordered
+
+
+def _described(node: fx.Node) -> str:
+    """An fx node as a user knows it: a module by its path, an input by its name, anything else as an
+    intermediate value of the forward (fx's own names, ``getitem_3``, mean nothing outside fx)."""
+    if node.op == "call_module":
+        return f"the output of {node.target}"
+    if node.op == "placeholder":
+        return f"the model input {node.target}"
+    return f"an intermediate value of the forward ({node.name})"
+
