@@ -30,6 +30,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         item.session.shouldstop = f"smoke test {item.name} failed: the install is broken, nothing else can pass"
 
 
+@pytest.fixture(autouse=True)
+def _jobs_in_this_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--executor auto`` (the default) would spawn workers on a multi-core machine, which a test's monkeypatches
+    do not reach; in-process tests keep the jobs here unless marked ``spawns``. Tests that run the CLI in a
+    subprocess get the real default."""
+    if request.node.get_closest_marker("spawns") is None:
+        monkeypatch.setattr("ser_audit.execution.auto.choose", lambda *_, **__: "local")
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shared cache (synthetic corpora, trained reference models); CI points it inside the clone."""

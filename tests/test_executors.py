@@ -28,6 +28,7 @@ from ser_audit.corpus.folds import speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
 from ser_audit.embeddings.extract import extract
 from ser_audit.errors import CacheError, ConfigError, ModelError
+from ser_audit.execution.auto import choose, spawnable
 from ser_audit.execution.interface import Executor
 from ser_audit.execution.local import LocalExecutor
 from ser_audit.execution.processes import ProcessExecutor
@@ -40,7 +41,7 @@ from ser_audit.testing import tiny_corpus, write_planted_cnn
 
 
 @pytest.mark.parametrize("module", ["ser_audit.execution.interface", "ser_audit.execution.resolved",
-                                    "ser_audit.execution.processes"])
+                                    "ser_audit.execution.processes", "ser_audit.execution.auto"])
 def test_doctests(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted and not result.failed
@@ -250,7 +251,9 @@ def two_node_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     temp = Path(tempfile.mkdtemp(prefix="ray", dir=tmp_path if len(str(tmp_path)) < 40 else "/tmp"))
     command = [str(Path(sys.executable).with_name("ray")), "start", "--num-cpus", "1", "--block",
                "--node-ip-address", "127.0.0.1"]
-    environment = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+    # Ray 2.60's `ray start` turns token authentication on by default, while a client reads its auth mode once,
+    # when ray is imported: this loopback-only cluster opts out (a Ray without token authentication ignores it).
+    environment = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
     address = f"127.0.0.1:{_free_port()}"
     started: list[subprocess.Popen[bytes]] = []
 
@@ -310,3 +313,60 @@ def test_a_two_node_ray_cluster_gives_the_local_rows(two_node_cluster: str, tmp_
         assert rows("ray") == local  # arrays and sub-networks through the object store, once
     finally:
         torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------------------------
+# --executor auto, the default: worker processes where they pay.
+
+@pytest.mark.parametrize(("device", "jobs", "cores", "can_spawn", "expected"), [
+    ("cpu", 12, 2, True, "processes"),
+    ("cpu", 12, 16, True, "processes"),
+    ("cuda:0", 12, 16, True, "local"),  # one device: a CUDA context per worker buys nothing
+    ("cpu", 1, 16, True, "local"),  # one job: spawning would only add start-up
+    ("cpu", 12, 1, True, "local"),
+    ("cpu", 12, 4, False, "local"),  # a script piped in on stdin cannot be re-imported by a worker
+])
+def test_auto_runs_jobs_in_processes_only_on_a_multi_core_cpu(device: str, jobs: int, cores: int, can_spawn: bool,
+                                                              expected: str) -> None:
+    assert choose(device, jobs=jobs, cores=cores, can_spawn=can_spawn) == expected
+
+
+def test_auto_knows_a_main_script_on_stdin_cannot_be_spawned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import types
+
+    main = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert spawnable()  # an interactive session or a notebook: no file to re-import
+    main.__file__ = "<stdin>"
+    assert not spawnable()
+    script = tmp_path / "audit.py"
+    script.write_text("")
+    main.__file__ = str(script)
+    assert spawnable()
+
+
+@pytest.mark.spawns
+def test_the_default_executor_spawns_workers_on_a_multi_core_cpu_and_gives_the_one_thread_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ser_audit.execution.auto as auto
+
+    monkeypatch.setattr(auto, "usable_cores", lambda: 2)  # read in this process: CI's machine may have one core
+    corpus = tiny_corpus(tmp_path / "corpus", per_speaker=6, seed=1)
+    spec, weights = write_planted_cnn(tmp_path, leak=True, seed=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers: the same float sums
+
+    def audit(**executor: str) -> Any:
+        return leakage_audit(ModelSource(spec, weights=weights), corpus=str(corpus.root / "manifest.csv"),
+                             aux_corpus=None, quick=True, seed=1, cache_dir=tmp_path / "cache",
+                             scenarios=["worst"], attackers=["generic"], attacker_epochs=1, **executor)
+
+    try:
+        default, local = audit(), audit(executor="local")
+    finally:
+        torch.set_num_threads(threads)
+    assert default.config.executor == "auto"
+    assert any("ran in worker processes" in note for note in default.notes)
+    assert not any("ran in worker processes" in note for note in local.notes)
+    rows = [[row.model_dump(mode="json") for row in report.leakage.results] for report in (default, local)]
+    assert rows[0] == rows[1] and any(row["scenario"] == "worst" for row in rows[0])

@@ -59,7 +59,7 @@ def test_a_renderer_plugin_writes_its_own_format(monkeypatch: pytest.MonkeyPatch
 def test_executors_are_registered_plugins() -> None:
     from ser_audit.execution import executor, executors
 
-    assert {"local", "processes", "ray"} <= set(executors())
+    assert {"auto", "local", "processes", "ray"} <= set(executors())
     assert list(executor("local").map(lambda job: job * 2, [1, 2, 3])) == [2, 4, 6]
-    with pytest.raises(ConfigError, match="--executor 'dask': choose one of local, processes, ray"):
+    with pytest.raises(ConfigError, match="--executor 'dask': choose one of auto, local, processes, ray"):
         executor("dask")

@@ -26,7 +26,7 @@ def leakage(
     seed: options.SeedOption = 0,
     quick: options.QuickLeakageOption = False,
     device: options.DeviceOption = "auto",
-    executor: options.ExecutorOption = "local",
+    executor: options.ExecutorOption = "auto",
     out: options.OutOption = "ser-audit-report",
     format: options.FormatOption = "json",
     policy: options.PolicyOption = None,

@@ -116,8 +116,8 @@ DeviceOption = Annotated[str, typer.Option(
     "--device", help="Where every stage runs (extraction, attackers, probes, training): auto (CUDA when torch sees "
                      "it), cpu, cuda or cuda:N.")]
 ExecutorOption = Annotated[str, typer.Option(
-    "--executor", help="local, processes (one worker process per core, one torch thread each), or ray (needs the "
-                       "ray extra).")]
+    "--executor", help="auto (processes on a CPU with two or more cores, else local), local (this process), "
+                       "processes (one worker process per core, one torch thread each), or ray (needs the ray extra).")]
 FormatOption = Annotated[
     str, typer.Option("--format", help="Report files to write: comma-separated json,md,html,junit (json always).")
 ]

@@ -1,0 +1,57 @@
+"""The default executor (``--executor auto``): worker processes where they pay, this process otherwise.
+
+On a CPU with two or more usable cores, one single-threaded worker per core trains attackers faster
+than one process spreading each small attacker over the cores, idle or loaded (#25: the quick demo
+23-24 s against 29-31 s idle, 41 s against 81-86 s with one core busy). On a GPU the jobs share one
+device, and a CUDA context per worker would only cost memory, so they stay in this process; so do a
+single job, a single core, and a main script that spawned workers cannot re-import (piped in on
+standard input).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from ser_audit.devices import usable_cores
+from ser_audit.execution.interface import Executor, Job, Result, Shared
+from ser_audit.execution.local import LocalExecutor
+from ser_audit.execution.processes import ProcessExecutor
+
+
+def spawnable() -> bool:
+    """Whether a spawned worker can start this program: it re-imports ``__main__`` from its file, if it has one."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return path is None or Path(path).is_file()
+
+
+def choose(device: str, *, jobs: int, cores: int, can_spawn: bool) -> str:
+    """``processes`` or ``local``, by the rule of the module docstring."""
+    if device.startswith("cuda") or jobs < 2 or cores < 2 or not can_spawn:
+        return LocalExecutor.name
+    return ProcessExecutor.name
+
+
+class AutoExecutor(Executor):
+    """Runs its jobs on the executor ``choose`` picks for ``device`` (the run's resolved device).
+
+    >>> from operator import add
+    >>> list(AutoExecutor().map(add, [1, 2], 10))
+    [11, 12]
+    """
+
+    name = "auto"
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self.chosen: str | None = None  # what the last run used, for the report's notes
+
+    def run(self, function: Callable[[Job, Shared], Result], jobs: Iterable[Job], shared: Shared) -> Iterator[Result]:
+        jobs = list(jobs)
+        self.chosen = choose(self.device, jobs=len(jobs), cores=usable_cores(), can_spawn=spawnable())
+        delegate = ProcessExecutor() if self.chosen == ProcessExecutor.name else LocalExecutor()
+        return delegate.run(function, jobs, shared)
+
+    def sees(self, path: Path) -> bool:
+        return True  # both of its executors' workers read this machine's files
