@@ -56,7 +56,7 @@ def timed_audit(model: ModelSource, corpus: str, aux: str, cache: Path, *, quick
 
 def summary(report: Report, seconds: float, *, quick: bool) -> None:
     assert report.leakage is not None
-    attacks = [row for row in report.leakage.results if row.scenario not in ("probe", "strongest")]
+    attacks = [row for row in report.leakage.results if row.is_scenario_attacker]
     rows = Counter(row.layer for row in attacks)
     pairs = {layer: len({(r.scenario, r.attacker_kind) for r in attacks if r.layer == layer}) for layer in rows}
     complete = [layer for layer, n in pairs.items() if n == 10]
@@ -67,8 +67,8 @@ def summary(report: Report, seconds: float, *, quick: bool) -> None:
         worst = [r for r in attacks if r.layer == layer and r.scenario == "worst"]
         tuned = max((r for r in worst if r.attacker_design == "same-architecture"),
                     key=lambda r: r.balanced_accuracy, default=None)
-        probe = next((r for r in report.leakage.results if r.layer == layer and r.scenario == "probe"), None)
-        strongest = next((r for r in report.leakage.results if r.layer == layer and r.scenario == "strongest"), None)
+        probe = next((r for r in report.leakage.results if r.layer == layer and r.is_probe), None)
+        strongest = next((r for r in report.leakage.results if r.layer == layer and r.is_nested_choice), None)
         if probe and tuned:
             verdict = "at least" if tuned.balanced_accuracy >= (probe.ci_low or 0) else "UNDER"
             print(f"  {layer}: worst L {tuned.balanced_accuracy:.3f}, {verdict} the probe's lower bound "

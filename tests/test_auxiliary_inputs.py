@@ -70,7 +70,7 @@ def test_leakage_on_a_declared_graph_finds_the_pitch_bands(run_cli, graph: Path,
                      "--layers", "pitch,encoder", *FAST, "--out", str(out))
     assert result.code == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
-    probes = {row["layer"]: row for row in report["leakage"]["results"] if row["scenario"] == "probe"}
+    probes = {row["layer"]: row for row in report["leakage"]["results"] if row["attacker_design"] == "linear-probe"}
     assert set(probes) == {"pitch", "encoder"}
     # The F0 bands carry gender (chance 0.5); the noise put in their place carries nothing.
     assert probes["pitch"]["significant"] is leak

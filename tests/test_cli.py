@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ser_audit.config import AuditConfig
+from ser_audit.report.model import REPORT_SCHEMA_VERSION
 from ser_audit_reference.cnn4 import CNN4
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json").read_text())
@@ -97,10 +98,13 @@ def test_leakage_end_to_end_on_a_manifest(run_cli, onnx_model, manifest, tmp_pat
     report = json.loads((out / "report.json").read_text())
     jsonschema.validate(report, SCHEMA)
     rows = report["leakage"]["results"]
-    assert [row["layer"] for row in rows if row["scenario"] == "probe"] == ["pool1", "fc_relu"]
-    pairs = {(row["scenario"], row["attacker_kind"]) for row in rows if row["layer"] == "pool1"}
-    expected = {(s, k) for s in ("probe", "worst", "s1", "s2", "s3", "s4") for k in ("generic", "aware")}
-    assert pairs == (expected - {("probe", "aware")}) | {("strongest", "generic")}
+    assert [row["layer"] for row in rows if row["attacker_design"] == "linear-probe"] == ["pool1", "fc_relu"]
+    assert {row["scenario"] for row in rows} <= {"worst", "s1", "s2", "s3", "s4"}  # exactly P0's (design 5)
+    pairs = {(row["scenario"], row["attacker_kind"]) for row in rows
+             if row["layer"] == "pool1" and row["attacker_design"] not in ("linear-probe", "nested-choice")}
+    assert pairs == {(s, k) for s in ("worst", "s1", "s2", "s3", "s4") for k in ("generic", "aware")}
+    designs = [(row["scenario"], row["attacker_kind"], row["attacker_design"]) for row in rows if row["layer"] == "pool1"]
+    assert designs.count(("worst", "generic", "linear-probe")) == designs.count(("worst", "generic", "nested-choice")) == 1
     assert all(row["training_data"] == "aux" for row in rows if row["scenario"] in ("s1", "s3", "s4"))
     assert report["aux_corpus"]["name"] == "ravdess-like" and report["leakage"]["target_family"] == "convolutional"
     assert {s["layer"] for s in report["leakage"]["skipped"]} == {"fc_relu"}  # no time axis: no s4 attacker
@@ -163,7 +167,8 @@ def test_speaker_attribute_end_to_end(run_cli, onnx_model, manifest, tmp_path) -
     report = json.loads(out.read_text())
     jsonschema.validate(report, SCHEMA)
     rows = report["leakage"]["results"]
-    assert {row["scenario"] for row in rows} == {"probe"} and rows[0]["chance"] == 0.1  # ten speakers
+    assert {(row["scenario"], row["attacker_design"]) for row in rows} == {("worst", "linear-probe")}
+    assert rows[0]["chance"] == 0.1  # ten speakers
     verification = report["leakage"]["verification"]
     assert [v["layer"] for v in verification] == ["pool1", "fc_relu"]
     assert all(v["eer_same_gender"] is not None and v["eer_ci_low"] <= v["eer"] <= v["eer_ci_high"] for v in verification)
@@ -202,7 +207,7 @@ def _compare(run_cli, onnx_model: Path, manifest: Path, out: Path, *flags: str):
     assert result.code in (0, 1), result.stderr
     report = json.loads((out / "report.json").read_text())
     jsonschema.validate(report, SCHEMA)
-    assert report["schema_version"] == "1.8" and report["config"]["compare_with"] is not None
+    assert report["schema_version"] == REPORT_SCHEMA_VERSION and report["config"]["compare_with"] is not None
     assert not {"hardened_model", "hardening_effect", "hardened_robustness"} & set(report)  # 1.8 writes comparison only
     return result, report
 
@@ -221,7 +226,7 @@ def test_audit_compares_a_model_of_another_architecture(run_cli, onnx_model, man
     assert [layer["layer"] for layer in comparison["layers"]] == ["pool1", "fc_relu"]
     assert comparison["only_in_model"] == ["pool2"] and comparison["only_in_compared"] == ["mix_pool"]
     assert not any("other input features" in note for note in report["notes"])  # the same front-end
-    probes = {row["layer"]: row for row in report["leakage"]["results"] if row["scenario"] == "probe"}
+    probes = {row["layer"]: row for row in report["leakage"]["results"] if row["attacker_design"] == "linear-probe"}
     verdicts = {layer["layer"]: layer["verdict"] for layer in report["leakage"]["verdict"]["layers"]}
     for layer in comparison["layers"]:
         before, after = layer["before_interval"], layer["after_interval"]

@@ -42,7 +42,7 @@ def test_a_flat_depth_curve_is_said_so_without_a_warning() -> None:
     from ser_audit.report.model import Leakage
     from ser_audit.report.render.sections import depth_messages
 
-    rows = [row("generic", "probe", 0.5, 0.05).model_copy(update={"layer": f"pool{i}", "layer_index": i, "scenario": "probe"})
+    rows = [row("generic", "linear-probe", 0.5, 0.05).model_copy(update={"layer": f"pool{i}", "layer_index": i})
             for i in range(1, 5)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -89,7 +89,7 @@ def test_quick_leakage_finds_the_planted_pitch_per_utterance(run_cli, corpus_man
                      "--layers", "pitch,noise,projection", *FAST, "--out", str(out))
     assert result.code == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
-    probes = {row["layer"]: row for row in report["leakage"]["results"] if row["scenario"] == "probe"}
+    probes = {row["layer"]: row for row in report["leakage"]["results"] if row["attacker_design"] == "linear-probe"}
     utterances = report["corpus"]["n_utterances"]
     assert {row["n_test"] for row in probes.values()} == {utterances}  # one row per utterance, not per frame
     assert probes["pitch"]["significant"] and probes["pitch"]["balanced_accuracy"] > 0.8
@@ -104,7 +104,7 @@ def test_without_the_plant_the_frame_layers_do_not_leak(run_cli, corpus_manifest
                      "--layers", "pitch,projection", *FAST, "--out", str(out))
     assert result.code == 0, result.stderr
     probes = [row for row in json.loads((out / "report.json").read_text())["leakage"]["results"]
-              if row["scenario"] == "probe"]
+              if row["attacker_design"] == "linear-probe"]
     assert len(probes) == 2 and not any(row["significant"] for row in probes)
 
 

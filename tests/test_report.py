@@ -162,7 +162,7 @@ max_leakage = 1.0
 
 [[leakage]]
 layer = "fc*"
-scenario = "probe"
+attacker_design = "linear-probe"
 max_leakage = 0.3
 
 [regression]
@@ -274,12 +274,17 @@ def test_markdown_and_html_summaries_lead_with_the_verdict_the_rows_support(gate
 def hardening_report(gated_report: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A report as 1.7 wrote it for `audit --hardened`: the three hardening fields, `hardened` in the recorded
     config, no `comparison` (a current report dumped with the old fields)."""
-    from ser_audit.report.model import Robustness, RobustnessResult
+    from ser_audit.report.model import REPORT_SCHEMA_VERSION, Robustness, RobustnessResult
 
     data = json.loads(gated_report.read_text())
-    assert data["schema_version"] == "1.8" and "hardening_effect" not in data  # 1.8 on: comparison only
+    assert data["schema_version"] == REPORT_SCHEMA_VERSION and "hardening_effect" not in data  # 1.8 on: comparison only
     del data["comparison"], data["config"]["compare_with"]
     data["schema_version"] = "1.7"
+    legacy = {"linear-probe": "probe", "nested-choice": "strongest"}  # scenario names before 1.9
+    leakage = data["leakage"]
+    for row in [*leakage["results"], *(b for rows in leakage["breakdowns"].values() for b in rows)]:
+        row["scenario"] = legacy.get(row["attacker_design"], row["scenario"])
+    assert {row["scenario"] for row in leakage["results"]} >= {"probe"}
     data["config"]["hardened"] = {"spec": "hardened.onnx", "frontend": None, "weights": None, "trust_pickle": False}
     data["hardened_model"] = {**data["model"], "path": "hardened.onnx", "sha256": "0" * 64}
     data["hardening_effect"] = [
@@ -336,3 +341,27 @@ def test_a_policy_that_cannot_fail_is_refused(tmp_path: Path, text: str, message
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_policy(path)
+
+
+def test_reports_and_policies_before_1_9_name_the_probe_and_the_nested_choice_as_scenarios() -> None:
+    """1.9 writes P0's scenario names only (design section 5); older reports and policies still mean the same rows."""
+    from ser_audit.report.model import Accuracy, LeakageResult
+    from ser_audit.report.policy import LeakageRule
+
+    accuracy = Accuracy(mean=0.6, std=0.0, folds=[0.6], ci_low=0.5, ci_high=0.7)
+    base = dict(layer="fc1", attacker_kind="generic", attacker_architecture="x", attacker_parameters=1,
+                training_data="same", attribute="gender", accuracy=accuracy,
+                balanced_accuracy=0.6, chance=0.5, p_value=0.5, gap=0.1, normalised_leakage=0.2, n_test=10, n_features=1)
+    probe = LeakageResult.model_validate({**base, "scenario": "probe"})
+    chosen = LeakageResult.model_validate({**base, "scenario": "strongest"})  # before the design was recorded
+    attacker = LeakageResult.model_validate({**base, "scenario": "worst", "attacker_design": "vgg"})
+    assert (probe.scenario, probe.attacker_design, probe.column) == ("worst", "linear-probe", "probe")
+    assert (chosen.scenario, chosen.attacker_design, chosen.column) == ("worst", "nested-choice", "strongest")
+    assert attacker.is_scenario_attacker and not probe.is_scenario_attacker and not chosen.is_scenario_attacker
+    assert [row.key for row in (probe, chosen)] == ["fc1 / worst / generic / linear-probe",
+                                                    "fc1 / worst / generic / nested-choice"]
+    rows = (probe, chosen, attacker)
+    assert [LeakageRule(scenario="probe").matches(r) for r in rows] == [True, False, False]
+    assert [LeakageRule(scenario="strongest").matches(r) for r in rows] == [False, True, False]
+    assert [LeakageRule(scenario="worst").matches(r) for r in rows] == [True, True, True]
+    assert [LeakageRule(attacker_design="nested-*").matches(r) for r in rows] == [False, True, False]

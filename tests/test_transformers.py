@@ -82,7 +82,7 @@ def test_quick_leakage_robustness_and_harden(run_cli, checkpoints, manifest, kin
     assert result.code == 0, result.stderr
     report = json.loads((out / "report.json").read_text() if out.is_dir() else out.read_text())
     rows = report["leakage"]["results"]
-    assert {row["layer"] for row in rows if row["scenario"] == "probe"} >= set(blocks)
+    assert {row["layer"] for row in rows if row["attacker_design"] == "linear-probe"} >= set(blocks)
     assert any(row["layer"] in blocks and row["attacker_design"] == "same-architecture" for row in rows)
     assert report["model"]["format"] == "transformers"
     assert report["model"]["loading"]["padding"].startswith("equal-length")
@@ -204,7 +204,7 @@ def test_an_onnx_export_is_audited_white_box(run_cli, exports, manifest, kind, t
     rows = report["leakage"]["results"]
     blocks = [name for name in (layer["name"] for layer in report["model"]["layers"]) if name.count(".layers.") and
               name.split(".layers.")[1].isdigit()]
-    assert {row["layer"] for row in rows if row["scenario"] == "probe"} >= set(blocks)
+    assert {row["layer"] for row in rows if row["attacker_design"] == "linear-probe"} >= set(blocks)
     assert any(row["layer"] in blocks and row["attacker_design"] == "same-architecture" for row in rows)
     assert report["leakage"]["target_family"] == "transformer"
 

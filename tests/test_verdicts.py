@@ -62,7 +62,7 @@ def audit(women: int, men: int, leak: float, seed: int, *, n_layers: int = 2, sp
         s = dataclasses.replace(s, standard_error=s.standard_error * spread,
                                 evidence=dataclasses.replace(s.evidence, standard_error=s.evidence.standard_error * spread))
         attacked.append(AttackedRow(LeakageResult(
-            layer=f"layer{layer}", layer_index=layer, scenario="probe", attacker_kind="generic",
+            layer=f"layer{layer}", layer_index=layer, scenario="worst", attacker_kind="generic",
             attacker_architecture="probe", attacker_parameters=1, training_data="same", attribute="gender",
             accuracy=Accuracy(mean=s.mean, std=s.std, folds=s.folds, ci_low=s.accuracy_low, ci_high=s.accuracy_high),
             balanced_accuracy=s.balanced_accuracy, ci_low=s.ci_low, ci_high=s.ci_high, standard_error=s.standard_error,

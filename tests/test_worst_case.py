@@ -27,7 +27,7 @@ def planted_leak(tmp_path_factory: pytest.TempPathFactory) -> Report:
 def test_the_worst_case_reaches_the_probe_lower_bound_on_every_layer(planted_leak: Report) -> None:
     assert planted_leak.leakage is not None
     rows = planted_leak.leakage.results
-    probe = {row.layer: row for row in rows if row.scenario == "probe"}
+    probe = {row.layer: row for row in rows if row.is_probe}
     worst = [row for row in rows if row.scenario == "worst" and row.attacker_design == SAME_ARCHITECTURE]
     assert worst, "no same-architecture row"
     for row in worst:

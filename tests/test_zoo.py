@@ -53,14 +53,14 @@ def test_leakage_audit_of_the_default_model(run_cli, cache_dir: Path, tmp_path: 
     assert result.code == 0, result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     rows = report["leakage"]["results"]
-    probe = [row["layer"] for row in rows if row["scenario"] == "probe"]
+    probe = [row["layer"] for row in rows if row["attacker_design"] == "linear-probe"]
     assert probe == ["pool1", "pool2", "pool3", "pool4", "global_pool", "fc_relu"]
     for row in rows:
         assert row["accuracy"]["ci_low"] <= row["accuracy"]["mean"] <= row["accuracy"]["ci_high"]
         assert len(row["accuracy"]["folds"]) == 5 and row["n_test"] == 400
         assert row["attacker_architecture"] and row["attacker_parameters"] > 0
     pairs = {layer: {(r["scenario"], r["attacker_kind"]) for r in rows
-                     if r["layer"] == layer and r["scenario"] not in ("probe", "strongest")} for layer in probe}
+                     if r["layer"] == layer and r["attacker_design"] not in ("linear-probe", "nested-choice")} for layer in probe}
     every_pair = {(s, k) for s in ("worst", "s1", "s2", "s3", "s4") for k in ("generic", "aware")}
     # --quick leaves pool1 to the probe; the default run adds it (benchmarks/default_audit.py checks that run).
     assert [layer for layer in probe if pairs[layer] == every_pair] == ["pool3", "pool4"]
@@ -70,10 +70,10 @@ def test_leakage_audit_of_the_default_model(run_cli, cache_dir: Path, tmp_path: 
     assert len(report["leakage"]["findings"]) == 6
     # Every audited layer has its headline row, and the worst case is at least the linear probe's lower bound
     # on the same layer (a worst case weaker than a linear reading of the tap would not earn its name).
-    assert [r["layer"] for r in rows if r["scenario"] == "strongest"] == ["pool3", "pool4", "fc_relu"]
+    assert [r["layer"] for r in rows if r["attacker_design"] == "nested-choice"] == ["pool3", "pool4", "fc_relu"]
     for layer in ("pool3", "pool4", "fc_relu"):
         worst = [r for r in rows if r["layer"] == layer and r["scenario"] == "worst"]
-        probe = next(r for r in rows if r["layer"] == layer and r["scenario"] == "probe")
+        probe = next(r for r in rows if r["layer"] == layer and r["attacker_design"] == "linear-probe")
         tuned = max(r["balanced_accuracy"] for r in worst if r["attacker_design"] == "same-architecture")
         assert tuned >= probe["ci_low"], layer
     assert report["leakage"]["seen_speakers"] and len(report["leakage"]["seen_speakers"]) == 8

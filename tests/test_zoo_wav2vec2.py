@@ -83,7 +83,7 @@ def test_quick_leakage_robustness_and_harden_on_the_zoo_entry(run_cli, tiny_trai
     result = run_cli("leakage", "zoo:wav2vec2-ser", "--quick", "--out", str(out), "--format", "json", *common)
     assert result.code == 0, result.stderr
     leakage = json.loads(out.read_text())["leakage"]
-    assert {row["layer"] for row in leakage["results"] if row["scenario"] == "probe"} >= set(BLOCKS)
+    assert {row["layer"] for row in leakage["results"] if row["attacker_design"] == "linear-probe"} >= set(BLOCKS)
     assert leakage["target_family"] == "transformer"
     # SUPERB's head reads every block: no block's downstream is a function of it alone, and the report says so.
     assert any("weighted" in skip["reason"] or "not a function" in skip["reason"] or "unavailable" in skip["reason"]

@@ -27,7 +27,7 @@ from ser_audit.leakage.statistics.resampling import REFITTED_EXACT, refit_inflat
 from ser_audit.leakage.statistics.rows import LeakageStatistics, leakage_statistics, row_fields, training_gaps
 from ser_audit.models.interface import LayerInfo
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
-from ser_audit.report.model import LeakageResult
+from ser_audit.report.model import PROBE_DESIGN, LeakageResult
 
 # P0's S4 input: energy, 12 MFCC, ZCR, voicing probability, F0 and their deltas; 25 ms windows, 10 ms step.
 LLD_SPEC = FrontEndSpec(
@@ -121,10 +121,10 @@ def result_row(
     return LeakageResult(
         layer=layer,
         layer_index=layer_index,
-        scenario="probe",
+        scenario="worst",
         attacker_kind="generic",
         attacker_architecture="standardised features, ridge classifier without intercept (linear probe)",
-        attacker_design="linear-probe",
+        attacker_design=PROBE_DESIGN,
         attacker_family="linear",
         attacker_parameters=probe.outcome.fitted.parameter_count(),
         training_data="same",

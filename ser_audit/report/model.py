@@ -5,12 +5,23 @@ Nothing here imports torch, so reports can be read, re-rendered and gated in a l
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    WithJsonSchema,
+    model_serializer,
+    model_validator,
+)
 
 from ser_audit.config import AuditConfig
 
+# 1.9: scenario names are exactly P0's (worst, s1-s4), as the design promises: the linear probe and the nested
+# choice are `worst` rows told apart by attacker_design (linear-probe, nested-choice), where reports before 1.9 named
+# them as scenarios `probe` and `strongest` (read as the same rows);
 # 1.8: comparison (audit --compare-with), replacing hardened_model, hardening_effect and hardened_robustness, which
 # older reports still carry and still render; 1.7: protection (ser-audit protect); 1.6: environment.device, where
 # torch ran; 1.5: how the model was read (model.loading);
@@ -18,14 +29,62 @@ from ser_audit.config import AuditConfig
 # grade and recommendation; 1.3: the run's config and robustness upper bounds; 1.2: balanced accuracy with
 # speaker-level intervals and adjusted p-values; 1.1: egemaps_reference
 Severity = Literal["none", "low", "medium", "high", "critical"]
-REPORT_SCHEMA_VERSION: Literal["1.8"] = "1.8"
+REPORT_SCHEMA_VERSION: Literal["1.9"] = "1.9"
 Verdict = Literal["leaks", "private", "inconclusive"]
 
-Scenario = Literal["worst", "s1", "s2", "s3", "s4", "probe", "strongest"]
+Scenario = Literal["worst", "s1", "s2", "s3", "s4"]
+# What a report may hold: a report of 1.9 on writes P0's names only; one before 1.9 is read with its rows renamed.
+ScenarioName = Annotated[Scenario, WithJsonSchema({
+    "type": "string", "enum": ["worst", "s1", "s2", "s3", "s4", "probe", "strongest"],
+    "description": "P0's scenario; probe and strongest only in reports before 1.9 (read as worst rows)."})]
+# The two rows per layer that are not one scenario attacker: P0's worst case (the audit corpus's own speakers, the
+# layer itself) read by a linear probe, and by the per-fold nested choice among every attacker of the layer.
+PROBE_DESIGN, NESTED_CHOICE_DESIGN = "linear-probe", "nested-choice"
+# Reports before 1.9 named those two rows by scenarios of their own.
+_LEGACY_SCENARIOS = {"probe": PROBE_DESIGN, "strongest": NESTED_CHOICE_DESIGN}
+
+
+def legacy_scenario(data: Any) -> Any:
+    """A row or skipped attack of a report before 1.9 whose scenario is `probe` or `strongest`, read as `worst` with
+    the design that tells it apart."""
+    if isinstance(data, dict) and data.get("scenario") in _LEGACY_SCENARIOS:
+        design = _LEGACY_SCENARIOS[data["scenario"]]
+        data = {**data, "scenario": "worst"}
+        if "reason" not in data:  # a result row; a skipped attack has no design
+            data.setdefault("attacker_design", design)
+    return data
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Attacked:
+    """What a row's scenario and design say together (result rows and their breakdowns)."""
+
+    scenario: str
+    attacker_design: str
+
+    @property
+    def is_probe(self) -> bool:
+        """The linear probe on the layer's pooled statistics (one per layer, run on every selected layer)."""
+        return self.attacker_design == PROBE_DESIGN
+
+    @property
+    def is_nested_choice(self) -> bool:
+        """The per-fold choice among the layer's attackers by held-out training speakers (the layer's strongest)."""
+        return self.attacker_design == NESTED_CHOICE_DESIGN
+
+    @property
+    def is_scenario_attacker(self) -> bool:
+        """One attacker trained under one of P0's scenarios (neither the probe nor the nested choice)."""
+        return not (self.is_probe or self.is_nested_choice)
+
+    @property
+    def column(self) -> str:
+        """The row's short name where rows stand side by side: its scenario, or probe / strongest for the two
+        worst-case rows that are not one scenario attacker."""
+        return "probe" if self.is_probe else "strongest" if self.is_nested_choice else self.scenario
 
 
 class Tool(_Strict):
@@ -95,12 +154,12 @@ class Accuracy(_Strict):
     ci_high: float = Field(description="Upper end of that interval.")
 
 
-class LeakageResult(_Strict):
+class LeakageResult(_Attacked, _Strict):
     layer: str = Field(description="Tapped layer, or `input:lld` for the input-level reference.")
     layer_index: int | None = Field(None, description="Execution-order index of the layer.")
-    scenario: Scenario = Field(
-        description="worst, s1-s4 (P0); probe: the pooled-statistics probe; strongest: the layer's headline, the "
-        "attacker chosen per fold by nested validation."
+    scenario: ScenarioName = Field(
+        description="P0's scenario: worst, s1-s4. The linear probe on pooled statistics and the per-fold nested choice "
+        "are worst rows, told apart by attacker_design (reports before 1.9 named them scenarios probe and strongest)."
     )
     attacker_kind: Literal["generic", "aware"] = Field(description="generic: attribute only; aware: attribute + emotion.")
     attacker_architecture: str = Field(description="The attacker's design, in words (layers, sizes, input pooling).")
@@ -161,6 +220,8 @@ class LeakageResult(_Strict):
         default_factory=list, description="Caveats a reader needs, e.g. a fold whose training side lacks a class."
     )
 
+    _legacy = model_validator(mode="before")(legacy_scenario)
+
     @property
     def key(self) -> str:
         return f"{self.layer} / {self.scenario} / {self.attacker_kind} / {self.attacker_design}"
@@ -169,17 +230,21 @@ class LeakageResult(_Strict):
 class SkippedAttack(_Strict):
     """An attack that could not run, and why (nothing is skipped silently)."""
 
+    _legacy = model_validator(mode="before")(legacy_scenario)
+
     layer: str
-    scenario: Scenario
+    scenario: ScenarioName
     attacker_kind: Literal["generic", "aware"]
     reason: str
 
 
-class BreakdownRow(_Strict):
+class BreakdownRow(_Attacked, _Strict):
     """One result row's accuracy on the test utterances of one group."""
 
+    _legacy = model_validator(mode="before")(legacy_scenario)
+
     layer: str
-    scenario: Scenario
+    scenario: ScenarioName
     attacker_kind: Literal["generic", "aware"]
     attacker_design: str
     group: str = Field(description="The group's value (an emotion, improvised/scripted, a gender).")
@@ -524,7 +589,7 @@ class Protection(_Strict):
 class Report(_Strict):
     """A complete audit: provenance, inputs, results, scores and gate outcomes."""
 
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8"] = Field(
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9"] = Field(
         REPORT_SCHEMA_VERSION, description="Version of this schema.")
     tool: Tool
     command: list[str] = Field(description="Command line that produced the report.")

@@ -53,8 +53,11 @@ class LeakageRule(_Strict):
 
     name: str | None = Field(None, description="Gate name; default: built from the globs (the CLI's flags name theirs).")
     layer: str = Field("*", description="Glob over layer names.")
-    scenario: str = Field("*", description="Glob over worst, s1-s4, probe.")
+    scenario: str = Field("*", description="Glob over worst, s1-s4 (probe and strongest, the names of reports before "
+                                           "1.9, match the linear probe and the nested choice).")
     attacker_kind: str = Field("*", description="generic, aware or a glob.")
+    attacker_design: str = Field("*", description="Glob over attacker designs: linear-probe, nested-choice, "
+                                                  "same-architecture, vgg, ...")
     attribute: str = Field("*", description="gender, speaker or a glob.")
     max_leakage: float | None = Field(
         None, ge=0, le=1, description="Highest allowed leakage (balanced accuracy), judged on adjusted evidence (README)."
@@ -63,9 +66,11 @@ class LeakageRule(_Strict):
     max_severity: Literal["none", "low", "medium", "high", "critical"] | None = None
 
     def matches(self, row: LeakageResult) -> bool:
+        # A policy written for reports before 1.9 names the probe and the nested choice as scenarios: it still means them.
+        scenario = row.column if self.scenario in ("probe", "strongest") else row.scenario
         return all(fnmatch.fnmatchcase(value, pattern) for value, pattern in (
-            (row.layer, self.layer), (row.scenario, self.scenario), (row.attacker_kind, self.attacker_kind),
-            (row.attribute, self.attribute)))
+            (row.layer, self.layer), (scenario, self.scenario), (row.attacker_kind, self.attacker_kind),
+            (row.attacker_design, self.attacker_design), (row.attribute, self.attribute)))
 
 
 class RobustnessRule(_Strict):
@@ -172,7 +177,8 @@ def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> 
     rows = report.leakage.results if report.leakage else []
     for number, rule in enumerate(policy.leakage, start=1):
         matching = [row for row in rows if rule.matches(row)]
-        label = rule.name or f"policy leakage[{number}] layer={rule.layer} scenario={rule.scenario}"
+        label = rule.name or (f"policy leakage[{number}] layer={rule.layer} scenario={rule.scenario}"
+                              + (f" design={rule.attacker_design}" if rule.attacker_design != "*" else ""))
         if not matching:
             gates.append(Gate(name=f"{label} matches a row", threshold=1, value=0, passed=False,
                               detail="no result row matches this rule; fix the globs or the audit's --layers/--scenarios"))

@@ -69,7 +69,7 @@ def _comparison(config: AuditConfig, report: Report, observer: ProgressObserver,
     source = config.compare_with
     assert source is not None and report.leakage is not None
     model, other = loader.model(config.model), loader.model(source)
-    probe_rows = [row for row in report.leakage.results if row.scenario == "probe"]
+    probe_rows = [row for row in report.leakage.results if row.is_probe]
     tappable = {layer.name for layer in other.layers() if layer.refused is None}
     shared = [row for row in probe_rows if row.layer in tappable]
     own_names = {layer.name for layer in model.layers()}
@@ -84,7 +84,7 @@ def _comparison(config: AuditConfig, report: Report, observer: ProgressObserver,
                             observer=observer, loader=loader)
         assert after.leakage is not None
         info = after.model
-        after_rows = {row.layer: row for row in after.leakage.results if row.scenario == "probe"}
+        after_rows = {row.layer: row for row in after.leakage.results if row.is_probe}
         before_verdicts, after_verdicts = _verdicts(report), _verdicts(after)
         for row in shared:
             other_row = after_rows[row.layer]

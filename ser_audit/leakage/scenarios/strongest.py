@@ -22,7 +22,7 @@ from ser_audit.leakage.attacked import AttackedRow
 from ser_audit.leakage.statistics.inference import SpeakerPermutations
 from ser_audit.leakage.statistics.resampling import layer_inflation
 from ser_audit.leakage.statistics.rows import fixed_prediction_statistics, row_fields
-from ser_audit.report.model import LeakageResult
+from ser_audit.report.model import NESTED_CHOICE_DESIGN, LeakageResult
 
 STRONGEST_APPROXIMATE = (
     "speaker permutation with the chosen predictions fixed, widened by the linear probe's refit/fixed null ratio "
@@ -64,9 +64,9 @@ def strongest_rows(
         first = group[0].row
         picks = "; ".join(f"{fold.name}: {_name(c.row)}" for c, fold in zip(chosen, folds))
         row = LeakageResult(
-            layer=layer, layer_index=first.layer_index, scenario="strongest", attacker_kind="generic",
+            layer=layer, layer_index=first.layer_index, scenario="worst", attacker_kind="generic",
             attacker_architecture=f"per fold, the best of {len(group)} attackers on held-out training speakers: {picks}",
-            attacker_design="nested-choice", attacker_family="chosen",
+            attacker_design=NESTED_CHOICE_DESIGN, attacker_family="chosen",
             attacker_parameters=max(c.row.attacker_parameters for c in chosen), training_data="same",
             attribute=first.attribute, n_features=first.n_features, reduction=first.reduction,
             notes=[f"chosen among: {', '.join(sorted({_name(c.row) for c in group}))}"],

@@ -59,8 +59,12 @@ from ser_audit.leakage.statistics.rows import (
 )
 from ser_audit.leakage.statistics.verdicts import decide
 from ser_audit.report.gates import leakage_bound
-from ser_audit.report.model import LeakageResult
+from ser_audit.report.model import PROBE_DESIGN, LeakageResult
 from ser_audit.report.scoring import GRADE_CAP, grade, privacy_score
+
+# The audit's three kinds of row, one each per layer: the linear probe (P0's worst case), a refitted attacker costly to
+# refit per relabelling (k-NN, standing for the neural worst-case attackers), and one trained on the aux corpus (s1).
+KNN_DESIGN, AUX_DESIGN = "k-nn", "linear-aux"
 
 METHODS = ("probe, refitted (exact)", "aux-trained, fixed predictions (exact)",
            "k-NN refitted, widened (approximate)", "probe, fixed predictions (before 1.2)",
@@ -224,9 +228,10 @@ def _knn() -> object:
     return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=15))
 
 
-def _row(layer: str, scenario: str, statistics: LeakageStatistics) -> LeakageResult:
-    return LeakageResult(layer=layer, scenario=scenario, attacker_kind="generic", attacker_architecture=scenario,
-                         attacker_design=scenario, attacker_parameters=0, training_data="same", attribute="gender",
+def _row(layer: str, design: str, statistics: LeakageStatistics) -> LeakageResult:
+    scenario, training = ("s1", "aux") if design == AUX_DESIGN else ("worst", "same")
+    return LeakageResult(layer=layer, scenario=scenario, attacker_kind="generic", attacker_architecture=design,
+                         attacker_design=design, attacker_parameters=0, training_data=training, attribute="gender",
                          n_features=0, **row_fields(statistics))
 
 
@@ -305,25 +310,25 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
     outcome = Outcome()
     attacked: list[AttackedRow] = []
 
-    def add(layer: int, name: str, statistics: LeakageStatistics) -> None:
-        attacked.append(AttackedRow(_row(f"layer{layer}", name, statistics), {}, statistics.evidence, []))
+    def add(layer: int, design: str, statistics: LeakageStatistics) -> None:
+        attacked.append(AttackedRow(_row(f"layer{layer}", design, statistics), {}, statistics.evidence, []))
 
     for layer, features in enumerate(data.layers):
         probe = attack(LinearProbe(), features, data.labels, data.speakers, folds, permutations, seed=seed)
-        add(layer, "probe", probe.statistics)
+        add(layer, PROBE_DESIGN, probe.statistics)
         knn = cross_validate(_knn(), features, data.labels, folds)  # type: ignore[arg-type]
         knn_null = fixed_null(permutations, folds, knn.predictions)
         knn_statistics = leakage_statistics(
             knn.truths, knn.predictions, units=data.speakers[tested], classes=classes,
             null=widened_null(knn_null, probe.inflation), p_value_method=REFITTED_APPROXIMATE, exact=False,
             widen=probe.inflation, seed=seed)
-        add(layer, "worst", knn_statistics)
+        add(layer, KNN_DESIGN, knn_statistics)
         aux_predictions = LinearProbe().fit(aux.layers[layer], aux.labels).predict(features)
         by_fold = [aux_predictions[fold.test] for fold in folds]
         aux_statistics = fixed_prediction_statistics(
             [data.labels[fold.test] for fold in folds], by_fold, folds=folds, units=data.speakers[tested],
             permutations=permutations, p_value_method=AUX_EXACT, seed=seed)
-        add(layer, "s1", aux_statistics)
+        add(layer, AUX_DESIGN, aux_statistics)
         if layer == 0:
             outcome.balanced_accuracy = probe.statistics.balanced_accuracy
             outcome.p_values = {

@@ -98,7 +98,9 @@ def generic_versus_aware(rows: Sequence[LeakageResult]) -> Finding:
 
 
 def scenario_means(rows: Sequence[LeakageResult]) -> dict[str, Estimate]:
-    """Mean leakage per scenario over the layers that ran every scenario."""
+    """Mean leakage per scenario over the layers that ran every scenario (its attackers, not the probe or the
+    nested choice)."""
+    rows = [row for row in rows if row.is_scenario_attacker]
     by_layer: dict[str, set[str]] = defaultdict(set)
     for row in rows:
         by_layer[row.layer].add(row.scenario)
@@ -174,7 +176,7 @@ def per_emotion(breakdowns: Breakdowns) -> Finding:
             "neutral 0.87, sad 0.88)."
     by_group: dict[str, list[Estimate]] = defaultdict(list)
     for row in breakdowns.by_emotion:
-        if row.scenario not in ("probe", "strongest"):
+        if row.is_scenario_attacker:
             by_group[row.group].append(of_group(row))
     if not {"sad", "neutral", "angry", "happy"} <= by_group.keys():
         return Finding(name="per-emotion", claim=claim, reproduced=None,
@@ -191,7 +193,7 @@ def spontaneity(breakdowns: Breakdowns) -> Finding:
     claim = "Improvised and scripted speech leak alike (no significant difference)."
     per_row: dict[tuple[str, str, str, str], dict[str, BreakdownRow]] = defaultdict(dict)
     for row in breakdowns.by_spontaneity:
-        if row.scenario not in ("probe", "strongest"):
+        if row.is_scenario_attacker:
             per_row[(row.layer, row.scenario, row.attacker_kind, row.attacker_design)][row.group] = row
     pairs = [v for v in per_row.values() if {"improvised", "scripted"} <= v.keys()]
     if not pairs:

@@ -139,7 +139,7 @@ def decide(
 
 def _layer_verdict(layer: _Layer, rows: Sequence[LeakageResult], p_layer: float, threshold: float, alpha: float,
                    z_low: float, *, n_speakers: int, fewest: int | None = None) -> LayerVerdict:
-    probe_only = all(row.scenario == "probe" for row in rows)
+    probe_only = all(row.is_probe for row in rows)
     significant_rows = [row for row in rows if row.significant]
     significant = p_layer < alpha
     lower = max((row.simultaneous_ci_low or row.chance for row in significant_rows), default=rows[0].chance)
@@ -168,7 +168,7 @@ def _layer_verdict(layer: _Layer, rows: Sequence[LeakageResult], p_layer: float,
                 # This corpus did not decide, so more speakers than it has, and at least the fewest whose
                 # relabellings can reach alpha at all.
                 needed = max(needed, n_speakers + 1, fewest or 0)
-    attacker = ("linear probe" if headline.scenario == "probe"
+    attacker = ("linear probe" if headline.is_probe
                 else f"{headline.scenario} {headline.attacker_design} ({headline.attacker_kind})")
     figure = (f"L {headline.balanced_accuracy:.3f} [{_fmt(headline.ci_low)}, {_fmt(headline.ci_high)}] by {attacker}, "
               f"layer-level adjusted p {p_layer:.3g}")

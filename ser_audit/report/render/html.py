@@ -97,7 +97,7 @@ def _depth_curve(report: Report, layers: Sequence[str]) -> str:
     assert report.leakage is not None
     rows, verdict = report.leakage.results, report.leakage.verdict
     series, errors = {}, {}
-    for name, keep in (("strongest attacker", lambda r: True), ("linear probe", lambda r: r.scenario == "probe")):
+    for name, keep in (("strongest attacker", lambda r: True), ("linear probe", lambda r: r.is_probe)):
         picked = [_strongest(cell) if (cell := [r for r in rows if r.layer == layer and keep(r)]) else None
                   for layer in layers]
         if any(picked):
@@ -120,13 +120,13 @@ def _scenario_panels(report: Report, layers: Sequence[str]) -> str | None:
     assert report.leakage is not None
     rows, panels = report.leakage.results, []
     for layer in layers:
-        audited = [r for r in rows if r.layer == layer and r.scenario != "probe"]
+        audited = [r for r in rows if r.layer == layer and not r.is_probe]
         if not audited:
             continue
-        scenarios = [s for s in SCENARIO_ORDER if any(r.scenario == s for r in audited)]
+        scenarios = [s for s in SCENARIO_ORDER if any(r.column == s for r in audited)]
         values, errors = {}, {}
         for kind in ("generic", "aware"):
-            picked = [_strongest(cell) if (cell := [r for r in audited if r.scenario == scenario
+            picked = [_strongest(cell) if (cell := [r for r in audited if r.column == scenario
                                                     and r.attacker_kind == kind]) else None for scenario in scenarios]
             if any(picked):
                 values[kind], errors[kind] = _accuracies(picked)
