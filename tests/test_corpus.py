@@ -198,3 +198,31 @@ def test_a_corpus_that_mixes_sample_rates_gets_a_note_and_a_warning_where_the_ra
     by_speaker = {u.id: 48_000 if u.speaker in ("s0", "s1") else 16_000 for u in corpus}
     [note] = rate_notes(corpus, by_speaker, 16_000)
     assert "resampled to the model's 16000 Hz" in note and "one gender only" not in note
+
+
+def test_digitally_silent_utterances_get_a_note_from_the_pass_that_reads_them_and_from_the_cache(
+        onnx_model: Path, tmp_path: Path) -> None:
+    """A silent clip maps to one point in every layer whatever its speaker: the report says which ones, also when
+    the embeddings come from the cache (no second decode)."""
+    from ser_audit.api import leakage_audit
+    from ser_audit.testing import tiny_corpus
+
+    corpus = tiny_corpus(tmp_path / "corpus", per_speaker=4, seed=2)
+    silent = [corpus.utterances[3], corpus.utterances[9]]
+    for utterance in silent:
+        rate = soundfile.info(str(utterance.path)).samplerate
+        soundfile.write(str(utterance.path), np.zeros(rate, dtype=np.float32), rate)
+    # A quiet voice is not silence: two 16-bit steps of amplitude.
+    quiet = corpus.utterances[5]
+    audio, rate = soundfile.read(str(quiet.path), dtype="float32")
+    soundfile.write(str(quiet.path), audio / np.abs(audio).max() * 2 / 32768, rate, subtype="FLOAT")
+
+    def notes() -> list[str]:
+        report = leakage_audit(str(onnx_model), corpus=str(corpus.root / "manifest.csv"), layers="pool1", scenarios=[],
+                               quick=True, cache_dir=tmp_path / "cache", aux_corpus=None)
+        return [note for note in report.notes if "digitally silent" in note]
+
+    first, cached = notes(), notes()
+    assert len(first) == 1 and first == cached
+    assert f"2 of {len(corpus)} utterances" in first[0] and silent[0].id in first[0] and silent[1].id in first[0]
+    assert quiet.id not in first[0]

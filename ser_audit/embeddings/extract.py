@@ -46,6 +46,8 @@ class Embeddings:
         repairs: Cached files that failed their checksum and were computed again.
         device: Where the forward passes ran (``None`` when every layer came from the cache).
         notes: What the report should say of how they ran (a GPU asked for that the format could not use).
+        silent: Ids of the utterances whose waveform reached the model digitally silent (``None``: not known,
+            a store written before this was recorded).
     """
 
     layers: dict[str, np.ndarray]
@@ -58,6 +60,7 @@ class Embeddings:
     repairs: list[str] = field(default_factory=list)
     device: str | None = None
     notes: list[str] = field(default_factory=list)
+    silent: list[str] | None = None
 
 
 def mean_and_std(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,6 +143,8 @@ def _forward_or_name_the_short(model: TargetModel, inputs: dict[str, np.ndarray]
 
 
 VARIABLE_LENGTH_NOTE = "map resampled to the layer's listed shape (variable-length input)"
+# A waveform whose every sample is within one 16-bit step of zero carries no voice: digital silence.
+SILENCE = 1 / 32768
 DEFAULT_MAP_BUDGET = 512 * 2**20  # bytes of float16 per layer map
 
 
@@ -206,6 +211,7 @@ def extract(
         reused=[layer.name for layer in layers if layer.name not in todo_names],
         location=None if store.temporary else store.folder, repairs=list(store.repairs),
         device=placement.device if placement else None, notes=[placement.note] if placement and placement.note else [],
+        silent=store.silent(),
     )
 
 
@@ -246,6 +252,7 @@ def _compute(
     logits_writer: ArrayWriter | None = None
 
     listed_shapes = {layer.name: tuple(layer.shape[1:]) for layer in layers}
+    silent: list[str] = []
     time_axes = {layer.name: layer.time_axis for layer in layers}
     try:
         with observer.task(f"extracting {len(names)} layer(s) on {corpus.name}", total=n) as task:
@@ -253,6 +260,8 @@ def _compute(
                 chunk = corpus.utterances[start : start + batch_size]
                 for batch in inputs.batches(range(start, start + len(chunk))):
                     fed = {name: tensor.numpy() for name, tensor in zip(fed_names, batch.fed)}
+                    quiet = batch.audio.abs().amax(-1) <= SILENCE
+                    silent += [chunk[i].id for i in batch.rows[quiet.numpy()]]
                     result = _forward_or_name_the_short(model, fed, names, [chunk[i] for i in batch.rows],
                                                         batch.audio.shape[-1])
                     if logits_writer is None:
@@ -295,4 +304,5 @@ def _compute(
         finished[name] = entry
     assert logits_writer is not None
     logits_writer.finish()
-    store.commit(finished, "logits.npy")
+    order = {utterance.id: i for i, utterance in enumerate(corpus.utterances)}
+    store.commit(finished, "logits.npy", silent=sorted(silent, key=order.__getitem__))

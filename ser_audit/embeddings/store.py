@@ -154,6 +154,11 @@ class EmbeddingStore:
         files = [stored.pooled] + ([stored.map] if stored.map else [])
         return stored if all(self.check(f, index) for f in files) else None
 
+    def silent(self) -> list[str] | None:
+        """Utterances whose input reached the model digitally silent (None: a store written before this was kept)."""
+        silent = self.index().get("silent")
+        return [str(item) for item in silent] if isinstance(silent, list) else None
+
     def has_logits(self) -> bool:
         index = self.index()
         name = index.get("logits")
@@ -174,14 +179,17 @@ class EmbeddingStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def commit(self, layers: dict[str, StoredLayer], logits: str | None) -> None:
-        """Merge finished layers (and the checksums of the files written for them) into the index."""
+    def commit(self, layers: dict[str, StoredLayer], logits: str | None, *, silent: list[str] | None = None) -> None:
+        """Merge finished layers (and the checksums of the files written for them) into the index; ``silent``:
+        the utterances whose input reached the model digitally silent, found by the pass that wrote them."""
         with self._locked():
             index = self.index()
             for name, stored in layers.items():
                 index["layers"][name] = {k: v for k, v in stored.__dict__.items()}
             if logits:
                 index["logits"] = logits
+            if silent is not None:
+                index["silent"] = silent
             index["files"].update(self._written)
             if self.description:
                 index["description"] = self.description
