@@ -111,8 +111,11 @@ class AuditConfig(_Frozen):
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed for synthesis, training and attackers (0 to 2**32 - 1).")
     quick: bool = False
     device: str = Field("auto", description="auto (CUDA when torch sees it, else the CPU), cpu, cuda or cuda:N.")
-    executor: str = Field("auto", description="Where the scenario attackers run: auto (worker processes on a CPU "
-                          "with two or more cores, else this process), local, processes, ray or a plugin.")
+    # local for the Python API: spawned workers re-import the calling script, which a script without a main guard
+    # cannot survive; the CLI (whose entry point is guarded) passes auto.
+    executor: str = Field("local", description="Where the scenario attackers run: local (this process; the Python "
+                          "API's default), auto (the CLI's: worker processes on a CPU with two or more cores, else "
+                          "this process), processes, ray or a plugin.")
     cache_dir: Path | None = Field(None, description="Cache for corpora, reference models and embeddings.")
     permutations: int = Field(999, ge=19, description="Whole-speaker relabellings shared by every row (199 under --quick).")
     attacker_epochs: int = Field(8, ge=1, description="Epochs of every neural attacker (3 under --quick).")

@@ -346,11 +346,12 @@ def test_auto_knows_a_main_script_on_stdin_cannot_be_spawned(monkeypatch: pytest
 
 
 @pytest.mark.spawns
-def test_the_default_executor_spawns_workers_on_a_multi_core_cpu_and_gives_the_one_thread_rows(
+def test_auto_spawns_workers_on_a_multi_core_cpu_and_gives_the_one_thread_rows(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ser_audit.execution.auto as auto
 
     monkeypatch.setattr(auto, "usable_cores", lambda: 2)  # read in this process: CI's machine may have one core
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     corpus = tiny_corpus(tmp_path / "corpus", per_speaker=6, seed=1)
     spec, weights = write_planted_cnn(tmp_path, leak=True, seed=1)
     threads = torch.get_num_threads()
@@ -362,11 +363,49 @@ def test_the_default_executor_spawns_workers_on_a_multi_core_cpu_and_gives_the_o
                              scenarios=["worst"], attackers=["generic"], attacker_epochs=1, **executor)
 
     try:
-        default, local = audit(), audit(executor="local")
+        default, local = audit(executor="auto"), audit()  # the CLI's default, and the Python API's (local)
     finally:
         torch.set_num_threads(threads)
-    assert default.config.executor == "auto"
+    assert (default.config.executor, local.config.executor) == ("auto", "local")
     assert any("ran in worker processes" in note for note in default.notes)
     assert not any("ran in worker processes" in note for note in local.notes)
     rows = [[row.model_dump(mode="json") for row in report.leakage.results] for report in (default, local)]
     assert rows[0] == rows[1] and any(row["scenario"] == "worst" for row in rows[0])
+
+
+def test_auto_stays_in_this_process_where_workers_could_not_run_the_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import ser_audit.execution.auto as auto
+
+    monkeypatch.setattr(auto, "usable_cores", lambda: 4)
+    monkeypatch.setattr(auto, "choose", choose)  # the real rule (in-process tests pin it to local)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a budget of one core
+    assert auto.granted_cores() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert auto.granted_cores() == 3
+    lock = threading.Lock()  # does not pickle: the jobs run here, as they would under local
+    executor = auto.AutoExecutor()
+    assert list(executor.map(lambda job, held: job + held.locked(), [1, 2], lock)) == [1, 2]
+    assert executor.chosen == "local"
+    executor = auto.AutoExecutor(workers_can_load=False)  # a python:__main__: factory
+    assert list(executor.map(_add, [1, 2], 10)) == [11, 12] and executor.chosen == "local"
+
+
+def _add(job: int, shared: int) -> int:
+    return job + shared
+
+
+def _chosen_in_a_daemon(queue: Any) -> None:
+    from ser_audit.execution.auto import spawnable
+
+    queue.put(spawnable())
+
+
+def test_auto_knows_a_daemonic_worker_cannot_start_workers() -> None:
+    context = get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_chosen_in_a_daemon, args=(queue,), daemon=True)
+    process.start()
+    assert queue.get(timeout=60) is False
+    process.join(60)

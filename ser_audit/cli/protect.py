@@ -46,6 +46,7 @@ def protect(
     seed: options.SeedOption = 0,
     quick: options.QuickLeakageOption = False,
     device: options.DeviceOption = "auto",
+    executor: options.ExecutorOption = "auto",
     report: Annotated[str, typer.Option("--report", help="Folder for the protection report.")] = "ser-audit-report",
     format: options.FormatOption = "json",
     cache_dir: options.CacheDirOption = None,
@@ -60,7 +61,7 @@ def protect(
     config = api.AuditConfig.create(
         options.model_source(model, frontend, weights, trust_pickle),
         corpus=options.corpus_source(corpus, corpus_root, corpus_option), aux_corpus=api.CorpusSource(aux_corpus),
-        attribute=attribute, seed=seed, quick=quick, device=device, cache_dir=cache_dir)
+        attribute=attribute, seed=seed, quick=quick, device=device, executor=executor, cache_dir=cache_dir)
     settings = api.ProtectSettings(layer=layer, out=out, method=method, strengths=_strengths(strength),
                                    max_uar_drop=max_uar_drop)
     result = api.protect_model(config, settings, command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet))

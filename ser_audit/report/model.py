@@ -5,7 +5,7 @@ Nothing here imports torch, so reports can be read, re-rendered and gated in a l
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -62,8 +62,9 @@ class _Strict(BaseModel):
 class _Attacked:
     """What a row's scenario and design say together (result rows and their breakdowns)."""
 
-    scenario: str
-    attacker_design: str
+    if TYPE_CHECKING:  # the models' own fields; annotated here, pydantic would make them fields of their own
+        scenario: str
+        attacker_design: str
 
     @property
     def is_probe(self) -> bool:

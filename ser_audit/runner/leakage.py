@@ -238,14 +238,17 @@ def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabelling
     settings = AttackSettings(seed=config.seed, device=resolve_device(config.device), quick=config.quick,
                               epochs=config.attacker_epochs)
     runs_on = executor(config.executor, device=resolve_device(config.device))
+    if isinstance(runs_on, AutoExecutor):
+        # A factory defined in the calling script exists in this process only: a spawned worker cannot build it.
+        runs_on.workers_can_load = not config.model.spec.startswith("python:__main__:")
     outcome = run_scenarios(inputs.model, inputs.attacked, AttackData.of(inputs.corpus, embeddings, config.attribute),
                             aux_data, inputs.folds, relabellings, inflation, attribute=config.attribute,
                             scenarios=config.scenarios, kinds=config.attackers, settings=settings, executor=runs_on,
                             origin=ModelOrigin.of(config.model, sources.cache_of(config), config.seed), observer=observer)
     if isinstance(runs_on, AutoExecutor) and runs_on.chosen == "processes":
         # Rows equal --executor local's under one thread; with more, summation order moves them by rounding.
-        notes.append("the scenario attackers ran in worker processes, one per usable core and one thread each "
-                     "(--executor auto); --executor local runs them in this process")
+        notes.append("the scenario attackers ran in worker processes, one thread each (--executor auto); "
+                     "--executor local runs them in this process")
     return outcome
 
 
