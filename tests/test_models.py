@@ -192,16 +192,16 @@ def test_a_torchscript_graph_the_exporter_cannot_convert_says_what_to_do_and_pri
 
 
 @pytest.mark.parametrize(("batch", "duration", "message"), [
-    (1, 1.0, r"fixed batch size of 1 .*dynamic_axes=\{'features': \{0: 'batch'\}\}"),
+    (2, 1.0, r"fixed batch size of 2 .*dynamic_axes=\{'features': \{0: 'batch'\}\}"),
     (None, None, r"fixes the time axis of input 'features' at 16000, but the front-end spec is variable-length"),
 ])
 def test_onnx_graphs_with_a_fixed_batch_or_length_are_refused_at_load(tmp_path: Path, batch: int | None,
                                                                       duration: float | None, message: str) -> None:
-    """Batch-1 exports are common; they once ended in exit 3 inside onnxruntime when layers ran at batch 2."""
+    """A batch fixed above 1 once ended in exit 3 inside onnxruntime when layers ran at another batch."""
     spec = _variable_length_spec().model_copy(update={"duration_s": duration})
     path = tmp_path / "wave.onnx"
     axes = None if batch else {"features": {0: "batch"}}
-    torch.onnx.export(_Waveform().eval(), (torch.zeros(batch or 2, 16_000),), str(path), dynamo=False,
+    torch.onnx.export(_Waveform().eval(), (torch.zeros(batch or 3, 16_000),), str(path), dynamo=False,
                       input_names=["features"], output_names=["logits"], dynamic_axes=axes)
     (tmp_path / "wave.frontend.json").write_text(spec.to_json())
     with pytest.raises(ModelError, match=message):
@@ -306,3 +306,81 @@ def test_a_scripted_recurrent_layer_is_listed(tmp_path: Path) -> None:
                    _extra_files={EXTRA_FILE: _variable_length_spec().to_json()})
     kinds = {layer.kind for layer in load_model(str(path), cache_dir=tmp_path).layers()}
     assert "LSTM" in kinds and "Gemm" in kinds
+
+
+def test_an_onnx_graph_exported_with_a_batch_of_one_runs_one_utterance_at_a_time(tmp_path: Path) -> None:
+    """torch.onnx.export without dynamic_axes fixes the batch at 1 and bakes it into the reshapes (the most common
+    export there is): ser-audit feeds it utterance by utterance, its torch paths too, with the batched figures."""
+    from ser_audit.frontend.features import FrontEnd
+    from ser_audit.models.batch_of_one import NOTE, OneAtATime
+    from ser_audit.models.differentiable import torch_module
+    from ser_audit.models.export import export_model
+    from ser_audit_reference.cnn4 import CNN4, LOG_MEL_P2
+
+    torch.manual_seed(0)
+    spec = LOG_MEL_P2.model_copy(update={"emotions": ["neutral", "angry", "sad", "happy"], "duration_s": 1.0})
+    network = CNN4(4, width=0.0625).eval()
+    export_model(network, spec, tmp_path / "batched.onnx")
+    example = FrontEnd(spec)(torch.zeros(1, spec.num_samples))
+    torch.onnx.export(network, (example,), str(tmp_path / "one.onnx"), dynamo=False, input_names=[spec.input_name],
+                      output_names=["logits"])
+    (tmp_path / "one.frontend.json").write_text(spec.to_json())
+    one, batched = (load_model(str(tmp_path / name), cache_dir=tmp_path) for name in ("one.onnx", "batched.onnx"))
+    assert one.loading == {"batch": NOTE} and not batched.loading
+    listed = [(layer.name, layer.shape, layer.time_axis) for layer in one.layers()]
+    assert listed == [(layer.name, layer.shape, layer.time_axis) for layer in batched.layers()]
+    names = [name for name, _, _ in listed]
+    inputs = batched.example_inputs(batch=3)
+    inputs[spec.input_name] = np.random.default_rng(0).standard_normal(inputs[spec.input_name].shape).astype(np.float32)
+    run, reference = one.forward(inputs, names), batched.forward(inputs, names)
+    np.testing.assert_allclose(run.logits, reference.logits, atol=1e-5)
+    for name in names:
+        np.testing.assert_allclose(run.layers[name], reference.layers[name], atol=1e-5)
+    with torch.no_grad():
+        gradients_path = torch_module(one)(torch.from_numpy(inputs[spec.input_name])).numpy()
+    np.testing.assert_allclose(gradients_path, reference.logits, atol=1e-4)
+    part = one.downstream("pool3")
+    assert isinstance(part.body, OneAtATime)
+    with torch.no_grad():
+        features = torch.from_numpy(reference.layers["pool3"])
+        np.testing.assert_allclose(part.body(features).numpy(), batched.downstream("pool3").body(features).numpy(),
+                                   atol=1e-4)
+
+
+def test_a_batch_of_one_graph_is_audited_end_to_end(tmp_path: Path, small_corpus, run_cli) -> None:
+    """Leakage with the same-architecture attacker (its sub-network trained one utterance at a time) and FGSM
+    through the converted graph, on a graph that fixes its batch at 1."""
+    import json
+
+    from ser_audit.frontend.features import FrontEnd
+    from ser_audit_reference.cnn4 import CNN4, LOG_MEL_P2
+
+    torch.manual_seed(0)
+    spec = LOG_MEL_P2.model_copy(update={"emotions": ["neutral", "angry", "sad", "happy"], "duration_s": 1.0})
+    path = tmp_path / "one.onnx"
+    torch.onnx.export(CNN4(4, width=0.0625).eval(), (FrontEnd(spec)(torch.zeros(1, spec.num_samples)),), str(path),
+                      dynamo=False, input_names=[spec.input_name], output_names=["logits"])
+    (tmp_path / "one.frontend.json").write_text(spec.to_json())
+    out = tmp_path / "report"
+    result = run_cli("audit", str(path), "--corpus", str(small_corpus.root / "manifest.csv"), "--layers", "pool3",
+                     "--scenarios", "worst", "--attackers", "generic", "--eps", "0,0.02", "--quick",
+                     "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--quiet")
+    assert result.code == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["loading"]["batch"].startswith("the graph fixes its batch at 1")
+    designs = {row["attacker_design"] for row in report["leakage"]["results"]}
+    assert {"linear-probe", "same-architecture"} <= designs, designs
+    assert not report["leakage"]["skipped"], report["leakage"]["skipped"]
+    assert {row["eps"] for row in report["robustness"]["results"] if row["method"] == "fgsm"} == {0.0, 0.02}
+
+
+def test_one_at_a_time_stacks_each_output_where_it_keeps_its_batch_and_refuses_to_train_a_batch_norm() -> None:
+    from ser_audit.models.batch_of_one import OneAtATime, run_each, trainable
+
+    time_major = OneAtATime(torch.nn.Identity(), [1])  # [time, batch, hidden], as a time-major RNN's tap
+    x = torch.arange(24.0).reshape(3, 4, 2)
+    assert torch.equal(time_major(x), x)
+    outputs = run_each(lambda one: [one["x"] * 2, one["x"].sum(0, keepdims=True)], {"x": np.ones((3, 5))}, {"x": 0})
+    assert [o.shape for o in outputs] == [(3, 5), (3, 5)]
+    assert trainable(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    assert not trainable(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)))

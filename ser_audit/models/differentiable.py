@@ -78,6 +78,10 @@ def verified_conversion(model: "OnnxModel") -> nn.Module:
             continue
         if len(model.proto.graph.output) > 1:
             module = ChosenOutput(module, logits_output(model.proto))
+        if model.batch_of_one:
+            from ser_audit.models.batch_of_one import OneAtATime
+
+            module = OneAtATime(module, [model.frontend.layout.index("batch")] * len(model.input_names))
         inputs = model.example_inputs(batch=2)
         try:
             with torch.no_grad():

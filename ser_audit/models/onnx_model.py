@@ -10,7 +10,7 @@ the op that defines it (an LSTM scope is an ``LSTM``, not the ``Transpose`` that
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -19,6 +19,7 @@ import onnx
 
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec, parse_spec
+from ser_audit.models import batch_of_one
 from ser_audit.models.inputs import DeclaredInput, missing_inputs_error
 from ser_audit.models.interface import ForwardResult, LayerEntry, Placement, TargetModel
 from ser_audit.models.onnx_converters import logits_output
@@ -189,7 +190,9 @@ class OnnxModel(TargetModel):
         unfed = {name: value for name, value in self._declared.items() if name not in self.input_names}
         if unfed:
             raise missing_inputs_error(path, unfed)
-        check_input_shapes(proto, self, path)
+        self.batch_of_one = check_input_shapes(proto, self, path)
+        if self.batch_of_one:
+            self.loading = {"batch": batch_of_one.NOTE}
         self._logits_name = proto.graph.output[logits_output(proto)].name
         self._providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
         # One session per set of taps: every extra graph output keeps onnxruntime from fusing
@@ -247,13 +250,23 @@ class OnnxModel(TargetModel):
         # The tap's shape in its own layout, batch and time left symbolic: converters that read the
         # input's rank or feature size (global pooling, layer norm) need them.
         dims: list[int | str] = [size for size in info.shape[1:]]
+        if info.frames is not None and self.batch_of_one:
+            raise Unavailable(f"the graph fixes its batch at 1 and {layer} holds one row per frame; re-export the model "
+                              "with a dynamic batch axis to add this attacker")
         if info.frames is not None:  # frame-batched: the graph's own rows are utterances x frames
             dims = ["batch", *info.shape[2:]]
         else:
             if info.time_axis is not None:
                 dims[info.time_axis - 1] = "time"
             dims.insert(batch_axis, "batch")
-        return cut_onnx(self.proto, self._tensor_of[layer], self._logits_name, layer, dims=dims, batch_axis=batch_axis)
+        part = cut_onnx(self.proto, self._tensor_of[layer], self._logits_name, layer, dims=dims, batch_axis=batch_axis)
+        if not self.batch_of_one:
+            return part
+        if not batch_of_one.trainable(part.body):
+            raise Unavailable(f"the graph fixes its batch at 1 and the sub-network after {layer} holds a batch norm, "
+                              "which cannot train one utterance at a time; re-export the model with a dynamic batch "
+                              "axis to add this attacker")
+        return replace(part, body=batch_of_one.OneAtATime(part.body, [batch_axis]))
 
     def differentiable(self) -> nn.Module:
         """The whole graph through onnx2torch; it must reproduce onnxruntime's logits on example
@@ -275,7 +288,13 @@ class OnnxModel(TargetModel):
                 del self._sessions[next(k for k in self._sessions if k)]
             self._sessions[key] = self._session(_with_outputs(self.proto, key))
         unique = list(dict.fromkeys(names))  # a block and its last child read one tensor
-        values = dict(zip(unique, self._sessions[key].run(unique, feed)))
+        session = self._sessions[key]
+        if self.batch_of_one:
+            axis = self.frontend.layout.index("batch")
+            outputs = batch_of_one.run_each(lambda one: session.run(unique, one), feed, {name: axis for name in feed})
+        else:
+            outputs = session.run(unique, feed)
+        values = dict(zip(unique, outputs))
         return ForwardResult(
             logits=values[self._logits_name],
             layers={name: np.asarray(values[self._tensor_of[name]], dtype=np.float32) for name in taps},
@@ -377,13 +396,18 @@ def declared_inputs(proto: onnx.ModelProto) -> dict[str, DeclaredInput]:
     return declared
 
 
-def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | None) -> None:
+def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | None) -> bool:
     """The front-end spec must make inputs of the rank and fixed sizes the graph declares (every axis but
     the batch): a spec with the wrong n_mels, layout or length otherwise fails deep inside onnxruntime.
 
+    Returns:
+        Whether the graph fixes its batch at 1 (to be run one utterance at a time, ``models.batch_of_one``).
+
     Raises:
-        ModelError: naming the input, both shapes and the spec fields that set them.
+        ModelError: naming the input, both shapes and the spec fields that set them; or a batch fixed at more
+            than 1, or at 1 where utterances cannot be cut apart (a torch.export program, auxiliary inputs).
     """
+    batch_of_one = False
     declared = {value.name: _declared_shape(value) for value in proto.graph.input}
     for value in proto.graph.input:
         element = value.type.tensor_type.elem_type
@@ -419,7 +443,9 @@ def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | 
                 f"graph declares {graph_shape}; fix the spec (layout, n_mels, n_mfcc, n_fft, hop_length, deltas, "
                 "duration_s) in --frontend FILE or MODEL.frontend.json"
             )
-        if isinstance(graph_shape[0], int) and graph_shape[0] > 0:
+        one_at_a_time = (graph_shape[0] == 1 and not model.frontend.auxiliary_inputs
+                          and (path is None or path.suffix != ".pt2"))
+        if isinstance(graph_shape[0], int) and graph_shape[0] > 0 and not one_at_a_time:
             raise ModelError(
                 f"model {path}: input {name!r} has a fixed batch size of {graph_shape[0]} (the graph declares "
                 f"{graph_shape}), but utterances are run in batches; re-export it with a dynamic batch axis, e.g. "
@@ -435,6 +461,8 @@ def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | 
                 "front-end spec is variable-length; set duration_s in the spec to the length the model was exported "
                 "at, or re-export it with a dynamic time axis"
             )
+        batch_of_one = batch_of_one or graph_shape[0] == 1
+    return batch_of_one
 
 
 def load_onnx(path: Path, frontend: FrontEndSpec | None) -> OnnxModel:
