@@ -372,6 +372,11 @@ def test_a_batch_of_one_graph_is_audited_end_to_end(tmp_path: Path, small_corpus
     assert {"linear-probe", "same-architecture"} <= designs, designs
     assert not report["leakage"]["skipped"], report["leakage"]["skipped"]
     assert {row["eps"] for row in report["robustness"]["results"] if row["method"] == "fgsm"} == {0.0, 0.02}
+    # Training through it would normalise, capture and export utterance by utterance: refused, with the re-export.
+    refused = run_cli("harden", str(path), "--method", "vanilla", "--out", str(tmp_path / "hard.onnx"), "--corpus",
+                      str(small_corpus.root / "manifest.csv"), "--cache-dir", str(tmp_path / "cache"), "--quiet")
+    assert refused.code == 2 and "fixes its batch at 1: harden trains and writes a batched model" in refused.stderr
+    assert not (tmp_path / "hard.onnx").exists()
 
 
 def test_one_at_a_time_stacks_each_output_where_it_keeps_its_batch_and_refuses_to_train_a_batch_norm() -> None:
@@ -382,5 +387,30 @@ def test_one_at_a_time_stacks_each_output_where_it_keeps_its_batch_and_refuses_t
     assert torch.equal(time_major(x), x)
     outputs = run_each(lambda one: [one["x"] * 2, one["x"].sum(0, keepdims=True)], {"x": np.ones((3, 5))}, {"x": 0})
     assert [o.shape for o in outputs] == [(3, 5), (3, 5)]
+    scalars = run_each(lambda one: [one["x"].mean()], {"x": np.ones((3, 5))}, {"x": 0})  # a per-utterance scalar
+    assert scalars[0].shape == (3,)
+    assert OneAtATime(_Mean(), [0])(torch.ones(3, 5)).shape == (3,)
     assert trainable(torch.nn.Sequential(torch.nn.Linear(2, 2)))
     assert not trainable(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)))
+
+
+class _Mean(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean()
+
+
+def test_a_batch_of_one_graph_whose_logits_drop_the_batch_axis_is_refused_in_one_line(tmp_path: Path) -> None:
+    class Squeezed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = _Waveform()
+
+        def forward(self, wave: torch.Tensor) -> torch.Tensor:
+            return self.inner(wave).squeeze(0)
+
+    path = tmp_path / "squeezed.onnx"
+    torch.onnx.export(Squeezed().eval(), (torch.zeros(1, 16_000),), str(path), dynamo=False,
+                      input_names=["features"], output_names=["logits"])
+    (tmp_path / "squeezed.frontend.json").write_text(_variable_length_spec().model_copy(update={"duration_s": 1.0}).to_json())
+    with pytest.raises(ModelError, match=r"logits have no batch axis \(shape \[8\] for 2 utterances\)"):
+        load_model(str(path), cache_dir=tmp_path).layers()

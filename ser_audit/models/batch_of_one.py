@@ -17,6 +17,21 @@ from torch import nn
 NOTE = "the graph fixes its batch at 1 (exported without a dynamic batch axis): run one utterance at a time"
 
 
+def refuse_training(model: object, what: str) -> None:
+    """Training through a graph run one utterance at a time would normalise, capture and export per utterance:
+    ``harden`` and ``protect`` need a batched graph.
+
+    Raises:
+        ConfigError: naming the re-export to do.
+    """
+    if getattr(model, "batch_of_one", False) or getattr(getattr(model, "graph", None), "batch_of_one", False):
+        from ser_audit.errors import ConfigError
+
+        raise ConfigError(f"model {getattr(model, 'path', None)} fixes its batch at 1: {what} trains and writes a "
+                          "batched model; re-export it with a dynamic batch axis, e.g. torch.onnx.export(..., "
+                          "dynamic_axes={INPUT: {0: 'batch'}, 'logits': {0: 'batch'}})")
+
+
 def stacking_axis(single: np.ndarray | torch.Tensor) -> int:
     """Where one utterance's output keeps its batch: its first axis of size 1 (a time-major activation keeps it
     second); an output without one (a frame-batched layer: one row per frame) is stacked on its leading axis."""
@@ -31,7 +46,8 @@ def run_each(run: Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]], input
         return list(run(dict(inputs)))
     singles = [run({name: np.take(value, [row], axis=axes[name]) for name, value in inputs.items()})
                for row in range(batch)]
-    return [np.concatenate(parts, axis=stacking_axis(parts[0])) for parts in zip(*singles)]
+    return [np.stack(parts) if np.ndim(parts[0]) == 0 else np.concatenate(parts, axis=stacking_axis(parts[0]))
+            for parts in zip(*singles)]
 
 
 class OneAtATime(nn.Module):
@@ -51,7 +67,7 @@ class OneAtATime(nn.Module):
         if batch == 1:
             return self.module(*inputs)
         singles = [self.module(*(x.narrow(axis, row, 1) for x, axis in zip(inputs, self.axes))) for row in range(batch)]
-        return torch.cat(singles, dim=stacking_axis(singles[0]))
+        return torch.stack(singles) if singles[0].ndim == 0 else torch.cat(singles, dim=stacking_axis(singles[0]))
 
 
 def trainable(module: nn.Module) -> bool:

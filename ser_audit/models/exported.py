@@ -40,7 +40,7 @@ class ExportedProgramModel(GraphBackedModel):
             value.name = wanted
         if len(names) < len(self.input_names):
             raise ModelError(f"model {path} takes {len(names)} inputs; the front-end spec names {self.input_names}")
-        self.graph = OnnxModel(proto, frontend, path=path)
+        self.graph = OnnxModel(proto, frontend, path=path, exported_program=True)
         if frontend.num_samples is None:
             self._check_variable_length(path)
 

@@ -171,7 +171,8 @@ class OnnxModel(TargetModel):
 
     format = "onnx"
 
-    def __init__(self, proto: onnx.ModelProto, frontend: FrontEndSpec, *, path: Path | None) -> None:
+    def __init__(self, proto: onnx.ModelProto, frontend: FrontEndSpec, *, path: Path | None,
+                 exported_program: bool = False) -> None:
         self.path = path
         self.frontend = frontend
         self.proto = proto
@@ -190,7 +191,8 @@ class OnnxModel(TargetModel):
         unfed = {name: value for name, value in self._declared.items() if name not in self.input_names}
         if unfed:
             raise missing_inputs_error(path, unfed)
-        self.batch_of_one = check_input_shapes(proto, self, path)
+        # A torch.export program's own guards hold its batch: it is refused rather than run one at a time.
+        self.batch_of_one = check_input_shapes(proto, self, path, exported_program=exported_program)
         if self.batch_of_one:
             self.loading = {"batch": batch_of_one.NOTE}
         self._logits_name = proto.graph.output[logits_output(proto)].name
@@ -295,6 +297,10 @@ class OnnxModel(TargetModel):
         else:
             outputs = session.run(unique, feed)
         values = dict(zip(unique, outputs))
+        if self.batch_of_one and np.ndim(values[self._logits_name]) < 2:
+            raise ModelError(f"model {self.path}: its logits have no batch axis (shape "
+                             f"{list(np.shape(values[self._logits_name]))} for {len(next(iter(feed.values())))} "
+                             "utterances); export them as [batch, emotions], with a dynamic batch axis")
         return ForwardResult(
             logits=values[self._logits_name],
             layers={name: np.asarray(values[self._tensor_of[name]], dtype=np.float32) for name in taps},
@@ -396,7 +402,8 @@ def declared_inputs(proto: onnx.ModelProto) -> dict[str, DeclaredInput]:
     return declared
 
 
-def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | None) -> bool:
+def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | None, *,
+                       exported_program: bool = False) -> bool:
     """The front-end spec must make inputs of the rank and fixed sizes the graph declares (every axis but
     the batch): a spec with the wrong n_mels, layout or length otherwise fails deep inside onnxruntime.
 
@@ -443,14 +450,13 @@ def check_input_shapes(proto: onnx.ModelProto, model: TargetModel, path: Path | 
                 f"graph declares {graph_shape}; fix the spec (layout, n_mels, n_mfcc, n_fft, hop_length, deltas, "
                 "duration_s) in --frontend FILE or MODEL.frontend.json"
             )
-        one_at_a_time = (graph_shape[0] == 1 and not model.frontend.auxiliary_inputs
-                          and (path is None or path.suffix != ".pt2"))
+        one_at_a_time = graph_shape[0] == 1 and not model.frontend.auxiliary_inputs and not exported_program
         if isinstance(graph_shape[0], int) and graph_shape[0] > 0 and not one_at_a_time:
             raise ModelError(
                 f"model {path}: input {name!r} has a fixed batch size of {graph_shape[0]} (the graph declares "
                 f"{graph_shape}), but utterances are run in batches; re-export it with a dynamic batch axis, e.g. "
                 + ("torch.export.export(..., dynamic_shapes=...) with a torch.export.Dim for it"
-                   if path is not None and path.suffix == ".pt2"
+                   if exported_program
                    else f"torch.onnx.export(..., dynamic_axes={{{name!r}: {{0: 'batch'}}}})")
             )
         time_axis = model.frontend.layout.index("time") if "time" in model.frontend.layout else None

@@ -309,9 +309,9 @@ def _cache_notes(embeddings: Any, corpus_name: str, observer: ProgressObserver) 
     if embeddings.silent:
         # Every layer maps them to one point whatever the speaker: attackers can only guess on them.
         shown = ", ".join(embeddings.silent[:3]) + (", ..." if len(embeddings.silent) > 3 else "")
-        notes.append(f"{len(embeddings.silent)} of {len(embeddings.logits)} utterances of {corpus_name} reach the model "
-                     f"digitally silent ({shown}; every sample within one 16-bit step of zero): they carry no voice, "
-                     "so they pull leakage toward chance; check the files, or leave them out of the manifest")
+        notes.append(f"the audio of {len(embeddings.silent)} of {len(embeddings.logits)} utterances of {corpus_name} is "
+                     f"digitally silent ({shown}; every sample within one 16-bit step of zero): they carry no voice "
+                     "of their speaker; check the files, or leave them out of the manifest")
     for note in notes:
         observer.note(note)
     return notes

@@ -117,6 +117,7 @@ def harden_model(source: ModelSource, out: Path, *, recipe: "HardeningRecipe", c
     from ser_audit.defenses import AdversarialTraining, defense
     from ser_audit.devices import resolve_device
     from ser_audit.frontend.features import FrontEnd
+    from ser_audit.models.batch_of_one import refuse_training
     from ser_audit.models.differentiable import torch_module
     from ser_audit.models.export import export_model
     from ser_audit.models.training import write_checkpoint_payload
@@ -132,6 +133,7 @@ def harden_model(source: ModelSource, out: Path, *, recipe: "HardeningRecipe", c
     model = sources.load_model(source, cache_dir=cache, seed=recipe.seed, observer=observer, device=resolved)
     if out.suffix.lower() == ".ckpt" and not (model.path and model.path.suffix == ".ckpt"):
         raise ConfigError(f"--out {out}: .ckpt is for reference-model checkpoints; use .onnx, .pt or .pt2")
+    refuse_training(model, "harden")
     original = torch_module(model)
     hardened = method.harden(copy.deepcopy(original), model, training_corpus, recipe, device=resolved, observer=observer)
     settings = ProbeSettings(grid=(0.0, recipe.eps), pgd_eps=None, seed=recipe.seed)

@@ -80,6 +80,7 @@ def run_protect(config: AuditConfig, settings: ProtectSettings, *, command: Sequ
     """Protect ``settings.layer`` of ``config.model``, write the chosen copy to ``settings.out``, and report."""
     from ser_audit.defenses import AttributeRemoval, defense
     from ser_audit.devices import resolve_device
+    from ser_audit.models.batch_of_one import refuse_training
     from ser_audit.models.differentiable import torch_module
 
     settings.check()
@@ -95,6 +96,7 @@ def run_protect(config: AuditConfig, settings: ProtectSettings, *, command: Sequ
     protection_corpus = loader.corpus(config.aux_corpus)
     audit_corpus = loader.corpus(config.corpus)
     sources.check_aux_is_other_data(audit_corpus, protection_corpus)
+    refuse_training(model, "protect")
     module = torch_module(model)
     from ser_audit.defenses.tap import submodule
 
