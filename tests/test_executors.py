@@ -370,7 +370,7 @@ def test_auto_spawns_workers_on_a_multi_core_cpu_and_gives_the_one_thread_rows(
     assert any("ran in worker processes" in note for note in default.notes)
     assert not any("ran in worker processes" in note for note in local.notes)
     rows = [[row.model_dump(mode="json") for row in report.leakage.results] for report in (default, local)]
-    assert rows[0] == rows[1] and any(row["scenario"] == "worst" for row in rows[0])
+    assert rows[0] == rows[1] and any(row["attacker_design"] == "same-architecture" for row in rows[0])
 
 
 def test_auto_stays_in_this_process_where_workers_could_not_run_the_jobs(monkeypatch: pytest.MonkeyPatch) -> None:

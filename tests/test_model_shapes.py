@@ -161,7 +161,9 @@ def reports(handed_over, speech: Path, workspace: Path) -> Reports:
 
 
 def worst_rows(report: dict, layer: str) -> list[dict]:
-    return [row for row in report["leakage"]["results"] if row["layer"] == layer and row["scenario"] == "worst"]
+    """The worst-case scenario's attackers on ``layer`` (not the probe and the nested choice, also worst rows)."""
+    return [row for row in report["leakage"]["results"] if row["layer"] == layer and row["scenario"] == "worst"
+            and row["attacker_design"] not in ("linear-probe", "nested-choice")]
 
 
 @pytest.mark.parametrize("topology,form", CASES)
