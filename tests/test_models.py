@@ -376,6 +376,7 @@ def test_a_batch_of_one_graph_is_audited_end_to_end(tmp_path: Path, small_corpus
     refused = run_cli("harden", str(path), "--method", "vanilla", "--out", str(tmp_path / "hard.onnx"), "--corpus",
                       str(small_corpus.root / "manifest.csv"), "--cache-dir", str(tmp_path / "cache"), "--quiet")
     assert refused.code == 2 and "fixes its batch at 1: harden trains and writes a batched model" in refused.stderr
+    assert "dynamic_axes={'features': {0: 'batch'}, 'logits': {0: 'batch'}}" in refused.stderr
     assert not (tmp_path / "hard.onnx").exists()
 
 

@@ -27,9 +27,10 @@ def refuse_training(model: object, what: str) -> None:
     if getattr(model, "batch_of_one", False) or getattr(getattr(model, "graph", None), "batch_of_one", False):
         from ser_audit.errors import ConfigError
 
+        name = getattr(getattr(model, "frontend", None), "input_name", "features")
         raise ConfigError(f"model {getattr(model, 'path', None)} fixes its batch at 1: {what} trains and writes a "
                           "batched model; re-export it with a dynamic batch axis, e.g. torch.onnx.export(..., "
-                          "dynamic_axes={INPUT: {0: 'batch'}, 'logits': {0: 'batch'}})")
+                          f"dynamic_axes={{{name!r}: {{0: 'batch'}}, 'logits': {{0: 'batch'}}}})")
 
 
 def stacking_axis(single: np.ndarray | torch.Tensor) -> int:

@@ -222,7 +222,8 @@ def plan_jobs(
                             except Unavailable as error:
                                 body_reason = str(error)
                     if body is None:
-                        skip(layer, scenario, f"same-architecture attacker unavailable: {body_reason}")
+                        skip(layer, scenario, "same-architecture attackers (trained and frozen-body readout) "
+                                              f"unavailable: {body_reason}")
                         continue
                     body_reference = body_reference or referrer.body(model, layer.name, body.body)
                     attacker = NeuralAttacker(  # its body comes from ``body_reference`` on the worker
