@@ -1,8 +1,8 @@
-"""Where independent jobs run: ``auto`` (the default), ``local`` (this process), ``processes``, ``ray``, or an
-executor plugin.
+"""Where independent jobs run: ``local`` (this process; the Python API's default), ``auto`` (the CLI's),
+``processes``, ``ray``, or an executor plugin.
 
 Executors register through the ``ser_audit.executors`` entry-point group (a class taking no
-arguments), like the bundled ones; ``auto`` also hears the run's device.
+arguments), like the bundled ones.
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ def executors() -> dict[str, type[Executor]]:
     return load_plugins(EXECUTOR_GROUP, kind="executor")
 
 
-def executor(name: str, *, device: str = "cpu") -> Executor:
-    """The executor registered as ``name``; ``device`` (resolved, as ``cpu`` or ``cuda:0``) guides ``auto``."""
-    from ser_audit.execution.auto import AutoExecutor
+def executor(name: str) -> Executor:
     from ser_audit.plugins import registered
 
-    factory = registered(EXECUTOR_GROUP, name, kind="executor", flag="--executor")
-    return AutoExecutor(device) if factory is AutoExecutor else factory()
+    return registered(EXECUTOR_GROUP, name, kind="executor", flag="--executor")()

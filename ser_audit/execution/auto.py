@@ -53,7 +53,8 @@ def choose(device: str, *, jobs: int, cores: int, can_spawn: bool) -> str:
 
 
 class AutoExecutor(Executor):
-    """Runs its jobs on the executor ``choose`` picks for ``device`` (the run's resolved device).
+    """Runs its jobs on the executor ``choose`` picks for ``device`` (the run's resolved device, which the
+    runner sets, as it sets ``workers_can_load``).
 
     >>> from operator import add
     >>> list(AutoExecutor().map(add, [1, 2], 10))
@@ -68,12 +69,11 @@ class AutoExecutor(Executor):
         self.chosen: str | None = None  # what the last run used, for the report's notes
 
     def run(self, function: Callable[[Job, Shared], Result], jobs: Iterable[Job], shared: Shared) -> Iterator[Result]:
-        jobs = list(jobs)
-        self.chosen = choose(self.device, jobs=len(jobs), cores=granted_cores(),
-                             can_spawn=self.workers_can_load and spawnable())
+        jobs, cores = list(jobs), granted_cores()
+        self.chosen = choose(self.device, jobs=len(jobs), cores=cores, can_spawn=self.workers_can_load and spawnable())
         if self.chosen == ProcessExecutor.name and not _pickles((function, shared)):
             self.chosen = LocalExecutor.name
-        delegate = ProcessExecutor(granted_cores()) if self.chosen == ProcessExecutor.name else LocalExecutor()
+        delegate = ProcessExecutor(cores) if self.chosen == ProcessExecutor.name else LocalExecutor()
         return delegate.run(function, jobs, shared)
 
     def sees(self, path: Path) -> bool:

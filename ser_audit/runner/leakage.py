@@ -218,6 +218,7 @@ def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabelling
     from ser_audit.embeddings.extract import extract
     from ser_audit.execution import executor
     from ser_audit.execution.auto import AutoExecutor
+    from ser_audit.execution.processes import ProcessExecutor
     from ser_audit.leakage.scenarios.plan import AttackData, AttackSettings
     from ser_audit.leakage.scenarios.references import ModelOrigin
     from ser_audit.leakage.scenarios.run import run_scenarios
@@ -237,15 +238,16 @@ def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabelling
                      "layers for both")
     settings = AttackSettings(seed=config.seed, device=resolve_device(config.device), quick=config.quick,
                               epochs=config.attacker_epochs)
-    runs_on = executor(config.executor, device=resolve_device(config.device))
+    runs_on = executor(config.executor)
     if isinstance(runs_on, AutoExecutor):
+        runs_on.device = settings.device
         # A factory defined in the calling script exists in this process only: a spawned worker cannot build it.
         runs_on.workers_can_load = not config.model.spec.startswith("python:__main__:")
     outcome = run_scenarios(inputs.model, inputs.attacked, AttackData.of(inputs.corpus, embeddings, config.attribute),
                             aux_data, inputs.folds, relabellings, inflation, attribute=config.attribute,
                             scenarios=config.scenarios, kinds=config.attackers, settings=settings, executor=runs_on,
                             origin=ModelOrigin.of(config.model, sources.cache_of(config), config.seed), observer=observer)
-    if isinstance(runs_on, AutoExecutor) and runs_on.chosen == "processes":
+    if isinstance(runs_on, AutoExecutor) and runs_on.chosen == ProcessExecutor.name:
         # Rows equal --executor local's under one thread; with more, summation order moves them by rounding.
         notes.append("the scenario attackers ran in worker processes, one thread each (--executor auto); "
                      "--executor local runs them in this process")
