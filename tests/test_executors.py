@@ -157,6 +157,33 @@ def test_a_worker_process_resolving_the_references_gives_the_local_rows(stored: 
     assert _scenario_rows(stored, SpawnedExecutor()) == local
 
 
+class _Recording(LocalExecutor):
+    """The local executor, keeping the order its jobs came in."""
+
+    def __init__(self) -> None:
+        self.order: list[tuple[str, bool]] = []
+
+    def run(self, function, jobs, shared):  # type: ignore[no-untyped-def]
+        jobs = list(jobs)
+        self.order = [(job.design, job.attacker.freeze_body) for job in jobs]
+        return super().run(function, jobs, shared)
+
+
+def test_scenario_jobs_start_costliest_first_and_rows_keep_the_plans_order(stored: dict[str, Any],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a pool the costliest attacker must not be left to run alone at the end; no figure moves."""
+    import ser_audit.leakage.scenarios.run as run
+
+    plain = _scenario_rows(stored, LocalExecutor())
+    plan_order = [row["attacker_design"] for row in plain]
+    costs = {design: rank for rank, design in enumerate(plan_order)}  # the plan's last job is made the costliest
+    monkeypatch.setattr(run, "_expected_cost", lambda job, *_: costs[job.design] + 1)
+    recording = _Recording()
+    rows = _scenario_rows(stored, recording)
+    assert [design for design, _ in recording.order] == plan_order[::-1]
+    assert rows == plain  # rows in the plan's order, every figure as before
+
+
 # ----------------------------------------------------------------------------------------------
 # The process pool: spawned workers, one torch thread each, ``shared`` unpickled once per worker.
 

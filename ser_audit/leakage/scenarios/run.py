@@ -137,11 +137,16 @@ def run_scenarios(
     # The bar advances by each job's expected work, not by jobs: the same-architecture attacker on an early
     # map costs a hundred times a dense one on the last layer, and a count would make the ETA meaningless.
     costs = [_expected_cost(job, folds, len(aux.attribute) if aux is not None else 0, settings) for job in plan.jobs]
+    # Costliest first: on a pool of workers the last job to start then is a short one, not the same-architecture
+    # attacker left to run alone at the end. Jobs seed themselves, so the order changes no figure; rows keep the plan's.
+    order = sorted(range(len(plan.jobs)), key=lambda i: -costs[i])
+    rows: dict[int, AttackedRow] = {}
     with plan.referrer.lend(), observer.task(f"training {len(plan.jobs)} scenario attackers",
                                              total=sum(costs)) as task:
-        for outcome, cost in zip(executor.map(run_attack, plan.jobs, plan.shared), costs):
-            results.attacked.append(_row(outcome, plan.shared, speakers, attribute, settings, permutations, inflation))
-            task.advance(cost)
+        for i, outcome in zip(order, executor.map(run_attack, [plan.jobs[i] for i in order], plan.shared)):
+            rows[i] = _row(outcome, plan.shared, speakers, attribute, settings, permutations, inflation)
+            task.advance(costs[i])
+    results.attacked.extend(rows[i] for i in range(len(plan.jobs)))
     return results
 
 
