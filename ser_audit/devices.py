@@ -90,3 +90,24 @@ def configure_threads() -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+@contextmanager
+def cores_left(taken: int) -> Iterator[None]:
+    """Inside the block, torch's and the BLAS libraries' threads are ``taken`` fewer (at least one): other
+    processes of this run are working on those cores, and a thread that waits for a busy core stalls the
+    others of its pool."""
+    if taken <= 0:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+
+    threads = torch.get_num_threads()
+    left = max(1, threads - taken)
+    torch.set_num_threads(left)
+    try:
+        with threadpool_limits(left):
+            yield
+    finally:
+        torch.set_num_threads(threads)

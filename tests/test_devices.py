@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ser_audit.config import AuditConfig
-from ser_audit.devices import configure_threads, parse_device, resolve_device, usable_cores
+from ser_audit.devices import configure_threads, cores_left, parse_device, resolve_device, usable_cores
 from ser_audit.errors import ConfigError
 
 
@@ -44,5 +44,23 @@ def test_threads_follow_the_usable_cores_unless_omp_num_threads_says(monkeypatch
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         torch.set_num_threads(2)
         assert configure_threads() == 2  # the user's setting stands
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cores_taken_by_starting_workers_are_left_to_them_and_given_back() -> None:
+    from threadpoolctl import threadpool_info
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with cores_left(1):
+            assert torch.get_num_threads() == 2
+            assert all(pool["num_threads"] <= 2 for pool in threadpool_info())
+        assert torch.get_num_threads() == 3
+        with cores_left(5):
+            assert torch.get_num_threads() == 1  # never none
+        with cores_left(0):
+            assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)

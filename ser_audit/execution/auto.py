@@ -19,7 +19,7 @@ import os
 import pickle
 import sys
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ser_audit.devices import usable_cores
 from ser_audit.execution.interface import Executor, Job, Result, Shared
@@ -75,6 +75,15 @@ class AutoExecutor(Executor):
             self.chosen = LocalExecutor.name
         delegate = ProcessExecutor(cores) if self.chosen == ProcessExecutor.name else LocalExecutor()
         return delegate.run(function, jobs, shared)
+
+    def prepare(self, modules: Sequence[str]) -> int:
+        """Starts the worker processes' fork server early where ``run`` would likely choose them (the job
+        count and whether the jobs pickle are not known yet; if ``run`` then stays here, it only idles)."""
+        cores = granted_cores()
+        if choose(self.device, jobs=2, cores=cores, can_spawn=self.workers_can_load and spawnable()) == \
+                ProcessExecutor.name:
+            return ProcessExecutor(cores).prepare(modules)
+        return 0
 
     def sees(self, path: Path) -> bool:
         return True  # both of its executors' workers read this machine's files

@@ -3,7 +3,7 @@
 What every job reads (labels, folds) travels once per run as ``shared``, not once per job; what a
 job reads alone it names (a file, a model) rather than carries, where ``sees`` says the workers can
 read it. An executor plugin implements ``run`` and, if its workers share this process's files,
-``sees``.
+``sees``; one whose workers take long to start may start them in ``prepare``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar, overload
+from typing import Any, Callable, Generic, Iterable, Iterator, Sequence, TypeVar, overload
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -45,6 +45,12 @@ class Executor(ABC):
     def run(self, function: Callable[[Job, Shared], Result], jobs: Iterable[Job], shared: Shared) -> Iterator[Result]:
         """What an executor implements: ``function(job, shared)`` for every job, results in job order,
         ``shared`` sent to each worker once."""
+
+    def prepare(self, modules: Sequence[str]) -> int:
+        """A hint, before the jobs are known, that jobs importing ``modules`` will run soon: an executor may
+        start its workers and import those modules meanwhile. Returns the cores of this machine that this
+        work takes until ``run`` (the caller keeps its own threads off them); nothing and 0 by default."""
+        return 0
 
     def sees(self, path: Path) -> bool:
         """Whether every worker reads ``path`` as this process does (one file system), so that a job may

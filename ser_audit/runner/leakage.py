@@ -17,7 +17,7 @@ import numpy as np
 from ser_audit.config import AuditConfig
 from ser_audit.corpus.folds import require_speakers_of_each_gender, speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
-from ser_audit.devices import resolve_device
+from ser_audit.devices import cores_left, resolve_device
 from ser_audit.errors import ConfigError
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
 from ser_audit.report.model import LeakageResult, Report
@@ -28,6 +28,7 @@ from ser_audit.runner.provenance import new_report, now
 
 if TYPE_CHECKING:
     from ser_audit.corpus.folds import Fold
+    from ser_audit.execution.interface import Executor
     from ser_audit.leakage.attacked import AttackedRow
     from ser_audit.leakage.statistics.inference import SpeakerPermutations
     from ser_audit.models.interface import LayerInfo, TargetModel
@@ -129,29 +130,38 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
     whole report.
     """
     from ser_audit.embeddings.extract import extract
-    from ser_audit.execution import executor
     from ser_audit.leakage.probe import attack_units, probe_layers
     from ser_audit.leakage.statistics.inference import SpeakerPermutations
 
     created = now()
     resolve_device(config.device)  # a missing GPU fails before any work
-    executor(config.executor)  # a wrong --executor fails before any work
+    runs_on = _scenario_executor(config)  # a wrong --executor fails before any work
     inputs = load_inputs(config, loader or sources.Loader(config, observer))
+    taken = 0
+    if inputs.run_scenarios:
+        from ser_audit.leakage.scenarios.run import run_attack
+
+        # Worker processes start, and import what the attackers need, while this process extracts and probes
+        # on the cores they leave it.
+        taken = runs_on.prepare([run_attack.__module__])
     cache, seed, corpus = sources.cache_of(config), config.seed, inputs.corpus
     maps = [layer.name for layer in inputs.attacked] if inputs.run_scenarios else []
-    embeddings = extract(inputs.model, corpus, inputs.selected, maps=maps, cache_dir=cache,
-                         device=resolve_device(config.device), observer=observer)
-    notes = [*inputs.notes, *_cache_notes(embeddings, corpus.name, observer)]
-    # One draw of speaker relabellings for every row, so the family-wise adjustment sees their dependence.
-    labels, units = np.array(corpus.labels(config.attribute)), attack_units(corpus, config.attribute)
-    relabellings = SpeakerPermutations.draw(labels, units, n=config.permutations, seed=seed)
-    probes = probe_layers(embeddings, corpus, inputs.selected, inputs.folds, relabellings, attribute=config.attribute,
-                          seed=seed, observer=observer)
-    references = _input_references(config, inputs, relabellings, notes, observer)
+    with cores_left(taken):
+        embeddings = extract(inputs.model, corpus, inputs.selected, maps=maps, cache_dir=cache,
+                             device=resolve_device(config.device), observer=observer)
+        notes = [*inputs.notes, *_cache_notes(embeddings, corpus.name, observer)]
+        # One draw of speaker relabellings for every row, so the family-wise adjustment sees their dependence.
+        labels, units = np.array(corpus.labels(config.attribute)), attack_units(corpus, config.attribute)
+        relabellings = SpeakerPermutations.draw(labels, units, n=config.permutations, seed=seed)
+        probes = probe_layers(embeddings, corpus, inputs.selected, inputs.folds, relabellings,
+                              attribute=config.attribute, seed=seed, observer=observer)
+        references = _input_references(config, inputs, relabellings, notes, observer)
+        aux_data = _aux_data(config, inputs, notes, observer) if inputs.run_scenarios else None
     attacked = list(probes.attacked)
     scenario = None
     if inputs.run_scenarios:
-        scenario = _scenarios(config, inputs, embeddings, relabellings, probes.inflation, notes, observer)
+        scenario = _scenarios(config, inputs, embeddings, aux_data, relabellings, probes.inflation, runs_on, notes,
+                              observer)
         attacked += scenario.attacked
     if scenario is not None and scenario.attacked:
         from ser_audit.leakage.scenarios.strongest import strongest_rows
@@ -213,23 +223,40 @@ def _input_references(config: AuditConfig, inputs: Inputs, relabellings: "Speake
     return lld, egemaps
 
 
-def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabellings: "SpeakerPermutations",
-               inflation: dict[str, float], notes: list[str], observer: ProgressObserver) -> Any:
-    from ser_audit.embeddings.extract import extract
+def _scenario_executor(config: AuditConfig) -> "Executor":
+    """``--executor``'s executor, told the run's device and whether its workers can build the model."""
     from ser_audit.execution import executor
+    from ser_audit.execution.auto import AutoExecutor
+
+    runs_on = executor(config.executor)
+    if isinstance(runs_on, AutoExecutor):
+        runs_on.device = resolve_device(config.device)
+        # A factory defined in the calling script exists in this process only: a spawned worker cannot build it.
+        runs_on.workers_can_load = not config.model.spec.startswith("python:__main__:")
+    return runs_on
+
+
+def _aux_data(config: AuditConfig, inputs: Inputs, notes: list[str], observer: ProgressObserver) -> Any:
+    """The aux corpus as the attackers see it (its embeddings extracted), if the run has one."""
+    from ser_audit.embeddings.extract import extract
+    from ser_audit.leakage.scenarios.plan import AttackData
+
+    if inputs.aux is None:
+        return None
+    aux_embeddings = extract(inputs.model, inputs.aux, inputs.selected, maps=[layer.name for layer in inputs.attacked],
+                             cache_dir=sources.cache_of(config), device=resolve_device(config.device), observer=observer)
+    notes += _cache_notes(aux_embeddings, inputs.aux.name, observer)
+    return AttackData.of(inputs.aux, aux_embeddings, config.attribute)
+
+
+def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, aux_data: Any, relabellings: "SpeakerPermutations",
+               inflation: dict[str, float], runs_on: "Executor", notes: list[str], observer: ProgressObserver) -> Any:
     from ser_audit.execution.auto import AutoExecutor
     from ser_audit.execution.processes import ProcessExecutor
     from ser_audit.leakage.scenarios.plan import AttackData, AttackSettings
     from ser_audit.leakage.scenarios.references import ModelOrigin
     from ser_audit.leakage.scenarios.run import run_scenarios
 
-    aux_data = None
-    maps = [layer.name for layer in inputs.attacked]
-    if inputs.aux is not None:
-        aux_embeddings = extract(inputs.model, inputs.aux, inputs.selected, maps=maps, cache_dir=sources.cache_of(config),
-                                 device=resolve_device(config.device), observer=observer)
-        notes += _cache_notes(aux_embeddings, inputs.aux.name, observer)
-        aux_data = AttackData.of(inputs.aux, aux_embeddings, config.attribute)
     if len(inputs.attacked) < len(inputs.selected):
         first_left_out = config.quick and inputs.attacked != scenario_layers(inputs.selected)
         spread = "middle and last" if first_left_out else "first, middle and last"
@@ -238,11 +265,6 @@ def _scenarios(config: AuditConfig, inputs: Inputs, embeddings: Any, relabelling
                      "layers for both")
     settings = AttackSettings(seed=config.seed, device=resolve_device(config.device), quick=config.quick,
                               epochs=config.attacker_epochs)
-    runs_on = executor(config.executor)
-    if isinstance(runs_on, AutoExecutor):
-        runs_on.device = settings.device
-        # A factory defined in the calling script exists in this process only: a spawned worker cannot build it.
-        runs_on.workers_can_load = not config.model.spec.startswith("python:__main__:")
     outcome = run_scenarios(inputs.model, inputs.attacked, AttackData.of(inputs.corpus, embeddings, config.attribute),
                             aux_data, inputs.folds, relabellings, inflation, attribute=config.attribute,
                             scenarios=config.scenarios, kinds=config.attackers, settings=settings, executor=runs_on,
