@@ -74,6 +74,25 @@ def test_python_factory_with_weights(tiny_cnn, tmp_path: Path) -> None:
     assert [l.name for l in model.layers()] == [l.name for l in EagerTorchModel(module, SPEC).layers()]
 
 
+def test_a_factory_in_the_working_folder_imports_as_uvicorn_would_and_one_nowhere_says_what_to_do(
+        tiny_cnn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    _, folder = tiny_cnn
+    here = tmp_path / "project"
+    here.mkdir()
+    (here / "my_ser_model.py").write_text("from ser_audit_reference.cnn4 import build\n")
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", str(here))])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match=r"No module named 'my_ser_model'\); run from the folder that holds it, add "
+                                         r"that folder to PYTHONPATH, or install its package$"):
+        load_model("python:my_ser_model:build", weights=folder / "weights.pt", cache_dir=tmp_path)
+    monkeypatch.chdir(here)
+    model = load_model("python:my_ser_model:build", weights=folder / "weights.pt", cache_dir=tmp_path)
+    assert model.frontend == SPEC and sys.path[-1] == str(here), "appended: it shadows nothing installed"
+    sys.modules.pop("my_ser_model", None)
+
+
 def test_pickled_module_is_refused_unless_trusted(tiny_cnn, tmp_path: Path) -> None:
     module, _ = tiny_cnn
     path = tmp_path / "whole.pt"

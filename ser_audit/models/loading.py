@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,14 +138,27 @@ def load_checkpoint(path: Path, frontend: FrontEndSpec | None = None, payload: d
     return model
 
 
+def _import_hint(module_name: str, error: Exception) -> str:
+    """What to do when the factory's module is nowhere on the import path."""
+    top = module_name.split(".")[0]
+    if not isinstance(error, ModuleNotFoundError) or error.name != top:
+        return ""
+    return "; run from the folder that holds it, add that folder to PYTHONPATH, or install its package"
+
+
 def load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | None) -> EagerTorchModel:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise ModelError(f"model python:{target}: write python:package.module:factory")
+    # The working folder is importable, as uvicorn and gunicorn make it for module:attribute (the console
+    # script puts its own folder on the path instead); last, so that a stray file shadows nothing installed.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise ModelError(f"model python:{target}: cannot import the factory ({error})") from None
+        raise ModelError(f"model python:{target}: cannot import the factory ({error}){_import_hint(module_name, error)}") \
+            from None
     if weights is None:
         raise ModelError(f"model python:{target} needs --weights FILE (a state dict, loaded with weights_only=True)")
     if not weights.is_file():
