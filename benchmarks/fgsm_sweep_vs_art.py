@@ -61,6 +61,8 @@ def main() -> None:
     inputs, labels = torch.cat([features for features, _ in batches]), torch.cat([truth for _, truth in batches])
     grid = [eps * float(inputs.std()) for eps in P2_EPS_GRID]
     batch_size = len(batches[0][0])
+    # ART cuts the concatenated inputs into batch_size rows: the same batches only if ours are all full but the last.
+    assert all(len(features) == batch_size for features, _ in batches[:-1])
     classifier = PyTorchClassifier(model=module, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(inputs.shape[1:]),
                                    nb_classes=n_classes)
     x, y = inputs.numpy(), np.eye(n_classes)[labels.numpy()]

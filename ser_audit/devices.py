@@ -17,7 +17,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ser_audit.errors import ConfigError
 
@@ -92,22 +92,42 @@ def configure_threads() -> int:
     return threads
 
 
-@contextmanager
-def cores_left(taken: int) -> Iterator[None]:
-    """Inside the block, torch's and the BLAS libraries' threads are ``taken`` fewer (at least one): other
-    processes of this run are working on those cores, and a thread that waits for a busy core stalls the
-    others of its pool."""
-    if taken <= 0:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+class CoresLeft:
+    """Inside the block, torch's and the BLAS libraries' threads are fewer by the cores ``taken()`` says other
+    processes of this run are working on (at least one thread is left): a thread that waits for a busy core
+    stalls the others of its pool. ``check``, called between steps on this thread, gives the threads back as
+    soon as ``taken()`` says 0; the end of the block gives them back in any case."""
 
-    threads = torch.get_num_threads()
-    left = max(1, threads - taken)
-    torch.set_num_threads(left)
-    try:
-        with threadpool_limits(left):
-            yield
-    finally:
-        torch.set_num_threads(threads)
+    def __init__(self, taken: Callable[[], int]) -> None:
+        self.taken = taken
+        self._given_back: Callable[[], None] | None = None
+
+    def __enter__(self) -> "CoresLeft":
+        taken = self.taken()
+        if taken > 0:
+            import torch
+            from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+
+            threads = torch.get_num_threads()
+            left = max(1, threads - taken)
+            torch.set_num_threads(left)
+            limits = threadpool_limits(left)
+
+            def give_back() -> None:
+                limits.restore_original_limits()
+                torch.set_num_threads(threads)
+
+            self._given_back = give_back
+        return self
+
+    def check(self) -> None:
+        if self._given_back is not None and self.taken() == 0:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        give_back, self._given_back = self._given_back, None
+        if give_back is not None:
+            give_back()
+
+    def __exit__(self, *_: object) -> None:
+        self._give_back()

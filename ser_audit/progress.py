@@ -7,7 +7,7 @@ advances the handle it returns.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, contextmanager
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 
 class TaskHandle(Protocol):
@@ -37,3 +37,27 @@ class NullObserver:
 
 
 NULL_OBSERVER = NullObserver()
+
+
+class _Stepping:
+    def __init__(self, handle: TaskHandle, step: Callable[[], None]) -> None:
+        self.handle, self.step = handle, step
+
+    def advance(self, amount: int = 1) -> None:
+        self.handle.advance(amount)
+        self.step()
+
+
+class SteppingObserver:
+    """``observer``, calling ``step`` after every advance of every task (a hook between steps of the work)."""
+
+    def __init__(self, observer: ProgressObserver, step: Callable[[], None]) -> None:
+        self.observer, self.step = observer, step
+
+    @contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[TaskHandle]:
+        with self.observer.task(description, total) as handle:
+            yield _Stepping(handle, self.step)
+
+    def note(self, message: str) -> None:
+        self.observer.note(message)

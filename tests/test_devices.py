@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ser_audit.config import AuditConfig
-from ser_audit.devices import configure_threads, cores_left, parse_device, resolve_device, usable_cores
+from ser_audit.devices import CoresLeft, configure_threads, parse_device, resolve_device, usable_cores
 from ser_audit.errors import ConfigError
 
 
@@ -48,19 +48,29 @@ def test_threads_follow_the_usable_cores_unless_omp_num_threads_says(monkeypatch
         torch.set_num_threads(before)
 
 
-def test_cores_taken_by_starting_workers_are_left_to_them_and_given_back() -> None:
+def test_cores_taken_by_starting_workers_are_left_to_them_and_given_back_once_they_are_ready() -> None:
     from threadpoolctl import threadpool_info
 
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        with cores_left(1):
+        taken = [1]
+        with CoresLeft(lambda: taken[0]) as lent:
             assert torch.get_num_threads() == 2
             assert all(pool["num_threads"] <= 2 for pool in threadpool_info())
+            lent.check()
+            assert torch.get_num_threads() == 2, "still importing"
+            taken[0] = 0
+            lent.check()
+            assert torch.get_num_threads() == 3, "ready: given back between steps, before the block ends"
         assert torch.get_num_threads() == 3
-        with cores_left(5):
+        with CoresLeft(lambda: 5):
             assert torch.get_num_threads() == 1  # never none
-        with cores_left(0):
+        assert torch.get_num_threads() == 3
+        with pytest.raises(KeyboardInterrupt), CoresLeft(lambda: 1):
+            raise KeyboardInterrupt
+        assert torch.get_num_threads() == 3
+        with CoresLeft(lambda: 0):
             assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)

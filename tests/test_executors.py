@@ -251,39 +251,48 @@ def test_leaving_a_run_early_stops_its_workers() -> None:
 
 
 _FORK_SERVER_SCRIPT = """
-import json, os
+import json, os, sys, time
+sys.path.insert(0, os.environ["JOBS"])  # this process's path, not the environment's: the server must take it
 from ser_audit.execution.processes import ProcessExecutor
 from probe_jobs import where
 
 if __name__ == "__main__":
     executor = ProcessExecutor(workers=2)
-    taken = [executor.prepare(["heavy_module"]), executor.prepare(["heavy_module"])]
+    taken = executor.prepare(["heavy_module"])
+    first, again = taken(), executor.prepare(["heavy_module"])()
+    waited = time.monotonic()
+    while taken() and time.monotonic() - waited < 120:
+        time.sleep(0.05)
     os.environ["SET_AFTER_THE_SERVER_STARTED"] = "seen"
-    print(json.dumps({"taken": taken, "caller": os.getpid(), "seen": list(executor.map(where, [0.5, 0.5]))}))
+    print(json.dumps({"taken": [first, again, taken()], "caller": os.getpid(),
+                      "seen": list(executor.map(where, [0.5, 0.5]))}))
 """
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="no fork server on Windows: workers are spawned there")
+@pytest.mark.skipif(sys.platform != "linux" or sys.version_info < (3, 11), reason="workers are spawned there")
 def test_workers_start_from_a_fork_server_that_imported_their_modules_once_while_the_caller_went_on(tmp_path: Path) -> None:
-    (tmp_path / "heavy_module.py").write_text(  # stands for torch and the attackers: it records who imports it
-        "import os\nwith open(os.environ['IMPORTS'], 'a') as log:\n    log.write(f'{os.getpid()}\\n')\n")
-    (tmp_path / "probe_jobs.py").write_text(
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    record = "import os\nwith open(os.environ['IMPORTS'], 'a') as log:\n    log.write(f'{os.getpid()} %s\\n')\n"
+    (jobs / "heavy_module.py").write_text(record % "jobs")  # stands for torch and the attackers
+    (tmp_path / "heavy_module.py").write_text(record % "decoy")  # in the working folder: never to be imported
+    (jobs / "probe_jobs.py").write_text(
         "import os, sys, time\ndef where(delay):\n    time.sleep(delay)\n"
         "    return os.getpid(), 'heavy_module' in sys.modules, os.environ.get('SET_AFTER_THE_SERVER_STARTED')\n")
     (tmp_path / "main.py").write_text(_FORK_SERVER_SCRIPT)
-    env = {**os.environ, "IMPORTS": str(tmp_path / "imports.log"),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    env = {**os.environ, "IMPORTS": str(tmp_path / "imports.log"), "JOBS": str(jobs),
+           "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, str(tmp_path / "main.py")], env=env, capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout)
-    imports = [int(pid) for pid in (tmp_path / "imports.log").read_text().split()]
+    imports = [line.split() for line in (tmp_path / "imports.log").read_text().splitlines()]
     workers = {pid for pid, _, _ in run["seen"]}
-    assert len(imports) == 1, "imported once, by the fork server, not by each worker"
-    assert len(workers) == 2 and imports[0] not in workers | {run["caller"]}
+    assert [where for _, where in imports] == ["jobs"], "imported once, by the fork server, from this process's path"
+    assert len(workers) == 2 and int(imports[0][0]) not in workers | {run["caller"]}
     assert all(loaded for _, loaded, _ in run["seen"]), "every worker starts with it loaded"
     assert all(late == "seen" for _, _, late in run["seen"]), "the run's environment, not the server's"
-    assert run["taken"] == [1, 0], "the first prepare takes a core until the run; a second finds the server running"
+    assert run["taken"] == [1, 0, 0], "a core while the server imports, none once it is ready or for a second call"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -446,9 +455,9 @@ def test_auto_stays_in_this_process_where_workers_could_not_run_the_jobs(monkeyp
     monkeypatch.setattr(auto, "choose", choose)  # the real rule (in-process tests pin it to local)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a budget of one core
     assert auto.granted_cores() == 1
-    assert auto.AutoExecutor().prepare(["json"]) == 0, "one core granted: no worker starts early"
+    assert auto.AutoExecutor().prepare(["json"])() == 0, "one core granted: no worker starts early"
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert auto.AutoExecutor("cuda").prepare(["json"]) == 0, "on a GPU the jobs stay in this process"
+    assert auto.AutoExecutor("cuda").prepare(["json"])() == 0, "on a GPU the jobs stay in this process"
     assert auto.granted_cores() == 3
     lock = threading.Lock()  # does not pickle: the jobs run here, as they would under local
     executor = auto.AutoExecutor()

@@ -76,14 +76,14 @@ class AutoExecutor(Executor):
         delegate = ProcessExecutor(cores) if self.chosen == ProcessExecutor.name else LocalExecutor()
         return delegate.run(function, jobs, shared)
 
-    def prepare(self, modules: Sequence[str]) -> int:
+    def prepare(self, modules: Sequence[str]) -> Callable[[], int]:
         """Starts the worker processes' fork server early where ``run`` would likely choose them (the job
         count and whether the jobs pickle are not known yet; if ``run`` then stays here, it only idles)."""
         cores = granted_cores()
         if choose(self.device, jobs=2, cores=cores, can_spawn=self.workers_can_load and spawnable()) == \
                 ProcessExecutor.name:
             return ProcessExecutor(cores).prepare(modules)
-        return 0
+        return super().prepare(modules)
 
     def sees(self, path: Path) -> bool:
         return True  # both of its executors' workers read this machine's files

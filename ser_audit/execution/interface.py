@@ -46,17 +46,22 @@ class Executor(ABC):
         """What an executor implements: ``function(job, shared)`` for every job, results in job order,
         ``shared`` sent to each worker once."""
 
-    def prepare(self, modules: Sequence[str]) -> int:
+    def prepare(self, modules: Sequence[str]) -> Callable[[], int]:
         """A hint, before the jobs are known, that jobs importing ``modules`` will run soon: an executor may
-        start its workers and import those modules meanwhile. Returns the cores of this machine that this
-        work takes until ``run`` (the caller keeps its own threads off them); nothing and 0 by default."""
-        return 0
+        start its workers and import those modules meanwhile. Returns a function that says how many of this
+        machine's cores that work takes at the moment (the caller keeps its own threads off them, and asks
+        again between steps); nothing starts and none are taken by default."""
+        return _no_cores
 
     def sees(self, path: Path) -> bool:
         """Whether every worker reads ``path`` as this process does (one file system), so that a job may
         name the file instead of carrying its bytes. False unless an executor knows better: carrying
         is always correct, only slower."""
         return False
+
+
+def _no_cores() -> int:
+    return 0
 
 
 @dataclass(frozen=True)

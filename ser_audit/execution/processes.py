@@ -1,12 +1,13 @@
 """Jobs in a pool of worker processes on this machine, one torch thread each (``--executor processes``).
 
 One small attacker keeps torch's threads on a second core mostly waiting (#25); here each core
-trains an attacker of its own. Workers are forked from a fork server where the platform has one
-(Linux, macOS), else spawned; never forked from this process, whose torch thread pools a fork
-would copy in whatever state they are in. The fork server is a fresh process that imports the
-jobs' modules once (``prepare`` starts it while this process still extracts and probes): each
-worker then starts with them loaded instead of importing torch, scikit-learn and torch's compiler
-stack anew (about 3 s of CPU a worker on this project's machine), and shares their pages.
+trains an attacker of its own. On Linux workers fork from a fork server; elsewhere they are spawned;
+never are they forked from this process, whose torch thread pools a fork would copy in whatever
+state they are in. The fork server is a fresh process that imports the jobs' modules once
+(``prepare`` starts it while this process still extracts and probes, and says when it is ready):
+each worker then starts with them loaded instead of importing torch, scikit-learn and torch's
+compiler stack anew (about 3 s of CPU a worker on this project's machine), and shares their pages.
+The server stays, idle, until this process ends.
 
 Each worker receives the function and ``shared`` once, as one pickle made here and handed over by
 its initializer, and unpickles it on its first job, so that what fails there fails as that job;
@@ -21,13 +22,17 @@ ends the run with a one-line ``ConfigError`` that says how it ended and names ``
 
 from __future__ import annotations
 
-import multiprocessing
+import atexit
 import os
 import pickle
 import signal
 import sys
+import tempfile
+import threading
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from multiprocessing import context as contexts
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -35,7 +40,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ser_audit.devices import usable_cores
 from ser_audit.errors import ConfigError
-from ser_audit.execution.interface import Executor, Job, Result, Shared
+from ser_audit.execution.interface import Executor, Job, Result, Shared, _JobOnly
+from ser_audit.execution.preloaded import READY_FLAG
 
 
 class ProcessExecutor(Executor):
@@ -58,7 +64,8 @@ class ProcessExecutor(Executor):
         if not jobs:
             return
         payload = pickle.dumps((function, shared), protocol=pickle.HIGHEST_PROTOCOL)
-        context = _recording_context([getattr(function, "__module__", None) or __name__])
+        job_function = function.function if isinstance(function, _JobOnly) else function
+        context = _recording_context([getattr(job_function, "__module__", None) or __name__])
         workers = max(1, min(self.workers or usable_cores(), len(jobs)))
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_initialise,
                                    initargs=(payload, dict(os.environ)))
@@ -76,34 +83,88 @@ class ProcessExecutor(Executor):
                     process.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def prepare(self, modules: Sequence[str]) -> int:
-        """Starts the fork server, which imports ``modules`` on one core while this process goes on."""
-        if not _fork_server() or _SERVER["started"]:
-            return 0
-        _start_server(modules)
-        return 1
+    def prepare(self, modules: Sequence[str]) -> Callable[[], int]:
+        """Starts the fork server, which imports ``modules`` on one core while this process goes on; that
+        core is taken until the server says it is ready."""
+        if not _fork_server() or _SERVER:
+            return super().prepare(modules)
+        return _start_server(modules)
 
     def sees(self, path: Path) -> bool:
         return True
 
 
 # Training imports torch's compiler stack on its first optimiser (torch.optim calls into torch._dynamo):
-# 0.8 s in every worker unless the fork server has it.
+# 0.8 s in every worker unless the fork server has it. The last module says the server is ready.
 _ALWAYS_PRELOADED = ("torch", "torch._dynamo")
-_SERVER = {"started": False}  # by this process: multiprocessing keeps one fork server per process
+_READY = "ser_audit.execution.preloaded"
+_SERVER: dict[str, "_Preloading"] = {}  # the fork server this process started (multiprocessing keeps one)
 
 
 def _fork_server() -> bool:
-    return sys.platform != "win32" and "forkserver" in multiprocessing.get_all_start_methods()
+    """Linux only: on macOS, forking a process that has imported torch and numpy is what made CPython spawn by
+    default; 3.11 and later for ``PYTHONSAFEPATH`` (below)."""
+    return sys.platform == "linux" and sys.version_info >= (3, 11)
 
 
-def _start_server(modules: Sequence[str]) -> None:
-    """The fork server, importing ``modules``, unless it is running already (and keeps the modules it has)."""
+class _Preloading:
+    """The cores the fork server takes while it imports: 1 until its last preloaded module has left ``flag``."""
+
+    def __init__(self, flag: Path) -> None:
+        self.flag = flag
+        self.ready = False
+
+    def __call__(self) -> int:
+        if not self.ready and self.flag.exists():
+            self.ready = True
+            self.flag.unlink(missing_ok=True)
+        return 0 if self.ready else 1
+
+
+def _start_server(modules: Sequence[str]) -> "_Preloading":
+    """The fork server, importing ``modules``, unless this process started it already (it keeps its modules)."""
     from multiprocessing import forkserver
 
-    forkserver.set_forkserver_preload(list(dict.fromkeys([*_ALWAYS_PRELOADED, *modules])))
-    forkserver.ensure_running()
-    _SERVER["started"] = True
+    if "server" in _SERVER:
+        return _SERVER["server"]
+    flag = Path(tempfile.gettempdir()) / f"ser-audit-fork-server-{os.getpid()}-{uuid.uuid4().hex}"
+    atexit.register(flag.unlink, missing_ok=True)
+    forkserver.set_forkserver_preload(list(dict.fromkeys([*_ALWAYS_PRELOADED, *modules, _READY])))
+    # Before 3.12.8 and 3.13.1 CPython does not apply the sys.path it hands the server (gh-117378): the server
+    # would import from its working folder first. It takes this process's path from the environment instead.
+    with _environment(PYTHONPATH=os.pathsep.join(entry for entry in sys.path if entry), PYTHONSAFEPATH="1",
+                      **{READY_FLAG: str(flag)}), _interrupts_ignored():
+        forkserver.ensure_running()
+    _SERVER["server"] = _Preloading(flag)
+    return _SERVER["server"]
+
+
+@contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """SIGINT ignored while the server starts, so that it ignores Ctrl-C from the first line it runs (it would
+    only from after its imports, and print their traceback); this process stops the pool on Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _recording_context(modules: Sequence[str]) -> "_RecordingSpawn | _RecordingForkServer":
@@ -159,7 +220,9 @@ _WORKER: dict[str, Any] = {}
 
 def _initialise(payload: bytes, environment: dict[str, str]) -> None:
     # A fork server started earlier kept the environment of then (multiprocessing sends the working directory
-    # and sys.path with every worker); a job sees this run's, as a spawned worker would.
+    # and sys.path with every worker); a job sees this run's, as a spawned worker would. What a library read from
+    # it at import (OMP_NUM_THREADS, say) stays as the server read it: thread counts are set here and on the
+    # first job instead.
     os.environ.clear()
     os.environ.update(environment)
     import torch

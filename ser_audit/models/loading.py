@@ -138,6 +138,19 @@ def load_checkpoint(path: Path, frontend: FrontEndSpec | None = None, payload: d
     return model
 
 
+def _import_from_here(module_name: str) -> Any:
+    """The module, from the working folder if it is nowhere else, as uvicorn and gunicorn import module:attribute
+    (the console script puts its own folder on the path instead); the folder goes last, shadowing nothing."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        here = os.getcwd()
+        if error.name != module_name.split(".")[0] or here in sys.path or "" in sys.path:
+            raise
+        sys.path.append(here)
+        return importlib.import_module(module_name)
+
+
 def _import_hint(module_name: str, error: Exception) -> str:
     """What to do when the factory's module is nowhere on the import path."""
     top = module_name.split(".")[0]
@@ -150,12 +163,8 @@ def load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | Non
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise ModelError(f"model python:{target}: write python:package.module:factory")
-    # The working folder is importable, as uvicorn and gunicorn make it for module:attribute (the console
-    # script puts its own folder on the path instead); last, so that a stray file shadows nothing installed.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())
     try:
-        factory = getattr(importlib.import_module(module_name), attribute)
+        factory = getattr(_import_from_here(module_name), attribute)
     except (ImportError, AttributeError) as error:
         raise ModelError(f"model python:{target}: cannot import the factory ({error}){_import_hint(module_name, error)}") \
             from None

@@ -10,16 +10,16 @@ adjustment; breakdowns, findings and the recommendation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from ser_audit.config import AuditConfig
 from ser_audit.corpus.folds import require_speakers_of_each_gender, speaker_disjoint_folds
 from ser_audit.corpus.interface import Corpus
-from ser_audit.devices import cores_left, resolve_device
+from ser_audit.devices import CoresLeft, resolve_device
 from ser_audit.errors import ConfigError
-from ser_audit.progress import NULL_OBSERVER, ProgressObserver
+from ser_audit.progress import NULL_OBSERVER, ProgressObserver, SteppingObserver
 from ser_audit.report.model import LeakageResult, Report
 from ser_audit.report.scoring import score
 from ser_audit.runner import sources
@@ -137,26 +137,27 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
     resolve_device(config.device)  # a missing GPU fails before any work
     runs_on = _scenario_executor(config)  # a wrong --executor fails before any work
     inputs = load_inputs(config, loader or sources.Loader(config, observer))
-    taken = 0
+    taken: Callable[[], int] = _nothing_taken
     if inputs.run_scenarios:
         from ser_audit.leakage.scenarios.run import run_attack
 
         # Worker processes start, and import what the attackers need, while this process extracts and probes
-        # on the cores they leave it.
+        # on the cores they leave it (given back between batches as soon as they are ready).
         taken = runs_on.prepare([run_attack.__module__])
     cache, seed, corpus = sources.cache_of(config), config.seed, inputs.corpus
     maps = [layer.name for layer in inputs.attacked] if inputs.run_scenarios else []
-    with cores_left(taken):
+    with CoresLeft(taken) as lent:
+        stepping = SteppingObserver(observer, lent.check)
         embeddings = extract(inputs.model, corpus, inputs.selected, maps=maps, cache_dir=cache,
-                             device=resolve_device(config.device), observer=observer)
+                             device=resolve_device(config.device), observer=stepping)
         notes = [*inputs.notes, *_cache_notes(embeddings, corpus.name, observer)]
         # One draw of speaker relabellings for every row, so the family-wise adjustment sees their dependence.
         labels, units = np.array(corpus.labels(config.attribute)), attack_units(corpus, config.attribute)
         relabellings = SpeakerPermutations.draw(labels, units, n=config.permutations, seed=seed)
         probes = probe_layers(embeddings, corpus, inputs.selected, inputs.folds, relabellings,
-                              attribute=config.attribute, seed=seed, observer=observer)
-        references = _input_references(config, inputs, relabellings, notes, observer)
-        aux_data = _aux_data(config, inputs, notes, observer) if inputs.run_scenarios else None
+                              attribute=config.attribute, seed=seed, observer=stepping)
+        references = _input_references(config, inputs, relabellings, notes, stepping)
+        aux_data = _aux_data(config, inputs, notes, stepping) if inputs.run_scenarios else None
     attacked = list(probes.attacked)
     scenario = None
     if inputs.run_scenarios:
@@ -221,6 +222,10 @@ def _input_references(config: AuditConfig, inputs: Inputs, relabellings: "Speake
         notes.append(f"no eGeMAPS input reference: {missing}")
         egemaps = None
     return lld, egemaps
+
+
+def _nothing_taken() -> int:
+    return 0
 
 
 def _scenario_executor(config: AuditConfig) -> "Executor":
