@@ -45,7 +45,7 @@ from ser_audit.execution.preloaded import READY_FLAG
 
 
 class ProcessExecutor(Executor):
-    """``workers`` spawned processes: by default one per core this process may use, never more than jobs.
+    """``workers`` worker processes: by default one per core this process may use, never more than jobs.
 
     >>> from operator import add
     >>> list(ProcessExecutor(workers=2).map(add, [1, 2, 3], 10))
@@ -86,7 +86,7 @@ class ProcessExecutor(Executor):
     def prepare(self, modules: Sequence[str]) -> Callable[[], int]:
         """Starts the fork server, which imports ``modules`` on one core while this process goes on; that
         core is taken until the server says it is ready."""
-        if not _fork_server() or _SERVER:
+        if not _fork_server() or "server" in _SERVER:  # none here, or already importing (or ready)
             return super().prepare(modules)
         return _start_server(modules)
 
