@@ -51,7 +51,7 @@ class Executor(ABC):
         start its workers and import those modules meanwhile. Returns a function that says how many of this
         machine's cores that work takes at the moment (the caller keeps its own threads off them, and asks
         again between steps); nothing starts and none are taken by default."""
-        return _no_cores
+        return none_taken
 
     def sees(self, path: Path) -> bool:
         """Whether every worker reads ``path`` as this process does (one file system), so that a job may
@@ -60,7 +60,8 @@ class Executor(ABC):
         return False
 
 
-def _no_cores() -> int:
+def none_taken() -> int:
+    """What ``prepare`` returns where nothing starts early: no core is taken."""
     return 0
 
 

@@ -130,6 +130,7 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
     whole report.
     """
     from ser_audit.embeddings.extract import extract
+    from ser_audit.execution.interface import none_taken
     from ser_audit.leakage.probe import attack_units, probe_layers
     from ser_audit.leakage.statistics.inference import SpeakerPermutations
 
@@ -137,7 +138,7 @@ def run_leakage(config: AuditConfig, *, command: Sequence[str] = (), observer: P
     resolve_device(config.device)  # a missing GPU fails before any work
     runs_on = _scenario_executor(config)  # a wrong --executor fails before any work
     inputs = load_inputs(config, loader or sources.Loader(config, observer))
-    taken: Callable[[], int] = _nothing_taken
+    taken: Callable[[], int] = none_taken
     if inputs.run_scenarios:
         from ser_audit.leakage.scenarios.run import run_attack
 
@@ -222,10 +223,6 @@ def _input_references(config: AuditConfig, inputs: Inputs, relabellings: "Speake
         notes.append(f"no eGeMAPS input reference: {missing}")
         egemaps = None
     return lld, egemaps
-
-
-def _nothing_taken() -> int:
-    return 0
 
 
 def _scenario_executor(config: AuditConfig) -> "Executor":
