@@ -70,7 +70,7 @@ class AutoExecutor(Executor):
 
     def run(self, function: Callable[[Job, Shared], Result], jobs: Iterable[Job], shared: Shared) -> Iterator[Result]:
         jobs, cores = list(jobs), granted_cores()
-        self.chosen = choose(self.device, jobs=len(jobs), cores=cores, can_spawn=self.workers_can_load and spawnable())
+        self.chosen = self._choose(len(jobs), cores)
         if self.chosen == ProcessExecutor.name and not _pickles((function, shared)):
             self.chosen = LocalExecutor.name
         delegate = ProcessExecutor(cores) if self.chosen == ProcessExecutor.name else LocalExecutor()
@@ -80,10 +80,12 @@ class AutoExecutor(Executor):
         """Starts the worker processes' fork server early where ``run`` would likely choose them (the job
         count and whether the jobs pickle are not known yet; if ``run`` then stays here, it only idles)."""
         cores = granted_cores()
-        if choose(self.device, jobs=2, cores=cores, can_spawn=self.workers_can_load and spawnable()) == \
-                ProcessExecutor.name:
+        if self._choose(2, cores) == ProcessExecutor.name:
             return ProcessExecutor(cores).prepare(modules)
         return super().prepare(modules)
+
+    def _choose(self, jobs: int, cores: int) -> str:
+        return choose(self.device, jobs=jobs, cores=cores, can_spawn=self.workers_can_load and spawnable())
 
     def sees(self, path: Path) -> bool:
         return True  # both of its executors' workers read this machine's files
