@@ -463,6 +463,8 @@ CASES = [
                                             "--out", str(c.read_only / "h.onnx")], message="cannot write into"),
     Case("zoo-train-out-read-only", lambda c: ["zoo", "train", "cnn4", "--out", str(c.read_only / "m.onnx")],
          message="cannot write into"),
+    Case("corpus-synth-out-not-empty", lambda c: ["corpus", "synth", "iemocap-like", "--out", str(c.precious)],
+         message="is a folder that is not empty"),
     Case("corpus-synth-out-existing-file", lambda c: ["corpus", "synth", "iemocap-like", "--out",
                                                       str(c.precious / "notes.txt")], message="is an existing file"),
     Case("report-out-read-only", lambda c: ["report", str(c.report), "--format", "md", "--out",

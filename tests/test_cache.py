@@ -173,5 +173,7 @@ def test_cache_info_and_clear(run_cli, onnx_model: Path, manifest: Path, tmp_pat
     assert run_cli("cache", "info", "--cache-dir", str(cache)).code == 0
     cleared = run_cli("cache", "clear", "--cache-dir", str(cache))
     assert cleared.code == 0 and not (cache / "embeddings").exists() and (cache / "zoo").exists()
-    assert run_cli("cache", "clear", "--all", "--cache-dir", str(cache)).code == 0 and not list(cache.iterdir())
+    (cache / "notes.txt").write_text("the user's, not the cache's")
+    assert run_cli("cache", "clear", "--all", "--cache-dir", str(cache)).code == 0
+    assert [p.name for p in cache.iterdir()] == ["notes.txt"]
     assert json.loads(run_cli("cache", "info", "--cache-dir", str(cache), "--json").stdout)["embeddings"] == []

@@ -159,6 +159,13 @@ def test_corpus_synth_writes_a_manifest(run_cli, tmp_path) -> None:
     assert len(rows) == 48 and {row["gender"] for row in rows} == {"female", "male"}
 
 
+def test_corpus_synth_fills_an_empty_working_folder(run_cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("corpus", "synth", "ravdess-like", "--out", ".", "--size", "2", "--quiet").code == 0
+    assert (tmp_path / "manifest.csv").is_file() and (tmp_path / "wav").is_dir()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
 def test_speaker_attribute_end_to_end(run_cli, onnx_model, manifest, tmp_path) -> None:
     out = tmp_path / "speaker.json"
     result = run_cli("leakage", str(onnx_model), "--corpus", str(manifest), "--layers", "pool1,fc_relu",

@@ -13,6 +13,7 @@ from ser_audit.cli.progress import STDERR, observer_for
 from ser_audit.cli.render import plain, print_json, print_table
 from ser_audit.corpus.registry import corpus_options, list_corpora
 from ser_audit.corpus.synthetic.presets import get_preset, write_corpus
+from ser_audit.errors import ConfigError
 from ser_audit.files import check_writable
 
 app = typer.Typer(help="List, inspect and synthesise corpora.", no_args_is_help=True)
@@ -72,5 +73,8 @@ def synth_command(
     """Synthesise a preset to WAV files plus a manifest (deterministic by seed)."""
     preset_spec = get_preset(preset)
     check_writable(out, flag="--out", folder=True)
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"--out {str(out)!r} is a folder that is not empty; give a new or empty folder "
+                          "(synth writes a whole corpus and replaces nothing it did not write)")
     manifest = write_corpus(preset_spec, out, seed=seed, per_speaker=size, observer=observer_for(quiet))
     STDERR.print(plain(f"wrote {manifest}"))

@@ -92,15 +92,19 @@ def other_contents(cache_dir: Path) -> dict[str, int]:
     """Bytes in each top-level cache folder other than ``embeddings`` (corpora, zoo, ...)."""
     if not cache_dir.is_dir():
         return {}
-    return {p.name: _size(p) for p in sorted(cache_dir.iterdir()) if p.name != "embeddings"}
+    return {part: _size(cache_dir / part) for part in CACHE_PARTS[1:] if (cache_dir / part).exists()}
+
+
+# What ser-audit writes into a cache folder; ``clear`` removes these and nothing else, so a cache pointed at a
+# folder that also holds a user's files (``--cache-dir .``) loses none of them.
+CACHE_PARTS = ("embeddings", "corpora", "zoo", "stages")
 
 
 def clear(cache_dir: Path, *, everything: bool = False) -> int:
-    """Remove the embeddings (with ``everything``, the whole cache: corpora and reference models too);
-    returns the bytes freed. Clear while no run uses the cache: a run reading memory maps keeps them, but
-    one writing an entry at that moment loses its folder and fails."""
-    targets = [cache_dir / "embeddings"] if not everything else (
-        [p for p in cache_dir.iterdir()] if cache_dir.is_dir() else [])
+    """Remove the embeddings (with ``everything``, the whole cache: corpora, reference models and cached
+    stages too); returns the bytes freed. Clear while no run uses the cache: a run reading memory maps keeps
+    them, but one writing an entry at that moment loses its folder and fails."""
+    targets = [cache_dir / part for part in (CACHE_PARTS if everything else CACHE_PARTS[:1])]
     freed = 0
     for target in targets:
         if not target.exists():

@@ -303,6 +303,7 @@ def write_corpus(
         The path of the manifest.
     """
     rows = plan_corpus(preset, seed=seed, per_speaker=per_speaker)
+    out = Path(os.path.abspath(out))  # "." has no name to stage beside
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -326,6 +327,12 @@ def write_corpus(
             # Another run published the same corpus meanwhile (synthesis is deterministic). Keep
             # theirs: removing it would pull files from under a run that is reading them.
             shutil.rmtree(staging, ignore_errors=True)
+            return out / MANIFEST_NAME
+        if out.is_dir() and not any(out.iterdir()):
+            # An empty folder the caller made (it may be the working folder): fill it, the manifest last.
+            for part in sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST_NAME):
+                os.replace(part, out / part.name)
+            staging.rmdir()
             return out / MANIFEST_NAME
         if out.exists():
             shutil.rmtree(out)  # an unfinished folder from an older version: no manifest, so nobody reads it
