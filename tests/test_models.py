@@ -93,6 +93,28 @@ def test_a_factory_in_the_working_folder_imports_as_uvicorn_would_and_one_nowher
     assert model.frontend == SPEC and sys.path[-1] == str(here), "appended: it shadows nothing installed"
 
 
+def test_cached_activations_of_a_factory_model_do_not_outlive_an_edit_of_its_code(
+        tiny_cnn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    _, folder = tiny_cnn
+    here = tmp_path / "project"
+    here.mkdir()
+    source = here / "edited_ser_model.py"
+    monkeypatch.syspath_prepend(str(here))
+
+    def identity(text: str) -> tuple[str, str]:
+        source.write_text(text)
+        monkeypatch.delitem(sys.modules, "edited_ser_model", raising=False)
+        model = load_model("python:edited_ser_model:build", weights=folder / "weights.pt", cache_dir=tmp_path)
+        return model.sha256, model.cache_identity
+
+    before = identity("from ser_audit_reference.cnn4 import build\n")
+    after = identity("from ser_audit_reference.cnn4 import build\n# forward() edited\n")
+    assert before[0] == after[0], "the report's model hash stays the weights file's"
+    assert before[1] != after[1] and before == identity("from ser_audit_reference.cnn4 import build\n")
+
+
 def test_pickled_module_is_refused_unless_trusted(tiny_cnn, tmp_path: Path) -> None:
     module, _ = tiny_cnn
     path = tmp_path / "whole.pt"

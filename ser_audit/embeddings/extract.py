@@ -174,7 +174,7 @@ def extract(
     spec = model.frontend
     fed = spec.model_dump_json() + (f"|reference choice {reference_choice}" if spec.reference_inputs and reference_choice
                                     else "")
-    key = store_key(model.sha256, fed, corpus.manifest_sha256()) if model.path else None
+    key = store_key(model.cache_identity, fed, corpus.manifest_sha256()) if model.path else None
     store = EmbeddingStore.for_run(cache_dir, key, description={
         "model": str(model.path), "model_sha256": model.sha256 if model.path else None, "corpus": corpus.name,
         "manifest_sha256": corpus.manifest_sha256(), "utterances": len(corpus)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -119,6 +120,8 @@ class TargetModel(ABC):
     _frame_batching: dict[str, FrameBatching] | None = None
     _refused: dict[str, str] | None = None
     device: str = "cpu"  # where forward passes run (``place``); inputs and outputs are numpy wherever that is
+    # The user's own code the file runs through (``python:`` factories): cached activations must not outlive an edit.
+    code_sha256: str | None = None
 
     def place(self, device: str) -> Placement:
         """Run later forward passes on ``device`` (``cpu``, ``cuda``, ``cuda:N``, already resolved) where the
@@ -433,6 +436,13 @@ class TargetModel(ABC):
         if self.path is None:
             raise ValueError("model has no file")
         return file_sha256(self.path)
+
+    @property
+    def cache_identity(self) -> str:
+        """What cached activations are keyed by: the file, and the code that runs it where that is the user's."""
+        if self.code_sha256 is None:
+            return self.sha256
+        return hashlib.sha256(f"{self.sha256}:{self.code_sha256}".encode()).hexdigest()
 
 
 def _default_tap(layer: LayerInfo) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib
+import inspect
 import json
 import os
 import pickle
@@ -219,4 +222,17 @@ def load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | Non
         spec = parse_spec(payload[METADATA_KEY], origin=str(weights))
     if spec is None:
         raise missing_spec_error(f"python:{target}")
-    return EagerTorchModel(module, spec, path=weights)
+    model = EagerTorchModel(module, spec, path=weights)
+    model.code_sha256 = _code_sha256(target, factory, module)
+    return model
+
+
+def _code_sha256(target: str, factory: object, module: torch.nn.Module) -> str:
+    """The factory's name and the source files of the module it names, of its own and of the model's class."""
+    digest = hashlib.sha256(target.encode())
+    named = (target.partition(":")[0], getattr(factory, "__module__", None), type(module).__module__)
+    files = {inspect.getsourcefile(sys.modules[name]) if name in sys.modules else None for name in named if name}
+    for file in sorted(f for f in files if f):
+        with contextlib.suppress(OSError):
+            digest.update(Path(file).read_bytes())
+    return digest.hexdigest()
