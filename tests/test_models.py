@@ -115,6 +115,30 @@ def test_cached_activations_of_a_factory_model_do_not_outlive_an_edit_of_its_cod
     assert before[1] != after[1] and before == identity("from ser_audit_reference.cnn4 import build\n")
 
 
+class _LogitsAndHidden(torch.nn.Module):
+    def __init__(self, body: torch.nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.body(x)
+        return logits, torch.relu(logits)
+
+
+@pytest.mark.parametrize("suffix", ["pt", "pt2"])
+def test_a_saved_program_returning_logits_and_hidden_gives_its_logits_to_gradients(
+        tiny_cnn, tmp_path: Path, suffix: str) -> None:
+    module, _ = tiny_cnn
+    path = tmp_path / f"pair.{suffix}"
+    export_model(_LogitsAndHidden(module).eval(), SPEC, path)
+    model = load_model(str(path), cache_dir=tmp_path)
+    inputs = model.example_inputs()
+    x = torch.as_tensor(inputs[SPEC.input_name])
+    logits = model.differentiable()(x)
+    assert isinstance(logits, torch.Tensor) and logits.shape == (x.shape[0], 4)
+    assert torch.allclose(logits, module(x), atol=1e-5)
+
+
 def test_pickled_module_is_refused_unless_trusted(tiny_cnn, tmp_path: Path) -> None:
     module, _ = tiny_cnn
     path = tmp_path / "whole.pt"

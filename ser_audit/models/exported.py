@@ -12,6 +12,7 @@ import torch
 
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import EXTRA_FILE, FrontEndSpec, missing_spec_error, parse_spec
+from ser_audit.models.eager import logits_of
 from ser_audit.models.interface import ANOTHER_LENGTH_S
 from ser_audit.models.onnx_model import GraphBackedModel, OnnxModel
 from ser_audit.models.quiet import quiet_torch
@@ -75,7 +76,7 @@ class _AlwaysInference(torch.nn.Module):
         return self
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.module(*inputs)
+        return logits_of(self.module(*inputs))  # a program returning (logits, hidden) gives its logits
 
 
 def load_exported(path: Path, frontend: FrontEndSpec | None) -> ExportedProgramModel:

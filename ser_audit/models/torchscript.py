@@ -15,6 +15,7 @@ import torch
 
 from ser_audit.errors import ModelError
 from ser_audit.frontend.spec import EXTRA_FILE, FrontEndSpec, missing_spec_error, parse_spec
+from ser_audit.models.eager import LogitsOnly
 from ser_audit.models.interface import ANOTHER_LENGTH_S
 from ser_audit.models.onnx_model import GraphBackedModel, OnnxModel
 from ser_audit.models.quiet import no_stdout, quiet_torch
@@ -63,7 +64,7 @@ class TorchScriptModel(GraphBackedModel):
                              "duration_s (--frontend), or script or export the model with a dynamic time axis") from None
 
     def differentiable(self) -> torch.nn.Module:
-        return self.script_module
+        return LogitsOnly(self.script_module)  # a scripted (logits, hidden) gives its logits, as every path reads them
 
 
 def load_torchscript(path: Path, frontend: FrontEndSpec | None) -> TorchScriptModel:
