@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -309,6 +310,27 @@ def test_a_model_with_more_logits_than_its_spec_has_emotions_is_refused(tmp_path
     (tmp_path / "seven.frontend.json").write_text(_variable_length_spec().model_copy(update={"duration_s": 1.0}).to_json())
     with pytest.raises(ModelError, match="outputs 7 logits, but its front-end spec names 4 emotions"):
         load_model(str(path), cache_dir=tmp_path).layers()  # as every command lists them before any work
+
+
+class _OtherFirstOutput(torch.nn.Module):
+    def __init__(self, body: torch.nn.Module, shape: str) -> None:
+        super().__init__()
+        self.body, self.shape = body, shape
+
+    def forward(self, x: torch.Tensor) -> Any:
+        logits = self.body(x)
+        return {"kept axis": lambda: logits[:, None], "one score": lambda: logits[:, 0],
+                "label first": lambda: (logits.argmax(-1), logits)}[self.shape]()
+
+
+@pytest.mark.parametrize("shape, found", [("kept axis", r"float32 \[2, 1, 4\]"), ("one score", r"float32 \[2\]"),
+                                          ("label first", r"\w+ \[2\]")])
+def test_a_first_output_that_is_not_float_logits_per_utterance_is_refused_at_load(
+        tiny_cnn, shape: str, found: str) -> None:
+    """These loaded, then ended in exit 3 deep inside an attacker or an attack."""
+    model = EagerTorchModel(_OtherFirstOutput(tiny_cnn[0], shape), SPEC)
+    with pytest.raises(ModelError, match=f"first output is {found} for 2 utterances; ser-audit reads float logits"):
+        model.layers()
 
 
 def test_an_onnx_graph_under_another_extension_is_named_so(tmp_path: Path) -> None:

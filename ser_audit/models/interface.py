@@ -239,8 +239,14 @@ class TargetModel(ABC):
             ModelError: naming both counts and the spec field to fix.
         """
         emotions = list(self.frontend.emotions)
-        width = np.asarray(logits).shape[-1] if np.ndim(logits) >= 2 else None  # [rows, classes]
-        if emotions and width is not None and width != len(emotions):
+        found = np.asarray(logits)
+        if found.ndim != 2 or not np.issubdtype(found.dtype, np.floating):
+            raise ModelError(
+                f"{f'model {self.path}' if self.path else 'the model'}'s first output is {found.dtype} [{', '.join(map(str, found.shape))}] for "
+                "2 utterances; ser-audit reads float logits shaped [batch, classes] there: return (or export) them "
+                "first, before labels, hidden states or per-frame scores")
+        width = found.shape[-1]  # [rows, classes]
+        if emotions and width != len(emotions):
             raise ModelError(
                 f"model {self.path or 'given'} outputs {width} logits, but its front-end spec names {len(emotions)} "
                 f"emotions ({', '.join(emotions)}); list one emotion per output, in the model's order, in the spec's "
