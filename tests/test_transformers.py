@@ -111,6 +111,27 @@ def test_a_checkpoint_without_its_head_is_refused(run_cli, tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_config_whose_label_count_the_saved_head_does_not_have_is_refused(run_cli, checkpoints, tmp_path) -> None:
+    import json
+    import shutil
+
+    folder = tmp_path / "six"
+    shutil.copytree(checkpoints["wav2vec2"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("label2id", None)
+    config["id2label"] = {str(i): name for i, name in enumerate(["anger", "disgust", "fear", "joy", "neutral", "sad"])}
+    (folder / "config.json").write_text(json.dumps(config))
+    result = run_cli("layers", str(folder))
+    assert result.code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "6 labels in the config" in result.stderr and "Traceback" not in result.stderr
+    damaged = tmp_path / "damaged"
+    shutil.copytree(checkpoints["wav2vec2"], damaged)
+    for weights in damaged.glob("*.safetensors"):
+        weights.write_bytes(b"\xff" * 1000)
+    result = run_cli("layers", str(damaged))
+    assert result.code == 2 and "its weights cannot be read" in result.stderr, result.stderr
+
+
 def test_bin_weights_are_loaded_weights_only(run_cli, checkpoints, tmp_path) -> None:
     import shutil
 

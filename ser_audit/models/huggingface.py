@@ -202,6 +202,17 @@ def load_pretrained(folder: Path, frontend: FrontEndSpec | None = None, *, origi
         raise ModelError(f"model {folder}: transformers has no audio-classification model for model_type "
                          f"{config.model_type!r} ({str(error).splitlines()[0][:120]}); ser-audit audits classifiers "
                          "(AutoModelForAudioClassification)") from None
+    except RuntimeError as error:
+        if "mismatched" not in str(error):
+            raise
+        # transformers 5 raises where 4 reported the sizes in the loading info (``_refuse_partial``).
+        raise ModelError(f"model {folder}: its saved weights do not fit the shapes its {CONFIG} gives (most often "
+                         f"the classifier's: {config.num_labels} labels in the config); make num_labels and id2label "
+                         "match the saved head") from None
+    except Exception as error:  # safetensors and torch raise their own types on a damaged weights file
+        raise ModelError(f"model {folder}: its weights cannot be read ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0][:160] if str(error) else ''}); save the model again "
+                         "(model.save_pretrained)") from None
     _refuse_partial(folder, info, type(model).__name__, list(raw.get("architectures") or []))
     if config.model_type == "whisper":
         if extractor is None or not hasattr(extractor, "mel_filters"):
