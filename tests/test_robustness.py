@@ -162,3 +162,29 @@ def test_a_model_at_chance_gets_no_robustness_score() -> None:
 
     assert robustness_score(rows(0.25, 0.25, 0.25), chance=0.25) is None
     assert robustness_score(rows(0.8, 0.6, 0.4), chance=0.25) == pytest.approx(100 * (0.875 + 0.625) / 2)
+
+
+def test_emotions_the_model_lacks_are_named_and_one_shared_emotion_is_refused(run_cli, onnx_model, manifest,
+                                                                              tmp_path) -> None:
+    """Scoring 10 of 40 utterances, or a UAR over one class, used to pass without a word."""
+    import csv
+
+    rows = list(csv.DictReader(manifest.open()))
+    renamed = {"angry": "ang", "sad": "sad", "happy": "hap", "neutral": "neutral"}
+    edited = manifest.parent / f"{tmp_path.name}.csv"  # beside the audio it names
+    with edited.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([{**row, "emotion": renamed[row["emotion"]]} for row in rows])
+    out = tmp_path / "rob.json"
+    result = run_cli("robustness", str(onnx_model), "--corpus", str(edited), "--out", str(out), "--quiet",
+                     "--pgd-steps", "1")
+    assert result.code == 0, result.stderr
+    assert "utterances of ang, hap left out: the model has no such output" in \
+        json.loads(out.read_text())["robustness"]["evaluation_set"]
+    with edited.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([{**row, "emotion": renamed[row["emotion"]] if row["emotion"] != "sad" else "blue"} for row in rows])
+    result = run_cli("robustness", str(onnx_model), "--corpus", str(edited), "--out", str(tmp_path / "r2"), "--quiet")
+    assert result.code == 2 and "only 'neutral' of the model's emotions" in result.stderr, result.stderr

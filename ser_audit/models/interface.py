@@ -242,7 +242,8 @@ class TargetModel(ABC):
         found = np.asarray(logits)
         if found.ndim != 2 or not np.issubdtype(found.dtype, np.floating):
             raise ModelError(
-                f"{f'model {self.path}' if self.path else 'the model'}'s first output is {found.dtype} [{', '.join(map(str, found.shape))}] for "
+                f"{f'model {self.path}' if self.path else 'the model'}'s first output is {found.dtype} "
+                f"[{', '.join(map(str, found.shape))}] for "
                 "2 utterances; ser-audit reads float logits shaped [batch, classes] there: return (or export) them "
                 "first, before labels, hidden states or per-frame scores")
         width = found.shape[-1]  # [rows, classes]
