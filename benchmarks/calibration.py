@@ -15,7 +15,11 @@ per speaker, noise per utterance) and audits four dependent layers with three at
   detectable leakage (the smallest mean probe L flagged in at least 80% of data sets);
 - the verdict (``leakage.verdicts.decide``, threshold chance + 0.1) on nulls of 10 to 96
   speakers and on the unbalanced design's planted leak of probe L about 0.75, with the grade
-  it would get.
+  it would get;
+- the price of a looser ``leaks``: how often the audit's rule, and one that reads each row's own
+  95% interval, claim a leak past T where T sits at the largest true leakage of the audit's rows
+  (the least favourable threshold: every such claim is false), beside what each finds on the
+  planted leak.
 
     python benchmarks/calibration.py                 # the tables of calibration-results.md
     python benchmarks/calibration.py --smoke         # seconds: every section on a few data sets
@@ -49,13 +53,15 @@ from ser_audit.leakage.statistics.calibration import (  # noqa: E402
 )
 
 
-def _one(seed: int, design: Design, leak: float, n_permutations: int, with_coverage: bool) -> Outcome:
-    return repetition(design, leak=leak, seed=seed, n_permutations=n_permutations, coverage=with_coverage)
+def _one(seed: int, design: Design, leak: float, n_permutations: int, with_coverage: bool, boundary: bool) -> Outcome:
+    return repetition(design, leak=leak, seed=seed, n_permutations=n_permutations, coverage=with_coverage,
+                      boundary=boundary)
 
 
 def simulate(design: Design, leak: float, repetitions: int, workers: int, n_permutations: int, *,
-             with_coverage: bool = False) -> list[Outcome]:
-    job = partial(_one, design=design, leak=leak, n_permutations=n_permutations, with_coverage=with_coverage)
+             with_coverage: bool = False, boundary: bool = False) -> list[Outcome]:
+    job = partial(_one, design=design, leak=leak, n_permutations=n_permutations, with_coverage=with_coverage,
+                  boundary=boundary)
     if workers == 1:
         return [job(seed) for seed in range(repetitions)]
     with ProcessPoolExecutor(workers) as pool:
@@ -116,6 +122,22 @@ def power_table(cells: dict[tuple[str, float], list[Outcome]]) -> list[str]:
     return lines
 
 
+def price_table(planted: list[Outcome], boundary: list[Outcome]) -> list[str]:
+    """What each rule for "leaks past T" buys on the planted leak, and what it costs where T sits at the truth."""
+    mean_l = sum(o.balanced_accuracy for o in planted) / len(planted)
+    truth = sum(o.largest_truth or 0.0 for o in boundary) / len(boundary)
+    lines = [f"| rule for `leaks` | on the planted leak (probe L {mean_l:.3f}) | false `leaks` with T at the largest "
+             f"true L (on average {truth:.3f}) |", "|---|---|---|"]
+    for name, found, false in (
+            ("the audit's: a significant layer, a lower bound past T jointly over the rows (max-T)",
+             lambda o: o.verdict == "leaks", lambda o: o.boundary_leaks),
+            ("looser: a significant row whose own 95% interval starts past T",
+             lambda o: o.leaks_marginal, lambda o: o.boundary_marginal)):
+        lines.append(f"| {name} | {_rate(sum(bool(found(o)) for o in planted), len(planted))} "
+                     f"| {_rate(sum(bool(false(o)) for o in boundary), len(boundary))} |")
+    return lines
+
+
 def detectable_table(cells: dict[tuple[str, float], list[Outcome]], *, power: float = 0.8) -> list[str]:
     """Per design and decision: the smallest mean probe L flagged in at least ``power`` of the data sets."""
     lines = ["| design | " + " | ".join(DETECTIONS) + " |", "|---|" + "---|" * len(DETECTIONS)]
@@ -140,6 +162,10 @@ def main() -> None:
     parser.add_argument("--verdict-repetitions", type=int, default=200,
                         help="data sets for the verdict checks (48 and 96 speakers, the unbalanced leak)")
     parser.add_argument("--verdict-leak", type=float, default=1.3, help="the unbalanced design's leak (probe L ~0.75)")
+    parser.add_argument("--boundary-repetitions", type=int, default=400,
+                        help="data sets for the false-leaks check at the least favourable threshold")
+    parser.add_argument("--boundary-leak", type=float, default=0.6,
+                        help="the unbalanced design's leak for that check (true L about chance + 0.1)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--smoke", action="store_true", help="every section on a few data sets (seconds)")
     parser.add_argument("--verdicts-only", action="store_true",
@@ -149,7 +175,7 @@ def main() -> None:
     large: tuple[Design, ...] = LARGE_DESIGNS
     if args.smoke:
         args.repetitions, args.leak_repetitions, args.leaks, args.permutations = 4, 3, "1.5", 49
-        args.verdict_repetitions = 2
+        args.verdict_repetitions = args.boundary_repetitions = 2
         designs, large = DESIGNS[:1], LARGE_DESIGNS[:1]
     started = time.perf_counter()
     for design in () if args.verdicts_only else designs:
@@ -170,6 +196,11 @@ def main() -> None:
     grades = Counter(o.grade for o in outcomes)
     print("\ngrades (privacy score capped by the verdict): "
           + ", ".join(f"{letter} {grades[letter]}" for letter in sorted(grades)))
+    boundary = simulate(design, args.boundary_leak, args.boundary_repetitions, args.workers, args.permutations,
+                        boundary=True)
+    print(f"\n## The price of a looser `leaks`: {design.name}, T at the largest true leakage of the audit's rows "
+          f"(leak {args.boundary_leak}; {len(boundary)} data sets)\n")
+    print("\n".join(price_table(outcomes, boundary)))
     cells: dict[tuple[str, float], list[Outcome]] = {}
     if args.verdicts_only:
         print(f"\n{time.perf_counter() - started:.0f} s on {args.workers} worker(s)")

@@ -74,6 +74,17 @@ def test_a_clear_planted_leak_on_an_unbalanced_corpus_is_flagged() -> None:
         assert low >= 0.8, f"{decision}: {count} of {len(outcomes)}"
 
 
+def test_leaks_past_the_threshold_is_rarely_claimed_where_the_truth_sits_at_it() -> None:
+    # T at the largest true leakage of the rows: the least favourable threshold, every "leaks" there is false.
+    outcomes = run(DESIGNS[2], leak=0.6, repetitions=80, n_layers=1, first_seed=5000, boundary=True)
+    assert all(o.largest_truth is not None and abs(o.largest_truth - 0.6) < 0.08 for o in outcomes)
+    low, count = _low(outcomes, lambda o: o.boundary_leaks)
+    assert low <= 0.05, f"leaks claimed past the truth in {count} of {len(outcomes)}"
+    # Reading the estimate alone as the bound is caught by the same check.
+    naive = sum(o.balanced_accuracy > (o.largest_truth or 1.0) for o in outcomes)
+    assert clopper_pearson(naive, len(outcomes))[0] > 0.05, naive
+
+
 @pytest.fixture(scope="module")
 def strong_leak_on_few_speakers() -> list[Outcome]:
     # 5 speakers a class and probe L about 0.85: where the plain percentile bootstrap covered 75%.
@@ -96,7 +107,7 @@ def test_the_benchmark_smoke_mode_runs() -> None:
     script = Path(__file__).parents[1] / "benchmarks" / "calibration.py"
     done = subprocess.run([sys.executable, str(script), "--smoke", "--workers", "1"], capture_output=True, text=True,
                           timeout=120, check=True)
-    for section in ("## Null", "## Coverage", "## Power", "## Minimum detectable leakage"):
+    for section in ("## Null", "## Coverage", "## Power", "## Minimum detectable leakage", "## The price of a looser"):
         assert section in done.stdout, done.stdout
 
 

@@ -124,6 +124,13 @@ class Outcome:
     balanced_accuracy: float = 0.0  # the probe's L on the first layer
     # Per attacker on the first layer: its interval beside the leakage it estimates.
     intervals: dict[str, Estimate] = field(default_factory=dict)
+    # The looser rule a 90% detection of the 21/9 leak would need: a significant row whose reported 95%
+    # interval starts past T (one row at a time, no share of the error for the other rows).
+    leaks_marginal: bool = False
+    # With ``boundary``: T moved to the largest true leakage of the audit's rows, where every "leaks" is false.
+    largest_truth: float | None = None
+    boundary_leaks: bool | None = None  # the audit's verdict (simultaneous bounds) there
+    boundary_marginal: bool | None = None  # the looser rule there
 
 
 @dataclass(frozen=True)
@@ -298,9 +305,18 @@ def first_layer_intervals(design: Design, data: PlantedLayers, aux: PlantedLayer
     }
 
 
+def _marginally_past(rows: Sequence[LeakageResult], threshold: float) -> bool:
+    return any(row.significant and row.ci_low is not None and row.ci_low > threshold for row in rows)
+
+
 def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_permutations: int = 199,
-               max_gap: float = 0.1, coverage: bool = False) -> Outcome:
-    """Audit one planted corpus (see the module docstring) and record what each statistic decided."""
+               max_gap: float = 0.1, coverage: bool = False, boundary: bool = False) -> Outcome:
+    """Audit one planted corpus (see the module docstring) and record what each statistic decided.
+
+    With ``boundary``, every row's true leakage is measured too (its per-fold attackers, or the aux-trained one,
+    scored on new speakers of each layer) and the verdict taken again with T at the largest of them: the least
+    favourable threshold, where any ``leaks`` is a false claim.
+    """
     data = design.draw(leak=leak, seed=seed, n_layers=n_layers)
     aux = design.draw(leak=leak, seed=seed + 10**6, n_layers=n_layers, prefix="aux", model_seed=seed, women=12, men=12)
     folds = speaker_folds(data.speakers, data.labels, data.sessions, seed=seed)
@@ -309,6 +325,7 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
     tested = np.concatenate([fold.test for fold in folds])
     outcome = Outcome()
     attacked: list[AttackedRow] = []
+    truths: list[float] = []
 
     def add(layer: int, design: str, statistics: LeakageStatistics) -> None:
         attacked.append(AttackedRow(_row(f"layer{layer}", design, statistics), {}, statistics.evidence, []))
@@ -323,12 +340,20 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
             null=widened_null(knn_null, probe.inflation), p_value_method=REFITTED_APPROXIMATE, exact=False,
             widen=probe.inflation, seed=seed)
         add(layer, KNN_DESIGN, knn_statistics)
-        aux_predictions = LinearProbe().fit(aux.layers[layer], aux.labels).predict(features)
+        aux_attacker = LinearProbe().fit(aux.layers[layer], aux.labels)
+        aux_predictions = aux_attacker.predict(features)
         by_fold = [aux_predictions[fold.test] for fold in folds]
         aux_statistics = fixed_prediction_statistics(
             [data.labels[fold.test] for fold in folds], by_fold, folds=folds, units=data.speakers[tested],
             permutations=permutations, p_value_method=AUX_EXACT, seed=seed)
         add(layer, AUX_DESIGN, aux_statistics)
+        if boundary:
+            fresh, fresh_labels = population_sample(leak=leak, model_seed=seed, layer=layer, dim=design.dim,
+                                                    within=design.within, seed=seed)
+            for attackers in (_fitted_per_fold(LinearProbe, features, data.labels, folds),
+                              _fitted_per_fold(_knn, features, data.labels, folds), [aux_attacker]):
+                truths.append(float(np.mean([balanced_accuracy_of(fresh_labels, attacker.predict(fresh), classes)
+                                             for attacker in attackers])))
         if layer == 0:
             outcome.balanced_accuracy = probe.statistics.balanced_accuracy
             outcome.p_values = {
@@ -351,6 +376,12 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
     outcome.any_severity = any(row.severity != "none" for row in rows)
     outcome.privacy_score = privacy_score(decision) or 100.0
     outcome.grade = grade(outcome.privacy_score, cap=GRADE_CAP[decision.verdict]) or "A"
+    outcome.leaks_marginal = _marginally_past(rows, decision.threshold)
+    if boundary:
+        outcome.largest_truth = max(truths)
+        outcome.boundary_leaks = decide(attacked, permutations=permutations,
+                                        threshold=outcome.largest_truth).verdict == "leaks"
+        outcome.boundary_marginal = _marginally_past(rows, outcome.largest_truth)
     return outcome
 
 
