@@ -101,6 +101,14 @@ def _wav(folder: Path, rows: list[dict], index: int, signal: np.ndarray, subtype
     soundfile.write(str(folder / rows[index]["path"]), signal, 16_000, subtype=subtype)
 
 
+def ragged(ctx: Context) -> Path:
+    path = ctx.manifest_copy("ragged")
+    lines = path.read_text().splitlines()
+    lines[2] += ",extra,stuff"  # row 3: two cells more than the header
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def one_gender(folder: Path, rows: list[dict]) -> list[dict]:
     return [row for row in rows if row["gender"] == "female"]
 
@@ -192,7 +200,7 @@ def terminal_hostile(folder: Path, rows: list[dict]) -> None:
         row["speaker"] = "\x1b[2J" + row["speaker"]
 
 
-def policy(ctx: Context, name: str, text: str) -> str:
+def policy(ctx: Context, name: str, text: str | bytes) -> str:
     return str(ctx.file(name, text))
 
 
@@ -329,6 +337,12 @@ CASES = [
     Case("model-onnx-int-input", lambda c: ["layers", integer_input_onnx(c)], message="takes int64"),
     Case("model-frontend-file-missing", lambda c: ["layers", str(c.model), "--frontend", str(c.root / "no.json")],
          message="no.json"),
+    Case("model-frontend-file-not-utf8", lambda c: ["layers", str(c.model), "--frontend",
+                                                     str(c.file("f8.json", b"\xff\xfegarbage"))], message="not UTF-8"),
+    Case("model-python-weights-empty", lambda c: ["layers", "python:ser_audit.testing:PlantedLeak", "--weights",
+                                                  str(c.file("empty.pt", b""))], message="is empty or cut short"),
+    Case("layers-cache-dir-is-a-file", lambda c: ["layers", str(c.model), "--cache-dir", str(c.precious / "notes.txt")],
+         message="--cache-dir"),
     Case("model-frontend-file-not-json", lambda c: ["layers", str(c.model), "--frontend", str(c.file("f.json", "{x"))],
          message="f.json"),
     Case("model-unknown-zoo-name", lambda c: ["layers", "zoo:no-such-model"], message="no-such-model"),
@@ -337,6 +351,14 @@ CASES = [
                                               str(c.precious)], message="is a folder"),
     # Corpora.
     Case("corpus-unknown-name", lambda c: leakage(c, corpus="no-such-corpus"), message="neither a known corpus"),
+    Case("corpus-aux-unknown-name", lambda c: ["leakage", str(c.model), "--corpus", str(c.manifest), "--aux-corpus",
+                                               "no-such-corpus", "--scenarios", "s1", "--quick", "--quiet",
+                                               "--out", str(c.precious)],
+         message="--aux-corpus 'no-such-corpus' is neither a known corpus"),
+    Case("corpus-row-with-more-cells-than-the-header",
+         lambda c: leakage(c, corpus=ragged(c)), message="row 3 has more cells than its header"),
+    Case("corpus-option-negative-seed", lambda c: ["corpus", "info", "synthetic", "--corpus-option", "seed=-1"],
+         message="from 0 to 2**32 - 1"),
     Case("corpus-missing-audio", lambda c: leakage(c, corpus=c.manifest_copy("m1", missing_audio)), message="missing"),
     Case("corpus-corrupt-audio", lambda c: leakage(c, corpus=c.manifest_copy("m2", corrupt_audio)),
          message="cannot be decoded"),
@@ -427,6 +449,8 @@ CASES = [
     Case("group-without-command", lambda c: ["cache"], message="missing command"),
     Case("unknown-flag", lambda c: leakage(c, "--no-such-flag"), message="No such option"),
     Case("policy-missing", lambda c: leakage(c, "--policy", str(c.root / "no.toml")), message="no.toml"),
+    Case("policy-not-utf8", lambda c: leakage(c, "--policy", policy(c, "p8.toml", b"\xff\xfe[[leakage]]\n")),
+         message="not UTF-8"),
     Case("policy-not-toml", lambda c: leakage(c, "--policy", policy(c, "p1.toml", "[[leakage]\nmax = ")),
          message="p1.toml"),
     Case("policy-unknown-key", lambda c: leakage(c, "--policy", policy(c, "p2.toml", "[[leakage]]\nmax_leakag = 0.5\n")),

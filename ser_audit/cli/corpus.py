@@ -9,6 +9,7 @@ import typer
 
 from ser_audit import api
 from ser_audit.cli import options
+from ser_audit.cli.output import check_cache_dir
 from ser_audit.cli.progress import STDERR, observer_for
 from ser_audit.cli.render import plain, print_json, print_table
 from ser_audit.corpus.registry import corpus_options, list_corpora
@@ -43,6 +44,8 @@ def info_command(
 
     With --json: the report's corpus object.
     """
+    if cache_dir is not None:
+        check_cache_dir(cache_dir)
     corpus = api.load_corpus(name, cache_dir=cache_dir or api.default_cache_dir(), seed=seed,
                              corpus_root=corpus_root, options=corpus_option or (), observer=observer_for(quiet))
     info = api.corpus_info(corpus, seed=seed)

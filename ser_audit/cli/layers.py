@@ -8,6 +8,7 @@ import typer
 
 from ser_audit import api
 from ser_audit.cli import options
+from ser_audit.cli.output import check_cache_dir
 from ser_audit.cli.progress import observer_for
 from ser_audit.cli.render import print_json, print_table
 from ser_audit.errors import ConfigError
@@ -28,6 +29,8 @@ def layers(
 ) -> None:
     """List tappable layers: index, name, op/kind, output shape."""
     source = api.ModelSource(model, frontend=frontend, weights=weights, trust_pickle=trust_pickle)
+    if cache_dir is not None:
+        check_cache_dir(cache_dir)
     if which not in (None, "all"):
         raise ConfigError(f"--layers {which!r}: the layers command takes --layers all (every leaf) or nothing")
     rows = api.list_layers(source, cache_dir=cache_dir, seed=seed, observer=observer_for(quiet), everything=which == "all")

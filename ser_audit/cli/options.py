@@ -71,11 +71,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout i
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 MaxLeakageOption = Annotated[
     Optional[float],
-    typer.Option("--max-leakage", min=0.0, max=1.0, help="Gate: fail (exit 1) if any attacker accuracy exceeds this."),
+    typer.Option("--max-leakage", min=0.0, max=1.0,
+                 help="Gate: fail (exit 1) if a layer is shown to leak past this L (significant, lower bound above it)."),
 ]
 MaxGapOption = Annotated[
     Optional[float],
-    typer.Option("--max-gap", min=0.0, max=1.0, help="Gate: fail (exit 1) if any accuracy above chance exceeds this."),
+    typer.Option("--max-gap", min=0.0, max=1.0,
+                 help="Gate: fail (exit 1) if a layer is shown to leak past chance + this (significant, lower bound "
+                      "above it)."),
 ]
 EpsOption = Annotated[
     str, typer.Option("--eps", help="FGSM eps grid, relative to the input's spread (P2's grid by default).")

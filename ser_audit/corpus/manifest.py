@@ -44,7 +44,12 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         raise CorpusError(
             f"manifest {path} lacks column(s) {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}"
         )
-    return list(reader)
+    rows = list(reader)
+    for number, row in enumerate(rows, start=2):
+        if None in row:  # DictReader files a row's cells past the header under None
+            raise CorpusError(f"manifest {path} row {number} has more cells than its header "
+                              f"({len(reader.fieldnames or [])}); quote cells that hold the delimiter")
+    return rows
 
 
 def _delimiter(path: Path, header: str) -> str:

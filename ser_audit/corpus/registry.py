@@ -51,8 +51,9 @@ def resolve_corpus(
     corpus_root: Path | None = None,
     options: Sequence[str] = (),
     observer: ProgressObserver = NULL_OBSERVER,
+    flag: str = "--corpus",
 ) -> Corpus:
-    """Turn a corpus name or manifest path into a loaded Corpus.
+    """Turn a corpus name or manifest path into a loaded Corpus (``flag``: the option that named it, for errors).
 
     Synthetic presets are keyed by ``seed`` so an audit is reproducible from the seed alone.
     """
@@ -70,7 +71,7 @@ def resolve_corpus(
         return loaders[name].load(corpus_root, options)
     known = ["synthetic", *PRESETS, *loaders]
     raise CorpusError(
-        f"--corpus {spec!r} is neither a known corpus ({', '.join(known)}) nor a manifest file (.csv/.jsonl)"
+        f"{flag} {spec!r} is neither a known corpus ({', '.join(known)}) nor a manifest file (.csv/.jsonl)"
     )
 
 
@@ -78,7 +79,8 @@ def _synthetic_seed(spec: str, options: Sequence[str], seed: int) -> int:
     """A synthetic preset takes one option, ``seed=N``: other voices than the run's ``--seed`` draws."""
     for item in options:
         key, separator, text = item.partition("=")
-        if key != "seed" or not separator or not text.strip().lstrip("-").isdigit():
-            raise ConfigError(f"--corpus-option {item!r}: the synthetic corpus {spec!r} takes only seed=N (an integer)")
+        if key != "seed" or not separator or not text.strip().isdigit() or int(text) >= 2**32:
+            raise ConfigError(f"--corpus-option {item!r}: the synthetic corpus {spec!r} takes only seed=N "
+                              "(an integer from 0 to 2**32 - 1)")
         seed = int(text)
     return seed

@@ -206,7 +206,12 @@ def parse_spec(text: str, *, origin: str) -> FrontEndSpec:
 def load_spec_file(path: Path) -> FrontEndSpec:
     if not path.is_file():
         raise FrontEndError(f"--frontend {path} does not exist")
-    return parse_spec(path.read_text(), origin=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise FrontEndError(f"front-end spec {path} is not UTF-8 text; write it as JSON "
+                            "(schemas/frontend.schema.json lists the fields)") from None
+    return parse_spec(text, origin=str(path))
 
 
 def missing_spec_error(model_path: str) -> FrontEndError:

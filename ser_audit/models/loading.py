@@ -178,6 +178,8 @@ def load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | Non
                          else f"--weights {weights} does not exist")
     try:
         payload = torch.load(str(weights), map_location="cpu", weights_only=True)
+    except EOFError:
+        raise ModelError(f"--weights {weights} is empty or cut short; save the state dict again") from None
     except (pickle.UnpicklingError, RuntimeError) as error:
         raise ModelError(f"--weights {weights} is not a plain state dict ({str(error).splitlines()[0]})") from None
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None

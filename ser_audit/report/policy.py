@@ -136,6 +136,9 @@ def load_policy(path: Path) -> Policy:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"--policy {path} is not valid TOML ({error})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--policy {path} is not UTF-8 text; write the policy as TOML "
+                          "(examples/policy.toml)") from None
     try:
         policy = Policy.model_validate(data)
     except ValidationError as error:

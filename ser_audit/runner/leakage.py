@@ -81,7 +81,7 @@ def load_inputs(config: AuditConfig, loader: sources.Loader) -> Inputs:
     needs_aux = run_scenarios and any(s in ("s1", "s3", "s4") for s in config.scenarios)
     aux = None
     if needs_aux and config.aux_corpus is not None:
-        aux = loader.corpus(config.aux_corpus)
+        aux = loader.corpus(config.aux_corpus, flag="--aux-corpus")
         sources.check_aux_is_other_data(corpus, aux)
         if config.attribute == "gender":
             require_speakers_of_each_gender(aux, flag="--aux-corpus", minimum=1)

@@ -93,7 +93,7 @@ def run_protect(config: AuditConfig, settings: ProtectSettings, *, command: Sequ
     loader = sources.Loader(config, observer)
     model = loader.model(config.model)
     layer = _the_layer(model, settings.layer)
-    protection_corpus = loader.corpus(config.aux_corpus)
+    protection_corpus = loader.corpus(config.aux_corpus, flag="--aux-corpus")
     audit_corpus = loader.corpus(config.corpus)
     sources.check_aux_is_other_data(audit_corpus, protection_corpus)
     refuse_training(model, "protect")

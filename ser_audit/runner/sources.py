@@ -38,10 +38,10 @@ def load_model(source: ModelSource, *, cache_dir: Path, seed: int,
 
 
 def load_corpus(source: CorpusSource | str, *, cache_dir: Path, seed: int,
-                observer: ProgressObserver = NULL_OBSERVER) -> Corpus:
+                observer: ProgressObserver = NULL_OBSERVER, flag: str = "--corpus") -> Corpus:
     source = CorpusSource(source) if isinstance(source, str) else source
     return resolve_corpus(source.spec, cache_dir=cache_dir, seed=seed, corpus_root=source.root, options=source.options,
-                          observer=observer)
+                          observer=observer, flag=flag)
 
 
 class Loader:
@@ -66,9 +66,10 @@ class Loader:
         """Hand over a model built in memory (a protected copy) under ``source``, to be audited as a loaded one."""
         self._models[source] = model
 
-    def corpus(self, source: CorpusSource) -> Corpus:
+    def corpus(self, source: CorpusSource, *, flag: str = "--corpus") -> Corpus:
         if source not in self._corpora:
-            self._corpora[source] = load_corpus(source, cache_dir=self.cache_dir, seed=self.seed, observer=self.observer)
+            self._corpora[source] = load_corpus(source, cache_dir=self.cache_dir, seed=self.seed, observer=self.observer,
+                                                flag=flag)
         return self._corpora[source]
 
 
