@@ -140,6 +140,18 @@ def test_a_saved_program_returning_logits_and_hidden_gives_its_logits_to_gradien
     assert torch.allclose(logits, module(x), atol=1e-5)
 
 
+def test_harden_and_protect_refuse_a_torchscript_archive_in_one_line(tiny_cnn, tmp_path: Path) -> None:
+    """Both ended in exit 3: a ScriptModule takes no forward hooks, and its loaded parameters no training."""
+    from ser_audit.errors import ConfigError
+    from ser_audit.models.batch_of_one import refuse_training
+
+    _, folder = tiny_cnn
+    with pytest.raises(ConfigError, match="is a TorchScript archive, which protect cannot train or hook; give the "
+                                          "same model as ONNX"):
+        refuse_training(load_model(str(folder / "cnn4.pt"), cache_dir=tmp_path), "protect")
+    refuse_training(load_model(str(folder / "cnn4.onnx"), cache_dir=tmp_path), "protect")
+
+
 def test_pickled_module_is_refused_unless_trusted(tiny_cnn, tmp_path: Path) -> None:
     module, _ = tiny_cnn
     path = tmp_path / "whole.pt"

@@ -21,9 +21,18 @@ def refuse_training(model: object, what: str) -> None:
     """Training through a graph run one utterance at a time would normalise, capture and export per utterance:
     ``harden`` and ``protect`` need a batched graph.
 
+    A TorchScript archive takes neither the forward hooks ``protect`` and similarity hardening read layers
+    through nor retraining of its loaded parameters.
+
     Raises:
         ConfigError: naming the re-export to do.
     """
+    if getattr(model, "format", None) == "torchscript":
+        from ser_audit.errors import ConfigError
+
+        raise ConfigError(f"model {getattr(model, 'path', None)} is a TorchScript archive, which {what} cannot train "
+                          "or hook; give the same model as ONNX (torch.onnx.export) or as python:module:factory with "
+                          "--weights")
     if getattr(model, "batch_of_one", False) or getattr(getattr(model, "graph", None), "batch_of_one", False):
         from ser_audit.errors import ConfigError
 
