@@ -101,6 +101,19 @@ def _wav(folder: Path, rows: list[dict], index: int, signal: np.ndarray, subtype
     soundfile.write(str(folder / rows[index]["path"]), signal, 16_000, subtype=subtype)
 
 
+def nan_weights(ctx: Context) -> str:
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(ctx.model))
+    for tensor in graph.graph.initializer:
+        if tensor.name == "fc.weight":
+            tensor.CopyFrom(numpy_helper.from_array(np.full_like(numpy_helper.to_array(tensor), np.nan), tensor.name))
+    path = ctx.root / "nan.onnx"
+    onnx.save(graph, str(path))  # its front-end spec travels in the graph's metadata
+    return str(path)
+
+
 def ragged(ctx: Context) -> Path:
     path = ctx.manifest_copy("ragged")
     lines = path.read_text().splitlines()
@@ -337,6 +350,9 @@ CASES = [
     Case("model-onnx-int-input", lambda c: ["layers", integer_input_onnx(c)], message="takes int64"),
     Case("model-frontend-file-missing", lambda c: ["layers", str(c.model), "--frontend", str(c.root / "no.json")],
          message="no.json"),
+    Case("model-computes-nan", lambda c: ["leakage", nan_weights(c), "--corpus", str(c.manifest), *FAST_LEAKAGE[2:],
+                                          "--layers", "fc_relu", "--out", str(c.precious)],
+         message="layer fc_relu of model"),
     Case("model-frontend-file-not-utf8", lambda c: ["layers", str(c.model), "--frontend",
                                                      str(c.file("f8.json", b"\xff\xfegarbage"))], message="not UTF-8"),
     Case("model-python-weights-empty", lambda c: ["layers", "python:ser_audit.testing:PlantedLeak", "--weights",
