@@ -188,3 +188,30 @@ def test_emotions_the_model_lacks_are_named_and_one_shared_emotion_is_refused(ru
         writer.writerows([{**row, "emotion": renamed[row["emotion"]] if row["emotion"] != "sad" else "blue"} for row in rows])
     result = run_cli("robustness", str(onnx_model), "--corpus", str(edited), "--out", str(tmp_path / "r2"), "--quiet")
     assert result.code == 2 and "only 'neutral' of the model's emotions" in result.stderr, result.stderr
+
+
+class _Argmax(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        from ser_audit_reference.cnn4 import CNN4
+
+        self.body = CNN4(4, width=0.0625)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(self.body(x).argmax(-1), 4).float()
+
+
+def test_a_torch_path_without_a_gradient_falls_back_to_spsa_or_is_refused_in_white_box() -> None:
+    """Its FGSM ended in exit 3 ("element 0 of tensors does not require grad")."""
+    from ser_audit.errors import ModelError
+    from ser_audit.models.eager import EagerTorchModel
+    from ser_audit.robustness.spsa import ForwardOnly
+    from ser_audit.runner.robustness import attackable
+    from ser_audit_reference.cnn4 import LOG_MEL_P2
+
+    model = EagerTorchModel(_Argmax(), LOG_MEL_P2.model_copy(update={"emotions": ["neutral", "angry", "sad", "happy"]}))
+    module, fallback = attackable(model, "auto")
+    assert isinstance(module, ForwardOnly) and fallback is not None and "carry no gradient" in fallback
+    with pytest.raises(ModelError, match="its logits carry no gradient back to its input"):
+        attackable(model, "white-box")
+    assert attackable(EagerTorchModel(model.module.body, model.frontend), "white-box")[1] is None

@@ -84,13 +84,34 @@ def run_robustness(config: AuditConfig, *, model_source: ModelSource | None = No
     return report
 
 
+def _check_gradient(model: "TargetModel", module: Any) -> None:
+    """A torch path whose logits do not depend on the input through autograd (an argmax, a detach, a numpy
+    step inside) has no gradient to attack with: say so, as for a model with no torch path.
+
+    Raises:
+        ModelError: naming what is missing.
+    """
+    import torch
+
+    example = model.example_inputs(batch=2)
+    fed = [torch.as_tensor(example[name]) for name in model.fed_names]
+    fed[0] = fed[0].float().requires_grad_(True)
+    module.eval()
+    logits = module(*fed)
+    if not isinstance(logits, torch.Tensor) or logits.grad_fn is None:
+        raise ModelError(f"model {model.path or 'in memory'}: its logits carry no gradient back to its input "
+                         "(an argmax, a detach or a step outside torch on the way)")
+
+
 def attackable(model: "TargetModel", gradient: str) -> tuple[Any, str | None]:
     """The module the probes differentiate, or a forward-only wrapper and why no gradient exists."""
     from ser_audit.models.differentiable import torch_module
     from ser_audit.robustness.spsa import ForwardOnly
 
     try:
-        return torch_module(model), None
+        module = torch_module(model)
+        _check_gradient(model, module)
+        return module, None
     except ModelError as error:
         if gradient == "white-box":
             raise
