@@ -205,3 +205,27 @@ def test_a_refused_cut_names_what_it_reads_as_a_user_knows_it() -> None:
 
     with pytest.raises(Unavailable, match=r"reads an intermediate value of the forward \(getitem\)"):
         split_eager(Skip(), "first")
+
+
+@pytest.mark.parametrize("returns", ["tuple", "dict"])
+def test_a_model_returning_logits_and_more_is_cut_at_its_logits(returns: str) -> None:
+    """The same-architecture attackers were skipped ("returns more than one tensor") for a (logits, hidden) model."""
+    import torch
+
+    from ser_audit.models.subnetwork import split_eager
+
+    class Pair(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first, self.second, self.head = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> object:
+            hidden = torch.relu(self.second(torch.relu(self.first(x))))
+            logits = self.head(hidden)
+            return (logits, hidden) if returns == "tuple" else {"hidden": hidden, "logits": logits}
+
+    model = Pair().eval()
+    part = split_eager(model, "first")
+    x = torch.randn(3, 4)
+    assert part.head is not None
+    torch.testing.assert_close(part.head(part.body(model.first(x))), model.head(model.second(model.first(x).relu()).relu()))

@@ -77,7 +77,11 @@ class _TapTracer(fx.Tracer):
         self.layer = layer
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return module_qualified_name == self.layer or super().is_leaf_module(m, module_qualified_name)
+        if module_qualified_name == self.layer:
+            return True
+        if self.layer.startswith(module_qualified_name + "."):
+            return False  # a torch.nn container holding the tap (nn.TransformerEncoder's layers): trace into it
+        return super().is_leaf_module(m, module_qualified_name)
 
 
 def split_eager(module: nn.Module, layer: str) -> Downstream:
@@ -91,8 +95,13 @@ def split_eager(module: nn.Module, layer: str) -> Downstream:
         raise Unavailable(f"layer {layer} is not a module call in the traced graph")
     output = next(n for n in nodes if n.op == "output")
     logits = output.args[0]
+    # (logits, hidden) or {"logits": ...}: the logits, as every other path reads them (``logits_of``).
+    if isinstance(logits, dict):
+        logits = logits.get("logits", next(iter(logits.values()), None))
+    elif isinstance(logits, (tuple, list)):
+        logits = next((item for item in logits if isinstance(item, fx.Node)), None)
     if not isinstance(logits, fx.Node):
-        raise Unavailable("the model returns more than one tensor")
+        raise Unavailable("the model's output holds no tensor computed in the traced graph")
     head: nn.Linear | None = None
     end = logits
     last = traced.get_submodule(str(logits.target)) if logits.op == "call_module" else None
