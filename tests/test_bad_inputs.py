@@ -114,6 +114,12 @@ def nan_weights(ctx: Context) -> str:
     return str(path)
 
 
+def flip_one_row(folder: Path, rows: list[dict]) -> list[dict]:
+    later = next(i for i, row in enumerate(rows) if i and row["speaker"] == rows[0]["speaker"])
+    rows[later]["gender"] = "male" if rows[0]["gender"] == "female" else "female"
+    return rows
+
+
 def ragged(ctx: Context) -> Path:
     path = ctx.manifest_copy("ragged")
     lines = path.read_text().splitlines()
@@ -367,6 +373,8 @@ CASES = [
                                               str(c.precious)], message="is a folder"),
     # Corpora.
     Case("corpus-unknown-name", lambda c: leakage(c, corpus="no-such-corpus"), message="neither a known corpus"),
+    Case("corpus-speaker-with-two-genders", lambda c: leakage(c, corpus=c.manifest_copy("two-genders", flip_one_row)),
+         message="is female in row 2 and male in row"),
     Case("corpus-aux-unknown-name", lambda c: ["leakage", str(c.model), "--corpus", str(c.manifest), "--aux-corpus",
                                                "no-such-corpus", "--scenarios", "s1", "--quick", "--quiet",
                                                "--out", str(c.precious)],

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # the one place that turns unexpected failures into exit 3
         if debug:
             traceback.print_exc()
-        _fail(f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)")
+        _fail(f"internal error: {type(error).__name__}: {error}"
+              + ("" if debug else " (rerun with --debug for the traceback)"))
         return EXIT_INTERNAL
     if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into this code, silently
         _fail("interrupted")
