@@ -514,3 +514,16 @@ def test_a_batch_of_one_graph_whose_logits_drop_the_batch_axis_is_refused_in_one
     (tmp_path / "squeezed.frontend.json").write_text(_variable_length_spec().model_copy(update={"duration_s": 1.0}).to_json())
     with pytest.raises(ModelError, match=r"logits have no batch axis \(shape \[8\] for 2 utterances\)"):
         load_model(str(path), cache_dir=tmp_path).layers()
+
+
+def test_a_graph_torch_export_cannot_capture_fails_in_one_line_without_its_dump(
+        onnx_model: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """torch.export print()s the whole captured graph (about 200 lines) before it raises."""
+    from ser_audit.models.differentiable import torch_module
+
+    model = load_model(str(onnx_model), cache_dir=tmp_path)
+    module = torch_module(model)
+    capfd.readouterr()
+    with pytest.raises(ModelError, match="torch.export cannot capture the model"):
+        export_model(module, model.frontend, tmp_path / "converted.pt2")
+    assert capfd.readouterr().err == ""

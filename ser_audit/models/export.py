@@ -14,7 +14,7 @@ from ser_audit.files import atomic_write
 from ser_audit.frontend.features import FrontEnd
 from ser_audit.frontend.spec import EXTRA_FILE, METADATA_KEY, FrontEndSpec
 from ser_audit.models.differentiable import WithAuxiliaryInputs
-from ser_audit.models.quiet import quiet_torch
+from ser_audit.models.quiet import quiet_export, quiet_torch
 
 OnnxExporter = Literal["auto", "dynamo", "torchscript"]
 
@@ -100,12 +100,14 @@ def _torch_export(module: nn.Module, inputs: tuple[torch.Tensor, ...], frontend:
     """torch.export with a dynamic time axis, or, where the module specialises it (an RNN's
     unrolled loop), at the example length."""
     try:
-        return torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(frontend, len(inputs),
-                                                                                  auxiliary=auxiliary))
+        with quiet_export():
+            return torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(frontend, len(inputs),
+                                                                                      auxiliary=auxiliary))
     except Exception:  # torch.export raises UserError and friends when a dimension specialises
         try:
-            return torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(
-                frontend, len(inputs), time=False, auxiliary=auxiliary))
+            with quiet_export():
+                return torch.export.export(module, inputs, dynamic_shapes=_dynamic_shapes(
+                    frontend, len(inputs), time=False, auxiliary=auxiliary))
         except Exception as error:  # data-dependent shapes (an onnx2torch conversion) defeat torch.export
             first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
             raise ModelError(f"torch.export cannot capture the model ({first[:160]}); write .onnx or .pt instead") \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from contextlib import contextmanager
@@ -26,6 +28,27 @@ def quiet_torch() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
+
+
+# Loggers through which a failed torch.export attempt prints the whole captured graph (hundreds of lines)
+# before it raises; the raise says what the user needs.
+_EXPORT_LOGGERS = ("torch.fx.experimental.symbolic_shapes", "torch._dynamo", "torch.export", "torch._export")
+
+
+@contextmanager
+def quiet_export() -> Iterator[None]:
+    """Keep torch.export's warnings and graph dumps off stderr; failures still raise."""
+    loggers = [logging.getLogger(name) for name in _EXPORT_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        # A failed attempt also print()s the captured graph to stderr itself (torch/export/_trace.py).
+        with quiet_torch(), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @contextmanager
