@@ -30,6 +30,14 @@ def test_families_are_asked_in_priority_order() -> None:
     assert target_family(layers("Linear", "ReLU")) == "dense"
 
 
+def test_a_recurrence_no_layer_is_named_for_is_recognised_in_the_graph() -> None:
+    """A scripted CNN-GRU's export keeps the GRU as an ONNX node without its module's scope: it read as convolutional,
+    so s2 gave it VGG-style attackers and s4 an LSTM."""
+    scripted = layers("Conv", "Relu", "Transpose", "Gemm")
+    assert target_family(scripted, {"Conv", "Relu", "Transpose", "GRU", "Gemm"}) == "recurrent"
+    assert target_family(scripted, {"Conv", "Relu", "Transpose", "Gemm"}) == "convolutional"
+
+
 def test_attention_is_recognised_in_an_exported_graph_and_a_closing_softmax_is_not() -> None:
     exported = layers("MatMul", "Gemm", "LayerNormalization", "Gemm")
     assert target_family(exported, {"MatMul", "Softmax", "LayerNormalization", "Gemm"}) == "transformer"
