@@ -132,6 +132,23 @@ def test_a_config_whose_label_count_the_saved_head_does_not_have_is_refused(run_
     assert result.code == 2 and "its weights cannot be read" in result.stderr, result.stderr
 
 
+def test_a_spectrogram_checkpoint_is_refused_naming_what_it_reads(run_cli, tmp_path) -> None:
+    """An Audio Spectrogram Transformer was fed the waveform, or with a spec given, audited through waveform
+    normalisation applied to its log-mel."""
+    import transformers
+
+    emotions = list(EMOTIONS)
+    config = transformers.ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                                    num_mel_bins=32, max_length=128, num_labels=len(emotions),
+                                    id2label=dict(enumerate(emotions)), label2id={e: i for i, e in enumerate(emotions)})
+    folder = tmp_path / "ast"
+    transformers.ASTForAudioClassification(config).save_pretrained(folder)
+    transformers.ASTFeatureExtractor(num_mel_bins=32, max_length=128).save_pretrained(folder)
+    result = run_cli("layers", str(folder))
+    assert result.code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "reads the features ASTFeatureExtractor computes (a spectrogram, not the waveform)" in result.stderr
+
+
 def test_bin_weights_are_loaded_weights_only(run_cli, checkpoints, tmp_path) -> None:
     import shutil
 

@@ -214,6 +214,12 @@ def load_pretrained(folder: Path, frontend: FrontEndSpec | None = None, *, origi
                          f"{str(error).splitlines()[0][:160] if str(error) else ''}); save the model again "
                          "(model.save_pretrained)") from None
     _refuse_partial(folder, info, type(model).__name__, list(raw.get("architectures") or []))
+    reads = type(extractor).__name__ if extractor is not None else None
+    if config.model_type != "whisper" and (getattr(model, "main_input_name", "input_values") != "input_values"
+                                           or reads not in (None, "Wav2Vec2FeatureExtractor")):
+        raise ModelError(f"model {folder} ({type(model).__name__}) reads the features {reads or 'its feature extractor'} "
+                         "computes (a spectrogram, not the waveform), which ser-audit does not reproduce; it audits "
+                         "waveform checkpoints (wav2vec2, HuBERT, WavLM, data2vec-audio and kin) and Whisper")
     if config.model_type == "whisper":
         if extractor is None or not hasattr(extractor, "mel_filters"):
             raise ModelError(f"model {folder}: a Whisper classifier needs its WhisperFeatureExtractor "
