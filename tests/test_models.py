@@ -527,3 +527,16 @@ def test_a_graph_torch_export_cannot_capture_fails_in_one_line_without_its_dump(
     with pytest.raises(ModelError, match="torch.export cannot capture the model"):
         export_model(module, model.frontend, tmp_path / "converted.pt2")
     assert capfd.readouterr().err == ""
+
+
+def test_a_layer_name_the_torch_path_lacks_is_answered_with_names_it_has(tiny_cnn, onnx_model: Path, tmp_path: Path) -> None:
+    """protect and similarity hardening refused "pool4" on an ONNX graph without saying what would work."""
+    from ser_audit.defenses.tap import submodule
+    from ser_audit.errors import ConfigError
+    from ser_audit.models.differentiable import torch_module
+
+    converted = torch_module(load_model(str(onnx_model), cache_dir=tmp_path))
+    with pytest.raises(ConfigError, match=r"converted from a graph, whose modules carry its node names \(node_"):
+        submodule(converted, "pool4")
+    with pytest.raises(ConfigError, match=r"its modules are conv1, relu1, pool1"):
+        submodule(tiny_cnn[0], "pool9")

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ser_audit.errors import ConfigError
+from ser_audit.models.differentiable import module_names_hint
 
 
 def submodule(module: nn.Module, layer: str) -> nn.Module:
@@ -18,7 +19,7 @@ def submodule(module: nn.Module, layer: str) -> nn.Module:
         if name and name in modules:
             return modules[name]
     raise ConfigError(f"--layer {layer!r} is not a module of the model's torch path, which protect trains; "
-                      "choose a layer that `ser-audit layers MODEL` lists under a module name")
+                      + module_names_hint(module))
 
 
 def replace(module: nn.Module, layer: str, replacement: nn.Module) -> None:

@@ -98,3 +98,13 @@ def verified_conversion(model: "OnnxModel") -> nn.Module:
         f"model {model.path}: no differentiable path (onnx2torch cannot convert it: {'; '.join(failures)}); "
         "white-box probes need a torch model or a convertible ONNX graph"
     )
+
+
+def module_names_hint(module: nn.Module) -> str:
+    """What a user can name instead, for a layer name the model's torch path does not have: a path converted
+    from a graph (ONNX through onnx2torch) carries node names, not the layer names ``ser-audit layers`` lists."""
+    named = [name for name, child in module.named_modules() if name and not list(child.children())]
+    if any(name.startswith("node_") or "/" in name for name in named):
+        return (f"this path is converted from a graph, whose modules carry its node names ({', '.join(named[:4])}, "
+                "...), not the layer names: give the model as python:module:factory with --weights to name a layer")
+    return f"its modules are {', '.join(named[:6])}{', ...' if len(named) > 6 else ''}"

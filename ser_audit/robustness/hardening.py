@@ -20,6 +20,7 @@ from ser_audit.corpus.interface import Corpus
 from ser_audit.devices import moved
 from ser_audit.errors import ConfigError
 from ser_audit.frontend.inputs import FINE_TUNING_CROP_S, TrainingInputs
+from ser_audit.models.differentiable import module_names_hint
 from ser_audit.models.interface import TargetModel
 from ser_audit.models.loop import balanced_class_weights, run_epochs, torch_shuffle
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
@@ -70,7 +71,8 @@ def _final_features_module(module: nn.Module, name: str | None) -> nn.Module:
     modules = dict(module.named_modules())
     if name is not None:
         if name not in modules:
-            raise ConfigError(f"--feature-layer {name!r} is not a module of the model")
+            raise ConfigError(f"--feature-layer {name!r} is not a module of the model's torch path; "
+                              + module_names_hint(module))
         return modules[name]
     linears = [m for m in modules.values() if isinstance(m, nn.Linear)]
     if not linears:
