@@ -289,3 +289,15 @@ def test_tables_piped_to_a_file_are_not_squeezed(tmp_path) -> None:
                             capture_output=True, text=True, env=environment, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "…" not in result.stdout and max(len(line) for line in result.stdout.splitlines()) > 80
+
+
+def test_audit_takes_every_robustness_option(run_cli) -> None:
+    """The README's synopsis promises "[leakage and robustness options]"; audit lacked all but --eps."""
+    import re
+
+    def flags(command: str) -> set[str]:
+        return set(re.findall(r"--[a-z][a-z-]+", run_cli(command, "--help").stdout))
+
+    probes = {"--eps", "--eta", "--pgd-eps", "--pgd-steps", "--pgd-step-size", "--domain", "--attack-target",
+              "--targeted", "--gradient", "--probe", "--perturb"}
+    assert probes <= flags("robustness") and probes <= flags("audit"), probes - flags("audit")

@@ -34,6 +34,16 @@ def audit(
     scenarios: options.ScenariosOption = "worst,s1,s2,s3,s4",
     attackers: options.AttackersOption = "generic,aware",
     eps: options.EpsOption = "0,0.02,0.04,0.06,0.08,0.1",
+    eta: options.EtaOption = None,
+    pgd_eps: options.PgdEpsOption = 0.02,
+    pgd_steps: options.PgdStepsOption = None,
+    pgd_step_size: options.PgdStepSizeOption = None,
+    domain: options.DomainOption = "features",
+    attack_target: options.AttackTargetOption = "labels",
+    targeted: options.TargetedOption = None,
+    gradient: options.GradientOption = "auto",
+    probe: options.ProbeOption = None,
+    perturb: options.PerturbOption = "primary",
     seed: options.SeedOption = 0,
     quick: options.QuickLeakageOption = False,
     device: options.DeviceOption = "auto",
@@ -53,13 +63,15 @@ def audit(
 ) -> None:
     """Privacy leakage and adversarial robustness of one model, in one report."""
     check_outputs(format, policy, out, cache_dir)
+    probes = options.probe_settings(eps, eta, pgd_eps, pgd_steps, pgd_step_size, domain, attack_target, targeted,
+                                    gradient, probe, perturb)
     config = api.AuditConfig.create(
         options.model_source(model, frontend, weights, trust_pickle),
         compare_with=_source(compare_with, frontend), hardened=_source(hardened, frontend, deprecated=True),
         corpus=options.corpus_source(corpus, corpus_root, corpus_option), aux_corpus=api.CorpusSource(aux_corpus),
         layers=layers, attribute=attribute, scenarios=scenarios, attackers=attackers, folds=folds,
         sentence_disjoint=sentence_disjoint, quick=quick, device=device, executor=executor, seed=seed,
-        cache_dir=cache_dir, probes={"grid": options.parse_eps_grid(eps)}, max_leakage=max_leakage, max_gap=max_gap,
+        cache_dir=cache_dir, probes=probes, max_leakage=max_leakage, max_gap=max_gap,
         min_robust_uar=min_robust_uar, at_eps=at_eps, policy=policy,
     )
     report = api.full_audit(config, command=["ser-audit", *sys.argv[1:]], observer=observer_for(quiet))

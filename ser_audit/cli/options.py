@@ -135,3 +135,30 @@ def model_source(model: str, frontend: Path | None, weights: Path | None, trust_
 
 def corpus_source(corpus: str, root: Path | None, corpus_options: list[str] | None) -> CorpusSource:
     return CorpusSource(corpus, root, tuple(corpus_options or ()))
+
+
+# The robustness probes' settings, shared by ``robustness`` and ``audit``.
+EtaOption = Annotated[Optional[float], typer.Option("--eta", help="FGSM clip around x (P2 eq. 2), relative like eps.")]
+PgdEpsOption = Annotated[float, typer.Option("--pgd-eps", help="PGD radius, relative.")]
+PgdStepsOption = Annotated[Optional[int], typer.Option("--pgd-steps",
+                                                       help="PGD iterations (default 10, 3 with --quick).")]
+PgdStepSizeOption = Annotated[Optional[float], typer.Option("--pgd-step-size", help="Relative; default 2.5 eps / steps.")]
+DomainOption = Annotated[str, typer.Option("--domain", help="features (model input) or waveform.")]
+AttackTargetOption = Annotated[str, typer.Option("--attack-target", help="labels or predictions.")]
+TargetedOption = Annotated[Optional[str], typer.Option("--targeted",
+                                                       help="Push every prediction towards this emotion.")]
+GradientOption = Annotated[str, typer.Option("--gradient", help="auto (SPSA fallback) or white-box.")]
+ProbeOption = Annotated[Optional[list[str]], typer.Option(
+    "--probe", help="A registered plugin probe to run too, at --pgd-eps (repeatable).")]
+PerturbOption = Annotated[str, typer.Option(
+    "--perturb", help="Input to attack: primary (the utterance) or reference (a two-input model's neutral "
+    "reference, a poisoned enrolment).")]
+
+
+def probe_settings(eps: str, eta: float | None, pgd_eps: float, pgd_steps: int | None, pgd_step_size: float | None,
+                   domain: str, attack_target: str, targeted: str | None, gradient: str, probe: list[str] | None,
+                   perturb: str) -> dict[str, object]:
+    """The probes' part of an ``AuditConfig`` from the flags."""
+    return dict(grid=parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=pgd_steps, pgd_step_size=pgd_step_size,
+                domain=domain, attack_target=attack_target, targeted_class=targeted, gradient=gradient,
+                extra_probes=tuple(probe or ()), perturb=perturb)

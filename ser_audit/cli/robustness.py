@@ -23,19 +23,16 @@ def robustness(
     corpus_root: options.CorpusRootOption = None,
     corpus_option: options.CorpusOptionOption = None,
     eps: options.EpsOption = "0,0.02,0.04,0.06,0.08,0.1",
-    eta: Annotated[Optional[float], typer.Option("--eta", help="FGSM clip around x (P2 eq. 2), relative like eps.")] = None,
-    pgd_eps: Annotated[float, typer.Option("--pgd-eps", help="PGD radius, relative.")] = 0.02,
-    pgd_steps: Annotated[Optional[int], typer.Option("--pgd-steps", help="PGD iterations (default 10, 3 with --quick).")] = None,
-    pgd_step_size: Annotated[Optional[float], typer.Option("--pgd-step-size", help="Relative; default 2.5 eps / steps.")] = None,
-    domain: Annotated[str, typer.Option("--domain", help="features (model input) or waveform.")] = "features",
-    attack_target: Annotated[str, typer.Option("--attack-target", help="labels or predictions.")] = "labels",
-    targeted: Annotated[Optional[str], typer.Option("--targeted", help="Push every prediction towards this emotion.")] = None,
-    gradient: Annotated[str, typer.Option("--gradient", help="auto (SPSA fallback) or white-box.")] = "auto",
-    probe: Annotated[Optional[list[str]], typer.Option(
-        "--probe", help="A registered plugin probe to run too, at --pgd-eps (repeatable).")] = None,
-    perturb: Annotated[str, typer.Option(
-        "--perturb", help="Input to attack: primary (the utterance) or reference (a two-input model's neutral "
-        "reference, a poisoned enrolment).")] = "primary",
+    eta: options.EtaOption = None,
+    pgd_eps: options.PgdEpsOption = 0.02,
+    pgd_steps: options.PgdStepsOption = None,
+    pgd_step_size: options.PgdStepSizeOption = None,
+    domain: options.DomainOption = "features",
+    attack_target: options.AttackTargetOption = "labels",
+    targeted: options.TargetedOption = None,
+    gradient: options.GradientOption = "auto",
+    probe: options.ProbeOption = None,
+    perturb: options.PerturbOption = "primary",
     quick: Annotated[bool, typer.Option("--quick", help="PGD with 3 steps unless --pgd-steps is given.")] = False,
     seed: options.SeedOption = 0,
     device: options.DeviceOption = "auto",
@@ -52,9 +49,8 @@ def robustness(
 ) -> None:
     """FGSM over an eps grid and PGD at one eps (P2), on the emotion predictions."""
     check_outputs(format, policy, out, cache_dir, uses_cache=False)
-    probes = dict(grid=options.parse_eps_grid(eps), eta=eta, pgd_eps=pgd_eps, pgd_steps=pgd_steps,
-                  pgd_step_size=pgd_step_size, domain=domain, attack_target=attack_target, targeted_class=targeted,
-                  gradient=gradient, extra_probes=tuple(probe or ()), perturb=perturb)
+    probes = options.probe_settings(eps, eta, pgd_eps, pgd_steps, pgd_step_size, domain, attack_target, targeted,
+                                    gradient, probe, perturb)
     config = api.AuditConfig.create(
         options.model_source(model, frontend, weights, trust_pickle),
         corpus=options.corpus_source(corpus, corpus_root, corpus_option), probes=probes, quick=quick, seed=seed,
