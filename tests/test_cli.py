@@ -301,3 +301,10 @@ def test_audit_takes_every_robustness_option(run_cli) -> None:
     probes = {"--eps", "--eta", "--pgd-eps", "--pgd-steps", "--pgd-step-size", "--domain", "--attack-target",
               "--targeted", "--gradient", "--probe", "--perturb"}
     assert probes <= flags("robustness") and probes <= flags("audit"), probes - flags("audit")
+
+
+def test_a_corpus_folder_is_read_through_its_manifest(run_cli, manifest) -> None:
+    """``corpus synth --out DIR`` writes DIR/manifest.csv; DIR itself was refused as "neither a known corpus"."""
+    by_folder = json.loads(run_cli("corpus", "info", str(manifest.parent), "--json").stdout)
+    by_file = json.loads(run_cli("corpus", "info", str(manifest), "--json").stdout)
+    assert by_folder["manifest_sha256"] == by_file["manifest_sha256"] and by_folder["n_speakers"] == 10

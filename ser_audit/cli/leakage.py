@@ -39,7 +39,7 @@ def leakage(
     quiet: options.QuietOption = False,
 ) -> None:
     """Privacy leakage audit (P0): attackers infer a speaker attribute from tapped layers, in five scenarios."""
-    check_outputs(format, policy, out, cache_dir)
+    check_outputs(format, policy, out, cache_dir, studies=("leakage",))
     config = api.AuditConfig.create(
         options.model_source(model, frontend, weights, trust_pickle), corpus=options.corpus_source(corpus, corpus_root,
         corpus_option), aux_corpus=api.CorpusSource(aux_corpus), sentence_disjoint=sentence_disjoint, layers=layers,

@@ -16,7 +16,8 @@ from ser_audit.report.writer import check_report_out, parse_formats, write_repor
 
 
 def check_outputs(formats: str, policy: Path | None = None, out: str | None = None, cache_dir: Path | None = None, *,
-                  uses_cache: bool = True, out_flag: str = "--out") -> None:
+                  uses_cache: bool = True, out_flag: str = "--out",
+                  studies: tuple[str, ...] = ("leakage", "robustness")) -> None:
     """Fail on a bad --format, --policy, or an --out or --cache-dir that cannot be written, before any work.
     ``uses_cache=False`` (commands that may not write the cache) checks --cache-dir only when it is given."""
     parsed = parse_formats(formats)
@@ -27,7 +28,13 @@ def check_outputs(formats: str, policy: Path | None = None, out: str | None = No
     if policy is not None:
         from ser_audit.report.policy import load_policy
 
-        if load_policy(policy).regression is not None:
+        loaded = load_policy(policy)
+        for study in ("leakage", "robustness"):
+            if getattr(loaded, study) and study not in studies:
+                # Its gate would fail after the whole run, on rows this command never computes.
+                raise ConfigError(f"--policy {policy} has [[{study}]] rules, which this command does not measure; "
+                                  "run ser-audit audit for both studies, or give a policy without them")
+        if loaded.regression is not None:
             # An audit has no earlier report to compare with; failing after the whole run would lose it.
             raise ConfigError(f"--policy {policy} has a [regression] table, which needs an earlier report: audit with a "
                               "policy without it, then run ser-audit gate NEW/report.json --policy "

@@ -48,7 +48,7 @@ def robustness(
     quiet: options.QuietOption = False,
 ) -> None:
     """FGSM over an eps grid and PGD at one eps (P2), on the emotion predictions."""
-    check_outputs(format, policy, out, cache_dir, uses_cache=False)
+    check_outputs(format, policy, out, cache_dir, uses_cache=False, studies=("robustness",))
     probes = options.probe_settings(eps, eta, pgd_eps, pgd_steps, pgd_step_size, domain, attack_target, targeted,
                                     gradient, probe, perturb)
     config = api.AuditConfig.create(

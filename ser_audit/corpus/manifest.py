@@ -100,6 +100,8 @@ def load_manifest(path: Path, *, name: str | None = None) -> Corpus:
         CorpusError: Missing columns or values, unknown gender spellings, missing audio,
             or an audio path that escapes the manifest's folder.
     """
+    if path.is_dir():
+        raise CorpusError(f"manifest {path} is a folder; pass its manifest.csv (or .jsonl), or a corpus name")
     if not path.is_file():
         raise CorpusError(f"manifest {path} does not exist; pass a CSV/JSONL manifest or a corpus name")
     rows = _read_rows(path)

@@ -69,6 +69,13 @@ def resolve_corpus(
         return load_manifest(path)
     if name in loaders:
         return loaders[name].load(corpus_root, options)
+    if path.is_dir():
+        inside = [path / f"manifest{suffix}" for suffix in (".csv", ".tsv", ".jsonl")]
+        found = [candidate for candidate in inside if candidate.is_file()]
+        if len(found) == 1:  # the folder corpus synth writes, given by its name
+            return load_manifest(found[0])
+        raise CorpusError(f"{flag} {spec!r} is a folder {'with several manifests' if found else 'without a manifest'}; "
+                          "pass the manifest file itself, or a loader's name with --corpus-root for a real corpus")
     known = ["synthetic", *PRESETS, *loaders]
     raise CorpusError(
         f"{flag} {spec!r} is neither a known corpus ({', '.join(known)}) nor a manifest file (.csv/.jsonl)"

@@ -205,7 +205,8 @@ def parse_spec(text: str, *, origin: str) -> FrontEndSpec:
 
 def load_spec_file(path: Path) -> FrontEndSpec:
     if not path.is_file():
-        raise FrontEndError(f"--frontend {path} does not exist")
+        raise FrontEndError(f"--frontend {path} is a folder; pass the spec's JSON file" if path.is_dir()
+                            else f"--frontend {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

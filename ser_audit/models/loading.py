@@ -47,6 +47,12 @@ def load_model(
     not yet cached trains on ``device`` (resolved); the model returned is on the CPU whatever it is."""
     from ser_audit.models.formats import ModelRequest, claiming_format
 
+    if not spec.strip():
+        raise ModelError("MODEL is empty; pass a .onnx/.pt/.pt2 file, a transformers save_pretrained folder, zoo:NAME "
+                         "or python:module:factory")
+    if weights is not None and not spec.startswith("python:"):
+        raise ModelError(f"--weights is for python:module:factory models; {spec} carries its own weights "
+                         "(leave --weights out)")
     request = ModelRequest(spec, frontend=load_spec_file(frontend) if frontend else None, weights=weights,
                            trust_pickle=trust_pickle, cache_dir=cache_dir, seed=seed, observer=observer, device=device)
     path = request.path

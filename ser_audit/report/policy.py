@@ -131,7 +131,8 @@ def load_policy(path: Path) -> Policy:
     else:  # pragma: no cover
         import tomli as tomllib
     if not path.is_file():
-        raise ConfigError(f"--policy {path} does not exist")
+        raise ConfigError(f"--policy {path} is a folder; pass the policy's TOML file" if path.is_dir()
+                          else f"--policy {path} does not exist")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:

@@ -66,8 +66,11 @@ def check_report_out(out: Path | str, formats: Sequence[str] = ("json",), *, fla
     Raises:
         ConfigError, OutputError: naming ``flag`` (--out) and the path that cannot be written.
     """
+    from ser_audit.errors import ConfigError
     from ser_audit.files import check_writable
 
+    if not str(out).strip():
+        raise ConfigError(f"{flag} is empty; give a folder, FILE.json or - (stdout)")
     paths = report_paths(out, formats)
     if paths and Path(out).suffix.lower() != ".json":
         check_writable(Path(out), flag=flag, folder=True)
