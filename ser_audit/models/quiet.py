@@ -9,6 +9,8 @@ import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
+import torch
+
 
 @contextmanager
 def quiet_torch() -> Iterator[None]:
@@ -25,6 +27,7 @@ def quiet_torch() -> Iterator[None]:
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # advice on the trace, for the model's author
             yield
     finally:
         logger.setLevel(level)
