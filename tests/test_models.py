@@ -47,7 +47,8 @@ def test_every_format_lists_the_eager_layers_and_taps_the_same_values(tiny_cnn, 
 
 def test_in_place_activation_does_not_overwrite_the_tapped_layer_before_it() -> None:
     # Reads the spec's input ([batch, 1, 64 mels, 63 frames]): listing layers runs the model on it.
-    module = torch.nn.Sequential(torch.nn.Linear(63, 8), torch.nn.ReLU(inplace=True), torch.nn.Linear(8, 4))
+    module = torch.nn.Sequential(torch.nn.Linear(63, 8), torch.nn.ReLU(inplace=True), torch.nn.Linear(8, 4),
+                                 torch.nn.Flatten(1), torch.nn.Linear(64 * 4, 4))  # logits [batch, classes]
     model = EagerTorchModel(module, SPEC)
     inputs = {"features": np.random.default_rng(0).standard_normal((16, 1, 64, 63)).astype(np.float32)}
     result = model.forward(inputs, ["0", "1"])
