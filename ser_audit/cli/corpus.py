@@ -67,7 +67,7 @@ def info_command(
 
 @app.command("synth")
 def synth_command(
-    preset: Annotated[str, typer.Argument(help="iemocap-like or ravdess-like.")],
+    preset: Annotated[str, typer.Argument(help="A synthetic preset (`ser-audit corpus list` shows them).")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write WAV files and manifest.csv into.")],
     seed: options.SeedOption = 0,
     size: Annotated[Optional[int], typer.Option("--size", min=2, help="Utterances per speaker.")] = None,

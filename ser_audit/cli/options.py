@@ -12,7 +12,8 @@ from ser_audit.errors import ConfigError
 
 ModelArgument = Annotated[
     str,
-    typer.Argument(help="*.onnx, TorchScript *.pt, torch.export *.pt2, zoo:NAME or python:pkg.module:factory."),
+    typer.Argument(help="*.onnx, TorchScript *.pt, torch.export *.pt2, a transformers save_pretrained folder, zoo:NAME "
+                        "or python:pkg.module:factory (with --weights)."),
 ]
 FrontendOption = Annotated[
     Optional[Path],
