@@ -374,7 +374,7 @@ CASES = [
     # Corpora.
     Case("corpus-unknown-name", lambda c: leakage(c, corpus="no-such-corpus"), message="neither a known corpus"),
     Case("corpus-speaker-with-two-genders", lambda c: leakage(c, corpus=c.manifest_copy("two-genders", flip_one_row)),
-         message="is female in row 2 and male in row"),
+         message="is female in utterance 'Ses01F_000' and male in"),
     Case("corpus-aux-unknown-name", lambda c: ["leakage", str(c.model), "--corpus", str(c.manifest), "--aux-corpus",
                                                "no-such-corpus", "--scenarios", "s1", "--quick", "--quiet",
                                                "--out", str(c.precious)],
@@ -485,7 +485,7 @@ CASES = [
     Case("corpus-manifest-is-a-folder", lambda c: leakage(c, corpus=str(c.precious)), message="is a folder"),
     Case("out-empty", lambda c: leakage(c, out=""), message="--out is empty"),
     Case("cache-clear-cache-dir-is-a-file", lambda c: ["cache", "clear", "--cache-dir", str(c.precious / "notes.txt")],
-         message="is a file, not a cache folder"),
+         message="is an existing file, not a folder"),
     Case("policy-not-toml", lambda c: leakage(c, "--policy", policy(c, "p1.toml", "[[leakage]\nmax = ")),
          message="p1.toml"),
     Case("policy-unknown-key", lambda c: leakage(c, "--policy", policy(c, "p2.toml", "[[leakage]]\nmax_leakag = 0.5\n")),

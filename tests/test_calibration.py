@@ -77,7 +77,8 @@ def test_a_clear_planted_leak_on_an_unbalanced_corpus_is_flagged() -> None:
 def test_leaks_past_the_threshold_is_rarely_claimed_where_the_truth_sits_at_it() -> None:
     # T at the largest true leakage of the rows: the least favourable threshold, every "leaks" there is false.
     outcomes = run(DESIGNS[2], leak=0.6, repetitions=80, n_layers=1, first_seed=5000, boundary=True)
-    assert all(o.largest_truth is not None and abs(o.largest_truth - 0.6) < 0.08 for o in outcomes)
+    chance_plus_gap = 1 / 2 + 0.1  # what leak 0.6 plants, about: the default threshold
+    assert all(o.largest_truth is not None and abs(o.largest_truth - chance_plus_gap) < 0.08 for o in outcomes)
     low, count = _low(outcomes, lambda o: o.boundary_leaks)
     assert low <= 0.05, f"leaks claimed past the truth in {count} of {len(outcomes)}"
     # Reading the estimate alone as the bound is caught by the same check.

@@ -163,7 +163,8 @@ def test_corpus_synth_fills_an_empty_working_folder(run_cli, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     assert run_cli("corpus", "synth", "ravdess-like", "--out", ".", "--size", "2", "--quiet").code == 0
     assert (tmp_path / "manifest.csv").is_file() and (tmp_path / "wav").is_dir()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.csv", "wav"]  # no staging left behind
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.*"))
 
 
 def test_speaker_attribute_end_to_end(run_cli, onnx_model, manifest, tmp_path) -> None:

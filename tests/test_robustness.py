@@ -171,7 +171,10 @@ def test_emotions_the_model_lacks_are_named_and_one_shared_emotion_is_refused(ru
 
     rows = list(csv.DictReader(manifest.open()))
     renamed = {"angry": "ang", "sad": "sad", "happy": "hap", "neutral": "neutral"}
-    edited = manifest.parent / f"{tmp_path.name}.csv"  # beside the audio it names
+    import shutil
+
+    shutil.copytree(manifest.parent / "wav", tmp_path / "wav")
+    edited = tmp_path / "manifest.csv"  # beside a copy of the audio it names
     with edited.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -197,7 +200,12 @@ class _Argmax(torch.nn.Module):
 
         self.body = CNN4(4, width=0.0625)
 
+        self.head = torch.nn.Linear(4, 4)
+        self.detach = False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.detach:  # weights after the break still give the logits a grad_fn
+            return self.head(self.body(x).detach())
         return torch.nn.functional.one_hot(self.body(x).argmax(-1), 4).float()
 
 
@@ -212,6 +220,9 @@ def test_a_torch_path_without_a_gradient_falls_back_to_spsa_or_is_refused_in_whi
     model = EagerTorchModel(_Argmax(), LOG_MEL_P2.model_copy(update={"emotions": ["neutral", "angry", "sad", "happy"]}))
     module, fallback = attackable(model, "auto")
     assert isinstance(module, ForwardOnly) and fallback is not None and "carry no gradient" in fallback
+    with pytest.raises(ModelError, match="its logits carry no gradient back to its input"):
+        attackable(model, "white-box")
+    model.module.detach = True
     with pytest.raises(ModelError, match="its logits carry no gradient back to its input"):
         attackable(model, "white-box")
     assert attackable(EagerTorchModel(model.module.body, model.frontend), "white-box")[1] is None

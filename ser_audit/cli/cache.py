@@ -9,10 +9,10 @@ import typer
 
 from ser_audit import api
 from ser_audit.cli import options
+from ser_audit.cli.output import check_cache_dir
 from ser_audit.cli.progress import STDERR
 from ser_audit.cli.render import plain, print_json, print_table
 from ser_audit.embeddings import maintenance
-from ser_audit.errors import ConfigError
 
 app = typer.Typer(help="Show, verify and clear the cache (embeddings, corpora, reference models).",
                   no_args_is_help=True)
@@ -69,7 +69,6 @@ def clear_command(
 ) -> None:
     """Remove the cached embeddings (with --all, the whole cache). Run it while no audit uses the cache."""
     folder = cache_dir or api.default_cache_dir()
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"--cache-dir {folder} is a file, not a cache folder; give the cache's folder")
+    check_cache_dir(folder)
     freed = maintenance.clear(folder, everything=everything)
     STDERR.print(plain(f"removed {_mib(freed)} from {folder}{'' if everything else '/embeddings'}"))

@@ -79,12 +79,17 @@ class Corpus:
             paths = [str(u.path) for u in self.utterances if u.id == duplicates[0]][:2]
             raise CorpusError(f"corpus {self.name!r}: duplicate utterance id {duplicates[0]!r} ({' and '.join(paths)}); "
                               "give every utterance its own id (a manifest's 'id' column)")
+        first: dict[str, Utterance] = {}
         for u in self.utterances:
             if u.gender not in GENDERS:
                 raise CorpusError(
                     f"corpus {self.name!r}: utterance {u.id!r} has gender {u.gender!r}; "
                     f"use one of {', '.join(GENDERS)}"
                 )
+            seen = first.setdefault(u.speaker, u)
+            if seen.gender != u.gender:  # the audit's tests relabel whole speakers
+                raise CorpusError(f"corpus {self.name!r}: speaker {u.speaker!r} is {seen.gender} in utterance "
+                                  f"{seen.id!r} and {u.gender} in {u.id!r}; give each speaker one gender")
         if not self.emotions:
             self.emotions = tuple(sorted({u.emotion for u in self.utterances}))
 

@@ -46,7 +46,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         )
     rows = list(reader)
     for number, row in enumerate(rows, start=2):
-        if None in row:  # DictReader files a row's cells past the header under None
+        if any(str(cell).strip() for cell in row.pop(None, None) or ()):  # cells past the header, filed under None
             raise CorpusError(f"manifest {path} row {number} has more cells than its header "
                               f"({len(reader.fieldnames or [])}); quote cells that hold the delimiter")
     return rows
@@ -137,15 +137,4 @@ def load_manifest(path: Path, *, name: str | None = None) -> Corpus:
                 extra={k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and v not in (None, "")},
             )
         )
-    _one_gender_per_speaker(path, utterances, first_row)
     return Corpus(name=name or path.stem, utterances=utterances, root=root)
-
-
-def _one_gender_per_speaker(path: Path, utterances: list[Utterance], first_row: int) -> None:
-    """The audit's tests relabel whole speakers, so a speaker carries one gender; two mean a typo in a row."""
-    first: dict[str, tuple[str, int]] = {}
-    for number, utterance in enumerate(utterances, start=first_row):
-        gender, row = first.setdefault(utterance.speaker, (utterance.gender, number))
-        if utterance.gender != gender:
-            raise CorpusError(f"manifest {path}: speaker {utterance.speaker!r} is {gender} in row {row} and "
-                              f"{utterance.gender} in row {number}; give each speaker one gender")

@@ -70,10 +70,10 @@ def resolve_corpus(
     if name in loaders:
         return loaders[name].load(corpus_root, options)
     if path.is_dir():
-        inside = [path / f"manifest{suffix}" for suffix in (".csv", ".tsv", ".jsonl")]
+        inside = [path / f"manifest{suffix}" for suffix in (".csv", ".tsv", ".jsonl", ".ndjson")]
         found = [candidate for candidate in inside if candidate.is_file()]
         if len(found) == 1:  # the folder corpus synth writes, given by its name
-            return load_manifest(found[0])
+            return load_manifest(found[0], name=path.resolve().name)
         raise CorpusError(f"{flag} {spec!r} is a folder {'with several manifests' if found else 'without a manifest'}; "
                           "pass the manifest file itself, or a loader's name with --corpus-root for a real corpus")
     known = ["synthetic", *PRESETS, *loaders]

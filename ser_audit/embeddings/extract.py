@@ -123,11 +123,12 @@ def fit_map(activation: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     raise ValueError(f"cannot resize a map of rank {len(shape)}")
 
 
-def _refuse_non_finite(model: TargetModel, layer: str, vector: np.ndarray, utterances: Sequence[Utterance]) -> None:
+def _refuse_non_finite(model: TargetModel, layer: str, vector: np.ndarray, chunk: Sequence[Utterance],
+                       rows: np.ndarray) -> None:
     """NaN or infinite activations would fail deep inside an attacker; say where they come from instead."""
     finite = np.isfinite(vector).all(axis=1)
     if not finite.all():
-        first = utterances[int(np.argmin(finite))]
+        first = chunk[int(rows[int(np.argmin(finite))])]
         raise ModelError(f"layer {layer} of model {model.path or 'in memory'} computes NaN or infinite values "
                          f"({int((~finite).sum())} of {len(finite)} utterances in a batch, the first {first.id}, "
                          f"{first.path}); check the model's weights, or leave the layer out with --layers")
@@ -280,7 +281,7 @@ def _compute(
                     for name in names:
                         activation = result.layers[name]
                         vector, reduction = pool(activation, time_axes[name])
-                        _refuse_non_finite(model, name, vector, [chunk[i] for i in batch.rows])
+                        _refuse_non_finite(model, name, vector, chunk, batch.rows)
                         if name not in pooled:
                             pooled[name] = store.writer(store.file_names(name)[0], (n, vector.shape[1]), np.float32)
                         pooled[name].append(vector)

@@ -22,6 +22,7 @@ import hashlib
 import inspect
 import json
 import math
+import pickle
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -195,6 +196,8 @@ def load_pretrained(folder: Path, frontend: FrontEndSpec | None = None, *, origi
     elif frontend is None:
         raise ModelError(f"model {folder} has no {PREPROCESSOR}, so its sampling rate and normalisation are unknown; "
                          "save the feature extractor beside it (extractor.save_pretrained) or pass --frontend SPEC")
+    import safetensors  # transformers' own dependency
+
     try:
         model, info = transformers.AutoModelForAudioClassification.from_pretrained(
             str(folder), local_files_only=True, output_loading_info=True)
@@ -209,7 +212,7 @@ def load_pretrained(folder: Path, frontend: FrontEndSpec | None = None, *, origi
         raise ModelError(f"model {folder}: its saved weights do not fit the shapes its {CONFIG} gives (most often "
                          f"the classifier's: {config.num_labels} labels in the config); make num_labels and id2label "
                          "match the saved head") from None
-    except Exception as error:  # safetensors and torch raise their own types on a damaged weights file
+    except (OSError, EOFError, pickle.UnpicklingError, safetensors.SafetensorError) as error:  # a damaged file
         raise ModelError(f"model {folder}: its weights cannot be read ({type(error).__name__}: "
                          f"{str(error).splitlines()[0][:160] if str(error) else ''}); save the model again "
                          "(model.save_pretrained)") from None

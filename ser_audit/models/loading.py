@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import importlib
-import inspect
 import json
 import os
 import pickle
@@ -17,6 +14,7 @@ import torch
 
 from ser_audit.errors import ModelError, SerAuditError
 from ser_audit.frontend.spec import METADATA_KEY, FrontEndSpec, load_spec_file, missing_spec_error, parse_spec
+from ser_audit.hashing import source_sha256
 from ser_audit.models.eager import EagerTorchModel
 from ser_audit.models.interface import TargetModel
 from ser_audit.progress import NULL_OBSERVER, ProgressObserver
@@ -50,15 +48,15 @@ def load_model(
     if not spec.strip():
         raise ModelError("MODEL is empty; pass a .onnx/.pt/.pt2 file, a transformers save_pretrained folder, zoo:NAME "
                          "or python:module:factory")
-    if weights is not None and not spec.startswith("python:"):
-        raise ModelError(f"--weights is for python:module:factory models; {spec} carries its own weights "
-                         "(leave --weights out)")
     request = ModelRequest(spec, frontend=load_spec_file(frontend) if frontend else None, weights=weights,
                            trust_pickle=trust_pickle, cache_dir=cache_dir, seed=seed, observer=observer, device=device)
     path = request.path
     if path.is_file() and path.stat().st_size == 0:
         raise ModelError(f"model {path} is empty (0 bytes)")
     found = claiming_format(request, strict=strict)
+    if found is not None and weights is not None and not getattr(found, "takes_weights", False):
+        raise ModelError(f"--weights is for python:module:factory models; {spec} carries its own weights "
+                         "(leave --weights out)")
     if found is not None:
         return found.load(request)
     if not path.exists():
@@ -236,11 +234,7 @@ def load_factory(target: str, weights: Path | None, frontend: FrontEndSpec | Non
 
 
 def _code_sha256(target: str, factory: object, module: torch.nn.Module) -> str:
-    """The factory's name and the source files of the module it names, of its own and of the model's class."""
-    digest = hashlib.sha256(target.encode())
-    named = (target.partition(":")[0], getattr(factory, "__module__", None), type(module).__module__)
-    files = {inspect.getsourcefile(sys.modules[name]) if name in sys.modules else None for name in named if name}
-    for file in sorted(f for f in files if f):
-        with contextlib.suppress(OSError):
-            digest.update(Path(file).read_bytes())
-    return digest.hexdigest()
+    """The source of the module the factory is named in, of the factory, and of every class in the model it
+    built (a block kept in another file included)."""
+    named = sys.modules.get(target.partition(":")[0])
+    return source_sha256([*([named] if named else []), factory, *(type(sub) for _, sub in module.named_modules())])

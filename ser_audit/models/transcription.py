@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import inspect
 import time
 from collections import Counter
 from fnmatch import fnmatchcase
@@ -44,6 +43,7 @@ from torch import nn
 from ser_audit.corpus.interface import Corpus
 from ser_audit.errors import ConfigError, CorpusError, ModelError
 from ser_audit.files import atomic_write
+from ser_audit.hashing import source_sha256
 from ser_audit.models.loop import BatchLoss, run_epochs, stage_optimiser, unfreeze
 from ser_audit.models.reference import Stage
 from ser_audit.progress import ProgressObserver
@@ -249,14 +249,7 @@ def _code_digest(module: nn.Module, shares: Sequence[str]) -> str:
         if _shared(name, shares):
             parts = name.split(".")[:-1]
             owners.update(".".join(parts[:k]) for k in range(1, len(parts) + 1))
-    classes = {type(sub) for name, sub in module.named_modules() if name in owners}
-    sources = []
-    for cls in sorted(classes, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
-        try:
-            sources.append(inspect.getsource(cls))
-        except (OSError, TypeError):
-            sources.append(f"{cls.__module__}.{cls.__qualname__}")
-    return hashlib.sha256("\n".join(sources).encode()).hexdigest()
+    return source_sha256(type(sub) for name, sub in module.named_modules() if name in owners)
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:

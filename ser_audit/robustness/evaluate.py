@@ -94,30 +94,26 @@ def evaluation_set(model: TargetModel, corpus: Corpus, observer: ProgressObserve
     spec = model.frontend
     held_out = (model.training or {}).get("held_out_session")
     same_corpus = (model.training or {}).get("training_corpus") == corpus.name
-    indices = [
-        i for i, u in enumerate(corpus)
-        if u.emotion in spec.emotions and (not (held_out and same_corpus) or u.session == held_out)
-    ]
+    session = [i for i, u in enumerate(corpus) if not (held_out and same_corpus) or u.session == held_out]
+    indices = [i for i in session if corpus.utterances[i].emotion in spec.emotions]
     if not indices:
         present = sorted({u.emotion for u in corpus})
         raise CorpusError(f"no utterance of corpus {corpus.name!r} ({corpus.root}) carries one of the model's emotions "
                           f"{spec.emotions} (the corpus has {present[:8]}); name the model's outputs with the corpus's "
                           "emotions (the spec's emotions, or id2label in a transformers config.json), or audit a corpus "
                           "labelled with them")
-    kept = set(indices)
-    matched = sorted({u.emotion for i, u in enumerate(corpus) if i in kept})
+    subset = corpus.subset(indices)
+    matched = sorted({u.emotion for u in subset})
     if len(matched) < 2:
         raise CorpusError(f"only {matched[0]!r} of the model's emotions {spec.emotions} occurs in corpus {corpus.name!r} "
                           f"({corpus.root}; it has {sorted({u.emotion for u in corpus})[:8]}): a UAR over one class "
                           "means nothing; name the model's outputs with the corpus's emotions (the spec's emotions, or "
                           "id2label in a transformers config.json)")
-    subset = corpus.subset(indices)
     description = f"held-out session {held_out} of {corpus.name}" if held_out and same_corpus else f"all of {corpus.name}"
-    unmatched = sorted({u.emotion for u in corpus} - set(spec.emotions))
-    if unmatched:
-        left_out = sum(u.emotion in unmatched for u in corpus)
-        description += (f" labelled with the model's emotions ({left_out} utterances of {', '.join(unmatched)} left "
-                        "out: the model has no such output)")
+    if len(indices) < len(session):
+        unmatched = sorted({corpus.utterances[i].emotion for i in session} - set(spec.emotions))
+        description += (f" labelled with the model's emotions ({len(session) - len(indices)} utterances of "
+                        f"{', '.join(unmatched)} left out: the model has no such output)")
     inputs = EvaluationInputs(spec, corpus)
     batches = list(inputs.batches(indices, batch_size=BATCH, observer=observer, label=description))
     return EvaluationSet(

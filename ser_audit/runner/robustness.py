@@ -97,8 +97,15 @@ def _check_gradient(model: "TargetModel", module: Any) -> None:
     fed = [torch.as_tensor(example[name]) for name in model.fed_names]
     fed[0] = fed[0].float().requires_grad_(True)
     module.eval()
-    logits = module(*fed)
-    if not isinstance(logits, torch.Tensor) or logits.grad_fn is None:
+    try:
+        logits = module(*fed)
+        # The input's own gradient: weights after a detach still give the logits a grad_fn.
+        reached = isinstance(logits, torch.Tensor) and logits.requires_grad and torch.autograd.grad(
+            logits.sum(), fed[0], allow_unused=True)[0] is not None
+    except Exception as error:  # the user's module, on the example its spec makes
+        raise ModelError(f"model {model.path or 'in memory'}: its torch path fails on an example "
+                         f"({type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''})") from None
+    if not reached:
         raise ModelError(f"model {model.path or 'in memory'}: its logits carry no gradient back to its input "
                          "(an argmax, a detach or a step outside torch on the way)")
 

@@ -304,8 +304,12 @@ def write_corpus(
     """
     rows = plan_corpus(preset, seed=seed, per_speaker=per_speaker)
     out = Path(os.path.abspath(out))  # "." has no name to stage beside
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    # An empty folder the caller made (the working folder, a mounted volume): staged inside it, so the parts move
+    # up on one device and nothing is asked of its parent.
+    fill = out.is_dir() and not any(out.iterdir())
+    if not fill:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out if fill else out.parent))
     try:
         with observer.task(f"synthesising {preset.name}", total=len(rows)) as task:
             for row in rows:
@@ -328,8 +332,7 @@ def write_corpus(
             # theirs: removing it would pull files from under a run that is reading them.
             shutil.rmtree(staging, ignore_errors=True)
             return out / MANIFEST_NAME
-        if out.is_dir() and not any(out.iterdir()):
-            # An empty folder the caller made (it may be the working folder): fill it, the manifest last.
+        if fill:  # the manifest last: a reader never finds it before its audio
             for part in sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST_NAME):
                 os.replace(part, out / part.name)
             staging.rmdir()

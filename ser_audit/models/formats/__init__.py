@@ -60,7 +60,8 @@ class ModelRequest:
 
 @runtime_checkable
 class ModelFormat(Protocol):
-    """One way a model arrives: a file type, a folder layout or a URI scheme."""
+    """One way a model arrives: a file type, a folder layout or a URI scheme. A format that reads
+    ``request.weights`` says so with a class attribute ``takes_weights = True``; others refuse --weights."""
 
     name: str
     priority: int  # lower is asked first; schemes before folders before file suffixes before sniffing

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 class PythonFactoryFormat:
     name = "python"
     priority = 0
+    takes_weights = True  # --weights: the state dict its factory's module is built for
 
     def claims(self, request: ModelRequest) -> bool:
         return request.spec.startswith("python:")
