@@ -13,9 +13,9 @@ per speaker, noise per utterance) and audits four dependent layers with three at
   over the probe's on the same layer, before and after the small-sample corrections;
 - power: how often the audit flags the leak, per design and strength, and the minimum
   detectable leakage (the smallest mean probe L flagged in at least 80% of data sets);
-- the verdict (``leakage.verdicts.decide``, threshold chance + 0.1) on nulls of 10 to 96
-  speakers and on the unbalanced design's planted leak of probe L about 0.75, with the grade
-  it would get;
+- the verdict (``leakage.verdicts.decide``) at the audit's default threshold T = chance + 0.05,
+  and at T = chance + 0.1 (``--max-gap 0.1``), on nulls of 10 to 96 speakers and on the
+  unbalanced design's planted leak of probe L about 0.75, with the grade it would get;
 - the price of a looser ``leaks``: how often the audit's rule, and one that reads each row's own
   95% interval, claim a leak past T where T sits at the largest true leakage of the audit's rows
   (the least favourable threshold: every such claim is false), beside what each finds on the
@@ -51,6 +51,7 @@ from ser_audit.leakage.statistics.calibration import (  # noqa: E402
     rates,
     repetition,
 )
+from ser_audit.leakage.statistics.verdicts import DEFAULT_MARGIN  # noqa: E402
 
 
 def _one(seed: int, design: Design, leak: float, n_permutations: int, with_coverage: bool, boundary: bool) -> Outcome:
@@ -109,7 +110,8 @@ def pooled_coverage(cells: dict[tuple[str, float], list[Outcome]]) -> list[str]:
 DETECTIONS: dict[str, Callable[[Outcome], bool]] = {
     "a row significant (verdicts.decide)": lambda o: o.any_significant,
     "gate --max-gap 0.1 fails": lambda o: o.gate_failed,
-    "verdict leaks": lambda o: o.verdict == "leaks",
+    f"verdict leaks (T = chance + {DEFAULT_MARGIN})": lambda o: o.verdict == "leaks",
+    "verdict leaks (T = chance + 0.1)": lambda o: o.leaks_at_gap,
 }
 
 
@@ -129,9 +131,10 @@ def price_table(planted: list[Outcome], boundary: list[Outcome]) -> list[str]:
     lines = [f"| rule for `leaks` | on the planted leak (probe L {mean_l:.3f}) | false `leaks` with T at the largest "
              f"true L (on average {truth:.3f}) |", "|---|---|---|"]
     for name, found, false in (
-            ("the audit's: a significant layer, a lower bound past T jointly over the rows (max-T)",
+            ("the audit's: a significant layer, a lower bound past T jointly over the rows (max-T), T = chance + "
+             f"{DEFAULT_MARGIN} on the planted leak",
              lambda o: o.verdict == "leaks", lambda o: o.boundary_leaks),
-            ("looser: a significant row whose own 95% interval starts past T",
+            ("looser: a significant row whose own 95% interval starts past T (the same T)",
              lambda o: o.leaks_marginal, lambda o: o.boundary_marginal)):
         lines.append(f"| {name} | {_rate(sum(bool(found(o)) for o in planted), len(planted))} "
                      f"| {_rate(sum(bool(false(o)) for o in boundary), len(boundary))} |")

@@ -74,10 +74,19 @@ def test_a_clear_planted_leak_on_an_unbalanced_corpus_is_flagged() -> None:
         assert low >= 0.8, f"{decision}: {count} of {len(outcomes)}"
 
 
+def test_a_moderate_leak_on_an_unbalanced_corpus_is_a_leak_at_the_default_threshold() -> None:
+    # 21 women and 9 men, probe L about 0.79. At T = chance + 0.1 the verdict missed 2 of these 40.
+    outcomes = run(DESIGNS[2], leak=1.3, repetitions=40, n_layers=1, first_seed=7000)
+    assert 0.72 < np.mean([o.balanced_accuracy for o in outcomes]) < 0.82
+    low, count = _low(outcomes, lambda o: o.verdict == "leaks")
+    assert low > 0.85, f"leaks in {count} of {len(outcomes)}"
+    assert not any(o.grade == "A" for o in outcomes)
+
+
 def test_leaks_past_the_threshold_is_rarely_claimed_where_the_truth_sits_at_it() -> None:
     # T at the largest true leakage of the rows: the least favourable threshold, every "leaks" there is false.
     outcomes = run(DESIGNS[2], leak=0.6, repetitions=80, n_layers=1, first_seed=5000, boundary=True)
-    chance_plus_gap = 1 / 2 + 0.1  # what leak 0.6 plants, about: the default threshold
+    chance_plus_gap = 1 / 2 + 0.1  # what leak 0.6 plants, about
     assert all(o.largest_truth is not None and abs(o.largest_truth - chance_plus_gap) < 0.08 for o in outcomes)
     low, count = _low(outcomes, lambda o: o.boundary_leaks)
     assert low <= 0.05, f"leaks claimed past the truth in {count} of {len(outcomes)}"

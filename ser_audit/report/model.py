@@ -352,7 +352,7 @@ class LeakageVerdict(_Strict):
     verdict: Verdict = Field(description="leaks if any layer leaks; private if every layer is; else inconclusive.")
     statement: str = Field(description="The verdict in one sentence, with what to do next.")
     threshold: float = Field(description="Leakage threshold T of `leaks` and `private` (--max-leakage, chance + "
-                                         "--max-gap, else chance + 0.1).")
+                                         "--max-gap, else chance + 0.05).")
     alpha: float = Field(0.05, description="Family-wise error rate over layers, for leaks and for private claims each.")
     relabellings: int = Field(description="Speaker relabellings the null distributions were computed on.")
     relabellings_exact: bool = Field(description="Every distinct relabelling was enumerated (the p-values are exact).")

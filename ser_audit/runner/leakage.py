@@ -322,9 +322,11 @@ def _leakage_section(config: AuditConfig, inputs: Inputs, attacked: list["Attack
 
 
 def verdict_threshold(config: AuditConfig, chance: float) -> float:
-    """T of leaks / private: the strictest of --max-leakage and chance + --max-gap, else chance + 0.1."""
+    """T of leaks / private: the strictest of --max-leakage and chance + --max-gap, else chance + DEFAULT_MARGIN."""
+    from ser_audit.leakage.statistics.verdicts import DEFAULT_MARGIN
+
     given = [t for t in (config.max_leakage, None if config.max_gap is None else chance + config.max_gap) if t is not None]
-    return min(1.0, min(given) if given else chance + 0.1)
+    return min(1.0, min(given) if given else chance + DEFAULT_MARGIN)
 
 
 def _cache_notes(embeddings: Any, corpus_name: str, observer: ProgressObserver) -> list[str]:

@@ -57,7 +57,7 @@ from ser_audit.leakage.statistics.rows import (
     leakage_statistics,
     row_fields,
 )
-from ser_audit.leakage.statistics.verdicts import decide
+from ser_audit.leakage.statistics.verdicts import DEFAULT_MARGIN, decide
 from ser_audit.report.gates import leakage_bound
 from ser_audit.report.model import PROBE_DESIGN, LeakageResult
 from ser_audit.report.scoring import GRADE_CAP, grade, privacy_score
@@ -115,8 +115,10 @@ class Outcome:
     any_significant: bool = False  # any row significant after family-wise adjustment (a gate at chance)
     any_severity: bool = False  # any row with a severity above none
     privacy_score: float = 100.0
-    verdict: str = "inconclusive"  # the model's: leaks, private or inconclusive (``verdicts.decide``)
+    # The model's at T = chance + DEFAULT_MARGIN: leaks, private or inconclusive (``verdicts.decide``).
+    verdict: str = "inconclusive"
     layer_verdicts: list[str] = field(default_factory=list)
+    leaks_at_gap: bool = False  # the verdict is leaks at T = chance + max_gap, as under --max-gap
     # The largest layer upper bound above chance: the smallest margin T - chance at which this model would
     # be certified private (upper bounds do not depend on T).
     private_margin: float = 1.0
@@ -310,7 +312,8 @@ def _marginally_past(rows: Sequence[LeakageResult], threshold: float) -> bool:
 
 
 def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_permutations: int = 199,
-               max_gap: float = 0.1, coverage: bool = False, boundary: bool = False) -> Outcome:
+               max_gap: float = 0.1, margin: float = DEFAULT_MARGIN, coverage: bool = False,
+               boundary: bool = False) -> Outcome:
     """Audit one planted corpus (see the module docstring) and record what each statistic decided.
 
     With ``boundary``, every row's true leakage is measured too (its per-fold attackers, or the aux-trained one,
@@ -366,10 +369,13 @@ def repetition(design: Design, *, leak: float, seed: int, n_layers: int = 4, n_p
             }
     if coverage:
         outcome.intervals = first_layer_intervals(design, data, aux, folds, permutations, leak=leak, seed=seed)
-    decision = decide(attacked, permutations=permutations, threshold=1 / len(classes) + max_gap)
+    # The verdict at the audit's default T; the gate at --max-gap max_gap, as a user would set it.
+    decision = decide(attacked, permutations=permutations, threshold=1 / len(classes) + margin)
     rows = rows_of(attacked)
     outcome.verdict = decision.verdict
     outcome.layer_verdicts = [layer.verdict for layer in decision.layers]
+    outcome.leaks_at_gap = decide(attacked, permutations=permutations,
+                                  threshold=1 / len(classes) + max_gap).verdict == "leaks"
     outcome.private_margin = max(layer.upper_bound - layer.chance for layer in decision.layers)
     outcome.any_significant = any(row.significant for row in rows)
     outcome.gate_failed = any(leakage_bound(row) - row.chance > max_gap for row in rows)
@@ -415,9 +421,10 @@ def rates(outcomes: list[Outcome], *, alpha: float = 0.05) -> list[Rate]:
         ("gate --max-gap 0.1 fails", lambda o: o.gate_failed),
         ("any severity above none", lambda o: o.any_severity),
         ("privacy score below 90", lambda o: o.privacy_score < 90),
-        ("verdict leaks", lambda o: o.verdict == "leaks"),
-        ("verdict private", lambda o: o.verdict == "private"),
-        ("verdict inconclusive", lambda o: o.verdict == "inconclusive"),
+        (f"verdict leaks (T = chance + {DEFAULT_MARGIN}, the default)", lambda o: o.verdict == "leaks"),
+        (f"verdict private (T = chance + {DEFAULT_MARGIN})", lambda o: o.verdict == "private"),
+        (f"verdict inconclusive (T = chance + {DEFAULT_MARGIN})", lambda o: o.verdict == "inconclusive"),
+        ("verdict leaks under --max-gap 0.1 (T = chance + 0.1)", lambda o: o.leaks_at_gap),
         ("clean: no leaks verdict, no severity, --max-gap 0.1 passes",
          lambda o: o.verdict != "leaks" and not o.any_severity and not o.gate_failed),
     ]
