@@ -2,7 +2,8 @@
 
 Each seed synthesises its own IEMOCAP-like corpus (10 speakers, new voices) and audits
 ``ser_audit.testing.PlantedCNN`` through the public API with every scenario (worst, s1-s4,
-generic and aware, the strongest-attacker rows), ``--max-gap 0.1``:
+generic and aware, the strongest-attacker rows), the verdict at its default threshold
+(chance + 0.05), and the ``--max-gap 0.1`` gate read from the same rows:
 
 - ``leak=False``: every layer is noise. Counted: privacy score >= 90, the gate passing, any
   row significant after family-wise adjustment, any severity above none.
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from ser_audit.api import ModelSource, leakage_audit
 from ser_audit.leakage.statistics.calibration import clopper_pearson
+from ser_audit.report.gates import max_gap_gate
 from ser_audit.report.model import Report
 from ser_audit.testing import tiny_corpus, write_planted_cnn
 
@@ -38,7 +40,12 @@ def audit(folder: Path, *, leak: bool, seed: int, quick: bool, per_speaker: int,
     corpus = tiny_corpus(folder / f"corpus-{preset}-{seed}", preset=preset, per_speaker=per_speaker, seed=seed)
     spec, weights = write_planted_cnn(folder, leak=leak, seed=seed)
     return leakage_audit(ModelSource(spec, weights=weights), corpus=str(corpus.root / "manifest.csv"), quick=quick,
-                         seed=seed, cache_dir=folder / "cache", max_gap=0.1, aux_corpus=AUX[preset], **options)
+                         seed=seed, cache_dir=folder / "cache", aux_corpus=AUX[preset], **options)
+
+
+def gap_gate_passes(report: Report) -> bool:
+    """``--max-gap 0.1``, read from the rows as the audit would have (the verdict keeps its default T)."""
+    return max_gap_gate("max-gap", report.leakage.results if report.leakage else [], 0.1).passed
 
 
 def verdict(report: Report) -> str:
@@ -74,12 +81,12 @@ def main() -> None:
                 found.append(report)
                 rows = report.leakage.results if report.leakage else []
                 print(f"seed {seed} leak {leak}: verdict {verdict(report)}, privacy {report.scores.privacy}, "
-                      f"grade {report.scores.grade}, gate {'pass' if all(g.passed for g in report.gates) else 'FAIL'}, "
+                      f"grade {report.scores.grade}, gate {'pass' if gap_gate_passes(report) else 'FAIL'}, "
                       f"{sum(bool(r.significant) for r in rows)} of {len(rows)} rows significant", flush=True)
     n = seeds
     print(f"\n| on the gender-free target ({args.preset}) | count | Clopper-Pearson 95% |\n|---|---|---|")
     print(count("privacy score >= 90", sum((r.scores.privacy or 0) >= 90 for r in null), n))
-    print(count("--max-gap 0.1 passes", sum(all(g.passed for g in r.gates) for r in null), n))
+    print(count("--max-gap 0.1 passes", sum(gap_gate_passes(r) for r in null), n))
     print(count("any row significant", sum(any(x.significant for x in r.leakage.results) for r in null), n))
     print(count("any severity above none", sum(any(x.severity != "none" for x in r.leakage.results) for r in null), n))
     for name in ("leaks", "inconclusive", "private"):
@@ -87,7 +94,7 @@ def main() -> None:
     print(count("grade A", sum(r.scores.grade == "A" for r in null), n))
     if leaking:
         print(f"\n| on the leaking target ({args.preset}) | count | Clopper-Pearson 95% |\n|---|---|---|")
-        flagged = sum(not all(g.passed for g in r.gates) and any(x.significant for x in r.leakage.results)
+        flagged = sum(not gap_gate_passes(r) and any(x.significant for x in r.leakage.results)
                       for r in leaking)
         print(count("flagged (gate fails, a row significant)", flagged, n))
         print(count("verdict leaks", sum(verdict(r) == "leaks" for r in leaking), n))

@@ -187,6 +187,23 @@ def test_gate_command_applies_a_policy_with_torch_blocked(gated_report: Path, tm
     assert result.returncode == 2 and "max_leakage" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_regression_gate_with_nothing_to_compare_fails(gated_report: Path) -> None:
+    from ser_audit.report.model import Report
+    from ser_audit.report.policy import Policy, evaluate
+
+    report = Report.model_validate_json(gated_report.read_text())
+    assert report.leakage is not None and report.leakage.results
+    policy = Policy.model_validate({"regression": {"max_leakage_increase": 0.05}})
+    same = evaluate(policy, report, baseline=report)
+    assert [gate.passed for gate in same] == [True]
+    other = report.model_copy(deep=True)
+    assert other.leakage is not None
+    for row in other.leakage.results:
+        row.layer = "renamed"
+    gate, = evaluate(policy, report, baseline=other)
+    assert not gate.passed and "share no leakage row" in gate.detail
+
+
 def test_report_against_a_baseline_lists_changes(gated_report: Path) -> None:
     result = _render(gated_report, "--format", "md", "--baseline", str(gated_report))
     assert result.returncode == 0, result.stderr

@@ -222,19 +222,25 @@ def evaluate(policy: Policy, report: Report, baseline: Report | None = None) -> 
         if baseline is None:
             raise ConfigError("the policy has a [regression] table; give the earlier report with --baseline OLD.json")
         diff = compare(baseline, report)
+        # A regression gate that finds nothing to compare would pass whatever changed: it fails, saying why.
         if policy.regression.max_leakage_increase is not None:
-            increase = max(diff.leakage, key=lambda c: c.change, default=None)
-            value = increase.change if increase else 0.0
-            gates.append(Gate(name="policy regression max-leakage-increase", threshold=policy.regression.max_leakage_increase,
-                              value=value, passed=value <= policy.regression.max_leakage_increase,
-                              detail=increase.key if increase else "no matching rows"))
+            gates.append(_regression_gate("policy regression max-leakage-increase", policy.regression.max_leakage_increase,
+                                          [(c.key, c.change) for c in diff.leakage], "leakage row (layer, scenario, "
+                                          "attacker design and attribute)"))
         if policy.regression.max_uar_decrease is not None:
-            decrease = min(diff.robustness, key=lambda c: c.change, default=None)
-            value = -decrease.change if decrease else 0.0
-            gates.append(Gate(name="policy regression max-uar-decrease", threshold=policy.regression.max_uar_decrease,
-                              value=value, passed=value <= policy.regression.max_uar_decrease,
-                              detail=decrease.key if decrease else "no matching rows"))
+            gates.append(_regression_gate("policy regression max-uar-decrease", policy.regression.max_uar_decrease,
+                                          [(c.key, -c.change) for c in diff.robustness], "robustness row (method "
+                                          "and eps)"))
     return gates
+
+
+def _regression_gate(name: str, threshold: float, changes: list[tuple[str, float]], kind: str) -> Gate:
+    """The worst change for the worse among the rows both reports share."""
+    if not changes:
+        return Gate(name=name, threshold=threshold, value=1.0, passed=False,
+                    detail=f"the baseline and this report share no {kind}; compare reports of the same audit settings")
+    key, value = max(changes, key=lambda change: change[1])
+    return Gate(name=name, threshold=threshold, value=value, passed=value <= threshold, detail=key)
 
 
 def _protection_gates(rule: ProtectionRule, report: Report) -> list[Gate]:
