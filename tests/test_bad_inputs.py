@@ -520,6 +520,10 @@ CASES = [
                                                "--out", str(c.precious / "notes.txt")], message="is an existing file"),
     Case("harden-out-read-only", lambda c: ["harden", str(c.model), "--method", "vanilla",
                                             "--out", str(c.read_only / "h.onnx")], message="cannot write into"),
+    # torch.export cannot capture an onnx2torch conversion: said before any training, not after it.
+    Case("harden-out-pt2-of-an-onnx-graph", lambda c: ["harden", str(c.model), "--method", "vanilla", "--corpus",
+                                                       str(c.manifest), "--out", str(c.root / "h.pt2")],
+         message="torch.export cannot capture the model"),
     Case("zoo-train-out-read-only", lambda c: ["zoo", "train", "cnn4", "--out", str(c.read_only / "m.onnx")],
          message="cannot write into"),
     Case("corpus-synth-out-not-empty", lambda c: ["corpus", "synth", "iemocap-like", "--out", str(c.precious)],

@@ -46,6 +46,29 @@ def export_model(module: nn.Module, frontend: FrontEndSpec, out: Path, *, onnx_e
             raise ConfigError(f"--out {out}: use a .onnx, .pt (TorchScript) or .pt2 (torch.export) file name")
 
 
+def check_exportable(module: nn.Module, frontend: FrontEndSpec, out: Path) -> None:
+    """Refuse, before minutes of training, an ``out`` format the module cannot be written as.
+
+    Only torch.export is tried (a trained copy has the same graph): it is the exporter that fails on
+    models that load and run, e.g. an onnx2torch conversion with data-dependent shapes.
+    """
+    if out.suffix.lower() != ".pt2":
+        return
+    inputs = example_inputs(frontend)
+    auxiliary: dict[str, dict[int, str]] = {}
+    training = module.training
+    captured = module.eval()
+    if isinstance(captured, WithAuxiliaryInputs):
+        captured, inputs, auxiliary = _with_auxiliary(captured, inputs)
+    try:
+        with quiet_torch():
+            _torch_export(captured, inputs, frontend, auxiliary)
+    except ModelError as error:
+        raise ConfigError(f"--out {out}: {error}") from None
+    finally:
+        module.train(training)
+
+
 def example_inputs(frontend: FrontEndSpec) -> tuple[torch.Tensor, ...]:
     """One distinct tensor per input; lengths differ for variable-length models so that the
     exporters do not conclude that the inputs must share a time axis (or are the same tensor)."""

@@ -119,7 +119,7 @@ def harden_model(source: ModelSource, out: Path, *, recipe: "HardeningRecipe", c
     from ser_audit.frontend.features import FrontEnd
     from ser_audit.models.batch_of_one import refuse_training
     from ser_audit.models.differentiable import torch_module
-    from ser_audit.models.export import export_model
+    from ser_audit.models.export import check_exportable, export_model
     from ser_audit.models.training import write_checkpoint_payload
     from ser_audit.robustness.evaluate import ProbeSettings, evaluation_set, probe_model
 
@@ -129,12 +129,13 @@ def harden_model(source: ModelSource, out: Path, *, recipe: "HardeningRecipe", c
     _check_out(out)
     resolved = resolve_device(device)  # a missing GPU fails before any work
     cache = cache_dir or sources.default_cache_dir()
-    training_corpus = sources.load_corpus(corpus, cache_dir=cache, seed=recipe.seed, observer=observer)
     model = sources.load_model(source, cache_dir=cache, seed=recipe.seed, observer=observer, device=resolved)
     if out.suffix.lower() == ".ckpt" and not (model.path and model.path.suffix == ".ckpt"):
         raise ConfigError(f"--out {out}: .ckpt is for reference-model checkpoints; use .onnx, .pt or .pt2")
     refuse_training(model, "harden")
     original = torch_module(model)
+    check_exportable(original, model.frontend, out)  # before the training, not after
+    training_corpus = sources.load_corpus(corpus, cache_dir=cache, seed=recipe.seed, observer=observer)
     hardened = method.harden(copy.deepcopy(original), model, training_corpus, recipe, device=resolved, observer=observer)
     settings = ProbeSettings(grid=(0.0, recipe.eps), pgd_eps=None, seed=recipe.seed)
     data = evaluation_set(model, training_corpus, observer)

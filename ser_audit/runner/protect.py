@@ -79,9 +79,11 @@ def run_protect(config: AuditConfig, settings: ProtectSettings, *, command: Sequ
                 observer: ProgressObserver = NULL_OBSERVER) -> Report:
     """Protect ``settings.layer`` of ``config.model``, write the chosen copy to ``settings.out``, and report."""
     from ser_audit.defenses import AttributeRemoval, defense
+    from ser_audit.defenses.tap import submodule
     from ser_audit.devices import resolve_device
     from ser_audit.models.batch_of_one import refuse_training
     from ser_audit.models.differentiable import torch_module
+    from ser_audit.models.export import check_exportable
 
     settings.check()
     method = defense(settings.method, purpose="attribute")
@@ -93,14 +95,13 @@ def run_protect(config: AuditConfig, settings: ProtectSettings, *, command: Sequ
     loader = sources.Loader(config, observer)
     model = loader.model(config.model)
     layer = _the_layer(model, settings.layer)
+    refuse_training(model, "protect")
+    module = torch_module(model)
+    submodule(module, layer.name)  # a layer protect cannot reach fails before any work
+    check_exportable(module, model.frontend, settings.out)  # and so does an --out it cannot write
     protection_corpus = loader.corpus(config.aux_corpus, flag="--aux-corpus")
     audit_corpus = loader.corpus(config.corpus)
     sources.check_aux_is_other_data(audit_corpus, protection_corpus)
-    refuse_training(model, "protect")
-    module = torch_module(model)
-    from ser_audit.defenses.tap import submodule
-
-    submodule(module, layer.name)  # a layer protect cannot reach fails before any work
     data = protection_data(model, protection_corpus, layer, config.attribute, seed=config.seed, observer=observer)
     device = resolve_device(config.device)
 
