@@ -108,8 +108,8 @@ def test_a_reference_to_a_store_the_worker_cannot_read_names_the_folder(tmp_path
 
 def test_a_model_that_is_another_file_on_the_worker_is_refused(onnx_model: Path, tmp_path: Path) -> None:
     origin = ModelOrigin.of(ModelSource(str(onnx_model)), tmp_path, 0)
-    other = ModelOrigin(origin.source, origin.cache_dir, origin.seed, sha256="0" * 64)
-    with pytest.raises(ModelError, match="is not the audited file"):
+    other = ModelOrigin(origin.source, origin.cache_dir, origin.seed, identity="0" * 64)
+    with pytest.raises(ModelError, match="is not the audited model"):
         BodyReference("relu1", other).resolve(None)  # type: ignore[arg-type]
 
 

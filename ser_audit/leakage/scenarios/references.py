@@ -9,8 +9,8 @@ job. A job names them instead, and a worker resolves each name once per process
   records for it. The worker memory-maps the file (its checksum checked once per process, and
   compared with the planner's, so a node holding another copy of the cache cannot give other
   numbers), then takes the view the attacker design reads (flattened, or time axis last).
-- the sub-network: the MODEL source, the cache folder and seed it was loaded with, and its sha256.
-  The worker loads the model through ``models.loading.load_model`` (checking the sha256) and cuts
+- the sub-network: the MODEL source, the cache folder and seed it was loaded with, and its identity.
+  The worker loads the model through ``models.loading.load_model`` (checking its identity) and cuts
   the layer's sub-network (``TargetModel.downstream``).
 
 Where the workers cannot read the file (a temporary store, embeddings or a model in memory, a cache
@@ -108,12 +108,13 @@ class EmbeddingReference:
 @dataclass(frozen=True)
 class ModelOrigin:
     """How a worker loads the target: the MODEL source and the cache folder and seed it was loaded
-    with (as ``runner.sources.load_model`` does), and the sha256 of the file it must find."""
+    with (as ``runner.sources.load_model`` does), and the identity it must find (``TargetModel.cache_identity``:
+    the file's sha256, with a ``python:`` factory's code)."""
 
     source: ModelSource
     cache_dir: Path
     seed: int
-    sha256: str = ""
+    identity: str = ""
 
     @classmethod
     def of(cls, source: ModelSource, cache_dir: Path, seed: int) -> "ModelOrigin":
@@ -183,10 +184,11 @@ def _load(origin: ModelOrigin) -> "TargetModel":
     source = origin.source
     model = load_model(source.spec, frontend=source.frontend, weights=source.weights, trust_pickle=source.trust_pickle,
                        cache_dir=origin.cache_dir, seed=origin.seed)
-    found = model.sha256 if model.path is not None else None
-    if found != origin.sha256:
-        raise ModelError(f"model {source.spec} on {socket.gethostname()} is not the audited file (sha256 {found} where "
-                         f"{origin.sha256} was audited); put the model and --cache-dir on storage every node sees")
+    found = model.cache_identity if model.path is not None else None
+    if found != origin.identity:
+        raise ModelError(f"model {source.spec} on {socket.gethostname()} is not the audited model (its file, or a python: "
+                         f"factory's code, differs: {found} where {origin.identity} was audited); put the model, its "
+                         "code and --cache-dir on storage every node sees")
     return model
 
 
@@ -248,6 +250,6 @@ class Referrer:
     def _origin(self, model: "TargetModel") -> ModelOrigin | None:
         if self.origin is None or model.path is None or not all(self.sees(path) for path in self.origin.files(model)):
             return None
-        if not self.origin.sha256:
-            self.origin = ModelOrigin(self.origin.source, self.origin.cache_dir, self.origin.seed, model.sha256)
+        if not self.origin.identity:
+            self.origin = ModelOrigin(self.origin.source, self.origin.cache_dir, self.origin.seed, model.cache_identity)
         return self.origin
