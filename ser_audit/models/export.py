@@ -54,7 +54,8 @@ def check_exportable(module: nn.Module, frontend: FrontEndSpec, out: Path) -> No
     """
     if out.suffix.lower() != ".pt2":
         return
-    inputs = example_inputs(frontend)
+    placed_on = next(module.parameters(), torch.empty(0)).device  # harden may have put the model on a GPU
+    inputs = tuple(tensor.to(placed_on) for tensor in example_inputs(frontend))
     auxiliary: dict[str, dict[int, str]] = {}
     training = module.training
     captured = module.eval()
