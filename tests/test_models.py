@@ -530,6 +530,21 @@ def test_a_graph_torch_export_cannot_capture_fails_in_one_line_without_its_dump(
     assert capfd.readouterr().err == ""
 
 
+def test_an_out_format_is_checked_before_training_both_ways(onnx_model: Path, tmp_path: Path) -> None:
+    """harden and protect ask first whether they could write --out; the answer must be no and yes where it is."""
+    from ser_audit.errors import ConfigError
+    from ser_audit.models.differentiable import torch_module
+    from ser_audit.models.export import check_exportable
+
+    model = load_model(str(onnx_model), cache_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"--out .*converted\.pt2: torch.export cannot capture the model"):
+        check_exportable(torch_module(model), model.frontend, tmp_path / "converted.pt2")
+    check_exportable(torch_module(model), model.frontend, tmp_path / "converted.onnx")  # ONNX is written back
+    eager = CNN4(4, width=0.0625).train()
+    check_exportable(eager, model.frontend, tmp_path / "eager.pt2")
+    assert eager.training and not list(tmp_path.glob("*.pt2"))  # its mode kept, nothing written
+
+
 def test_a_layer_name_the_torch_path_lacks_is_answered_with_names_it_has(tiny_cnn, onnx_model: Path, tmp_path: Path) -> None:
     """protect and similarity hardening refused "pool4" on an ONNX graph without saying what would work."""
     from ser_audit.defenses.tap import submodule
