@@ -26,12 +26,7 @@ def export_model(module: nn.Module, frontend: FrontEndSpec, out: Path, *, onnx_e
     (the older exporter many tools still use; no intermediate shapes), or ``auto`` (dynamo,
     then the TorchScript exporter for modules torch.export cannot capture).
     """
-    module = module.eval()
-    inputs = example_inputs(frontend)
-    auxiliary: dict[str, dict[int, str]] = {}
-    if isinstance(module, WithAuxiliaryInputs):
-        # The torch path over every input in model order: the written model takes its auxiliary inputs again.
-        module, inputs, auxiliary = _with_auxiliary(module, inputs)
+    module, inputs, auxiliary = _traceable(module.eval(), frontend)
     suffix = out.suffix.lower()
     with quiet_torch():
         if suffix == ".onnx":
@@ -54,13 +49,9 @@ def check_exportable(module: nn.Module, frontend: FrontEndSpec, out: Path) -> No
     """
     if out.suffix.lower() != ".pt2":
         return
-    placed_on = next(module.parameters(), torch.empty(0)).device  # harden may have put the model on a GPU
-    inputs = tuple(tensor.to(placed_on) for tensor in example_inputs(frontend))
-    auxiliary: dict[str, dict[int, str]] = {}
     training = module.training
-    captured = module.eval()
-    if isinstance(captured, WithAuxiliaryInputs):
-        captured, inputs, auxiliary = _with_auxiliary(captured, inputs)
+    placed_on = next(module.parameters(), torch.empty(0)).device  # harden may have put the model on a GPU
+    captured, inputs, auxiliary = _traceable(module.eval(), frontend, placed_on)
     try:
         with quiet_torch():
             _torch_export(captured, inputs, frontend, auxiliary)
@@ -68,6 +59,16 @@ def check_exportable(module: nn.Module, frontend: FrontEndSpec, out: Path) -> No
         raise ConfigError(f"--out {out}: {error}") from None
     finally:
         module.train(training)
+
+
+def _traceable(module: nn.Module, frontend: FrontEndSpec, device: torch.device | None = None
+               ) -> tuple[nn.Module, tuple[torch.Tensor, ...], dict[str, dict[int, str]]]:
+    """What the exporters trace: the module, example inputs on ``device`` and each auxiliary input's dynamic axes."""
+    inputs = tuple(tensor.to(device) for tensor in example_inputs(frontend)) if device else example_inputs(frontend)
+    if isinstance(module, WithAuxiliaryInputs):
+        # The torch path over every input in model order: the written model takes its auxiliary inputs again.
+        return _with_auxiliary(module, inputs)
+    return module, inputs, {}
 
 
 def example_inputs(frontend: FrontEndSpec) -> tuple[torch.Tensor, ...]:
