@@ -127,6 +127,7 @@ def harden_model(source: ModelSource, out: Path, *, recipe: "HardeningRecipe", c
     assert isinstance(method, AdversarialTraining)
     recipe.check()
     _check_out(out)
+    sources.check_not_an_input(source, out)
     resolved = resolve_device(device)  # a missing GPU fails before any work
     cache = cache_dir or sources.default_cache_dir()
     model = sources.load_model(source, cache_dir=cache, seed=recipe.seed, observer=observer, device=resolved)

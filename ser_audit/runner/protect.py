@@ -86,6 +86,7 @@ def run_protect(config: AuditConfig, settings: ProtectSettings, *, command: Sequ
     from ser_audit.models.export import check_exportable
 
     settings.check()
+    sources.check_not_an_input(config.model, settings.out)
     method = defense(settings.method, purpose="attribute")
     assert isinstance(method, AttributeRemoval)
     strengths = settings.strengths or method.default_strengths

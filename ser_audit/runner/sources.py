@@ -73,6 +73,14 @@ class Loader:
         return self._corpora[source]
 
 
+def check_not_an_input(source: ModelSource, out: Path) -> None:
+    """A written model must not replace a file the run reads: the model, its weights or its front-end spec."""
+    inputs = [Path(source.spec), *(path for path in (source.weights, source.frontend) if path is not None)]
+    for path in inputs:
+        if path.exists() and out.exists() and path.samefile(out):
+            raise ConfigError(f"--out {out} is the model's own file ({path}); write the new model to another file")
+
+
 def check_aux_is_other_data(audit: Corpus, aux: Corpus) -> None:
     """s1, s3 and s4 promise an attacker trained on other data: never on the audit corpus or its speakers."""
     if audit.manifest_sha256() == aux.manifest_sha256():
