@@ -27,8 +27,8 @@ from pathlib import Path
 
 from ser_audit.api import ModelSource, leakage_audit
 from ser_audit.leakage.statistics.calibration import clopper_pearson
-from ser_audit.report.gates import max_gap_gate
 from ser_audit.report.model import Report
+from ser_audit.report.policy import evaluate, flag_policy
 from ser_audit.testing import tiny_corpus, write_planted_cnn
 
 # The aux corpus must be other speakers: RAVDESS-like's actors when auditing IEMOCAP-like, and the reverse.
@@ -44,8 +44,8 @@ def audit(folder: Path, *, leak: bool, seed: int, quick: bool, per_speaker: int,
 
 
 def gap_gate_passes(report: Report) -> bool:
-    """``--max-gap 0.1``, read from the rows as the audit would have (the verdict keeps its default T)."""
-    return max_gap_gate("max-gap", report.leakage.results if report.leakage else [], 0.1).passed
+    """``--max-gap 0.1``, decided on the saved report as ``ser-audit gate`` would (the verdict keeps its default T)."""
+    return all(gate.passed for gate in evaluate(flag_policy(max_gap=0.1), report))
 
 
 def verdict(report: Report) -> str:

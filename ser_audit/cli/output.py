@@ -34,11 +34,9 @@ def check_outputs(formats: str, policy: Path | None = None, out: str | None = No
                 # Its gate would fail after the whole run, on rows this command never computes.
                 raise ConfigError(f"--policy {policy} has [[{study}]] rules, which this command does not measure; "
                                   "run ser-audit audit for both studies, or give a policy without them")
-        scores = loaded.scores
-        for study, minimum in (("leakage", scores and scores.min_privacy), ("robustness", scores and scores.min_robustness)):
-            if minimum is not None and study not in studies:
-                score = "min_privacy" if study == "leakage" else "min_robustness"
-                raise ConfigError(f"--policy {policy}: [scores] {score} needs the {study} study, which this command does "
+        for study, rule in (("leakage", "min_privacy"), ("robustness", "min_robustness")):
+            if getattr(loaded.scores, rule, None) is not None and study not in studies:
+                raise ConfigError(f"--policy {policy}: [scores] {rule} needs the {study} study, which this command does "
                                   "not run; run ser-audit audit for both studies, or drop the rule")
         if loaded.protection is not None:
             # Only protect measures it, and protect writes its report for ser-audit gate to judge.
